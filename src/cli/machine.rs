@@ -1,0 +1,167 @@
+//! `runner machine run|check`.
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use paper_runner::engine::{ActionRegistry, Engine, NoCheckpoints, NoLlm};
+use paper_runner::spec::{self, LoadOptions};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Exit code for invalid machine files or arguments.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Subcommand, Debug)]
+pub enum MachineCmd {
+    /// Run a machine and print its final output as one JSON object.
+    Run(RunArgs),
+    /// Validate machine files; exit 2 if any has an error.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The machine file (YAML or JSON).
+    pub file: PathBuf,
+    /// Input as a JSON object.
+    #[arg(long, conflicts_with = "input_file")]
+    pub input: Option<String>,
+    /// Read the input JSON object (or YAML mapping) from a file.
+    #[arg(long)]
+    pub input_file: Option<PathBuf>,
+    /// Profile catalog to use instead of the nearest profiles.yml.
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
+    /// Execution id (default: a new UUID).
+    #[arg(long)]
+    pub execution_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Machine files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Profile catalog to use instead of the nearest profiles.yml.
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
+}
+
+pub fn run(cmd: MachineCmd) -> ExitCode {
+    match cmd {
+        MachineCmd::Check(a) => check(a),
+        MachineCmd::Run(a) => run_machine(a),
+    }
+}
+
+pub fn actions() -> ActionRegistry {
+    ActionRegistry::with_builtins()
+}
+
+fn load_options(profiles: Option<PathBuf>, actions: &ActionRegistry) -> LoadOptions {
+    LoadOptions {
+        profiles,
+        actions: actions.names(),
+    }
+}
+
+fn check(a: CheckArgs) -> ExitCode {
+    let opts = load_options(a.profiles, &actions());
+    let mut failed = false;
+    for file in &a.files {
+        let loaded = spec::load(file, &opts);
+        for d in &loaded.diagnostics.items {
+            println!("{d}");
+        }
+        failed |= loaded.diagnostics.has_errors();
+    }
+    if failed {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Load a machine for running; problems are printed to stderr.
+pub fn load_bundle(file: &Path, opts: &LoadOptions) -> Option<Arc<spec::Bundle>> {
+    let loaded = spec::load(file, opts);
+    for d in &loaded.diagnostics.items {
+        if d.severity == spec::Severity::Error {
+            eprintln!("{d}");
+        } else {
+            tracing::warn!("{d}");
+        }
+    }
+    loaded.bundle.map(Arc::new)
+}
+
+pub fn read_input(input: Option<&str>, file: Option<&Path>) -> anyhow::Result<Map<String, Value>> {
+    let v: Value = match (input, file) {
+        (Some(s), _) => serde_json::from_str(s).context("--input is not valid JSON")?,
+        (None, Some(p)) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read input file {}", p.display()))?;
+            serde_yaml::from_str(&text)
+                .with_context(|| format!("input file {} is not valid JSON/YAML", p.display()))?
+        }
+        (None, None) => Value::Object(Map::new()),
+    };
+    match v {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        _ => bail!("input must be a JSON object"),
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run_machine(a: RunArgs) -> ExitCode {
+    let input = match read_input(a.input.as_deref(), a.input_file.as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let registry = actions();
+    let opts = load_options(a.profiles, &registry);
+    let Some(bundle) = load_bundle(&a.file, &opts) else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let id = a
+        .execution_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let engine = Engine::new(bundle, Arc::new(NoLlm), registry, Arc::new(NoCheckpoints));
+    let result = rt.block_on(engine.run(&id, input));
+    print_outcome(result)
+}
+
+/// stdout: the output JSON (exit 0); stderr: `error: KIND: message` (exit 1).
+pub fn print_outcome(result: Result<Value, paper_runner::engine::ExecError>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!(
+                "{}",
+                serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {}", e.kind, e.message);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Command-line interface: one module per command group.
+
+mod machine;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "runner",
+    version,
+    about = "Durable FlatMachines runner for research-paper pipelines"
+)]
+pub struct Cli {
+    /// Log filter when RUST_LOG is not set (e.g. "info", "paper_runner=debug").
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run, resume or check FlatMachine files.
+    #[command(subcommand)]
+    Machine(machine::MachineCmd),
+}
+
+/// Logs go to stderr (stdout carries results); quiet unless asked.
+pub fn init_logging(level: Option<&str>) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::new(level.unwrap_or("warn")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Machine(cmd) => machine::run(cmd),
+    }
+}

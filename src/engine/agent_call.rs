@@ -1,0 +1,219 @@
+//! Agent states and their `execution` types: `default` (one call), `retry`
+//! (backoffs with jitter, honouring `retry_after`, only for retryable kinds)
+//! and `parallel` (`n_samples` concurrent calls → `{results, count}`).
+
+use super::agent::{AgentRequest, AgentResult, DEFAULT_SYSTEM_PROMPT};
+use super::error::{ErrorKind, ExecError};
+use super::exec::Run;
+use super::state::template_err;
+use crate::expr::{Templates, Vars};
+use crate::spec::model::ExecutionDef;
+use crate::spec::StateDef;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The reference's default retry backoffs, in seconds.
+pub const DEFAULT_BACKOFFS: [f64; 4] = [2.0, 8.0, 16.0, 35.0];
+pub const DEFAULT_JITTER: f64 = 0.1;
+pub const DEFAULT_SAMPLES: u32 = 3;
+
+impl Run {
+    pub(crate) async fn run_agent(
+        &mut self,
+        name: &str,
+        agent_name: &str,
+        state: &StateDef,
+    ) -> Result<Value, ExecError> {
+        let agent = self
+            .shared
+            .agents
+            .get(&(self.m, agent_name.to_string()))
+            .cloned()
+            .ok_or_else(|| {
+                ExecError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("unknown agent '{agent_name}'"),
+                )
+            })?;
+        let input = self.render_input(state)?;
+        let prompt_vars = Vars::from_pairs([
+            ("input", Value::Object(input.clone())),
+            ("model", Value::Object(agent.model.clone())),
+        ]);
+        let p = &agent.prompt;
+        let system = Templates::render_text(
+            p.system.as_deref().unwrap_or(DEFAULT_SYSTEM_PROMPT),
+            &prompt_vars,
+        )
+        .map_err(|e| template_err(&format!("agent '{agent_name}' system prompt"), e))?;
+        let mut user = Templates::render_text(&p.user, &prompt_vars)
+            .map_err(|e| template_err(&format!("agent '{agent_name}' user prompt"), e))?;
+        if let Some(suffix) = &p.instruction_suffix {
+            let s = Templates::render_text(suffix, &prompt_vars).map_err(|e| {
+                template_err(&format!("agent '{agent_name}' instruction_suffix"), e)
+            })?;
+            user = format!("{user}\n\n{s}");
+        }
+        let base = AgentRequest {
+            execution_id: self.id.clone(),
+            state: name.to_string(),
+            agent_name: agent_name.to_string(),
+            agent,
+            input,
+            system,
+            user,
+            attempt: 1,
+            call_key: String::new(),
+        };
+        let exec = state.execution.clone().unwrap_or_default();
+        match exec.kind.as_deref().unwrap_or("default") {
+            "retry" => self.call_with_retry(base, &exec).await.map(|r| r.payload()),
+            "parallel" => self.call_parallel(base, &exec).await,
+            _ => self.call_once(base, 0).await.map(|r| r.payload()),
+        }
+    }
+
+    fn call_key(&self, state: &str, sample: u32, attempt: u32) -> String {
+        format!(
+            "{}/{}@{}/s{}/a{}",
+            self.id, state, self.step, sample, attempt
+        )
+    }
+
+    async fn call_once(
+        &mut self,
+        mut req: AgentRequest,
+        sample: u32,
+    ) -> Result<AgentResult, ExecError> {
+        req.call_key = self.call_key(&req.state, sample, req.attempt);
+        tracing::debug!(event = "agent_call", agent = %req.agent_name, attempt = req.attempt, "calling agent");
+        let r = self.shared.agent.call(req).await;
+        self.count(&r);
+        r
+    }
+
+    fn count(&mut self, r: &Result<AgentResult, ExecError>) {
+        self.totals.api_calls += 1;
+        if let Ok(res) = r {
+            self.totals.cost += res.cost.unwrap_or(0.0);
+        }
+    }
+
+    async fn call_with_retry(
+        &mut self,
+        base: AgentRequest,
+        exec: &ExecutionDef,
+    ) -> Result<AgentResult, ExecError> {
+        let backoffs = exec
+            .backoffs
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BACKOFFS.to_vec());
+        let jitter = exec.jitter.unwrap_or(DEFAULT_JITTER).clamp(0.0, 1.0);
+        let mut attempt = 1u32;
+        loop {
+            let mut req = base.clone();
+            req.attempt = attempt;
+            match self.call_once(req, 0).await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.kind == ErrorKind::Interrupted => return Err(e),
+                Err(e) => {
+                    let idx = (attempt - 1) as usize;
+                    if !e.kind.is_retryable() || idx >= backoffs.len() {
+                        return Err(e);
+                    }
+                    let delay = retry_delay(backoffs[idx], jitter, e.retry_after);
+                    tracing::info!(
+                        event = "agent_retry",
+                        kind = %e.kind,
+                        attempt,
+                        delay_s = delay.as_secs_f64(),
+                        "retrying agent call"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn call_parallel(
+        &mut self,
+        base: AgentRequest,
+        exec: &ExecutionDef,
+    ) -> Result<Value, ExecError> {
+        let n = exec.n_samples.unwrap_or(DEFAULT_SAMPLES).max(1);
+        let mut set = tokio::task::JoinSet::new();
+        for sample in 0..n {
+            let mut req = base.clone();
+            req.call_key = self.call_key(&req.state, sample, 1);
+            let agent = Arc::clone(&self.shared.agent);
+            set.spawn(async move { (sample, agent.call(req).await) });
+        }
+        let mut results: Vec<(u32, Result<AgentResult, ExecError>)> = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(pair) => results.push(pair),
+                Err(e) => results.push((
+                    u32::MAX,
+                    Err(ExecError::new(
+                        ErrorKind::ServerError,
+                        format!("agent task failed: {e}"),
+                    )),
+                )),
+            }
+        }
+        results.sort_by_key(|(i, _)| *i);
+        let mut payloads = Vec::new();
+        let mut first_err = None;
+        for (_, r) in &results {
+            self.count(r);
+            match r {
+                Ok(res) => payloads.push(res.payload()),
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some(e.clone());
+                    }
+                }
+            }
+        }
+        if payloads.is_empty() {
+            let e =
+                first_err.unwrap_or_else(|| ExecError::new(ErrorKind::EmptyResponse, "no samples"));
+            return Err(ExecError {
+                message: format!("all {n} parallel samples failed; first: {}", e.message),
+                ..e
+            });
+        }
+        let count = payloads.len();
+        let mut out = Map::new();
+        out.insert("results".into(), Value::Array(payloads));
+        out.insert("count".into(), json!(count));
+        Ok(Value::Object(out))
+    }
+}
+
+/// `max(backoff ± jitter, retry_after)`.
+pub fn retry_delay(backoff: f64, jitter: f64, retry_after: Option<f64>) -> Duration {
+    let spread = backoff * jitter * (fastrand::f64() * 2.0 - 1.0);
+    let mut secs = (backoff + spread).max(0.0);
+    if let Some(ra) = retry_after.filter(|r| r.is_finite() && *r > 0.0) {
+        secs = secs.max(ra);
+    }
+    Duration::from_secs_f64(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_respects_jitter_and_retry_after() {
+        for _ in 0..100 {
+            let d = retry_delay(10.0, 0.1, None).as_secs_f64();
+            assert!((9.0..=11.0).contains(&d), "{d}");
+        }
+        assert_eq!(retry_delay(2.0, 0.0, Some(30.0)).as_secs_f64(), 30.0);
+        assert_eq!(retry_delay(2.0, 0.0, None).as_secs_f64(), 2.0);
+    }
+}

@@ -1,0 +1,326 @@
+//! Child machines: `machine: name` (blocking), `machine: [a, b]` (parallel),
+//! `foreach` fan-out, with `mode: settled` (all) or `mode: any` (first
+//! success).
+//!
+//! Children get deterministic ids — `parent/state@step/label` — so a resumed
+//! parent finds children that already finished and re-attaches to their
+//! stored result instead of running (and paying for) them again.
+
+use super::checkpoint::Event;
+use super::error::{ErrorKind, ExecError};
+use super::exec::{execute, Finished, Run, Start};
+use super::state::template_err;
+use crate::expr::{Templates, Vars};
+use crate::spec::StateDef;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// One child to run.
+struct ChildSpec {
+    /// Output key: machine name, item index or rendered key.
+    label: String,
+    machine: usize,
+    input: Map<String, Value>,
+}
+
+/// How outputs are assembled.
+enum Shape {
+    Single,
+    ByLabel,
+    List,
+}
+
+impl Run {
+    pub(crate) async fn run_children(
+        &mut self,
+        name: &str,
+        state: &StateDef,
+    ) -> Result<Value, ExecError> {
+        let (specs, shape) = self.plan_children(state)?;
+        let any = state.mode.as_deref() == Some("any");
+        if let Shape::Single = shape {
+            let Some(spec) = specs.into_iter().next() else {
+                return Err(ExecError::new(
+                    ErrorKind::ChildFailed,
+                    "no child machine named",
+                ));
+            };
+            let f = self
+                .launch(name, spec.machine, &spec.label, spec.input)
+                .await?;
+            self.totals.add(f.totals);
+            return f.result.map_err(|e| child_failed(&spec.label, &e));
+        }
+        let results = if any {
+            self.run_any(name, specs, state.timeout).await?
+        } else {
+            self.run_settled(name, specs).await?
+        };
+        assemble(results, &shape, state.allow_failures || any)
+    }
+
+    /// Work out which children to run with which input.
+    fn plan_children(&self, state: &StateDef) -> Result<(Vec<ChildSpec>, Shape), ExecError> {
+        let Some(target) = &state.machine else {
+            return Ok((Vec::new(), Shape::List));
+        };
+        let items = target.items();
+        if let Some(expr) = &state.foreach {
+            let first = items.first().ok_or_else(|| {
+                ExecError::new(ErrorKind::ChildFailed, "`foreach` without a machine")
+            })?;
+            return self.plan_foreach(state, expr, first.name());
+        }
+        let vars = self.state_vars();
+        let shared_input = self.render_input(state)?;
+        let mut specs = Vec::new();
+        for item in &items {
+            let mut input = shared_input.clone();
+            if let Some(own) = item.input() {
+                let rendered = Templates::render_map(own, &vars)
+                    .map_err(|e| template_err(&format!("machine '{}' input", item.name()), e))?;
+                input.extend(rendered);
+            }
+            let mut label = item.name().to_string();
+            if specs.iter().any(|s: &ChildSpec| s.label == label) {
+                label = format!("{label}#{}", specs.len());
+            }
+            specs.push(ChildSpec {
+                label,
+                machine: self.child_index(item.name())?,
+                input,
+            });
+        }
+        let shape = match target {
+            crate::spec::model::MachineTarget::One(_) => Shape::Single,
+            crate::spec::model::MachineTarget::Many(_) => Shape::ByLabel,
+        };
+        Ok((specs, shape))
+    }
+
+    fn plan_foreach(
+        &self,
+        state: &StateDef,
+        expr: &str,
+        machine: &str,
+    ) -> Result<(Vec<ChildSpec>, Shape), ExecError> {
+        let list = Templates::render_str(expr, &self.state_vars())
+            .map_err(|e| template_err("foreach", e))?;
+        let Value::Array(items) = list else {
+            return Err(ExecError::new(
+                ErrorKind::TemplateError,
+                format!(
+                    "foreach '{expr}' must evaluate to a list, got {}",
+                    kind_of(&list)
+                ),
+            ));
+        };
+        let as_name = state.as_name.as_deref().unwrap_or("item");
+        let idx = self.child_index(machine)?;
+        let mut specs = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            // Unlike the reference (which hides it), item templates see the context.
+            let vars = Vars::from_pairs([
+                (as_name, item),
+                ("context", Value::Object(self.ctx.clone())),
+                ("input", Value::Object(self.ctx.clone())),
+            ])
+            .with_path_root(as_name);
+            let input = match &state.input {
+                Some(i) => Templates::render_map(i, &vars).map_err(|e| template_err("input", e))?,
+                None => Map::new(),
+            };
+            let label = match &state.key {
+                Some(k) => {
+                    match Templates::render_str(k, &vars).map_err(|e| template_err("key", e))? {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    }
+                }
+                None => i.to_string(),
+            };
+            if state.key.is_some() && specs.iter().any(|s: &ChildSpec| s.label == label) {
+                return Err(ExecError::new(
+                    ErrorKind::TemplateError,
+                    format!("foreach key '{label}' is produced by more than one item"),
+                ));
+            }
+            specs.push(ChildSpec {
+                label,
+                machine: idx,
+                input,
+            });
+        }
+        let shape = if state.key.is_some() {
+            Shape::ByLabel
+        } else {
+            Shape::List
+        };
+        Ok((specs, shape))
+    }
+
+    fn child_index(&self, name: &str) -> Result<usize, ExecError> {
+        self.def().machines.get(name).copied().ok_or_else(|| {
+            ExecError::new(ErrorKind::ChildFailed, format!("unknown machine '{name}'"))
+        })
+    }
+
+    fn child_id(&self, state: &str, label: &str) -> String {
+        format!("{}/{}@{}/{}", self.id, state, self.step, label)
+    }
+
+    /// Start (or re-attach to) one child and wait for it.
+    fn launch(
+        &self,
+        state: &str,
+        machine: usize,
+        label: &str,
+        input: Map<String, Value>,
+    ) -> super::exec::BoxFuture<Result<Finished, ExecError>> {
+        let shared = self.shared.clone();
+        let id = self.child_id(state, label);
+        let parent = self.id.clone();
+        Box::pin(async move {
+            let start = match shared.checkpoints.latest(&id).await? {
+                // A child that failed runs again from the start.
+                None => Start::Fresh(input),
+                Some(s) if s.event == Event::MachineFailed => Start::Fresh(input),
+                Some(s) => {
+                    tracing::info!(child = %id, event = s.event.as_str(), "re-attaching to child");
+                    Start::From(Box::new(s))
+                }
+            };
+            Ok(execute(shared, machine, id, Some(parent), start).await)
+        })
+    }
+
+    async fn run_settled(
+        &mut self,
+        state: &str,
+        specs: Vec<ChildSpec>,
+    ) -> Result<Vec<(String, Result<Value, ExecError>)>, ExecError> {
+        let mut set = JoinSet::new();
+        for (i, s) in specs.into_iter().enumerate() {
+            let fut = self.launch(state, s.machine, &s.label, s.input);
+            let label = s.label;
+            set.spawn(async move { (i, label, fut.await) });
+        }
+        let mut done = Vec::new();
+        while let Some(j) = set.join_next().await {
+            let (i, label, f) = j.map_err(|e| {
+                ExecError::new(ErrorKind::ChildFailed, format!("child task failed: {e}"))
+            })?;
+            let f = f?;
+            self.totals.add(f.totals);
+            if matches!(&f.result, Err(e) if e.kind == ErrorKind::Interrupted) {
+                return Err(ExecError::new(
+                    ErrorKind::Interrupted,
+                    format!("child '{label}' was interrupted"),
+                ));
+            }
+            done.push((i, label, f.result));
+        }
+        done.sort_by_key(|(i, _, _)| *i);
+        Ok(done.into_iter().map(|(_, l, r)| (l, r)).collect())
+    }
+
+    async fn run_any(
+        &mut self,
+        state: &str,
+        specs: Vec<ChildSpec>,
+        timeout: Option<f64>,
+    ) -> Result<Vec<(String, Result<Value, ExecError>)>, ExecError> {
+        let total = specs.len();
+        let mut set = JoinSet::new();
+        for s in specs {
+            let fut = self.launch(state, s.machine, &s.label, s.input);
+            let label = s.label;
+            set.spawn(async move { (label, fut.await) });
+        }
+        let wait = async {
+            let mut errors = Vec::new();
+            while let Some(j) = set.join_next().await {
+                let (label, f) = j.map_err(|e| {
+                    ExecError::new(ErrorKind::ChildFailed, format!("child task failed: {e}"))
+                })?;
+                let f = f?;
+                self.totals.add(f.totals);
+                match f.result {
+                    Ok(v) => return Ok(Some((label, v))),
+                    Err(e) => errors.push((label, e)),
+                }
+            }
+            let detail: Vec<String> = errors.iter().map(|(l, e)| format!("{l}: {e}")).collect();
+            Err(ExecError::new(
+                ErrorKind::ChildFailed,
+                format!("all {total} children failed ({})", detail.join("; ")),
+            ))
+        };
+        let winner = match timeout.filter(|t| t.is_finite() && *t > 0.0) {
+            Some(t) => tokio::time::timeout(Duration::from_secs_f64(t), wait)
+                .await
+                .map_err(|_| {
+                    ExecError::new(ErrorKind::Timeout, format!("no child finished within {t}s"))
+                })??,
+            None => wait.await?,
+        };
+        // Dropping the set aborts the children still running.
+        Ok(winner.map(|(l, v)| vec![(l, Ok(v))]).unwrap_or_default())
+    }
+}
+
+fn child_failed(label: &str, e: &ExecError) -> ExecError {
+    if e.kind == ErrorKind::Interrupted {
+        return e.clone();
+    }
+    ExecError::new(
+        ErrorKind::ChildFailed,
+        format!("child machine '{label}' failed: {e}"),
+    )
+}
+
+/// Build the state output from child results.
+fn assemble(
+    results: Vec<(String, Result<Value, ExecError>)>,
+    shape: &Shape,
+    allow_failures: bool,
+) -> Result<Value, ExecError> {
+    let mut failures = Vec::new();
+    let mut entries = Vec::with_capacity(results.len());
+    for (label, r) in results {
+        let v = match r {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("'{label}' ({e})"));
+                json!({"_error": e.message, "_error_type": e.kind.as_str()})
+            }
+        };
+        entries.push((label, v));
+    }
+    if !failures.is_empty() && !allow_failures {
+        return Err(ExecError::new(
+            ErrorKind::ChildFailed,
+            format!(
+                "{} child machine(s) failed: {}",
+                failures.len(),
+                failures.join(", ")
+            ),
+        ));
+    }
+    Ok(match shape {
+        Shape::List => Value::Array(entries.into_iter().map(|(_, v)| v).collect()),
+        Shape::Single | Shape::ByLabel => Value::Object(entries.into_iter().collect()),
+    })
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}

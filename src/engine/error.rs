@@ -1,0 +1,135 @@
+//! The error taxonomy every layer reports in, and the error that ends (or is
+//! routed out of) a state.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Error kinds, as named in `on_error` maps and `context.last_error_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    RateLimit,
+    Timeout,
+    ServerError,
+    InvalidRequest,
+    AuthError,
+    PaymentRequired,
+    LegalBlock,
+    ContentFilter,
+    ContextLength,
+    ModelNotFound,
+    EmptyResponse,
+    ActionError,
+    ChildFailed,
+    TemplateError,
+    NoTransition,
+    MaxSteps,
+    /// The execution was stopped from outside (lease lost, cancel, shutdown).
+    /// Never routed through `on_error`.
+    Interrupted,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 17] = [
+        ErrorKind::RateLimit,
+        ErrorKind::Timeout,
+        ErrorKind::ServerError,
+        ErrorKind::InvalidRequest,
+        ErrorKind::AuthError,
+        ErrorKind::PaymentRequired,
+        ErrorKind::LegalBlock,
+        ErrorKind::ContentFilter,
+        ErrorKind::ContextLength,
+        ErrorKind::ModelNotFound,
+        ErrorKind::EmptyResponse,
+        ErrorKind::ActionError,
+        ErrorKind::ChildFailed,
+        ErrorKind::TemplateError,
+        ErrorKind::NoTransition,
+        ErrorKind::MaxSteps,
+        ErrorKind::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::AuthError => "auth_error",
+            ErrorKind::PaymentRequired => "payment_required",
+            ErrorKind::LegalBlock => "legal_block",
+            ErrorKind::ContentFilter => "content_filter",
+            ErrorKind::ContextLength => "context_length",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::EmptyResponse => "empty_response",
+            ErrorKind::ActionError => "action_error",
+            ErrorKind::ChildFailed => "child_failed",
+            ErrorKind::TemplateError => "template_error",
+            ErrorKind::NoTransition => "no_transition",
+            ErrorKind::MaxSteps => "max_steps",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Kinds a `retry` execution retries: transient provider trouble.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimit
+                | ErrorKind::Timeout
+                | ErrorKind::ServerError
+                | ErrorKind::EmptyResponse
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error raised while executing a state, or the error an execution ended with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct ExecError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Seconds the provider asked us to wait (429/503), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<f64>,
+}
+
+impl ExecError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ExecError {
+        ExecError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(k.as_str()), Some(k));
+        }
+        for name in crate::spec::model::ERROR_KINDS {
+            assert!(ErrorKind::parse(name).is_some(), "{name}");
+        }
+        assert_eq!(
+            serde_json::to_string(&ErrorKind::RateLimit).ok().as_deref(),
+            Some("\"rate_limit\"")
+        );
+    }
+}

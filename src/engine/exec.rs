@@ -1,0 +1,430 @@
+//! The execution loop: one machine execution from start (or a snapshot) to a
+//! final state or an unrouted error.
+//!
+//! Per step: checkpoint `state_enter` → run the state (action, children,
+//! agent, final output) → pick the next state (first matching transition,
+//! or `on_error` on failure) → checkpoint `state_exit` with that next state.
+//! No silent endings: no matching transition and `max_steps` are errors.
+
+use super::action::ActionRegistry;
+use super::agent::Agent;
+use super::checkpoint::{Checkpointer, Event, Snapshot, Totals};
+use super::error::{ErrorKind, ExecError};
+use crate::expr::{Condition, Templates, Vars};
+use crate::spec::model::OnError;
+use crate::spec::{AgentDef, Bundle, MachineDef, StateDef};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tracing::Instrument;
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Everything executions of one bundle share (children included).
+pub(crate) struct Shared {
+    pub bundle: Arc<Bundle>,
+    pub actions: ActionRegistry,
+    pub agent: Arc<dyn Agent>,
+    pub checkpoints: Arc<dyn Checkpointer>,
+    /// Agents by (machine index, name), shared so requests don't copy prompts.
+    pub agents: HashMap<(usize, String), Arc<AgentDef>>,
+}
+
+/// How an execution begins.
+pub(crate) enum Start {
+    Fresh(Map<String, Value>),
+    From(Box<Snapshot>),
+}
+
+/// The result of an execution plus what it spent.
+pub(crate) struct Finished {
+    pub result: Result<Value, ExecError>,
+    pub totals: Totals,
+}
+
+/// Runs machines of one bundle.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Engine {
+    pub fn new(
+        bundle: Arc<Bundle>,
+        agent: Arc<dyn Agent>,
+        actions: ActionRegistry,
+        checkpoints: Arc<dyn Checkpointer>,
+    ) -> Engine {
+        let mut agents = HashMap::new();
+        for (i, m) in bundle.machines.iter().enumerate() {
+            for (name, a) in &m.agents {
+                agents.insert((i, name.clone()), Arc::new(a.clone()));
+            }
+        }
+        Engine {
+            shared: Arc::new(Shared {
+                bundle,
+                actions,
+                agent,
+                checkpoints,
+                agents,
+            }),
+        }
+    }
+
+    pub fn bundle(&self) -> &Arc<Bundle> {
+        &self.shared.bundle
+    }
+
+    /// Run the root machine with `input` under `execution_id`.
+    pub async fn run(
+        &self,
+        execution_id: &str,
+        input: Map<String, Value>,
+    ) -> Result<Value, ExecError> {
+        let root = self.shared.bundle.root;
+        execute(
+            self.shared.clone(),
+            root,
+            execution_id.to_string(),
+            None,
+            Start::Fresh(input),
+        )
+        .await
+        .result
+    }
+
+    /// Continue an execution from its latest snapshot. A finished execution
+    /// returns its stored output (or error) without running anything.
+    pub async fn resume(&self, snapshot: Snapshot) -> Result<Value, ExecError> {
+        let m = snapshot.machine_index;
+        if m >= self.shared.bundle.machines.len() {
+            return Err(ExecError::new(
+                ErrorKind::InvalidRequest,
+                format!("snapshot refers to machine #{m}, which this bundle does not have"),
+            ));
+        }
+        let id = snapshot.execution_id.clone();
+        let parent = snapshot.parent_id.clone();
+        execute(
+            self.shared.clone(),
+            m,
+            id,
+            parent,
+            Start::From(Box::new(snapshot)),
+        )
+        .await
+        .result
+    }
+}
+
+/// Run one execution of machine `m` (boxed so children can recurse).
+pub(crate) fn execute(
+    shared: Arc<Shared>,
+    m: usize,
+    id: String,
+    parent: Option<String>,
+    start: Start,
+) -> BoxFuture<Finished> {
+    let name = shared.bundle.machines[m].name.clone();
+    let span = tracing::info_span!("execution", execution_id = %id, machine = %name);
+    Box::pin(
+        async move {
+            let mut run = Run {
+                shared,
+                m,
+                id,
+                parent,
+                ctx: Map::new(),
+                step: 0,
+                totals: Totals::default(),
+            };
+            let result = run.drive(start).await;
+            Finished {
+                result,
+                totals: run.totals,
+            }
+        }
+        .instrument(span),
+    )
+}
+
+/// Where the loop continues.
+enum Cursor {
+    Run(String),
+    Done(Value),
+    Failed(ExecError),
+}
+
+pub(crate) struct Run {
+    pub shared: Arc<Shared>,
+    pub m: usize,
+    pub id: String,
+    pub parent: Option<String>,
+    pub ctx: Map<String, Value>,
+    pub step: u64,
+    pub totals: Totals,
+}
+
+impl Run {
+    pub fn def(&self) -> &MachineDef {
+        &self.shared.bundle.machines[self.m]
+    }
+
+    async fn drive(&mut self, start: Start) -> Result<Value, ExecError> {
+        let mut current = match self.begin(start).await? {
+            Cursor::Run(s) => s,
+            Cursor::Done(v) => return Ok(v),
+            Cursor::Failed(e) => return Err(e),
+        };
+        // After a routed max_steps error, allow enough steps to reach a final
+        // state through the error path, then stop for good.
+        let mut limit = self.def().max_steps;
+        let mut overflowed = false;
+        loop {
+            if self.step >= limit {
+                let e = ExecError::new(
+                    ErrorKind::MaxSteps,
+                    format!(
+                        "max_steps ({}) reached before a final state (next state '{current}')",
+                        self.def().max_steps
+                    ),
+                );
+                let routed = if overflowed {
+                    None
+                } else {
+                    self.route(&current, &e)
+                };
+                match routed {
+                    Some(target) => {
+                        overflowed = true;
+                        limit = self.step + self.def().states.len() as u64;
+                        self.set_last_error(&e);
+                        current = target;
+                    }
+                    None => return self.fail(e).await,
+                }
+            }
+            self.step += 1;
+            match self.step_state(&current).await? {
+                Cursor::Run(next) => current = next,
+                Cursor::Done(out) => return Ok(out),
+                Cursor::Failed(e) => return self.fail(e).await,
+            }
+        }
+    }
+
+    /// Set up the context and find the first state to run.
+    async fn begin(&mut self, start: Start) -> Result<Cursor, ExecError> {
+        match start {
+            Start::Fresh(input) => {
+                let vars = Vars::from_pairs([("input", Value::Object(input))]);
+                self.ctx = Templates::render_map(&self.def().context, &vars).map_err(|e| {
+                    ExecError::new(ErrorKind::TemplateError, format!("context: {e}"))
+                })?;
+                let initial = self.def().initial.clone();
+                self.inject_machine(None);
+                self.checkpoint(Event::MachineStart, None, Some(&initial), None, None)
+                    .await?;
+                tracing::info!(event = "machine_start", "machine started");
+                Ok(Cursor::Run(initial))
+            }
+            Start::From(snap) => {
+                let snap = *snap;
+                self.ctx = snap.context;
+                self.totals = snap.totals;
+                self.step = snap.step;
+                tracing::info!(
+                    event = "machine_resume",
+                    from = snap.event.as_str(),
+                    step = snap.step,
+                    "resuming"
+                );
+                Ok(match snap.event {
+                    Event::MachineEnd => Cursor::Done(snap.output.unwrap_or_else(|| json!({}))),
+                    Event::MachineFailed => Cursor::Failed(snap.error.unwrap_or_else(|| {
+                        ExecError::new(ErrorKind::ActionError, "execution failed")
+                    })),
+                    // Re-run the state in flight with the same step number, so
+                    // its children get the same deterministic ids.
+                    Event::StateEnter => {
+                        self.step = snap.step.saturating_sub(1);
+                        Cursor::Run(snap.state.unwrap_or_default())
+                    }
+                    Event::MachineStart | Event::StateExit => match snap.next_state {
+                        Some(n) => Cursor::Run(n),
+                        None => Cursor::Failed(ExecError::new(
+                            ErrorKind::NoTransition,
+                            "snapshot has no next state",
+                        )),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Run one state and checkpoint its exit.
+    async fn step_state(&mut self, name: &str) -> Result<Cursor, ExecError> {
+        let Some(state) = self.def().states.get(name).cloned() else {
+            return Ok(Cursor::Failed(ExecError::new(
+                ErrorKind::NoTransition,
+                format!("unknown state '{name}'"),
+            )));
+        };
+        let span = tracing::debug_span!("state", state = %name, step = self.step);
+        self.inject_machine(Some(name));
+        self.checkpoint(Event::StateEnter, Some(name), None, None, None)
+            .await?;
+        tracing::debug!(parent: &span, event = "state_enter", "enter");
+        let outcome = self.run_state(name, &state).instrument(span.clone()).await;
+        let outcome = outcome.and_then(|out| Ok((self.next_state(name, &state)?, out)));
+        match outcome {
+            Ok((None, out)) => {
+                self.checkpoint(Event::StateExit, Some(name), None, Some(&out), None)
+                    .await?;
+                self.checkpoint(Event::MachineEnd, None, None, Some(&out), None)
+                    .await?;
+                tracing::info!(event = "machine_end", state = name, "machine finished");
+                Ok(Cursor::Done(out))
+            }
+            Ok((Some(next), _)) => {
+                self.checkpoint(Event::StateExit, Some(name), Some(&next), None, None)
+                    .await?;
+                tracing::debug!(parent: &span, event = "transition", to = %next, "transition");
+                Ok(Cursor::Run(next))
+            }
+            Err(e) if e.kind == ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                tracing::info!(parent: &span, event = "error", kind = %e.kind, error = %e.message, "state failed");
+                self.set_last_error(&e);
+                match self.route(name, &e) {
+                    Some(target) => {
+                        self.checkpoint(
+                            Event::StateExit,
+                            Some(name),
+                            Some(&target),
+                            None,
+                            Some(&e),
+                        )
+                        .await?;
+                        tracing::debug!(parent: &span, event = "transition", to = %target, on_error = true, "on_error");
+                        Ok(Cursor::Run(target))
+                    }
+                    None => Ok(Cursor::Failed(ExecError {
+                        message: format!("state '{name}': {}", e.message),
+                        ..e
+                    })),
+                }
+            }
+        }
+    }
+
+    /// The next state after `name` finished, or None for a final state.
+    fn next_state(&self, name: &str, state: &StateDef) -> Result<Option<String>, ExecError> {
+        if state.is_final() {
+            return Ok(None);
+        }
+        let vars =
+            serde_json::Map::from_iter([("context".to_string(), Value::Object(self.ctx.clone()))]);
+        for t in &state.transitions {
+            let Some(src) = t.condition.as_deref().filter(|c| !c.trim().is_empty()) else {
+                return Ok(Some(t.to.clone()));
+            };
+            let cond = Condition::parse(src).map_err(|e| {
+                ExecError::new(ErrorKind::TemplateError, format!("condition '{src}': {e}"))
+            })?;
+            let hit = cond.eval_bool(&vars).map_err(|e| {
+                ExecError::new(ErrorKind::TemplateError, format!("condition '{src}': {e}"))
+            })?;
+            if hit {
+                return Ok(Some(t.to.clone()));
+            }
+        }
+        Err(ExecError::new(
+            ErrorKind::NoTransition,
+            format!("no transition of state '{name}' matched"),
+        ))
+    }
+
+    /// The `on_error` target for `e` in state `name`, if any.
+    fn route(&self, name: &str, e: &ExecError) -> Option<String> {
+        if e.kind == ErrorKind::Interrupted {
+            return None;
+        }
+        let state = self.def().states.get(name)?;
+        match state.on_error.as_ref()? {
+            OnError::Target(t) => Some(t.clone()),
+            OnError::ByKind(map) => {
+                let python_name = if e.kind.is_retryable() {
+                    "RetryableError"
+                } else {
+                    "RuntimeError"
+                };
+                [e.kind.as_str(), python_name, "Exception", "default"]
+                    .iter()
+                    .find_map(|k| map.get(*k).cloned())
+            }
+        }
+    }
+
+    fn set_last_error(&mut self, e: &ExecError) {
+        self.ctx
+            .insert("last_error".into(), Value::String(e.message.clone()));
+        self.ctx.insert(
+            "last_error_type".into(),
+            Value::String(e.kind.as_str().into()),
+        );
+    }
+
+    async fn fail(&mut self, e: ExecError) -> Result<Value, ExecError> {
+        if e.kind != ErrorKind::Interrupted {
+            tracing::info!(event = "machine_failed", kind = %e.kind, error = %e.message, "machine failed");
+            self.checkpoint(Event::MachineFailed, None, None, None, Some(&e))
+                .await?;
+        }
+        Err(e)
+    }
+
+    /// `context.machine`: runtime metadata templates may read (reference-compatible).
+    fn inject_machine(&mut self, state: Option<&str>) {
+        let def = self.def();
+        let meta = json!({
+            "execution_id": self.id,
+            "machine_name": def.name,
+            "parent_execution_id": self.parent,
+            "spec_version": def.spec_version,
+            "step": self.step,
+            "current_state": state,
+            "total_api_calls": self.totals.api_calls,
+            "total_cost": self.totals.cost,
+        });
+        self.ctx.insert("machine".into(), meta);
+    }
+
+    async fn checkpoint(
+        &self,
+        event: Event,
+        state: Option<&str>,
+        next: Option<&str>,
+        output: Option<&Value>,
+        error: Option<&ExecError>,
+    ) -> Result<(), ExecError> {
+        let snap = Snapshot {
+            execution_id: self.id.clone(),
+            parent_id: self.parent.clone(),
+            machine_index: self.m,
+            machine_name: self.def().name.clone(),
+            event,
+            state: state.map(str::to_string),
+            next_state: next.map(str::to_string),
+            step: self.step,
+            context: self.ctx.clone(),
+            output: output.cloned(),
+            error: error.cloned(),
+            totals: self.totals,
+        };
+        self.shared.checkpoints.save(&snap).await
+    }
+}

@@ -1,0 +1,20 @@
+//! The FlatMachine executor: states, transitions, execution types, child
+//! machines, actions, and the seams (`Agent`, `Checkpointer`) through which
+//! the LLM and storage layers plug in. It knows nothing about papers.
+
+pub mod action;
+pub mod agent;
+mod agent_call;
+pub mod checkpoint;
+mod children;
+pub mod error;
+mod exec;
+pub mod shell;
+mod state;
+
+pub use action::{Action, ActionArgs, ActionRegistry};
+pub use agent::{Agent, AgentRequest, AgentResult, NoLlm, Usage};
+pub use agent_call::retry_delay;
+pub use checkpoint::{Checkpointer, Event, MemoryCheckpoints, NoCheckpoints, Snapshot, Totals};
+pub use error::{ErrorKind, ExecError};
+pub use exec::Engine;

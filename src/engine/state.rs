@@ -1,0 +1,107 @@
+//! What one state does: `action` → `machine`/`foreach` → `agent` → final
+//! `output`, then `output_to_context` with the output of the last of those
+//! that ran.
+
+use super::action::ActionArgs;
+use super::error::{ErrorKind, ExecError};
+use super::exec::Run;
+use crate::expr::{TemplateError, Templates, Vars};
+use crate::spec::StateDef;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+pub(crate) fn template_err(what: &str, e: TemplateError) -> ExecError {
+    ExecError::new(ErrorKind::TemplateError, format!("{what}: {e}"))
+}
+
+impl Run {
+    /// Variables for state templates: `context`, and `input` as an alias of
+    /// it (the reference's scoping).
+    pub(crate) fn state_vars(&self) -> Vars {
+        Vars::from_pairs([
+            ("context", Value::Object(self.ctx.clone())),
+            ("input", Value::Object(self.ctx.clone())),
+        ])
+    }
+
+    pub(crate) fn render_input(&self, state: &StateDef) -> Result<Map<String, Value>, ExecError> {
+        match &state.input {
+            None => Ok(Map::new()),
+            Some(i) => {
+                Templates::render_map(i, &self.state_vars()).map_err(|e| template_err("input", e))
+            }
+        }
+    }
+
+    /// Execute the blocks of `state` in order; returns the state's output.
+    pub(crate) async fn run_state(
+        &mut self,
+        name: &str,
+        state: &StateDef,
+    ) -> Result<Value, ExecError> {
+        let mut output: Option<Value> = None;
+        if let Some(action) = &state.action {
+            output = self.run_action(name, action, state).await?.or(output);
+        }
+        if state.machine.is_some() {
+            output = Some(self.run_children(name, state).await?);
+        }
+        if let Some(agent) = &state.agent {
+            output = Some(self.run_agent(name, agent, state).await?);
+        }
+        if let Some(map) = &state.output_to_context {
+            self.apply_output_to_context(map, output.as_ref())?;
+        }
+        if state.is_final() {
+            if let Some(spec) = &state.output {
+                let vars = Vars::from_pairs([("context", Value::Object(self.ctx.clone()))]);
+                return Templates::render(spec, &vars).map_err(|e| template_err("output", e));
+            }
+        }
+        Ok(output.unwrap_or_else(|| Value::Object(Map::new())))
+    }
+
+    async fn run_action(
+        &mut self,
+        name: &str,
+        action: &str,
+        state: &StateDef,
+    ) -> Result<Option<Value>, ExecError> {
+        let handler = self.shared.actions.get(action).cloned().ok_or_else(|| {
+            ExecError::new(ErrorKind::ActionError, format!("unknown action '{action}'"))
+        })?;
+        let input = self.render_input(state)?;
+        let shared = self.shared.clone();
+        let def = &shared.bundle.machines[self.m];
+        let args = ActionArgs {
+            execution_id: &self.id,
+            state_name: name,
+            state,
+            input,
+            machine_dir: Path::new(&def.dir),
+        };
+        tracing::debug!(event = "action", action, "running action");
+        handler.run(&mut self.ctx, &args).await
+    }
+
+    /// `ctx[k] = render(v)` in order; later keys see earlier assignments,
+    /// as in the reference.
+    fn apply_output_to_context(
+        &mut self,
+        map: &Map<String, Value>,
+        output: Option<&Value>,
+    ) -> Result<(), ExecError> {
+        let output = output.cloned().unwrap_or_else(|| Value::Object(Map::new()));
+        for (k, v) in map {
+            let vars = Vars::from_pairs([
+                ("context", Value::Object(self.ctx.clone())),
+                ("input", Value::Object(self.ctx.clone())),
+                ("output", output.clone()),
+            ]);
+            let value = Templates::render(v, &vars)
+                .map_err(|e| template_err(&format!("output_to_context.{k}"), e))?;
+            self.ctx.insert(k.clone(), value);
+        }
+        Ok(())
+    }
+}

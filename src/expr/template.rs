@@ -1,0 +1,595 @@
+//! Template rendering with minijinja, with the typing rules of our format:
+//!
+//! * a string that is exactly a bare path (`context.x.y`, `input.x`,
+//!   `output.x`) is looked up and keeps its native JSON type (missing → null);
+//! * a string that is a single `{{ expr }}` evaluates the expression and keeps
+//!   its type (the Python reference stringifies here, which turns `8` into
+//!   `"8"` and `false` into the truthy `"False"`);
+//! * anything else renders to a string, printing lists and maps as Python's
+//!   `json.dumps` would and booleans/null as `True`/`False`/`None`, so prompts
+//!   match the reference.
+//!
+//! Undefined variables are errors (minijinja's semi-strict mode): a typo in a
+//! template must not silently become an empty string in a paid prompt.
+//! `default(...)`, `is defined` and `{% if x %}` still work on undefined values.
+
+use super::pyjson;
+use minijinja::value::{Kwargs, Value as MjValue};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use serde_json::{Map, Value};
+use std::sync::OnceLock;
+
+/// A template that failed to parse or to render.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {template:?} does not parse: {message}")]
+    Syntax { template: String, message: String },
+    #[error("template {template:?}: {message}")]
+    Render { template: String, message: String },
+}
+
+/// How a string in a machine file is interpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape<'a> {
+    /// No template markers: the string itself.
+    Literal,
+    /// `context.a.b` style path: root name and keys.
+    BarePath(&'a str, Vec<&'a str>),
+    /// Exactly one `{{ expr }}`: the inner expression source.
+    Expression(&'a str),
+    /// General Jinja text.
+    Text,
+}
+
+/// Roots that make a bare string a path (the reference's rule).
+const PATH_ROOTS: [&str; 3] = ["context", "input", "output"];
+
+/// Decide how `s` is interpreted (see module docs).
+pub fn shape(s: &str) -> Shape<'_> {
+    shape_with(s, &[])
+}
+
+/// [`shape`], with extra bare-path roots (e.g. a `foreach` item variable).
+pub fn shape_with<'a>(s: &'a str, extra_roots: &[String]) -> Shape<'a> {
+    let has_markers = s.contains("{{") || s.contains("{%") || s.contains("{#");
+    if !has_markers {
+        return match bare_path(s, extra_roots) {
+            Some((root, keys)) => Shape::BarePath(root, keys),
+            None => Shape::Literal,
+        };
+    }
+    let t = s.trim();
+    if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
+        let inner = inner.strip_prefix('-').unwrap_or(inner);
+        let inner = inner.strip_suffix('-').unwrap_or(inner);
+        let nested = inner.contains("{{")
+            || inner.contains("}}")
+            || inner.contains("{%")
+            || inner.contains("%}")
+            || inner.contains("{#");
+        if !nested && !inner.trim().is_empty() {
+            return Shape::Expression(inner.trim());
+        }
+    }
+    Shape::Text
+}
+
+fn bare_path<'a>(s: &'a str, extra_roots: &[String]) -> Option<(&'a str, Vec<&'a str>)> {
+    let mut parts = s.split('.');
+    let root = parts.next()?;
+    if !PATH_ROOTS.contains(&root) && !extra_roots.iter().any(|r| r == root) {
+        return None;
+    }
+    let keys: Vec<&str> = parts.collect();
+    keys.iter()
+        .all(|k| is_identifier(k))
+        .then_some((root, keys))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Look up `root.keys...` in `vars`; any missing step yields null.
+pub fn lookup_path(vars: &Map<String, Value>, root: &str, keys: &[&str]) -> Value {
+    let mut cur = match vars.get(root) {
+        Some(v) => v,
+        None => return Value::Null,
+    };
+    for k in keys {
+        match cur.get(k) {
+            Some(v) => cur = v,
+            None => return Value::Null,
+        }
+    }
+    cur.clone()
+}
+
+/// Variables for rendering: the JSON map (for bare paths) and, built on first
+/// use, its minijinja form, so one batch of templates converts the context once.
+pub struct Vars {
+    map: Map<String, Value>,
+    mj: OnceLock<MjValue>,
+    extra_roots: Vec<String>,
+}
+
+impl Vars {
+    pub fn new(map: Map<String, Value>) -> Vars {
+        Vars {
+            map,
+            mj: OnceLock::new(),
+            extra_roots: Vec::new(),
+        }
+    }
+
+    /// Also treat `name.x.y` as a bare path (for `foreach` item variables,
+    /// which the reference only reaches through `{{ }}`).
+    pub fn with_path_root(mut self, name: &str) -> Vars {
+        self.extra_roots.push(name.to_string());
+        self
+    }
+
+    /// Convenience: build from `(name, value)` pairs.
+    pub fn from_pairs<const N: usize>(pairs: [(&str, Value); N]) -> Vars {
+        Vars::new(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    pub fn json(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    fn mj(&self) -> MjValue {
+        self.mj
+            .get_or_init(|| MjValue::from_serialize(&self.map))
+            .clone()
+    }
+}
+
+/// The process-wide template environment (filters, formatter, strictness).
+pub struct Templates;
+
+impl Templates {
+    fn env() -> &'static Environment<'static> {
+        static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+        ENV.get_or_init(build_env)
+    }
+
+    /// Render a value: strings per [`shape`], maps and lists recursively,
+    /// everything else unchanged.
+    pub fn render(value: &Value, vars: &Vars) -> Result<Value, TemplateError> {
+        match value {
+            Value::String(s) => Self::render_str(s, vars),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| Self::render(v, vars))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Value::Object(map) => Self::render_map(map, vars).map(Value::Object),
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Render every value of a map (keys are kept as written).
+    pub fn render_map(
+        map: &Map<String, Value>,
+        vars: &Vars,
+    ) -> Result<Map<String, Value>, TemplateError> {
+        let mut out = Map::with_capacity(map.len());
+        for (k, v) in map {
+            out.insert(k.clone(), Self::render(v, vars)?);
+        }
+        Ok(out)
+    }
+
+    /// Render one string per [`shape`].
+    pub fn render_str(s: &str, vars: &Vars) -> Result<Value, TemplateError> {
+        match shape_with(s, &vars.extra_roots) {
+            Shape::Literal => Ok(Value::String(s.to_string())),
+            Shape::BarePath(root, keys) => Ok(lookup_path(vars.json(), root, &keys)),
+            Shape::Expression(expr) => Self::eval_expression(s, expr, vars),
+            Shape::Text => Self::render_text(s, vars).map(Value::String),
+        }
+    }
+
+    /// Render `s` as Jinja text, always producing a string (used for prompts).
+    pub fn render_text(s: &str, vars: &Vars) -> Result<String, TemplateError> {
+        if !(s.contains("{{") || s.contains("{%") || s.contains("{#")) {
+            return Ok(s.to_string());
+        }
+        let env = Self::env();
+        let tmpl = env.template_from_str(s).map_err(|e| syntax(s, &e))?;
+        tmpl.render(vars.mj()).map_err(|e| render_err(s, &e))
+    }
+
+    fn eval_expression(src: &str, expr: &str, vars: &Vars) -> Result<Value, TemplateError> {
+        let env = Self::env();
+        let compiled = env.compile_expression(expr).map_err(|e| syntax(src, &e))?;
+        let v = compiled.eval(vars.mj()).map_err(|e| render_err(src, &e))?;
+        if v.is_undefined() {
+            return Err(TemplateError::Render {
+                template: excerpt(src),
+                message: format!("'{expr}' is undefined"),
+            });
+        }
+        serde_json::to_value(&v).map_err(|e| TemplateError::Render {
+            template: excerpt(src),
+            message: format!("result is not JSON-representable: {e}"),
+        })
+    }
+
+    /// Check that a string parses (without rendering it).
+    pub fn check_str(s: &str) -> Result<(), TemplateError> {
+        let env = Self::env();
+        match shape(s) {
+            Shape::Literal | Shape::BarePath(..) => Ok(()),
+            Shape::Expression(expr) => env
+                .compile_expression(expr)
+                .map(|_| ())
+                .map_err(|e| syntax(s, &e)),
+            Shape::Text => env
+                .template_from_str(s)
+                .map(|_| ())
+                .map_err(|e| syntax(s, &e)),
+        }
+    }
+
+    /// Check a string as prompt text (always Jinja, never a typed path).
+    pub fn check_text(s: &str) -> Result<(), TemplateError> {
+        Self::env()
+            .template_from_str(s)
+            .map(|_| ())
+            .map_err(|e| syntax(s, &e))
+    }
+
+    /// Check every string inside a value; returns all problems.
+    pub fn check(value: &Value) -> Vec<TemplateError> {
+        let mut errs = Vec::new();
+        check_into(value, &mut errs);
+        errs
+    }
+}
+
+fn check_into(value: &Value, errs: &mut Vec<TemplateError>) {
+    match value {
+        Value::String(s) => {
+            if let Err(e) = Templates::check_str(s) {
+                errs.push(e);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| check_into(v, errs)),
+        Value::Object(map) => map.values().for_each(|v| check_into(v, errs)),
+        _ => {}
+    }
+}
+
+/// Shorten a template for an error message.
+fn excerpt(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        msg.push_str(": ");
+        msg.push_str(detail);
+    }
+    if let Some(line) = e.line() {
+        msg.push_str(&format!(" (line {line})"));
+    }
+    msg
+}
+
+fn syntax(src: &str, e: &minijinja::Error) -> TemplateError {
+    TemplateError::Syntax {
+        template: excerpt(src),
+        message: describe(e),
+    }
+}
+
+fn render_err(src: &str, e: &minijinja::Error) -> TemplateError {
+    let message = if e.kind() == ErrorKind::UndefinedError {
+        format!("{} (an undefined variable or key)", describe(e))
+    } else {
+        describe(e)
+    };
+    TemplateError::Render {
+        template: excerpt(src),
+        message,
+    }
+}
+
+fn build_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_formatter(format_value);
+    env.add_filter("tojson", tojson);
+    env.add_filter("fromjson", fromjson);
+    env.add_filter("truncate", truncate);
+    env
+}
+
+/// Print values the way the Python reference's finalize does.
+fn format_value(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &MjValue,
+) -> Result<(), minijinja::Error> {
+    use minijinja::value::ValueKind;
+    let text = match value.kind() {
+        ValueKind::Bool => Some(if value.is_true() { "True" } else { "False" }.to_string()),
+        ValueKind::None => Some("None".to_string()),
+        ValueKind::Seq | ValueKind::Map => Some(pyjson::dumps(&to_json(value)?, None)),
+        _ => None,
+    };
+    match text {
+        Some(t) => out
+            .write_str(&t)
+            .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "could not write output")),
+        None => minijinja::escape_formatter(out, state, value),
+    }
+}
+
+fn to_json(value: &MjValue) -> Result<Value, minijinja::Error> {
+    serde_json::to_value(value).map_err(|e| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("value is not JSON-representable: {e}"),
+        )
+    })
+}
+
+/// Jinja2's `tojson`: Python-style JSON with HTML-sensitive characters escaped.
+fn tojson(value: &MjValue, indent: Option<usize>) -> Result<MjValue, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "tojson of an undefined value",
+        ));
+    }
+    let s = pyjson::dumps(&to_json(value)?, indent)
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\'', "\\u0027");
+    Ok(MjValue::from_safe_string(s))
+}
+
+/// Parse a JSON string into a value (the reference's extra filter).
+fn fromjson(s: &str) -> Result<MjValue, minijinja::Error> {
+    let v: Value = serde_json::from_str(s).map_err(|e| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, format!("fromjson: {e}"))
+    })?;
+    Ok(MjValue::from_serialize(&v))
+}
+
+/// Jinja2's `truncate(length=255, killwords=False, end='...', leeway=5)`;
+/// each argument may also be given by keyword.
+fn truncate(
+    s: &str,
+    length: Option<usize>,
+    killwords: Option<bool>,
+    end: Option<String>,
+    kwargs: Kwargs,
+) -> Result<String, minijinja::Error> {
+    let length = match length {
+        Some(l) => l,
+        None => kwargs.get::<Option<usize>>("length")?.unwrap_or(255),
+    };
+    let killwords = match killwords {
+        Some(k) => k,
+        None => kwargs.get::<Option<bool>>("killwords")?.unwrap_or(false),
+    };
+    let end = match end {
+        Some(e) => e,
+        None => kwargs
+            .get::<Option<String>>("end")?
+            .unwrap_or_else(|| "...".into()),
+    };
+    // minijinja functions take at most five arguments: leeway is keyword-only.
+    let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(5);
+    kwargs.assert_all_used()?;
+    Ok(truncate_text(s, length, killwords, &end, leeway))
+}
+
+fn truncate_text(s: &str, length: usize, killwords: bool, end: &str, leeway: usize) -> String {
+    let count = s.chars().count();
+    if count <= length + leeway {
+        return s.to_string();
+    }
+    let keep = length.saturating_sub(end.chars().count());
+    let head: String = s.chars().take(keep).collect();
+    if killwords {
+        return head + end;
+    }
+    let cut = match head.rfind(' ') {
+        Some(i) => &head[..i],
+        None => head.as_str(),
+    };
+    format!("{cut}{end}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars() -> Vars {
+        let v = json!({
+            "context": {"score": 8, "ok": false, "items": [1, 2, 3], "name": "Ada",
+                         "nested": {"k": "v"}, "blob": "{\"a\": 1}", "nothing": null},
+            "input": {"x": 1},
+            "output": {"text": "hello world"}
+        });
+        match v {
+            Value::Object(m) => Vars::new(m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(
+            shape("context.a.b"),
+            Shape::BarePath("context", vec!["a", "b"])
+        );
+        assert_eq!(shape("context"), Shape::BarePath("context", vec![]));
+        assert_eq!(shape("foo.bar"), Shape::Literal);
+        assert_eq!(shape("context.a-b"), Shape::Literal);
+        assert_eq!(shape("{{ context.a }}"), Shape::Expression("context.a"));
+        assert_eq!(
+            shape(" {{- context.a -}}\n"),
+            Shape::Expression("context.a")
+        );
+        assert_eq!(shape("{{ a }} and {{ b }}"), Shape::Text);
+        assert_eq!(shape("x {{ a }}"), Shape::Text);
+    }
+
+    #[test]
+    fn bare_paths_keep_types_and_missing_is_null() {
+        let v = vars();
+        assert_eq!(Templates::render_str("context.score", &v), Ok(json!(8)));
+        assert_eq!(
+            Templates::render_str("context.items", &v),
+            Ok(json!([1, 2, 3]))
+        );
+        assert_eq!(
+            Templates::render_str("context.missing.x", &v),
+            Ok(Value::Null)
+        );
+    }
+
+    #[test]
+    fn single_expressions_are_typed() {
+        let v = vars();
+        assert_eq!(
+            Templates::render_str("{{ context.score }}", &v),
+            Ok(json!(8))
+        );
+        assert_eq!(
+            Templates::render_str("{{ context.ok }}", &v),
+            Ok(json!(false))
+        );
+        assert_eq!(
+            Templates::render_str("{{ context.score + 1 }}", &v),
+            Ok(json!(9))
+        );
+        assert_eq!(
+            Templates::render_str("{{ context.items }}", &v),
+            Ok(json!([1, 2, 3]))
+        );
+        assert_eq!(
+            Templates::render_str("{{ context.nothing }}", &v),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            Templates::render_str("{{ context.blob | fromjson }}", &v),
+            Ok(json!({"a": 1}))
+        );
+        assert_eq!(
+            Templates::render_str("{{ context.items | length }}", &v),
+            Ok(json!(3))
+        );
+    }
+
+    #[test]
+    fn text_prints_like_python() {
+        let v = vars();
+        let r = Templates::render_str("s={{ context.score }} ok={{ context.ok }} n={{ context.nothing }} l={{ context.items }} m={{ context.nested }}", &v);
+        assert_eq!(
+            r,
+            Ok(json!("s=8 ok=False n=None l=[1, 2, 3] m={\"k\": \"v\"}"))
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let v = vars();
+        let t = |s: &str| Templates::render_text(s, &v);
+        assert_eq!(
+            t("{{ context.nested | tojson }}").as_deref(),
+            Ok("{\"k\": \"v\"}")
+        );
+        assert_eq!(
+            t("{{ '<a>' | tojson }}").as_deref(),
+            Ok("\"\\u003ca\\u003e\"")
+        );
+        assert_eq!(
+            t("{{ context.missing | default('d') }}").as_deref(),
+            Ok("d")
+        );
+        assert_eq!(t("{{ context.items | join(',') }}").as_deref(), Ok("1,2,3"));
+        assert_eq!(
+            t("{{ context.name | lower }}{{ context.name | upper }}").as_deref(),
+            Ok("adaADA")
+        );
+        assert_eq!(t("{{ '  x ' | trim }}").as_deref(), Ok("x"));
+        assert_eq!(
+            t("{{ output.text | replace('world', 'there') }}").as_deref(),
+            Ok("hello there")
+        );
+        assert_eq!(
+            t("{{ context.items | first }}{{ context.items | last }}").as_deref(),
+            Ok("13")
+        );
+        assert_eq!(
+            t("{{ 'hello brave new world' | truncate(12, leeway=0) }}").as_deref(),
+            Ok("hello...")
+        );
+        assert_eq!(
+            t("{{ 'hello brave new world' | truncate(12, true, leeway=0) }}").as_deref(),
+            Ok("hello bra...")
+        );
+        assert_eq!(t("{{ 'short' | truncate(12) }}").as_deref(), Ok("short"));
+        assert_eq!(
+            t("{% if context.missing %}y{% else %}n{% endif %}").as_deref(),
+            Ok("n")
+        );
+    }
+
+    #[test]
+    fn undefined_is_an_error() {
+        let v = vars();
+        assert!(matches!(
+            Templates::render_str("{{ context.missing }}", &v),
+            Err(TemplateError::Render { .. })
+        ));
+        assert!(matches!(
+            Templates::render_str("x {{ nope }}", &v),
+            Err(TemplateError::Render { .. })
+        ));
+        assert!(Templates::render_str("{{ context.missing.deeper }}", &v).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_by_check() {
+        assert!(Templates::check_str("{{ context.x ").is_err());
+        assert!(matches!(
+            Templates::check_str("{{ context.x + }}"),
+            Err(TemplateError::Syntax { .. })
+        ));
+        assert!(matches!(
+            Templates::check_str("a {% if x %} b"),
+            Err(TemplateError::Syntax { .. })
+        ));
+        assert!(Templates::check(&json!({"a": ["{{ ok }}", "{{ bad( }}"]})).len() == 1);
+    }
+
+    #[test]
+    fn render_recurses() {
+        let v = vars();
+        let r = Templates::render(
+            &json!({"a": ["context.score", {"b": "{{ input.x }}"}], "c": 1}),
+            &v,
+        );
+        assert_eq!(r, Ok(json!({"a": [8, {"b": 1}], "c": 1})));
+    }
+}

@@ -1,0 +1,12 @@
+//! `runner`: thin entry point — parse the command line, set up logging,
+//! dispatch to `cli`.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.log_level.as_deref());
+    cli::dispatch(args)
+}

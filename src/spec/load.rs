@@ -1,0 +1,757 @@
+//! Loading machine files and everything they reference (agents, prompts,
+//! profiles, child machines) into a [`Bundle`].
+//!
+//! Loading never stops at the first problem: it records every problem it can
+//! find as a [`Diagnostic`] so `runner machine check` can print them all.
+//! Every relative path resolves against the file that contains it — the
+//! Python reference resolves an agent's `./prompts/x.yml` against the machine
+//! instead, which breaks agents kept in their own folder.
+
+use super::diag::Diagnostics;
+use super::model::{AgentDef, Bundle, MachineDef, PromptDef, StateDef, STATE_KEYS};
+use super::profile::Catalog;
+use super::validate;
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Default `settings.max_steps`.
+pub const DEFAULT_MAX_STEPS: u64 = 1000;
+
+/// Options that affect loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--profiles PATH`: use this catalog instead of discovering `profiles.yml`.
+    pub profiles: Option<PathBuf>,
+    /// Names of the actions the runtime provides (for validation).
+    pub actions: Vec<String>,
+}
+
+/// The outcome of loading: a bundle when nothing fatal happened, and all problems.
+pub struct Loaded {
+    pub bundle: Option<Bundle>,
+    pub diagnostics: Diagnostics,
+}
+
+/// Load and validate the machine at `path`.
+pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
+    let mut loader = Loader {
+        opts,
+        diags: Diagnostics::default(),
+        machines: Vec::new(),
+        by_path: HashMap::new(),
+        catalogs: HashMap::new(),
+        forced_catalog: None,
+    };
+    if let Some(p) = &opts.profiles {
+        let label = p.display().to_string();
+        loader.forced_catalog = loader.load_catalog(p, &label);
+        if loader.forced_catalog.is_none() && !loader.diags.has_errors() {
+            loader
+                .diags
+                .error(&label, None, "profile catalog could not be loaded");
+        }
+    }
+    let label = path.display().to_string();
+    let root = loader.load_machine_file(path, &label);
+    let bundle = match root {
+        Some(root) if !loader.diags.has_errors() => Some(Bundle {
+            root,
+            machines: loader.machines,
+        }),
+        _ => None,
+    };
+    Loaded {
+        bundle,
+        diagnostics: loader.diags,
+    }
+}
+
+/// Parse YAML or JSON text into a JSON value, reporting syntax errors with
+/// line and column.
+pub fn parse_document(
+    text: &str,
+    path: &Path,
+    label: &str,
+    diags: &mut Diagnostics,
+) -> Option<Value> {
+    let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
+    if is_json {
+        return match serde_json::from_str::<Value>(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                diags.syntax(
+                    label,
+                    Some((e.line(), e.column())),
+                    format!("JSON syntax error: {e}"),
+                );
+                None
+            }
+        };
+    }
+    match serde_yaml::from_str::<Value>(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let loc = e.location().map(|l| (l.line(), l.column()));
+            let msg = strip_location(&e.to_string());
+            diags.syntax(label, loc, format!("YAML syntax error: {msg}"));
+            None
+        }
+    }
+}
+
+/// serde_yaml appends " at line X column Y" to messages; we print the
+/// location in front instead.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+struct Loader<'o> {
+    opts: &'o LoadOptions,
+    diags: Diagnostics,
+    machines: Vec<MachineDef>,
+    by_path: HashMap<PathBuf, usize>,
+    catalogs: HashMap<PathBuf, Option<Arc<Catalog>>>,
+    forced_catalog: Option<Arc<Catalog>>,
+}
+
+/// A document read from disk.
+struct Doc {
+    value: Value,
+    dir: PathBuf,
+    label: String,
+}
+
+impl Loader<'_> {
+    fn read_doc(&mut self, path: &Path, label: &str) -> Option<Doc> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.diags
+                    .error(label, None, format!("cannot read file: {e}"));
+                return None;
+            }
+        };
+        let value = parse_document(&text, path, label, &mut self.diags)?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Some(Doc {
+            value,
+            dir,
+            label: label.to_string(),
+        })
+    }
+
+    fn load_machine_file(&mut self, path: &Path, label: &str) -> Option<usize> {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(&idx) = self.by_path.get(&key) {
+            return Some(idx);
+        }
+        let doc = self.read_doc(path, label)?;
+        let idx = self.reserve(label);
+        self.by_path.insert(key, idx);
+        self.fill_machine(idx, &doc.value, &doc.dir, &doc.label)
+            .map(|_| idx)
+    }
+
+    fn reserve(&mut self, label: &str) -> usize {
+        self.machines.push(MachineDef {
+            name: String::new(),
+            file: label.to_string(),
+            dir: String::new(),
+            spec_version: None,
+            context: Map::new(),
+            agents: IndexMap::new(),
+            machines: IndexMap::new(),
+            states: IndexMap::new(),
+            initial: String::new(),
+            max_steps: DEFAULT_MAX_STEPS,
+            persistence: Value::Null,
+            lifecycle_hooks: Value::Null,
+            metadata: Value::Null,
+        });
+        self.machines.len() - 1
+    }
+
+    /// Read the envelope and data of a machine into slot `idx`.
+    fn fill_machine(&mut self, idx: usize, doc: &Value, dir: &Path, label: &str) -> Option<()> {
+        let data = self.envelope(doc, "flatmachine", label)?;
+        let spec_version = doc.get("spec_version").and_then(version_string);
+        self.check_version(spec_version.as_deref(), label);
+
+        let name = data
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("unnamed-machine")
+            .to_string();
+        let context = self
+            .object_field(data, "context", label)
+            .unwrap_or_default();
+        let settings = self
+            .object_field(data, "settings", label)
+            .unwrap_or_default();
+        let max_steps = match settings.get("max_steps") {
+            None | Some(Value::Null) => DEFAULT_MAX_STEPS,
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => n,
+                _ => {
+                    self.diags
+                        .error(label, None, "settings.max_steps must be a positive integer");
+                    DEFAULT_MAX_STEPS
+                }
+            },
+        };
+        if let Some(engine) = data.get("expression_engine").and_then(Value::as_str) {
+            if engine != "simple" {
+                self.diags.error(
+                    label,
+                    None,
+                    format!("expression_engine '{engine}' is not supported (use 'simple')"),
+                );
+            }
+        }
+
+        let states = self.parse_states(data, label);
+        let catalog = self.catalog_for(dir);
+        let agent_results = self.load_agents(data, dir, label, catalog.as_ref());
+        let machine_results = self.load_children(data, dir, label);
+
+        let agents = self.report_refs(&states, label, agent_results, "agent", |s| {
+            s.agent.iter().cloned().collect()
+        });
+        let machines = self.report_refs(&states, label, machine_results, "machine", |s| {
+            s.machine
+                .iter()
+                .flat_map(|m| m.items())
+                .map(|i| i.name().to_string())
+                .collect()
+        });
+
+        let mut def = MachineDef {
+            name,
+            file: label.to_string(),
+            dir: dir.display().to_string(),
+            spec_version,
+            context,
+            agents,
+            machines,
+            states,
+            initial: String::new(),
+            max_steps,
+            persistence: data.get("persistence").cloned().unwrap_or(Value::Null),
+            lifecycle_hooks: data.get("lifecycle_hooks").cloned().unwrap_or(Value::Null),
+            metadata: doc.get("metadata").cloned().unwrap_or(Value::Null),
+        };
+        let mut declared = std::collections::HashSet::new();
+        for section in ["agents", "machines"] {
+            if let Some(m) = data.get(section).and_then(Value::as_object) {
+                declared.extend(m.keys().map(|k| format!("{section}.{k}")));
+            }
+        }
+        let scope = validate::Scope {
+            actions: &self.opts.actions,
+            declared,
+        };
+        validate::validate_machine(&mut def, &scope, &mut self.diags);
+        self.machines[idx] = def;
+        Some(())
+    }
+
+    /// Check `spec` and return `data`.
+    fn envelope<'v>(
+        &mut self,
+        doc: &'v Value,
+        spec: &str,
+        label: &str,
+    ) -> Option<&'v Map<String, Value>> {
+        let Some(obj) = doc.as_object() else {
+            self.diags.error(
+                label,
+                None,
+                format!("expected a mapping with `spec: {spec}` and `data:`"),
+            );
+            return None;
+        };
+        match obj.get("spec").and_then(Value::as_str) {
+            Some(s) if s == spec => {}
+            Some(other) => {
+                self.diags
+                    .error(label, None, format!("spec is '{other}', expected '{spec}'"));
+                return None;
+            }
+            None => {
+                self.diags
+                    .error(label, None, format!("missing `spec: {spec}`"));
+                return None;
+            }
+        }
+        match obj.get("data").and_then(Value::as_object) {
+            Some(d) => Some(d),
+            None => {
+                self.diags.error(label, None, "missing `data:` mapping");
+                None
+            }
+        }
+    }
+
+    fn check_version(&mut self, v: Option<&str>, label: &str) {
+        match v {
+            None => self
+                .diags
+                .warn(label, None, "no spec_version (assuming 4.x)"),
+            Some(v) => {
+                let major = v.split('.').next().unwrap_or("");
+                if major != "4" {
+                    self.diags.error(
+                        label,
+                        None,
+                        format!("spec_version {v} is not supported (major version must be 4)"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn object_field(
+        &mut self,
+        data: &Map<String, Value>,
+        key: &str,
+        label: &str,
+    ) -> Option<Map<String, Value>> {
+        match data.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(_) => {
+                self.diags
+                    .error(label, None, format!("`{key}` must be a mapping"));
+                None
+            }
+        }
+    }
+
+    fn parse_states(
+        &mut self,
+        data: &Map<String, Value>,
+        label: &str,
+    ) -> IndexMap<String, StateDef> {
+        let mut states = IndexMap::new();
+        let Some(raw) = data.get("states") else {
+            self.diags.error(label, None, "no `states:` defined");
+            return states;
+        };
+        let Some(raw) = raw.as_object() else {
+            self.diags.error(
+                label,
+                None,
+                "`states` must be a mapping of state name to definition",
+            );
+            return states;
+        };
+        for (name, v) in raw {
+            let mut v = if v.is_null() {
+                Value::Object(Map::new())
+            } else {
+                v.clone()
+            };
+            if let Value::Object(m) = &mut v {
+                let unknown: Vec<String> = m
+                    .keys()
+                    .filter(|k| !STATE_KEYS.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                for k in unknown {
+                    self.diags
+                        .warn(label, Some(name), format!("unknown key '{k}' is ignored"));
+                    m.remove(&k);
+                }
+            }
+            match serde_json::from_value::<StateDef>(v) {
+                Ok(s) => {
+                    states.insert(name.clone(), s);
+                }
+                Err(e) => {
+                    self.diags
+                        .error(label, Some(name), format!("invalid state definition: {e}"));
+                    states.insert(name.clone(), StateDef::default());
+                }
+            }
+        }
+        states
+    }
+
+    /// Emit problems of referenced agents/machines at the states using them,
+    /// and keep the ones that loaded.
+    fn report_refs<T>(
+        &mut self,
+        states: &IndexMap<String, StateDef>,
+        label: &str,
+        results: IndexMap<String, Result<T, String>>,
+        what: &str,
+        uses: impl Fn(&StateDef) -> Vec<String>,
+    ) -> IndexMap<String, T> {
+        let mut ok = IndexMap::new();
+        for (name, r) in results {
+            match r {
+                Ok(v) => {
+                    ok.insert(name, v);
+                }
+                Err(msg) => {
+                    let user = states.iter().find(|(_, s)| uses(s).contains(&name));
+                    let state = user.map(|(n, _)| n.as_str());
+                    self.diags
+                        .error(label, state, format!("{what} '{name}': {msg}"));
+                }
+            }
+        }
+        ok
+    }
+
+    fn load_children(
+        &mut self,
+        data: &Map<String, Value>,
+        dir: &Path,
+        label: &str,
+    ) -> IndexMap<String, Result<usize, String>> {
+        let mut out = IndexMap::new();
+        let Some(refs) = data.get("machines").and_then(Value::as_object) else {
+            return out;
+        };
+        for (name, r) in refs {
+            let res = match r {
+                Value::String(rel) => {
+                    let path = dir.join(rel);
+                    if !path.is_file() {
+                        Err(format!(
+                            "file {rel} not found (looked for {})",
+                            path.display()
+                        ))
+                    } else {
+                        self.load_machine_file(&path, &path.display().to_string())
+                            .ok_or_else(|| format!("{} has errors", path.display()))
+                    }
+                }
+                Value::Object(_) => {
+                    let child_label = format!("{label}#machines.{name}");
+                    let idx = self.reserve(&child_label);
+                    self.fill_machine(idx, r, dir, &child_label)
+                        .map(|_| idx)
+                        .ok_or_else(|| "inline machine has errors".to_string())
+                }
+                _ => Err("must be a path or an inline `spec: flatmachine` mapping".into()),
+            };
+            out.insert(name.clone(), res);
+        }
+        out
+    }
+
+    fn load_agents(
+        &mut self,
+        data: &Map<String, Value>,
+        dir: &Path,
+        label: &str,
+        catalog: Option<&Arc<Catalog>>,
+    ) -> IndexMap<String, Result<AgentDef, String>> {
+        let mut out = IndexMap::new();
+        let Some(refs) = data.get("agents").and_then(Value::as_object) else {
+            return out;
+        };
+        for (name, r) in refs {
+            out.insert(name.clone(), self.load_agent(name, r, dir, label, catalog));
+        }
+        out
+    }
+
+    fn load_agent(
+        &mut self,
+        name: &str,
+        r: &Value,
+        dir: &Path,
+        label: &str,
+        catalog: Option<&Arc<Catalog>>,
+    ) -> Result<AgentDef, String> {
+        match r {
+            Value::String(rel) => {
+                let path = dir.join(rel);
+                if !path.is_file() {
+                    return Err(format!(
+                        "agent file {rel} not found (looked for {})",
+                        path.display()
+                    ));
+                }
+                let plabel = path.display().to_string();
+                let mut sub = Diagnostics::default();
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {plabel}: {e}"))?;
+                let doc = parse_document(&text, &path, &plabel, &mut sub);
+                let Some(doc) = doc else {
+                    self.diags.items.extend(sub.items);
+                    return Err(format!("{plabel} does not parse"));
+                };
+                let adir = path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| dir.to_path_buf());
+                // An agent's profiles.yml is found from its own folder first.
+                let own = self.catalog_for(&adir);
+                let cat = own.as_ref().or(catalog);
+                self.agent_from_doc(name, &doc, &adir, &plabel, cat)
+            }
+            Value::Object(obj) if obj.contains_key("spec") => {
+                self.agent_from_doc(name, r, dir, label, catalog)
+            }
+            Value::Object(obj) if obj.contains_key("type") => {
+                let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+                if kind != "flatagent" {
+                    return Err(format!(
+                        "agent type '{kind}' is not supported (only flatagent)"
+                    ));
+                }
+                let base = match obj.get("ref").and_then(Value::as_str) {
+                    Some(rel) => {
+                        let mut def = self.load_agent(
+                            name,
+                            &Value::String(rel.to_string()),
+                            dir,
+                            label,
+                            catalog,
+                        )?;
+                        if let Some(cfg) = obj.get("config").and_then(Value::as_object) {
+                            for (k, v) in cfg {
+                                def.model.insert(k.clone(), v.clone());
+                            }
+                        }
+                        return Ok(def);
+                    }
+                    None => obj.get("config").cloned().unwrap_or(Value::Null),
+                };
+                self.agent_from_doc(name, &base, dir, label, catalog)
+            }
+            _ => Err(
+                "must be a path to a flatagent file or an inline `spec: flatagent` mapping".into(),
+            ),
+        }
+    }
+
+    fn agent_from_doc(
+        &mut self,
+        name: &str,
+        doc: &Value,
+        dir: &Path,
+        label: &str,
+        catalog: Option<&Arc<Catalog>>,
+    ) -> Result<AgentDef, String> {
+        let obj = doc
+            .as_object()
+            .ok_or("agent definition must be a mapping")?;
+        match obj.get("spec").and_then(Value::as_str) {
+            Some("flatagent") => {}
+            Some(other) => return Err(format!("spec is '{other}', expected 'flatagent'")),
+            None => return Err("missing `spec: flatagent`".into()),
+        }
+        let data = obj
+            .get("data")
+            .and_then(Value::as_object)
+            .ok_or("missing `data:` mapping")?;
+        let prompt = match data.get("prompt") {
+            Some(p) => self.load_prompt(p, dir)?,
+            None => prompt_from_data(data).map_err(|e| format!("{e} (agent has no `prompt`)"))?,
+        };
+        if let Err(e) = check_prompt(&prompt) {
+            return Err(format!("prompt: {e}"));
+        }
+        let (profile_name, model) = self.resolve_model(data, dir, catalog)?;
+        Ok(AgentDef {
+            name: data
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(name)
+                .to_string(),
+            file: label.to_string(),
+            prompt,
+            profile_name,
+            model,
+            metadata: obj.get("metadata").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    fn load_prompt(&mut self, p: &Value, dir: &Path) -> Result<PromptDef, String> {
+        match p {
+            Value::String(rel) => {
+                let path = dir.join(rel);
+                if !path.is_file() {
+                    return Err(format!(
+                        "prompt file {rel} not found (looked for {})",
+                        path.display()
+                    ));
+                }
+                let plabel = path.display().to_string();
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {plabel}: {e}"))?;
+                let mut sub = Diagnostics::default();
+                let Some(doc) = parse_document(&text, &path, &plabel, &mut sub) else {
+                    self.diags.items.extend(sub.items);
+                    return Err(format!("{plabel} does not parse"));
+                };
+                prompt_from_value(&doc).map_err(|e| format!("{plabel}: {e}"))
+            }
+            Value::Object(_) => prompt_from_value(p),
+            _ => Err("`prompt` must be a path or a mapping".into()),
+        }
+    }
+
+    fn resolve_model(
+        &mut self,
+        data: &Map<String, Value>,
+        dir: &Path,
+        catalog: Option<&Arc<Catalog>>,
+    ) -> Result<(Option<String>, Map<String, Value>), String> {
+        let mut inline = Map::new();
+        let mut wanted: Option<String> = None;
+        let mut local_catalog: Option<Arc<Catalog>> = None;
+        match data.get("profile") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(n)) => wanted = Some(n.clone()),
+            Some(v @ Value::Object(_)) => {
+                let cat = Catalog::from_value(v, "inline profile")
+                    .map_err(|e| format!("profile: {e}"))?;
+                local_catalog = Some(Arc::new(cat));
+            }
+            Some(_) => {
+                return Err("`profile` must be a profile name or an inline flatprofile".into())
+            }
+        }
+        match data.get("model") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(m)) => {
+                inline.insert("name".into(), Value::String(m.clone()));
+            }
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    if k == "profile" {
+                        wanted = v.as_str().map(str::to_string);
+                    } else {
+                        inline.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Some(_) => return Err("`model` must be a model name or a mapping".into()),
+        }
+        let _ = dir;
+        let cat = local_catalog.as_ref().or(catalog);
+        let mut model = match (cat, &wanted) {
+            (Some(cat), _) => cat.resolve(wanted.as_deref())?,
+            (None, Some(n)) => {
+                return Err(format!(
+                    "profile '{n}' requested but no profiles.yml was found beside the machine or in any parent folder (use --profiles PATH)"
+                ))
+            }
+            (None, None) => Map::new(),
+        };
+        for (k, v) in inline {
+            model.insert(k, v);
+        }
+        Ok((wanted, model))
+    }
+
+    /// The profile catalog for files in `dir`: `--profiles` if given, else
+    /// the nearest `profiles.yml` walking up from `dir`.
+    fn catalog_for(&mut self, dir: &Path) -> Option<Arc<Catalog>> {
+        if let Some(c) = &self.forced_catalog {
+            return Some(c.clone());
+        }
+        let start = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let mut cur: Option<&Path> = Some(start.as_path());
+        while let Some(d) = cur {
+            for name in ["profiles.yml", "profiles.yaml"] {
+                let p = d.join(name);
+                if p.is_file() {
+                    if let Some(c) = self.catalogs.get(&p) {
+                        return c.clone();
+                    }
+                    let label = p.display().to_string();
+                    let c = self.load_catalog(&p, &label);
+                    self.catalogs.insert(p, c.clone());
+                    return c;
+                }
+            }
+            cur = d.parent();
+        }
+        None
+    }
+
+    fn load_catalog(&mut self, path: &Path, label: &str) -> Option<Arc<Catalog>> {
+        let doc = self.read_doc(path, label)?;
+        match Catalog::from_value(&doc.value, label) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                self.diags.error(label, None, e);
+                None
+            }
+        }
+    }
+}
+
+fn version_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A prompt from a `spec: prompt` document or an inline mapping.
+fn prompt_from_value(v: &Value) -> Result<PromptDef, String> {
+    let obj = v.as_object().ok_or("prompt must be a mapping")?;
+    let data = match obj.get("spec").and_then(Value::as_str) {
+        Some("prompt") => obj
+            .get("data")
+            .and_then(Value::as_object)
+            .ok_or("prompt has no `data:` mapping")?,
+        Some(other) => return Err(format!("spec is '{other}', expected 'prompt'")),
+        None => obj,
+    };
+    prompt_from_data(data)
+}
+
+fn prompt_from_data(data: &Map<String, Value>) -> Result<PromptDef, String> {
+    let text = |k: &str| -> Result<Option<String>, String> {
+        match data.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("`{k}` must be a string")),
+        }
+    };
+    let user = text("user")?.ok_or("prompt has no `user` template")?;
+    let output = match data.get("output") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return Err("`output` must be a mapping of field name to schema".into()),
+    };
+    Ok(PromptDef {
+        system: text("system")?,
+        user,
+        instruction_suffix: text("instruction_suffix")?,
+        output,
+    })
+}
+
+fn check_prompt(p: &PromptDef) -> Result<(), String> {
+    use crate::expr::Templates;
+    for (what, t) in [
+        ("system", p.system.as_deref()),
+        ("user", Some(p.user.as_str())),
+        ("instruction_suffix", p.instruction_suffix.as_deref()),
+    ] {
+        if let Some(t) = t {
+            Templates::check_text(t).map_err(|e| format!("{what}: {e}"))?;
+        }
+    }
+    Ok(())
+}

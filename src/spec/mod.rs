@@ -1,0 +1,12 @@
+//! The FlatMachines 4.x file formats: loading, the resolved model, and
+//! validation. Pure apart from reading the files it is asked to load.
+
+pub mod diag;
+pub mod load;
+pub mod model;
+pub mod profile;
+pub mod validate;
+
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use load::{load, LoadOptions, Loaded};
+pub use model::{AgentDef, Bundle, MachineDef, PromptDef, StateDef};

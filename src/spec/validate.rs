@@ -1,0 +1,391 @@
+//! Graph and reference validation of one loaded machine.
+//!
+//! The Python reference validates nothing: an unknown `to:` ends the machine
+//! silently with `{}`. Here every reference is checked before anything runs,
+//! and each problem names the file and the state.
+
+use super::diag::Diagnostics;
+use super::model::{MachineDef, OnError, StateDef, ERROR_KINDS};
+use crate::expr::{Condition, Templates};
+use serde_json::Value;
+use std::collections::{HashSet, VecDeque};
+
+/// Python exception class names accepted as `on_error` keys for
+/// compatibility with files written for the reference.
+const PYTHON_ERROR_KEYS: &[&str] = &["RetryableError", "RuntimeError", "Exception", "ValueError"];
+
+/// What the validator needs besides the machine itself.
+pub struct Scope<'a> {
+    /// Action names the runtime provides.
+    pub actions: &'a [String],
+    /// Every agent/machine name the file declares, including ones that failed
+    /// to load (those were reported already; they are not "unknown").
+    pub declared: HashSet<String>,
+}
+
+/// Validate `def`, set `def.initial`, and record problems.
+pub fn validate_machine(def: &mut MachineDef, scope: &Scope<'_>, diags: &mut Diagnostics) {
+    let file = def.file.clone();
+    if def.states.is_empty() {
+        diags.error(&file, None, "machine has no states");
+        return;
+    }
+    def.initial = find_initial(def, diags);
+    check_context(def, diags);
+    for (name, state) in &def.states {
+        check_state(def, name, state, scope, diags);
+    }
+    check_reachability(def, diags);
+    check_hooks(def, diags);
+}
+
+fn find_initial(def: &MachineDef, diags: &mut Diagnostics) -> String {
+    let initials: Vec<&String> = def
+        .states
+        .iter()
+        .filter(|(_, s)| s.is_initial())
+        .map(|(n, _)| n)
+        .collect();
+    match initials.as_slice() {
+        [one] => (*one).clone(),
+        [] if def.states.contains_key("start") => {
+            diags.warn(
+                &def.file,
+                Some("start"),
+                "no state is marked `type: initial`; using 'start' as the reference does",
+            );
+            "start".to_string()
+        }
+        [] => {
+            diags.error(
+                &def.file,
+                None,
+                "no initial state (mark exactly one state with `type: initial`)",
+            );
+            String::new()
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+            diags.error(
+                &def.file,
+                None,
+                format!(
+                    "more than one initial state: {} (exactly one may have `type: initial`)",
+                    names.join(", ")
+                ),
+            );
+            names[0].to_string()
+        }
+    }
+}
+
+fn check_context(def: &MachineDef, diags: &mut Diagnostics) {
+    for e in Templates::check(&Value::Object(def.context.clone())) {
+        diags.error(&def.file, None, format!("context: {e}"));
+    }
+}
+
+fn check_state(
+    def: &MachineDef,
+    name: &str,
+    s: &StateDef,
+    scope: &Scope<'_>,
+    diags: &mut Diagnostics,
+) {
+    let file = def.file.as_str();
+    let st = Some(name);
+    if let Some(kind) = &s.kind {
+        if kind != "initial" && kind != "final" {
+            diags.error(
+                file,
+                st,
+                format!("type '{kind}' is not valid (use 'initial' or 'final')"),
+            );
+        }
+    }
+    if s.is_final() && !s.transitions.is_empty() {
+        diags.error(file, st, "a final state cannot have transitions");
+    }
+    if !s.is_final() && s.transitions.is_empty() {
+        diags.warn(
+            file,
+            st,
+            "not final and has no transitions: finishing it is a no_transition error",
+        );
+    }
+    for (i, t) in s.transitions.iter().enumerate() {
+        if !def.states.contains_key(&t.to) {
+            diags.error(
+                file,
+                st,
+                format!("transition {} targets unknown state '{}'", i + 1, t.to),
+            );
+        }
+        if let Some(c) = &t.condition {
+            check_condition(file, name, c, diags);
+        }
+    }
+    check_on_error(def, name, s, diags);
+    check_refs(def, name, s, scope, diags);
+    check_execution(file, name, s, diags);
+    check_templates(file, name, s, diags);
+    check_unsupported(file, name, s, diags);
+}
+
+fn check_condition(file: &str, state: &str, src: &str, diags: &mut Diagnostics) {
+    match Condition::parse(src) {
+        Err(e) => diags.error(
+            file,
+            Some(state),
+            format!("condition '{src}' does not parse: {e}"),
+        ),
+        Ok(c) => {
+            for root in c.root_names() {
+                if root != "context" {
+                    diags.error(
+                        file,
+                        Some(state),
+                        format!("condition '{src}' uses unknown name '{root}' (conditions can use: context)"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_on_error(def: &MachineDef, name: &str, s: &StateDef, diags: &mut Diagnostics) {
+    let Some(on_error) = &s.on_error else { return };
+    for target in on_error.targets() {
+        if !def.states.contains_key(target) {
+            diags.error(
+                &def.file,
+                Some(name),
+                format!("on_error targets unknown state '{target}'"),
+            );
+        }
+    }
+    if let OnError::ByKind(map) = on_error {
+        for key in map.keys() {
+            let known = key == "default"
+                || ERROR_KINDS.contains(&key.as_str())
+                || PYTHON_ERROR_KEYS.contains(&key.as_str());
+            if !known {
+                diags.error(
+                    &def.file,
+                    Some(name),
+                    format!(
+                        "on_error key '{key}' is not an error kind (known: default, {})",
+                        ERROR_KINDS.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_refs(
+    def: &MachineDef,
+    name: &str,
+    s: &StateDef,
+    scope: &Scope<'_>,
+    diags: &mut Diagnostics,
+) {
+    let actions = scope.actions;
+    let file = def.file.as_str();
+    let st = Some(name);
+    if let Some(a) = &s.agent {
+        if !def.agents.contains_key(a) && !scope.declared.contains(&format!("agents.{a}")) {
+            diags.error(
+                file,
+                st,
+                format!("unknown agent '{a}'{}", known_list(def.agents.keys())),
+            );
+        }
+    }
+    if let Some(m) = &s.machine {
+        for item in m.items() {
+            let n = item.name();
+            if !def.machines.contains_key(n) && !scope.declared.contains(&format!("machines.{n}")) {
+                diags.error(
+                    file,
+                    st,
+                    format!("unknown machine '{n}'{}", known_list(def.machines.keys())),
+                );
+            }
+            if let Some(input) = item.input() {
+                for e in Templates::check(&Value::Object(input.clone())) {
+                    diags.error(file, st, format!("machine '{n}' input: {e}"));
+                }
+            }
+        }
+    }
+    if s.foreach.is_some() && s.machine.is_none() {
+        diags.error(file, st, "`foreach` needs a `machine` to run for each item");
+    }
+    if let Some(mode) = &s.mode {
+        if mode != "settled" && mode != "any" {
+            diags.error(
+                file,
+                st,
+                format!("mode '{mode}' is not valid (use 'settled' or 'any')"),
+            );
+        }
+    }
+    if let Some(a) = &s.action {
+        if !actions.iter().any(|k| k == a) {
+            diags.error(
+                file,
+                st,
+                format!("unknown action '{a}' (known: {})", actions.join(", ")),
+            );
+        }
+        if a == "shell" && s.command.is_none() {
+            diags.error(file, st, "action 'shell' needs `command: [argv...]`");
+        }
+    }
+}
+
+fn known_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = keys.map(String::as_str).collect();
+    if names.is_empty() {
+        " (none are defined)".to_string()
+    } else {
+        format!(" (known: {})", names.join(", "))
+    }
+}
+
+fn check_execution(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
+    let Some(ex) = &s.execution else { return };
+    match ex.kind.as_deref() {
+        None | Some("default") | Some("retry") | Some("parallel") => {}
+        Some(other) => diags.error(
+            file,
+            Some(name),
+            format!("execution type '{other}' is not supported (use default, retry or parallel)"),
+        ),
+    }
+    if let Some(b) = &ex.backoffs {
+        if b.iter().any(|x| !x.is_finite() || *x < 0.0) {
+            diags.error(
+                file,
+                Some(name),
+                "execution.backoffs must be non-negative seconds",
+            );
+        }
+    }
+    if let Some(j) = ex.jitter {
+        if !(0.0..=1.0).contains(&j) {
+            diags.error(file, Some(name), "execution.jitter must be between 0 and 1");
+        }
+    }
+    if ex.n_samples == Some(0) {
+        diags.error(file, Some(name), "execution.n_samples must be at least 1");
+    }
+}
+
+fn check_templates(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
+    let mut report = |what: &str, v: &Value| {
+        for e in Templates::check(v) {
+            diags.error(file, Some(name), format!("{what}: {e}"));
+        }
+    };
+    if let Some(i) = &s.input {
+        report("input", &Value::Object(i.clone()));
+    }
+    if let Some(o) = &s.output_to_context {
+        report("output_to_context", &Value::Object(o.clone()));
+    }
+    if let Some(o) = &s.output {
+        report("output", o);
+    }
+    if let Some(f) = &s.foreach {
+        report("foreach", &Value::String(f.clone()));
+    }
+    if let Some(k) = &s.key {
+        report("key", &Value::String(k.clone()));
+    }
+    if let Some(super::model::Command::Argv(argv)) = &s.command {
+        report(
+            "command",
+            &Value::Array(argv.iter().cloned().map(Value::String).collect()),
+        );
+    }
+    if let Some(a) = &s.as_name {
+        let ok = a
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && a.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if !ok {
+            diags.error(file, Some(name), format!("`as: {a}` must be an identifier"));
+        }
+    }
+}
+
+fn check_unsupported(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
+    let keys = [
+        ("launch", s.launch.is_some()),
+        ("wait_for", s.wait_for.is_some()),
+        ("tool_loop", s.tool_loop.is_some()),
+    ];
+    for (key, present) in keys {
+        if present {
+            diags.error(
+                file,
+                Some(name),
+                format!(
+                    "`{key}` is part of the FlatMachines format but not supported by this runner"
+                ),
+            );
+        }
+    }
+    if s.hooks.is_some() {
+        diags.warn(
+            file,
+            Some(name),
+            "state `hooks` are not loaded; hook events are emitted as tracing events",
+        );
+    }
+}
+
+fn check_reachability(def: &MachineDef, diags: &mut Diagnostics) {
+    if !def.states.contains_key(&def.initial) {
+        return;
+    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut queue = VecDeque::from([def.initial.as_str()]);
+    while let Some(n) = queue.pop_front() {
+        if !seen.insert(n) {
+            continue;
+        }
+        let Some(s) = def.states.get(n) else { continue };
+        for t in &s.transitions {
+            queue.push_back(t.to.as_str());
+        }
+        if let Some(oe) = &s.on_error {
+            queue.extend(oe.targets());
+        }
+    }
+    for name in def.states.keys() {
+        if !seen.contains(name.as_str()) {
+            diags.warn(&def.file, Some(name), "unreachable from the initial state");
+        }
+    }
+    if !def.states.values().any(StateDef::is_final) {
+        diags.warn(
+            &def.file,
+            None,
+            "no final state: the machine can never finish",
+        );
+    }
+}
+
+fn check_hooks(def: &MachineDef, diags: &mut Diagnostics) {
+    if !def.lifecycle_hooks.is_null() {
+        diags.warn(
+            &def.file,
+            None,
+            "lifecycle_hooks are not loaded; machine start/end are emitted as tracing events",
+        );
+    }
+}

@@ -1,0 +1,2 @@
+#!/bin/sh
+printf '{"doubled": %s}\n' "$(( $1 * 2 ))"
