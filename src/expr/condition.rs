@@ -2271,6 +2271,15 @@ mod tests {
         let long_path = format!("context{}", ".a".repeat(5000));
         assert!(syntax(&long_path).1.contains("nested too deeply"));
 
+        // Right at the limit still parses and evaluates on a test thread's
+        // small stack.
+        let at_limit = format!("{}1", "-".repeat(MAX_DEPTH - 1));
+        assert_eq!(ev(&at_limit), json!(-1));
+        let sum_at_limit = vec!["1"; MAX_DEPTH].join(" + ");
+        assert_eq!(ev(&sum_at_limit), json!(MAX_DEPTH));
+        let one_over = format!("{}1", "-".repeat(MAX_DEPTH));
+        assert!(syntax(&one_over).1.contains("nested too deeply"));
+
         // Reasonable sizes work, and flattened clause lists are not limited.
         let ok_parens = format!("{}1{}", "(".repeat(50), ")".repeat(50));
         assert_eq!(ev(&ok_parens), json!(1));

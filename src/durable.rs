@@ -1,0 +1,119 @@
+//! Driving one execution durably: take the fenced lease, run or resume the
+//! engine with the SQLite checkpointer, renew the lease every TTL/3, and stop
+//! at once if the lease is taken over.
+
+use crate::engine::{ActionRegistry, Agent, Engine, ErrorKind, ExecError, Snapshot};
+use crate::spec::Bundle;
+use crate::store::{owner_id, Lease, SqliteCheckpointer, Store, StoreError};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why a durable run did not produce an output.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    /// Another live process holds the lease.
+    #[error("{0}")]
+    Leased(StoreError),
+    /// The execution ran and failed (or was interrupted).
+    #[error("{0}")]
+    Exec(ExecError),
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+/// How to begin.
+pub enum Begin {
+    Fresh(Map<String, Value>),
+    Resume(Box<Snapshot>),
+}
+
+/// Everything needed to drive executions of one bundle.
+pub struct Driver {
+    pub store: Store,
+    pub bundle: Arc<Bundle>,
+    pub agent: Arc<dyn Agent>,
+    pub actions: ActionRegistry,
+    pub lease_ttl: Duration,
+    pub owner: String,
+}
+
+impl Driver {
+    pub fn new(store: Store, bundle: Arc<Bundle>, agent: Arc<dyn Agent>, actions: ActionRegistry, lease_ttl: Duration) -> Driver {
+        Driver {
+            store,
+            bundle,
+            agent,
+            actions,
+            lease_ttl,
+            owner: owner_id(),
+        }
+    }
+
+    /// Run or resume execution `id` while holding its lease.
+    pub async fn drive(&self, id: &str, begin: Begin) -> Result<Value, DriveError> {
+        let lease = self.acquire(id).await?;
+        let checkpointer = Arc::new(SqliteCheckpointer::new(self.store.clone(), Some(lease.fence.clone())));
+        let engine = Engine::new(self.bundle.clone(), self.agent.clone(), self.actions.clone(), checkpointer);
+        let (lost_tx, mut lost_rx) = watch::channel::<Option<String>>(None);
+        let renewer = tokio::spawn(renew_loop(self.store.clone(), lease.clone(), lost_tx));
+        let run = async {
+            match begin {
+                Begin::Fresh(input) => engine.run(id, input).await,
+                Begin::Resume(snap) => engine.resume(*snap).await,
+            }
+        };
+        let result = tokio::select! {
+            r = run => r,
+            who = lost_rx.wait_for(Option::is_some) => {
+                let who = who.map(|w| w.clone().unwrap_or_default()).unwrap_or_default();
+                Err(ExecError::new(ErrorKind::Interrupted, who))
+            }
+        };
+        renewer.abort();
+        let lost = matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted);
+        if !lost {
+            let store = self.store.clone();
+            let l = lease.clone();
+            let released = tokio::task::spawn_blocking(move || store.release_lease(&l)).await;
+            if let Ok(Err(e)) = released {
+                tracing::warn!(execution_id = id, error = %e, "could not release lease");
+            }
+        } else if let Err(e) = &result {
+            tracing::warn!(execution_id = id, error = %e.message, "stopped: lease lost");
+        }
+        result.map_err(DriveError::Exec)
+    }
+
+    async fn acquire(&self, id: &str) -> Result<Lease, DriveError> {
+        let store = self.store.clone();
+        let (id, owner, ttl) = (id.to_string(), self.owner.clone(), self.lease_ttl);
+        tokio::task::spawn_blocking(move || store.acquire_lease(&id, &owner, ttl))
+            .await
+            .map_err(|e| DriveError::Store(StoreError::Invalid(format!("lease task failed: {e}"))))?
+            .map_err(|e| match e {
+                StoreError::Leased { .. } => DriveError::Leased(e),
+                other => DriveError::Store(other),
+            })
+    }
+}
+
+/// Renew every TTL/3; on loss, say who holds it now.
+async fn renew_loop(store: Store, lease: Lease, lost: watch::Sender<Option<String>>) {
+    let every = (lease.ttl / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let s = store.clone();
+        let l = lease.clone();
+        match tokio::task::spawn_blocking(move || s.renew_lease(&l)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e @ StoreError::LeaseLost { .. })) => {
+                let _ = lost.send(Some(e.to_string()));
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+            Err(e) => tracing::warn!(error = %e, "lease renewal task failed"),
+        }
+    }
+}

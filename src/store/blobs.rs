@@ -1,0 +1,183 @@
+//! Content-addressed storage of large values.
+//!
+//! Before a snapshot is written, every string or JSON value whose JSON form
+//! is at least [`BLOB_THRESHOLD`] bytes is replaced by `{"$blob": sha256}` and
+//! stored once in `blobs`. A 100 KiB paper text carried through 30 states
+//! costs 100 KiB once, not 100 KiB per snapshot. Values are replaced bottom
+//! up, so a large map keeps its small fields inline and only its large
+//! members become references.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Values at least this large (JSON bytes) are stored as blobs.
+pub const BLOB_THRESHOLD: usize = 4096;
+
+const BLOB_KEY: &str = "$blob";
+/// Escapes a user map that happens to look like a blob reference.
+const LITERAL_KEY: &str = "$lit";
+
+/// A value with large parts replaced, and the parts by hash.
+pub struct Encoded {
+    pub value: Value,
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Replace large parts of `v` by blob references.
+pub fn encode(v: &Value) -> Encoded {
+    let mut blobs = Vec::new();
+    let (value, _) = encode_inner(v, &mut blobs);
+    Encoded { value, blobs }
+}
+
+/// Returns the encoded value and its approximate JSON size.
+fn encode_inner(v: &Value, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize) {
+    match v {
+        Value::String(s) => {
+            if s.len() + 2 >= BLOB_THRESHOLD {
+                return to_blob(v, blobs);
+            }
+            (v.clone(), s.len() + 2)
+        }
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            let mut size = 2;
+            for item in items {
+                let (e, n) = encode_inner(item, blobs);
+                size += n + 1;
+                out.push(e);
+            }
+            finish(Value::Array(out), size, v, blobs)
+        }
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            let mut size = 2;
+            for (k, item) in map {
+                let (e, n) = encode_inner(item, blobs);
+                size += k.len() + 4 + n;
+                out.insert(k.clone(), e);
+            }
+            if out.len() == 1 && (out.contains_key(BLOB_KEY) || out.contains_key(LITERAL_KEY)) {
+                let mut wrapped = Map::new();
+                wrapped.insert(LITERAL_KEY.into(), Value::Object(out));
+                return finish(Value::Object(wrapped), size + 10, v, blobs);
+            }
+            finish(Value::Object(out), size, v, blobs)
+        }
+        other => (other.clone(), 8),
+    }
+}
+
+/// A container that is still large after its members were replaced is itself
+/// stored as one blob (in its encoded form, so large members are not copied
+/// into it again).
+fn finish(encoded: Value, size: usize, _original: &Value, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize) {
+    if size >= BLOB_THRESHOLD {
+        to_blob(&encoded, blobs)
+    } else {
+        (encoded, size)
+    }
+}
+
+fn to_blob(v: &Value, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize) {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    let hash = hash_bytes(&bytes);
+    let mut m = Map::new();
+    m.insert(BLOB_KEY.into(), Value::String(hash.clone()));
+    if !blobs.iter().any(|(h, _)| *h == hash) {
+        blobs.push((hash, bytes));
+    }
+    (Value::Object(m), 80)
+}
+
+/// Put blobs back; `blobs` maps every hash the value uses (transitively) to
+/// its stored (encoded) value.
+pub fn decode(v: Value, blobs: &HashMap<String, Value>) -> Result<Value, String> {
+    match v {
+        Value::Object(mut m) => {
+            if m.len() == 1 {
+                if let Some(Value::String(h)) = m.get(BLOB_KEY) {
+                    let stored = blobs.get(h).cloned().ok_or_else(|| format!("blob {h} is missing"))?;
+                    return decode(stored, blobs);
+                }
+                if let Some(Value::Object(inner)) = m.remove(LITERAL_KEY) {
+                    let mut out = Map::with_capacity(inner.len());
+                    for (k, x) in inner {
+                        out.insert(k, decode(x, blobs)?);
+                    }
+                    return Ok(Value::Object(out));
+                }
+            }
+            let mut out = Map::with_capacity(m.len());
+            for (k, x) in m {
+                out.insert(k, decode(x, blobs)?);
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => items
+            .into_iter()
+            .map(|x| decode(x, blobs))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn roundtrip(v: Value) -> (Value, usize) {
+        let e = encode(&v);
+        let map: HashMap<String, Value> = e
+            .blobs
+            .iter()
+            .map(|(h, b)| (h.clone(), serde_json::from_slice(b).unwrap()))
+            .collect();
+        let n = e.blobs.len();
+        let back = decode(e.value, &map).unwrap();
+        assert_eq!(back, v);
+        (back, n)
+    }
+
+    #[test]
+    fn small_values_stay_inline() {
+        let v = json!({"a": 1, "b": "short", "c": [1, 2]});
+        let e = encode(&v);
+        assert!(e.blobs.is_empty());
+        assert_eq!(e.value, v);
+    }
+
+    #[test]
+    fn large_strings_become_one_blob_each() {
+        let text = "x".repeat(100_000);
+        let v = json!({"paper": text, "copy": text, "small": 1});
+        let e = encode(&v);
+        assert_eq!(e.blobs.len(), 1, "same content is stored once");
+        assert!(serde_json::to_vec(&e.value).unwrap().len() < 300);
+        roundtrip(v);
+    }
+
+    #[test]
+    fn large_containers_of_small_values_become_blobs() {
+        let items: Vec<Value> = (0..2000).map(|i| json!(i)).collect();
+        let (_, n) = roundtrip(json!({"list": items, "k": "v"}));
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn user_maps_that_look_like_references_survive() {
+        roundtrip(json!({"x": {"$blob": "not-a-hash"}, "y": {"$lit": 1}}));
+    }
+}

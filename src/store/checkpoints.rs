@@ -1,0 +1,413 @@
+//! Configs, execution rows and checkpoints.
+//!
+//! A checkpoint write is one transaction: fence check, blobs, the snapshot
+//! row, its blob references and the execution's latest pointer. Either all
+//! of it is durable or none of it is.
+
+use super::blobs::{self, Encoded};
+use super::db::Store;
+use super::error::StoreError;
+use super::leases::Fence;
+use crate::engine::{ErrorKind, Event, ExecError, Snapshot, Totals};
+use crate::spec::Bundle;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// The row of one machine execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRow {
+    pub execution_id: String,
+    pub root_id: String,
+    pub parent_id: Option<String>,
+    pub machine_name: String,
+    pub machine_index: usize,
+    pub config_hash: String,
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<ExecError>,
+    pub updated_at: String,
+}
+
+/// The part of a snapshot kept in the `body` column.
+#[derive(Serialize, Deserialize)]
+struct Body {
+    parent_id: Option<String>,
+    machine_index: usize,
+    machine_name: String,
+    context: Value,
+    output: Option<Value>,
+    error: Option<ExecError>,
+    totals: Totals,
+}
+
+/// A snapshot ready to be written (encoding done outside the transaction).
+pub struct PreparedSnapshot {
+    execution_id: String,
+    event: Event,
+    step: u64,
+    state: Option<String>,
+    next_state: Option<String>,
+    body: Vec<u8>,
+    blobs: Vec<(String, Vec<u8>)>,
+    /// For the execution row on terminal events.
+    output_json: Option<String>,
+    error: Option<ExecError>,
+    parent_id: Option<String>,
+    machine_name: String,
+    machine_index: usize,
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Encode a snapshot: large values become blobs.
+pub fn prepare(snap: &Snapshot) -> PreparedSnapshot {
+    let Encoded {
+        value: context,
+        mut blobs,
+    } = blobs::encode(&Value::Object(snap.context.clone()));
+    let output = snap.output.as_ref().map(|o| {
+        let e = blobs::encode(o);
+        for b in e.blobs {
+            if !blobs.iter().any(|(h, _)| *h == b.0) {
+                blobs.push(b);
+            }
+        }
+        e.value
+    });
+    let body = Body {
+        parent_id: snap.parent_id.clone(),
+        machine_index: snap.machine_index,
+        machine_name: snap.machine_name.clone(),
+        context,
+        output,
+        error: snap.error.clone(),
+        totals: snap.totals,
+    };
+    let output_json = match (snap.event, &snap.output) {
+        (Event::MachineEnd, Some(o)) => serde_json::to_string(o).ok(),
+        _ => None,
+    };
+    PreparedSnapshot {
+        execution_id: snap.execution_id.clone(),
+        event: snap.event,
+        step: snap.step,
+        state: snap.state.clone(),
+        next_state: snap.next_state.clone(),
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+        blobs,
+        output_json,
+        error: snap.error.clone(),
+        parent_id: snap.parent_id.clone(),
+        machine_name: snap.machine_name.clone(),
+        machine_index: snap.machine_index,
+    }
+}
+
+impl Store {
+    /// Store a resolved bundle; returns its content hash.
+    pub fn put_config(&self, bundle: &Bundle, source: Option<&str>) -> Result<String, StoreError> {
+        let body = serde_json::to_vec(bundle).map_err(|e| StoreError::Invalid(format!("cannot serialise config: {e}")))?;
+        let hash = blobs::hash_bytes(&body);
+        let name = bundle.root().name.clone();
+        self.write("storing config", |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO configs(hash, machine_name, source_path, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash, name, source, body, now()],
+            )
+            .map_err(|e| self.err("storing config", e))?;
+            Ok(())
+        })?;
+        Ok(hash)
+    }
+
+    pub fn get_config(&self, hash: &str) -> Result<(Bundle, Option<String>), StoreError> {
+        let conn = self.conn()?;
+        let row: Option<(Vec<u8>, Option<String>)> = conn
+            .query_row("SELECT body, source_path FROM configs WHERE hash = ?1", [hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| self.err("reading config", e))?;
+        let (body, source) = row.ok_or_else(|| StoreError::NotFound(format!("config {hash} is not in the database")))?;
+        let bundle = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Invalid(format!("stored config {hash} does not decode: {e}")))?;
+        Ok((bundle, source))
+    }
+
+    /// Register a new root execution. Fails if the id exists.
+    pub fn create_execution(
+        &self,
+        id: &str,
+        config_hash: &str,
+        machine_name: &str,
+        machine_index: usize,
+        input: &Map<String, Value>,
+    ) -> Result<(), StoreError> {
+        let input = serde_json::to_string(input).unwrap_or_else(|_| "{}".into());
+        self.write("creating execution", |tx| {
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO machine_executions(execution_id, root_id, parent_id, machine_name, machine_index, config_hash, input, status, created_at, updated_at)
+                     VALUES (?1, ?1, NULL, ?2, ?3, ?4, ?5, 'running', ?6, ?6)",
+                    params![id, machine_name, machine_index as i64, config_hash, input, now()],
+                )
+                .map_err(|e| self.err("creating execution", e))?;
+            if n == 0 {
+                return Err(StoreError::Invalid(format!("execution {id} already exists")));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn execution(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT execution_id, root_id, parent_id, machine_name, machine_index, config_hash, status, output, error_kind, error_message, updated_at
+             FROM machine_executions WHERE execution_id = ?1",
+            [id],
+            row_to_execution,
+        )
+        .optional()
+        .map_err(|e| self.err("reading execution", e))
+    }
+
+    /// The input a root execution was started with.
+    pub fn execution_input(&self, id: &str) -> Result<Map<String, Value>, StoreError> {
+        let conn = self.conn()?;
+        let input: Option<String> = conn
+            .query_row("SELECT input FROM machine_executions WHERE execution_id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err("reading execution input", e))?
+            .flatten();
+        Ok(input
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default())
+    }
+
+    /// Point an execution tree at another stored config (`--reload-config`).
+    pub fn set_config(&self, root_id: &str, config_hash: &str) -> Result<(), StoreError> {
+        self.write("switching config", |tx| {
+            tx.execute(
+                "UPDATE machine_executions SET config_hash = ?2 WHERE root_id = ?1",
+                params![root_id, config_hash],
+            )
+            .map_err(|e| self.err("switching config", e))?;
+            Ok(())
+        })
+    }
+
+    /// Root executions that have not finished.
+    pub fn unfinished_roots(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare("SELECT execution_id FROM machine_executions WHERE parent_id IS NULL AND status = 'running' ORDER BY created_at, execution_id")
+            .map_err(|e| self.err("listing executions", e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err("listing executions", e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err("listing executions", e))
+    }
+
+    /// Write a snapshot and move the latest pointer, in one transaction,
+    /// after checking the fencing token when `fence` is given.
+    pub fn save_checkpoint(&self, p: &PreparedSnapshot, fence: Option<&Fence>) -> Result<i64, StoreError> {
+        self.write("writing checkpoint", |tx| {
+            if let Some(f) = fence {
+                f.check(tx, self)?;
+            }
+            self.insert_checkpoint(tx, p)
+        })
+    }
+
+    fn insert_checkpoint(&self, tx: &Transaction<'_>, p: &PreparedSnapshot) -> Result<i64, StoreError> {
+        let e = |what: &str| {
+            let what = what.to_string();
+            move |err| self.err(&what, err)
+        };
+        let ts = now();
+        if p.event == Event::MachineStart && p.parent_id.is_some() {
+            // A child registers itself on its first snapshot.
+            let (root, config): (String, String) = tx
+                .query_row(
+                    "SELECT root_id, config_hash FROM machine_executions WHERE execution_id = ?1",
+                    [p.parent_id.as_deref().unwrap_or_default()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(e("finding parent execution"))?;
+            tx.execute(
+                "INSERT INTO machine_executions(execution_id, root_id, parent_id, machine_name, machine_index, config_hash, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7)
+                 ON CONFLICT(execution_id) DO UPDATE SET status = 'running', output = NULL, error_kind = NULL, error_message = NULL, updated_at = ?7",
+                params![p.execution_id, root, p.parent_id, p.machine_name, p.machine_index as i64, config, ts],
+            )
+            .map_err(e("registering child execution"))?;
+        }
+        {
+            let mut blob_stmt = tx
+                .prepare_cached("INSERT OR IGNORE INTO blobs(hash, size, data) VALUES (?1, ?2, ?3)")
+                .map_err(e("storing blob"))?;
+            for (hash, data) in &p.blobs {
+                blob_stmt.execute(params![hash, data.len() as i64, data]).map_err(e("storing blob"))?;
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO checkpoints(execution_id, step, event, state, next_state, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut s| s.execute(params![p.execution_id, p.step as i64, p.event.as_str(), p.state, p.next_state, p.body, ts]))
+        .map_err(e("writing checkpoint"))?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut ref_stmt = tx
+                .prepare_cached("INSERT OR IGNORE INTO blob_refs(checkpoint_id, hash) VALUES (?1, ?2)")
+                .map_err(e("referencing blob"))?;
+            for (hash, _) in &p.blobs {
+                ref_stmt.execute(params![id, hash]).map_err(e("referencing blob"))?;
+            }
+        }
+        let status = match p.event {
+            Event::MachineEnd => "done",
+            Event::MachineFailed => "failed",
+            _ => "running",
+        };
+        let n = tx
+            .prepare_cached(
+                "UPDATE machine_executions SET latest_checkpoint = ?2, status = ?3, output = ?4, error_kind = ?5, error_message = ?6, updated_at = ?7
+                 WHERE execution_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    p.execution_id,
+                    id,
+                    status,
+                    p.output_json,
+                    p.error.as_ref().filter(|_| status == "failed").map(|e| e.kind.as_str()),
+                    p.error.as_ref().filter(|_| status == "failed").map(|e| e.message.clone()),
+                    ts
+                ])
+            })
+            .map_err(e("moving latest pointer"))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("execution {} is not registered", p.execution_id)));
+        }
+        Ok(id)
+    }
+
+    /// The latest snapshot of an execution. An execution whose checkpoints
+    /// were pruned yields a synthesized terminal snapshot from its row.
+    pub fn latest(&self, id: &str) -> Result<Option<Snapshot>, StoreError> {
+        let Some(row) = self.execution(id)? else {
+            return Ok(None);
+        };
+        let conn = self.conn()?;
+        let ckpt: Option<(i64, u64, String, Option<String>, Option<String>, Vec<u8>)> = conn
+            .query_row(
+                "SELECT c.id, c.step, c.event, c.state, c.next_state, c.body FROM machine_executions m
+                 JOIN checkpoints c ON c.id = m.latest_checkpoint WHERE m.execution_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("reading latest checkpoint", e))?;
+        let Some((cid, step, event, state, next_state, body)) = ckpt else {
+            return Ok(synthesize(&row));
+        };
+        let mut stmt = conn
+            .prepare_cached("SELECT b.hash, b.data FROM blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.checkpoint_id = ?1")
+            .map_err(|e| self.err("reading blobs", e))?;
+        let mut blobs = HashMap::new();
+        let rows = stmt
+            .query_map([cid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| self.err("reading blobs", e))?;
+        for r in rows {
+            let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
+            let v: Value = serde_json::from_slice(&data).map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
+            blobs.insert(h, v);
+        }
+        let body: Body = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("checkpoint {cid} of {id} does not decode: {e}")))?;
+        let bad = |e: String| StoreError::Invalid(format!("checkpoint {cid} of {id}: {e}"));
+        let context = match blobs::decode(body.context, &blobs).map_err(bad)? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let output = match body.output {
+            Some(o) => Some(blobs::decode(o, &blobs).map_err(bad)?),
+            None => None,
+        };
+        let event = parse_event(&event).ok_or_else(|| StoreError::Invalid(format!("checkpoint {cid} has unknown event {event}")))?;
+        Ok(Some(Snapshot {
+            execution_id: id.to_string(),
+            parent_id: body.parent_id,
+            machine_index: body.machine_index,
+            machine_name: body.machine_name,
+            event,
+            state,
+            next_state,
+            step,
+            context,
+            output,
+            error: body.error,
+            totals: body.totals,
+        }))
+    }
+
+    /// Count checkpoints (all, or of one execution).
+    pub fn checkpoint_count(&self, id: Option<&str>) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n: i64 = match id {
+            Some(id) => conn.query_row("SELECT COUNT(*) FROM checkpoints WHERE execution_id = ?1", [id], |r| r.get(0)),
+            None => conn.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0)),
+        }
+        .map_err(|e| self.err("counting checkpoints", e))?;
+        Ok(n as u64)
+    }
+}
+
+fn parse_event(s: &str) -> Option<Event> {
+    [Event::MachineStart, Event::StateEnter, Event::StateExit, Event::MachineEnd, Event::MachineFailed]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+}
+
+fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+    let output: Option<String> = r.get(7)?;
+    let kind: Option<String> = r.get(8)?;
+    let message: Option<String> = r.get(9)?;
+    Ok(ExecutionRow {
+        execution_id: r.get(0)?,
+        root_id: r.get(1)?,
+        parent_id: r.get(2)?,
+        machine_name: r.get(3)?,
+        machine_index: r.get::<_, i64>(4)? as usize,
+        config_hash: r.get(5)?,
+        status: r.get(6)?,
+        output: output.and_then(|o| serde_json::from_str(&o).ok()),
+        error: kind.map(|k| ExecError::new(ErrorKind::parse(&k).unwrap_or(ErrorKind::ActionError), message.unwrap_or_default())),
+        updated_at: r.get(10)?,
+    })
+}
+
+/// A terminal snapshot rebuilt from an execution row (checkpoints pruned).
+fn synthesize(row: &ExecutionRow) -> Option<Snapshot> {
+    let event = match row.status.as_str() {
+        "done" => Event::MachineEnd,
+        "failed" => Event::MachineFailed,
+        _ => return None,
+    };
+    Some(Snapshot {
+        execution_id: row.execution_id.clone(),
+        parent_id: row.parent_id.clone(),
+        machine_index: row.machine_index,
+        machine_name: row.machine_name.clone(),
+        event,
+        state: None,
+        next_state: None,
+        step: 0,
+        context: Map::new(),
+        output: row.output.clone(),
+        error: row.error.clone(),
+        totals: Totals::default(),
+    })
+}

@@ -1,0 +1,165 @@
+//! Opening the database: pool, pragmas on every connection, migrations.
+
+use super::error::StoreError;
+use super::migrate;
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How durable a commit is. NORMAL (default) survives process crashes;
+/// FULL also survives power loss at the cost of an fsync per commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+    pub pool_size: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(30),
+            pool_size: 8,
+        }
+    }
+}
+
+/// The SQLite store, shared by everything in the process.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool<SqliteConnectionManager>,
+    pub(crate) path: PathBuf,
+}
+
+pub(crate) type Conn = PooledConnection<SqliteConnectionManager>;
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        Self::open_to(path, opts, None)
+    }
+
+    /// Open and migrate only up to schema `version` (tests of upgrades).
+    pub fn open_to(path: &Path, opts: &StoreOptions, version: Option<i64>) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                    path: path.to_path_buf(),
+                    message: format!("cannot create folder {}: {e}", dir.display()),
+                })?;
+            }
+        }
+        // Open once directly, so a read-only or corrupt file is classified
+        // before the pool starts retrying.
+        let mut first = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify_open(path, e))?;
+        configure(&first, opts).map_err(|e| StoreError::sqlite(path, "setting pragmas", e))?;
+        migrate::migrate(&mut first, path, version)?;
+        drop(first);
+
+        let o = opts.clone();
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(move |c| configure(c, &o));
+        let pool = Pool::builder()
+            .max_size(opts.pool_size.max(1))
+            .connection_timeout(Duration::from_secs(60))
+            .build(manager)
+            .map_err(|e| StoreError::Pool {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Pool {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction: the write lock is taken
+    /// up front, so concurrent writers wait (busy_timeout) instead of failing
+    /// with "database is locked" on lock upgrade.
+    pub(crate) fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(what, e))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| self.err(what, e))?;
+        Ok(out)
+    }
+
+    pub(crate) fn err(&self, what: &str, e: rusqlite::Error) -> StoreError {
+        StoreError::sqlite(&self.path, what, e)
+    }
+
+    /// Current size of the database in bytes (pages in use).
+    pub fn size_bytes(&self) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let q = |p: &str| -> Result<i64, StoreError> {
+            conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                .map_err(|e| self.err("reading size", e))
+        };
+        let used = q("page_count")? - q("freelist_count")?;
+        Ok((used.max(0) * q("page_size")?) as u64)
+    }
+
+    /// `PRAGMA integrity_check` result ("ok" when healthy).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err("integrity check", e))
+    }
+}
+
+fn configure(c: &Connection, opts: &StoreOptions) -> Result<(), rusqlite::Error> {
+    c.busy_timeout(opts.busy_timeout)?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    let mode: String = c.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(journal_mode = %mode, "could not switch the database to WAL");
+    }
+    let sync = match opts.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    c.pragma_update(None, "synchronous", sync)?;
+    Ok(())
+}
+
+fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
+    match StoreError::sqlite(path, "opening", e) {
+        StoreError::Sqlite { source, .. } => StoreError::Open {
+            path: path.to_path_buf(),
+            message: source.to_string(),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,49 @@
+//! Versioned schema migrations from `migrations/`, tracked in
+//! `PRAGMA user_version`. Older databases upgrade in place; a database from a
+//! newer runner is refused rather than misread.
+
+use super::error::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+
+/// Migrations in order; the index + 1 is the schema version they produce.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/0001_init.sql")),
+    ("0002_leases", include_str!("../../migrations/0002_leases.sql")),
+];
+
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Apply missing migrations up to `target` (all of them by default).
+pub fn migrate(conn: &mut Connection, path: &Path, target: Option<i64>) -> Result<i64, StoreError> {
+    let target = target.unwrap_or_else(latest_version);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| StoreError::sqlite(path, "starting migration", e))?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError::sqlite(path, "reading schema version", e))?;
+    if current > latest_version() {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: current,
+            supported: latest_version(),
+        });
+    }
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current || version > target {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::sqlite(path, &format!("applying migration {name}"), e))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(|e| StoreError::sqlite(path, "recording schema version", e))?;
+        tracing::info!(migration = name, "applied migration");
+    }
+    tx.commit()
+        .map_err(|e| StoreError::sqlite(path, "committing migration", e))?;
+    Ok(current.max(target))
+}

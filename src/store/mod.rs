@@ -1,0 +1,18 @@
+//! SQLite persistence: migrations, configs, executions, checkpoints,
+//! content-addressed blobs, fenced leases and retention.
+
+pub mod blobs;
+mod checkpointer;
+mod checkpoints;
+mod db;
+mod error;
+mod leases;
+pub mod migrate;
+mod prune;
+
+pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_CODE};
+pub use checkpoints::{now, prepare, ExecutionRow, PreparedSnapshot};
+pub use db::{Store, StoreOptions, Synchronous};
+pub use error::StoreError;
+pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
+pub use prune::{PrunePolicy, PruneReport};

@@ -1,0 +1,121 @@
+//! Retention: drop checkpoints of finished executions, then blobs and
+//! configs nothing refers to any more; optionally write a compacted copy.
+//!
+//! Execution rows stay (with status, output or error), so `resume` of a
+//! pruned execution still prints its result and a parent still re-attaches
+//! to a pruned child.
+
+use super::db::Store;
+use super::error::StoreError;
+use rusqlite::params;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct PrunePolicy {
+    /// Done executions last updated longer ago than this lose all checkpoints.
+    pub keep_done: Duration,
+    /// Failed executions keep only their last snapshot; after this long,
+    /// none.
+    pub keep_failed: Duration,
+}
+
+impl Default for PrunePolicy {
+    fn default() -> Self {
+        PrunePolicy {
+            keep_done: Duration::from_secs(7 * 86400),
+            keep_failed: Duration::from_secs(30 * 86400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PruneReport {
+    pub checkpoints_removed: u64,
+    pub blobs_removed: u64,
+    pub configs_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+fn cutoff(age: Duration) -> String {
+    let t = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+impl Store {
+    pub fn prune(&self, policy: &PrunePolicy) -> Result<PruneReport, StoreError> {
+        let bytes_before = self.size_bytes()?;
+        let done_cut = cutoff(policy.keep_done);
+        let failed_cut = cutoff(policy.keep_failed);
+        let checkpoints_removed = self.write("pruning checkpoints", |tx| {
+            let e = |err| self.err("pruning checkpoints", err);
+            let mut n = tx
+                .execute(
+                    "DELETE FROM checkpoints WHERE execution_id IN
+                       (SELECT execution_id FROM machine_executions
+                        WHERE (status = 'done' AND updated_at < ?1) OR (status = 'failed' AND updated_at < ?2))",
+                    params![done_cut, failed_cut],
+                )
+                .map_err(e)?;
+            tx.execute(
+                "UPDATE machine_executions SET latest_checkpoint = NULL
+                 WHERE (status = 'done' AND updated_at < ?1) OR (status = 'failed' AND updated_at < ?2)",
+                params![done_cut, failed_cut],
+            )
+            .map_err(e)?;
+            n += tx
+                .execute(
+                    "DELETE FROM checkpoints WHERE execution_id IN
+                       (SELECT execution_id FROM machine_executions WHERE status = 'failed')
+                     AND id NOT IN (SELECT latest_checkpoint FROM machine_executions
+                                    WHERE status = 'failed' AND latest_checkpoint IS NOT NULL)",
+                    [],
+                )
+                .map_err(e)?;
+            Ok(n as u64)
+        })?;
+        let blobs_removed = self.write("pruning blobs", |tx| {
+            tx.execute(
+                "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)",
+                [],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err("pruning blobs", e))
+        })?;
+        let configs_removed = self.write("pruning configs", |tx| {
+            tx.execute(
+                "DELETE FROM configs WHERE hash NOT IN
+                   (SELECT config_hash FROM machine_executions
+                    WHERE status = 'running' OR latest_checkpoint IS NOT NULL)",
+                [],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err("pruning configs", e))
+        })?;
+        Ok(PruneReport {
+            checkpoints_removed,
+            blobs_removed,
+            configs_removed,
+            bytes_before,
+            bytes_after: self.size_bytes()?,
+        })
+    }
+
+    /// Write a compacted copy of the database to `dest` (`VACUUM INTO`).
+    pub fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Invalid(format!(
+                "backup target {} already exists; choose a new path",
+                dest.display()
+            )));
+        }
+        let conn = self.conn()?;
+        let target = dest.to_string_lossy().to_string();
+        conn.execute("VACUUM INTO ?1", [target])
+            .map_err(|e| self.err("writing backup", e))?;
+        std::fs::metadata(dest)
+            .map(|m| m.len())
+            .map_err(|e| StoreError::Invalid(format!("backup {} not written: {e}", dest.display())))
+    }
+}
