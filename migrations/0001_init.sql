@@ -44,6 +44,9 @@ CREATE TABLE checkpoints (
     event        TEXT NOT NULL,
     state        TEXT,
     next_state   TEXT,
+    -- A delta checkpoint stores only the context keys that changed since
+    -- the full checkpoint `base_id` of the same execution.
+    base_id      INTEGER,
     body         BLOB NOT NULL,
     created_at   TEXT NOT NULL
 );

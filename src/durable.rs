@@ -40,7 +40,13 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(store: Store, bundle: Arc<Bundle>, agent: Arc<dyn Agent>, actions: ActionRegistry, lease_ttl: Duration) -> Driver {
+    pub fn new(
+        store: Store,
+        bundle: Arc<Bundle>,
+        agent: Arc<dyn Agent>,
+        actions: ActionRegistry,
+        lease_ttl: Duration,
+    ) -> Driver {
         Driver {
             store,
             bundle,
@@ -54,8 +60,16 @@ impl Driver {
     /// Run or resume execution `id` while holding its lease.
     pub async fn drive(&self, id: &str, begin: Begin) -> Result<Value, DriveError> {
         let lease = self.acquire(id).await?;
-        let checkpointer = Arc::new(SqliteCheckpointer::new(self.store.clone(), Some(lease.fence.clone())));
-        let engine = Engine::new(self.bundle.clone(), self.agent.clone(), self.actions.clone(), checkpointer);
+        let checkpointer = Arc::new(SqliteCheckpointer::new(
+            self.store.clone(),
+            Some(lease.fence.clone()),
+        ));
+        let engine = Engine::new(
+            self.bundle.clone(),
+            self.agent.clone(),
+            self.actions.clone(),
+            checkpointer,
+        );
         let (lost_tx, mut lost_rx) = watch::channel::<Option<String>>(None);
         let renewer = tokio::spawn(renew_loop(self.store.clone(), lease.clone(), lost_tx));
         let run = async {

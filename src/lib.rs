@@ -1,8 +1,9 @@
 //! paper-runner: durable, resumable FlatMachines state machines for
 //! research-paper analysis pipelines. See ARCHITECTURE.md for the map.
 
+pub mod bench;
 pub mod durable;
 pub mod engine;
-pub mod store;
 pub mod expr;
 pub mod spec;
+pub mod store;

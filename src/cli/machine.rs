@@ -10,14 +10,48 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Exit code for invalid machine files or arguments.
-const EXIT_INVALID: u8 = 2;
+pub const EXIT_INVALID: u8 = 2;
 
 #[derive(Subcommand, Debug)]
 pub enum MachineCmd {
     /// Run a machine and print its final output as one JSON object.
     Run(RunArgs),
+    /// Continue persisted executions from their latest checkpoint.
+    Resume(ResumeArgs),
     /// Validate machine files; exit 2 if any has an error.
     Check(CheckArgs),
+}
+
+/// Persistence options shared by `run --db` and `resume`.
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// SQLite database for checkpoints (enables durable execution).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Lease time-to-live in seconds (renewed every TTL/3).
+    #[arg(long, default_value_t = 300)]
+    pub lease_ttl: u64,
+    /// Fsync every commit (survives power loss; slower).
+    #[arg(long)]
+    pub sync_full: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// Execution ids to resume.
+    pub ids: Vec<String>,
+    /// Resume every unfinished execution in the database.
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Use the machine files as they are now (if they still contain the
+    /// current state) instead of the stored config.
+    #[arg(long)]
+    pub reload_config: bool,
+    /// Profile catalog for --reload-config.
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args, Debug)]
@@ -33,9 +67,11 @@ pub struct RunArgs {
     /// Profile catalog to use instead of the nearest profiles.yml.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
-    /// Execution id (default: a new UUID).
+    /// Execution id (default: a new UUID). With --db, an existing id is resumed.
     #[arg(long)]
     pub execution_id: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +88,7 @@ pub fn run(cmd: MachineCmd) -> ExitCode {
     match cmd {
         MachineCmd::Check(a) => check(a),
         MachineCmd::Run(a) => run_machine(a),
+        MachineCmd::Resume(a) => super::durable::resume(a),
     }
 }
 
@@ -144,6 +181,9 @@ fn run_machine(a: RunArgs) -> ExitCode {
     let id = a
         .execution_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if a.db.db.is_some() {
+        return super::durable::run_persisted(&rt, &a.db, &a.file, bundle, registry, &id, input);
+    }
     let engine = Engine::new(bundle, Arc::new(NoLlm), registry, Arc::new(NoCheckpoints));
     let result = rt.block_on(engine.run(&id, input));
     print_outcome(result)

@@ -1,6 +1,9 @@
 //! Command-line interface: one module per command group.
 
+mod bench;
+mod durable;
 mod machine;
+mod prune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +28,11 @@ pub enum Command {
     /// Run, resume or check FlatMachine files.
     #[command(subcommand)]
     Machine(machine::MachineCmd),
+    /// Remove old checkpoints and unreferenced blobs; optionally back up.
+    Prune(prune::PruneArgs),
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 /// Logs go to stderr (stdout carries results); quiet unless asked.
@@ -43,5 +51,7 @@ pub fn init_logging(level: Option<&str>) {
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Machine(cmd) => machine::run(cmd),
+        Command::Prune(a) => prune::run(a),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }

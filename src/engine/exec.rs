@@ -253,13 +253,21 @@ impl Run {
                         self.step = snap.step.saturating_sub(1);
                         Cursor::Run(snap.state.unwrap_or_default())
                     }
-                    Event::MachineStart | Event::StateExit => match snap.next_state {
-                        Some(n) => Cursor::Run(n),
-                        None => Cursor::Failed(ExecError::new(
-                            ErrorKind::NoTransition,
-                            "snapshot has no next state",
-                        )),
-                    },
+                    Event::MachineStart | Event::StateExit => {
+                        match (snap.next_state, snap.output) {
+                            (Some(n), _) => Cursor::Run(n),
+                            // The final state finished; only machine_end is missing.
+                            (None, Some(out)) => {
+                                self.checkpoint(Event::MachineEnd, None, None, Some(&out), None)
+                                    .await?;
+                                Cursor::Done(out)
+                            }
+                            (None, None) => Cursor::Failed(ExecError::new(
+                                ErrorKind::NoTransition,
+                                "snapshot has no next state",
+                            )),
+                        }
+                    }
                 })
             }
         }

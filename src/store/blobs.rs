@@ -33,6 +33,12 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
     s
 }
 
+/// Encode each value of a map on its own (the map itself never becomes a
+/// blob), so unchanged keys can be compared between snapshots.
+pub fn encode_map(m: &Map<String, Value>) -> Vec<(String, Encoded)> {
+    m.iter().map(|(k, v)| (k.clone(), encode(v))).collect()
+}
+
 /// Replace large parts of `v` by blob references.
 pub fn encode(v: &Value) -> Encoded {
     let mut blobs = Vec::new();
@@ -81,7 +87,12 @@ fn encode_inner(v: &Value, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize)
 /// A container that is still large after its members were replaced is itself
 /// stored as one blob (in its encoded form, so large members are not copied
 /// into it again).
-fn finish(encoded: Value, size: usize, _original: &Value, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize) {
+fn finish(
+    encoded: Value,
+    size: usize,
+    _original: &Value,
+    blobs: &mut Vec<(String, Vec<u8>)>,
+) -> (Value, usize) {
     if size >= BLOB_THRESHOLD {
         to_blob(&encoded, blobs)
     } else {
@@ -107,7 +118,10 @@ pub fn decode(v: Value, blobs: &HashMap<String, Value>) -> Result<Value, String>
         Value::Object(mut m) => {
             if m.len() == 1 {
                 if let Some(Value::String(h)) = m.get(BLOB_KEY) {
-                    let stored = blobs.get(h).cloned().ok_or_else(|| format!("blob {h} is missing"))?;
+                    let stored = blobs
+                        .get(h)
+                        .cloned()
+                        .ok_or_else(|| format!("blob {h} is missing"))?;
                     return decode(stored, blobs);
                 }
                 if let Some(Value::Object(inner)) = m.remove(LITERAL_KEY) {

@@ -36,10 +36,28 @@ struct Body {
     parent_id: Option<String>,
     machine_index: usize,
     machine_name: String,
+    /// The encoded context (full checkpoints), or null (deltas).
     context: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delta: Option<Delta>,
     output: Option<Value>,
     error: Option<ExecError>,
     totals: Totals,
+}
+
+/// Context keys changed since the base checkpoint.
+#[derive(Serialize, Deserialize)]
+struct Delta {
+    set: Map<String, Value>,
+    unset: Vec<String>,
+}
+
+/// The last full checkpoint of an execution, kept in memory by the writer
+/// so the next snapshots can be stored as deltas against it.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub id: i64,
+    pub context: Map<String, Value>,
 }
 
 /// A snapshot ready to be written (encoding done outside the transaction).
@@ -49,8 +67,11 @@ pub struct PreparedSnapshot {
     step: u64,
     state: Option<String>,
     next_state: Option<String>,
+    base_id: Option<i64>,
     body: Vec<u8>,
     blobs: Vec<(String, Vec<u8>)>,
+    /// The encoded context, when this is a full checkpoint (becomes the new base).
+    pub full_context: Option<Map<String, Value>>,
     /// For the execution row on terminal events.
     output_json: Option<String>,
     error: Option<ExecError>,
@@ -59,30 +80,83 @@ pub struct PreparedSnapshot {
     machine_index: usize,
 }
 
+impl PreparedSnapshot {
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+    pub fn event(&self) -> Event {
+        self.event
+    }
+}
+
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// Encode a snapshot: large values become blobs.
-pub fn prepare(snap: &Snapshot) -> PreparedSnapshot {
-    let Encoded {
-        value: context,
-        mut blobs,
-    } = blobs::encode(&Value::Object(snap.context.clone()));
+fn add_blobs(into: &mut Vec<(String, Vec<u8>)>, more: Vec<(String, Vec<u8>)>) {
+    for b in more {
+        if !into.iter().any(|(h, _)| *h == b.0) {
+            into.push(b);
+        }
+    }
+}
+
+/// Encode a snapshot: large values become blobs, and when `base` is given
+/// and most of the context is unchanged, only the changed keys are kept.
+pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
+    let encoded = blobs::encode_map(&snap.context);
+    let mut full = Map::with_capacity(encoded.len());
+    let mut set = Map::new();
+    let mut all_blobs = Vec::new();
+    let mut changed_blobs = Vec::new();
+    for (k, Encoded { value, blobs }) in encoded {
+        let changed = base.is_none_or(|b| b.context.get(&k) != Some(&value));
+        if changed {
+            set.insert(k.clone(), value.clone());
+            add_blobs(&mut changed_blobs, blobs.clone());
+        }
+        add_blobs(&mut all_blobs, blobs);
+        full.insert(k, value);
+    }
+    let unset: Vec<String> = base
+        .map(|b| {
+            b.context
+                .keys()
+                .filter(|k| !full.contains_key(*k))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let delta_size: usize = set
+        .iter()
+        .map(|(k, v)| k.len() + approx_size(v))
+        .sum::<usize>()
+        + unset.iter().map(String::len).sum::<usize>();
+    let full_size: usize = full.iter().map(|(k, v)| k.len() + approx_size(v)).sum();
+    let use_delta = base.is_some() && delta_size * 2 < full_size;
+
+    let mut blobs_needed = if use_delta { changed_blobs } else { all_blobs };
     let output = snap.output.as_ref().map(|o| {
         let e = blobs::encode(o);
-        for b in e.blobs {
-            if !blobs.iter().any(|(h, _)| *h == b.0) {
-                blobs.push(b);
-            }
-        }
+        add_blobs(&mut blobs_needed, e.blobs);
         e.value
     });
+    let (context, delta, full_context, base_id) = if use_delta {
+        (
+            Value::Null,
+            Some(Delta { set, unset }),
+            None,
+            base.map(|b| b.id),
+        )
+    } else {
+        (Value::Object(full.clone()), None, Some(full), None)
+    };
     let body = Body {
         parent_id: snap.parent_id.clone(),
         machine_index: snap.machine_index,
         machine_name: snap.machine_name.clone(),
         context,
+        delta,
         output,
         error: snap.error.clone(),
         totals: snap.totals,
@@ -97,8 +171,10 @@ pub fn prepare(snap: &Snapshot) -> PreparedSnapshot {
         step: snap.step,
         state: snap.state.clone(),
         next_state: snap.next_state.clone(),
+        base_id,
         body: serde_json::to_vec(&body).unwrap_or_default(),
-        blobs,
+        blobs: blobs_needed,
+        full_context,
         output_json,
         error: snap.error.clone(),
         parent_id: snap.parent_id.clone(),
@@ -107,10 +183,25 @@ pub fn prepare(snap: &Snapshot) -> PreparedSnapshot {
     }
 }
 
+fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(|x| approx_size(x) + 1).sum::<usize>(),
+        Value::Object(m) => {
+            2 + m
+                .iter()
+                .map(|(k, x)| k.len() + 4 + approx_size(x))
+                .sum::<usize>()
+        }
+        _ => 8,
+    }
+}
+
 impl Store {
     /// Store a resolved bundle; returns its content hash.
     pub fn put_config(&self, bundle: &Bundle, source: Option<&str>) -> Result<String, StoreError> {
-        let body = serde_json::to_vec(bundle).map_err(|e| StoreError::Invalid(format!("cannot serialise config: {e}")))?;
+        let body = serde_json::to_vec(bundle)
+            .map_err(|e| StoreError::Invalid(format!("cannot serialise config: {e}")))?;
         let hash = blobs::hash_bytes(&body);
         let name = bundle.root().name.clone();
         self.write("storing config", |tx| {
@@ -127,12 +218,18 @@ impl Store {
     pub fn get_config(&self, hash: &str) -> Result<(Bundle, Option<String>), StoreError> {
         let conn = self.conn()?;
         let row: Option<(Vec<u8>, Option<String>)> = conn
-            .query_row("SELECT body, source_path FROM configs WHERE hash = ?1", [hash], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT body, source_path FROM configs WHERE hash = ?1",
+                [hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| self.err("reading config", e))?;
-        let (body, source) = row.ok_or_else(|| StoreError::NotFound(format!("config {hash} is not in the database")))?;
-        let bundle = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Invalid(format!("stored config {hash} does not decode: {e}")))?;
+        let (body, source) = row
+            .ok_or_else(|| StoreError::NotFound(format!("config {hash} is not in the database")))?;
+        let bundle = serde_json::from_slice(&body).map_err(|e| {
+            StoreError::Invalid(format!("stored config {hash} does not decode: {e}"))
+        })?;
         Ok((bundle, source))
     }
 
@@ -177,7 +274,11 @@ impl Store {
     pub fn execution_input(&self, id: &str) -> Result<Map<String, Value>, StoreError> {
         let conn = self.conn()?;
         let input: Option<String> = conn
-            .query_row("SELECT input FROM machine_executions WHERE execution_id = ?1", [id], |r| r.get(0))
+            .query_row(
+                "SELECT input FROM machine_executions WHERE execution_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err("reading execution input", e))?
             .flatten();
@@ -208,12 +309,17 @@ impl Store {
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(|e| self.err("listing executions", e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err("listing executions", e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err("listing executions", e))
     }
 
     /// Write a snapshot and move the latest pointer, in one transaction,
     /// after checking the fencing token when `fence` is given.
-    pub fn save_checkpoint(&self, p: &PreparedSnapshot, fence: Option<&Fence>) -> Result<i64, StoreError> {
+    pub fn save_checkpoint(
+        &self,
+        p: &PreparedSnapshot,
+        fence: Option<&Fence>,
+    ) -> Result<i64, StoreError> {
         self.write("writing checkpoint", |tx| {
             if let Some(f) = fence {
                 f.check(tx, self)?;
@@ -222,7 +328,11 @@ impl Store {
         })
     }
 
-    fn insert_checkpoint(&self, tx: &Transaction<'_>, p: &PreparedSnapshot) -> Result<i64, StoreError> {
+    fn insert_checkpoint(
+        &self,
+        tx: &Transaction<'_>,
+        p: &PreparedSnapshot,
+    ) -> Result<i64, StoreError> {
         let e = |what: &str| {
             let what = what.to_string();
             move |err| self.err(&what, err)
@@ -250,21 +360,27 @@ impl Store {
                 .prepare_cached("INSERT OR IGNORE INTO blobs(hash, size, data) VALUES (?1, ?2, ?3)")
                 .map_err(e("storing blob"))?;
             for (hash, data) in &p.blobs {
-                blob_stmt.execute(params![hash, data.len() as i64, data]).map_err(e("storing blob"))?;
+                blob_stmt
+                    .execute(params![hash, data.len() as i64, data])
+                    .map_err(e("storing blob"))?;
             }
         }
         tx.prepare_cached(
-            "INSERT INTO checkpoints(execution_id, step, event, state, next_state, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO checkpoints(execution_id, step, event, state, next_state, base_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
-        .and_then(|mut s| s.execute(params![p.execution_id, p.step as i64, p.event.as_str(), p.state, p.next_state, p.body, ts]))
+        .and_then(|mut s| s.execute(params![p.execution_id, p.step as i64, p.event.as_str(), p.state, p.next_state, p.base_id, p.body, ts]))
         .map_err(e("writing checkpoint"))?;
         let id = tx.last_insert_rowid();
         {
             let mut ref_stmt = tx
-                .prepare_cached("INSERT OR IGNORE INTO blob_refs(checkpoint_id, hash) VALUES (?1, ?2)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO blob_refs(checkpoint_id, hash) VALUES (?1, ?2)",
+                )
                 .map_err(e("referencing blob"))?;
             for (hash, _) in &p.blobs {
-                ref_stmt.execute(params![id, hash]).map_err(e("referencing blob"))?;
+                ref_stmt
+                    .execute(params![id, hash])
+                    .map_err(e("referencing blob"))?;
             }
         }
         let status = match p.event {
@@ -290,7 +406,10 @@ impl Store {
             })
             .map_err(e("moving latest pointer"))?;
         if n == 0 {
-            return Err(StoreError::NotFound(format!("execution {} is not registered", p.execution_id)));
+            return Err(StoreError::NotFound(format!(
+                "execution {} is not registered",
+                p.execution_id
+            )));
         }
         Ok(id)
     }
@@ -302,33 +421,58 @@ impl Store {
             return Ok(None);
         };
         let conn = self.conn()?;
-        let ckpt: Option<(i64, u64, String, Option<String>, Option<String>, Vec<u8>)> = conn
+        type Row = (
+            i64,
+            u64,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Vec<u8>,
+        );
+        let ckpt: Option<Row> = conn
             .query_row(
-                "SELECT c.id, c.step, c.event, c.state, c.next_state, c.body FROM machine_executions m
+                "SELECT c.id, c.step, c.event, c.state, c.next_state, c.base_id, c.body FROM machine_executions m
                  JOIN checkpoints c ON c.id = m.latest_checkpoint WHERE m.execution_id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
             )
             .optional()
             .map_err(|e| self.err("reading latest checkpoint", e))?;
-        let Some((cid, step, event, state, next_state, body)) = ckpt else {
+        let Some((cid, step, event, state, next_state, base_id, body)) = ckpt else {
             return Ok(synthesize(&row));
         };
-        let mut stmt = conn
-            .prepare_cached("SELECT b.hash, b.data FROM blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.checkpoint_id = ?1")
-            .map_err(|e| self.err("reading blobs", e))?;
         let mut blobs = HashMap::new();
-        let rows = stmt
-            .query_map([cid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
-            .map_err(|e| self.err("reading blobs", e))?;
-        for r in rows {
-            let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
-            let v: Value = serde_json::from_slice(&data).map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
-            blobs.insert(h, v);
-        }
-        let body: Body = serde_json::from_slice(&body).map_err(|e| StoreError::Invalid(format!("checkpoint {cid} of {id} does not decode: {e}")))?;
+        self.load_blobs(&conn, cid, &mut blobs)?;
         let bad = |e: String| StoreError::Invalid(format!("checkpoint {cid} of {id}: {e}"));
-        let context = match blobs::decode(body.context, &blobs).map_err(bad)? {
+        let body: Body =
+            serde_json::from_slice(&body).map_err(|e| bad(format!("does not decode: {e}")))?;
+        let encoded_context = match (&body.delta, base_id) {
+            (Some(delta), Some(base)) => {
+                let base_body: Vec<u8> = conn
+                    .query_row("SELECT body FROM checkpoints WHERE id = ?1", [base], |r| {
+                        r.get(0)
+                    })
+                    .map_err(|e| self.err("reading base checkpoint", e))?;
+                self.load_blobs(&conn, base, &mut blobs)?;
+                let base_body: Body = serde_json::from_slice(&base_body)
+                    .map_err(|e| bad(format!("base does not decode: {e}")))?;
+                let mut ctx = match base_body.context {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                for k in &delta.unset {
+                    ctx.remove(k);
+                }
+                for (k, v) in &delta.set {
+                    ctx.insert(k.clone(), v.clone());
+                }
+                Value::Object(ctx)
+            }
+            (Some(_), None) => return Err(bad("delta without a base".into())),
+            (None, _) => body.context,
+        };
+        let context = match blobs::decode(encoded_context, &blobs).map_err(bad)? {
             Value::Object(m) => m,
             _ => Map::new(),
         };
@@ -336,7 +480,9 @@ impl Store {
             Some(o) => Some(blobs::decode(o, &blobs).map_err(bad)?),
             None => None,
         };
-        let event = parse_event(&event).ok_or_else(|| StoreError::Invalid(format!("checkpoint {cid} has unknown event {event}")))?;
+        let event = parse_event(&event).ok_or_else(|| {
+            StoreError::Invalid(format!("checkpoint {cid} has unknown event {event}"))
+        })?;
         Ok(Some(Snapshot {
             execution_id: id.to_string(),
             parent_id: body.parent_id,
@@ -353,11 +499,38 @@ impl Store {
         }))
     }
 
+    fn load_blobs(
+        &self,
+        conn: &rusqlite::Connection,
+        checkpoint: i64,
+        into: &mut HashMap<String, Value>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT b.hash, b.data FROM blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.checkpoint_id = ?1")
+            .map_err(|e| self.err("reading blobs", e))?;
+        let rows = stmt
+            .query_map([checkpoint], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| self.err("reading blobs", e))?;
+        for r in rows {
+            let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
+            let v: Value = serde_json::from_slice(&data)
+                .map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
+            into.insert(h, v);
+        }
+        Ok(())
+    }
+
     /// Count checkpoints (all, or of one execution).
     pub fn checkpoint_count(&self, id: Option<&str>) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         let n: i64 = match id {
-            Some(id) => conn.query_row("SELECT COUNT(*) FROM checkpoints WHERE execution_id = ?1", [id], |r| r.get(0)),
+            Some(id) => conn.query_row(
+                "SELECT COUNT(*) FROM checkpoints WHERE execution_id = ?1",
+                [id],
+                |r| r.get(0),
+            ),
             None => conn.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0)),
         }
         .map_err(|e| self.err("counting checkpoints", e))?;
@@ -366,9 +539,15 @@ impl Store {
 }
 
 fn parse_event(s: &str) -> Option<Event> {
-    [Event::MachineStart, Event::StateEnter, Event::StateExit, Event::MachineEnd, Event::MachineFailed]
-        .into_iter()
-        .find(|e| e.as_str() == s)
+    [
+        Event::MachineStart,
+        Event::StateEnter,
+        Event::StateExit,
+        Event::MachineEnd,
+        Event::MachineFailed,
+    ]
+    .into_iter()
+    .find(|e| e.as_str() == s)
 }
 
 fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
@@ -384,7 +563,12 @@ fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
         config_hash: r.get(5)?,
         status: r.get(6)?,
         output: output.and_then(|o| serde_json::from_str(&o).ok()),
-        error: kind.map(|k| ExecError::new(ErrorKind::parse(&k).unwrap_or(ErrorKind::ActionError), message.unwrap_or_default())),
+        error: kind.map(|k| {
+            ExecError::new(
+                ErrorKind::parse(&k).unwrap_or(ErrorKind::ActionError),
+                message.unwrap_or_default(),
+            )
+        }),
         updated_at: r.get(10)?,
     })
 }

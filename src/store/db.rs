@@ -50,7 +50,11 @@ impl Store {
     }
 
     /// Open and migrate only up to schema `version` (tests of upgrades).
-    pub fn open_to(path: &Path, opts: &StoreOptions, version: Option<i64>) -> Result<Store, StoreError> {
+    pub fn open_to(
+        path: &Path,
+        opts: &StoreOptions,
+        version: Option<i64>,
+    ) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
@@ -63,7 +67,9 @@ impl Store {
         // before the pool starts retrying.
         let mut first = Connection::open_with_flags(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| classify_open(path, e))?;
         configure(&first, opts).map_err(|e| StoreError::sqlite(path, "setting pragmas", e))?;

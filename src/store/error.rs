@@ -49,9 +49,7 @@ impl StoreError {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e {
             let message = msg.clone().unwrap_or_else(|| f.to_string());
             match f.code {
-                ErrorCode::ReadOnly => {
-                    return StoreError::ReadOnly { path, message }
-                }
+                ErrorCode::ReadOnly => return StoreError::ReadOnly { path, message },
                 ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
                     return StoreError::Corrupt { path, message }
                 }

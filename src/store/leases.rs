@@ -32,7 +32,12 @@ pub struct Lease {
 
 /// This process's owner id: `host:pid:random`.
 pub fn owner_id() -> String {
-    format!("{}:{}:{:08x}", hostname(), std::process::id(), fastrand::u32(..))
+    format!(
+        "{}:{}:{:08x}",
+        hostname(),
+        std::process::id(),
+        fastrand::u32(..)
+    )
 }
 
 fn hostname() -> String {
@@ -76,8 +81,13 @@ impl Fence {
     /// Fail with `LeaseLost` unless the lease row still has our owner and token.
     pub(crate) fn check(&self, tx: &Transaction<'_>, store: &Store) -> Result<(), StoreError> {
         let row: Option<(String, i64)> = tx
-            .prepare_cached("SELECT owner_id, fencing_token FROM execution_leases WHERE execution_id = ?1")
-            .and_then(|mut s| s.query_row([&self.execution_id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .prepare_cached(
+                "SELECT owner_id, fencing_token FROM execution_leases WHERE execution_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([&self.execution_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| store.err("checking lease", e))?;
         match row {
             Some((owner, token)) if owner == self.owner && token == self.token => Ok(()),
@@ -163,7 +173,12 @@ impl Store {
             tx.execute(
                 "UPDATE execution_leases SET lease_until = 0, updated_at = ?4
                  WHERE execution_id = ?1 AND owner_id = ?2 AND fencing_token = ?3",
-                params![lease.fence.execution_id, lease.fence.owner, lease.fence.token, now()],
+                params![
+                    lease.fence.execution_id,
+                    lease.fence.owner,
+                    lease.fence.token,
+                    now()
+                ],
             )
             .map_err(|e| self.err("releasing lease", e))?;
             Ok(())

@@ -9,7 +9,10 @@ use std::path::Path;
 /// Migrations in order; the index + 1 is the schema version they produce.
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/0001_init.sql")),
-    ("0002_leases", include_str!("../../migrations/0002_leases.sql")),
+    (
+        "0002_leases",
+        include_str!("../../migrations/0002_leases.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -39,7 +39,8 @@ pub struct PruneReport {
 }
 
 fn cutoff(age: Duration) -> String {
-    let t = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+    let t =
+        chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
@@ -69,7 +70,9 @@ impl Store {
                     "DELETE FROM checkpoints WHERE execution_id IN
                        (SELECT execution_id FROM machine_executions WHERE status = 'failed')
                      AND id NOT IN (SELECT latest_checkpoint FROM machine_executions
-                                    WHERE status = 'failed' AND latest_checkpoint IS NOT NULL)",
+                                    WHERE status = 'failed' AND latest_checkpoint IS NOT NULL)
+                     AND id NOT IN (SELECT c.base_id FROM machine_executions m JOIN checkpoints c ON c.id = m.latest_checkpoint
+                                    WHERE m.status = 'failed' AND c.base_id IS NOT NULL)",
                     [],
                 )
                 .map_err(e)?;

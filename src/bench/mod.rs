@@ -1,0 +1,3 @@
+//! Benchmarks run by `runner bench …`; numbers go to docs/benchmarks.md.
+
+pub mod checkpoint;
