@@ -224,11 +224,12 @@ fn reload_bundle(
         )));
     };
     if let Some(s) = snapshot {
-        let state = s
-            .state
-            .as_deref()
-            .or(s.next_state.as_deref())
-            .unwrap_or_default();
+        // Where execution continues: the state in flight, or the next one.
+        let state = match s.event {
+            paper_runner::engine::Event::StateEnter => s.state.as_deref(),
+            _ => s.next_state.as_deref(),
+        }
+        .unwrap_or_default();
         let m = bundle.machines.get(s.machine_index);
         let ok = m.is_some_and(|m| m.name == s.machine_name && m.states.contains_key(state));
         if !ok {
