@@ -2,7 +2,7 @@
 //! engine with the SQLite checkpointer, renew the lease every TTL/3, and stop
 //! at once if the lease is taken over.
 
-use crate::engine::{ActionRegistry, Agent, Engine, ErrorKind, ExecError, Snapshot};
+use crate::engine::{ActionRegistry, Agent, Engine, ErrorKind, Event, ExecError, Snapshot};
 use crate::spec::Bundle;
 use crate::store::{owner_id, Lease, SqliteCheckpointer, Store, StoreError};
 use serde_json::{Map, Value};
@@ -23,8 +23,18 @@ pub enum DriveError {
     Store(StoreError),
 }
 
-/// How to begin.
+/// How to begin. Either way, where to start is decided only after the lease
+/// is held: a snapshot read before could be stale (another process may have
+/// finished the state in between), and resuming from it would re-run work.
 pub enum Begin {
+    /// A new execution with this input (or its latest checkpoint, if another
+    /// process started it first).
+    Fresh(Map<String, Value>),
+    /// From the latest checkpoint (from the stored input if there is none).
+    Latest,
+}
+
+enum Start {
     Fresh(Map<String, Value>),
     Resume(Box<Snapshot>),
 }
@@ -60,6 +70,38 @@ impl Driver {
     /// Run or resume execution `id` while holding its lease.
     pub async fn drive(&self, id: &str, begin: Begin) -> Result<Value, DriveError> {
         let lease = self.acquire(id).await?;
+        let latest = match self.latest(id).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.release(id, &lease).await;
+                return Err(e);
+            }
+        };
+        if let Some(s) = latest.as_ref().filter(|s| s.event.is_terminal()) {
+            self.release(id, &lease).await;
+            return match (&s.error, s.event) {
+                (Some(e), Event::MachineFailed) => Err(DriveError::Exec(e.clone())),
+                _ => Ok(s
+                    .output
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Map::new()))),
+            };
+        }
+        let begin = match (begin, latest) {
+            (_, Some(snap)) => Start::Resume(Box::new(snap)),
+            (Begin::Fresh(input), None) => Start::Fresh(input),
+            (Begin::Latest, None) => {
+                let store = self.store.clone();
+                let key = id.to_string();
+                let input = tokio::task::spawn_blocking(move || store.execution_input(&key))
+                    .await
+                    .map_err(|e| {
+                        DriveError::Store(StoreError::Invalid(format!("store task failed: {e}")))
+                    })?
+                    .map_err(DriveError::Store)?;
+                Start::Fresh(input)
+            }
+        };
         let checkpointer = Arc::new(SqliteCheckpointer::new(
             self.store.clone(),
             Some(lease.fence.clone()),
@@ -74,8 +116,8 @@ impl Driver {
         let renewer = tokio::spawn(renew_loop(self.store.clone(), lease.clone(), lost_tx));
         let run = async {
             match begin {
-                Begin::Fresh(input) => engine.run(id, input).await,
-                Begin::Resume(snap) => engine.resume(*snap).await,
+                Start::Fresh(input) => engine.run(id, input).await,
+                Start::Resume(snap) => engine.resume(*snap).await,
             }
         };
         let result = tokio::select! {
@@ -88,16 +130,29 @@ impl Driver {
         renewer.abort();
         let lost = matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted);
         if !lost {
-            let store = self.store.clone();
-            let l = lease.clone();
-            let released = tokio::task::spawn_blocking(move || store.release_lease(&l)).await;
-            if let Ok(Err(e)) = released {
-                tracing::warn!(execution_id = id, error = %e, "could not release lease");
-            }
+            self.release(id, &lease).await;
         } else if let Err(e) = &result {
             tracing::warn!(execution_id = id, error = %e.message, "stopped: lease lost");
         }
         result.map_err(DriveError::Exec)
+    }
+
+    async fn latest(&self, id: &str) -> Result<Option<Snapshot>, DriveError> {
+        let store = self.store.clone();
+        let key = id.to_string();
+        tokio::task::spawn_blocking(move || store.latest(&key))
+            .await
+            .map_err(|e| DriveError::Store(StoreError::Invalid(format!("store task failed: {e}"))))?
+            .map_err(DriveError::Store)
+    }
+
+    async fn release(&self, id: &str, lease: &Lease) {
+        let store = self.store.clone();
+        let l = lease.clone();
+        let released = tokio::task::spawn_blocking(move || store.release_lease(&l)).await;
+        if let Ok(Err(e)) = released {
+            tracing::warn!(execution_id = id, error = %e, "could not release lease");
+        }
     }
 
     async fn acquire(&self, id: &str) -> Result<Lease, DriveError> {

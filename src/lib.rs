@@ -5,5 +5,6 @@ pub mod bench;
 pub mod durable;
 pub mod engine;
 pub mod expr;
+pub mod llm;
 pub mod spec;
 pub mod store;

@@ -3,7 +3,7 @@
 
 use super::machine::{actions, print_outcome, runtime, DbArgs, ResumeArgs, EXIT_INVALID};
 use paper_runner::durable::{Begin, DriveError, Driver};
-use paper_runner::engine::{ActionRegistry, ErrorKind, NoLlm};
+use paper_runner::engine::{ActionRegistry, ErrorKind};
 use paper_runner::spec::{self, Bundle, LoadOptions};
 use paper_runner::store::{Store, StoreError, StoreOptions, Synchronous};
 use serde_json::{json, Map, Value};
@@ -29,10 +29,11 @@ pub fn open_store(db: &DbArgs) -> Result<Store, StoreError> {
 }
 
 fn driver(store: Store, bundle: Arc<Bundle>, registry: ActionRegistry, db: &DbArgs) -> Driver {
+    let agent = super::machine::llm_agent(Some(&store));
     Driver::new(
         store,
         bundle,
-        Arc::new(NoLlm),
+        agent,
         registry,
         Duration::from_secs(db.lease_ttl.max(1)),
     )
@@ -199,10 +200,8 @@ fn prepare(
         None => Arc::new(stored),
         Some(opts) => reload_bundle(store, id, source.as_deref(), opts, snapshot.as_ref())?,
     };
-    let begin = match snapshot {
-        Some(s) => Begin::Resume(Box::new(s)),
-        None => Begin::Fresh(store.execution_input(id).map_err(inv)?),
-    };
+    // Where to start is read again once the lease is held (see `Begin`).
+    let begin = Begin::Latest;
     Ok((driver(store.clone(), bundle, registry, db), begin))
 }
 

@@ -2,8 +2,10 @@
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use paper_runner::engine::{ActionRegistry, Engine, NoCheckpoints, NoLlm};
+use paper_runner::engine::{ActionRegistry, Agent, Engine, NoCheckpoints, NoLlm};
+use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::spec::{self, LoadOptions};
+use paper_runner::store::Store;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -184,9 +186,25 @@ fn run_machine(a: RunArgs) -> ExitCode {
     if a.db.db.is_some() {
         return super::durable::run_persisted(&rt, &a.db, &a.file, bundle, registry, &id, input);
     }
-    let engine = Engine::new(bundle, Arc::new(NoLlm), registry, Arc::new(NoCheckpoints));
+    let engine = Engine::new(bundle, llm_agent(None), registry, Arc::new(NoCheckpoints));
     let result = rt.block_on(engine.run(&id, input));
     print_outcome(result)
+}
+
+/// The process's LLM agent: the real OpenAI-compatible client, with the
+/// spend ledger when there is a database. Built once per process so every
+/// execution shares one connection pool and one rate limiter.
+pub fn llm_agent(store: Option<&Store>) -> Arc<dyn Agent> {
+    static AGENT: std::sync::OnceLock<Arc<dyn Agent>> = std::sync::OnceLock::new();
+    AGENT
+        .get_or_init(|| match HttpAgent::new(store.cloned().map(Ledger::new)) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                eprintln!("warning: {}; agent states will fail", e.message);
+                Arc::new(NoLlm)
+            }
+        })
+        .clone()
 }
 
 /// stdout: the output JSON (exit 0); stderr: `error: KIND: message` (exit 1).

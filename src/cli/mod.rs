@@ -3,6 +3,7 @@
 mod bench;
 mod durable;
 mod machine;
+mod mock_llm;
 mod prune;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ pub enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Run a mock OpenAI-compatible provider (tests and demo)
+    MockLlm(mock_llm::MockLlmArgs),
 }
 
 /// Logs go to stderr (stdout carries results); quiet unless asked.
@@ -53,5 +56,6 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(a),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::MockLlm(a) => mock_llm::run(a),
     }
 }

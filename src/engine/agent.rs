@@ -25,6 +25,12 @@ pub struct AgentRequest {
     pub system: String,
     /// The user prompt with `instruction_suffix` appended.
     pub user: String,
+    /// Name of the machine the state belongs to.
+    pub machine: String,
+    /// The step the state runs at (the same again when a resumed state re-runs).
+    pub step: u64,
+    /// Sample index for `parallel` execution (0 otherwise).
+    pub sample: u32,
     /// 1-based attempt number within the state's execution type.
     pub attempt: u32,
     /// Stable key for this call (execution, step, state, sample, attempt),
@@ -49,6 +55,10 @@ pub struct AgentResult {
     pub usage: Usage,
     pub cost: Option<f64>,
     pub finish_reason: Option<String>,
+    /// Rate-limit information of the call (`limited`, `retry_after`,
+    /// `windows`), shown to templates as `context.machine.rate_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Value>,
 }
 
 impl AgentResult {

@@ -63,6 +63,9 @@ impl Run {
             input,
             system,
             user,
+            machine: self.def().name.clone(),
+            step: self.step,
+            sample: 0,
             attempt: 1,
             call_key: String::new(),
         };
@@ -90,7 +93,20 @@ impl Run {
         tracing::debug!(event = "agent_call", agent = %req.agent_name, attempt = req.attempt, "calling agent");
         let r = self.shared.agent.call(req).await;
         self.count(&r);
+        self.note_rate_limit(&r);
         r
+    }
+
+    /// Remember the last call's rate-limit information for `context.machine`.
+    fn note_rate_limit(&mut self, r: &Result<AgentResult, ExecError>) {
+        self.last_rate_limit = match r {
+            Ok(res) => res.rate_limit.clone(),
+            Err(e) if e.kind == ErrorKind::RateLimit => Some(json!({
+                "limited": true,
+                "retry_after": e.retry_after,
+            })),
+            Err(_) => None,
+        };
     }
 
     fn count(&mut self, r: &Result<AgentResult, ExecError>) {
@@ -147,6 +163,7 @@ impl Run {
         for sample in 0..n {
             let mut req = base.clone();
             req.call_key = self.call_key(&req.state, sample, 1);
+            req.sample = sample;
             let agent = Arc::clone(&self.shared.agent);
             set.spawn(async move { (sample, agent.call(req).await) });
         }

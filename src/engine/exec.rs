@@ -140,6 +140,7 @@ pub(crate) fn execute(
                 ctx: Map::new(),
                 step: 0,
                 totals: Totals::default(),
+                last_rate_limit: None,
             };
             let result = run.drive(start).await;
             Finished {
@@ -166,6 +167,8 @@ pub(crate) struct Run {
     pub ctx: Map<String, Value>,
     pub step: u64,
     pub totals: Totals,
+    /// Rate-limit info of the last agent call (for `context.machine.rate_limit`).
+    pub last_rate_limit: Option<Value>,
 }
 
 impl Run {
@@ -407,6 +410,7 @@ impl Run {
             "current_state": state,
             "total_api_calls": self.totals.api_calls,
             "total_cost": self.totals.cost,
+            "rate_limit": self.last_rate_limit,
         });
         self.ctx.insert("machine".into(), meta);
     }

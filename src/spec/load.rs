@@ -8,7 +8,9 @@
 //! instead, which breaks agents kept in their own folder.
 
 use super::diag::Diagnostics;
-use super::model::{AgentDef, Bundle, MachineDef, PromptDef, StateDef, STATE_KEYS};
+use super::model::{
+    AgentDef, Bundle, FallbackProfile, MachineDef, PromptDef, StateDef, STATE_KEYS,
+};
 use super::profile::Catalog;
 use super::validate;
 use indexmap::IndexMap;
@@ -567,7 +569,22 @@ impl Loader<'_> {
             return Err(format!("prompt: {e}"));
         }
         let (profile_name, model) = self.resolve_model(data, dir, catalog)?;
+        let fallback = match model.get("fallback") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(f)) => {
+                let cat = catalog.ok_or_else(|| {
+                    format!("fallback profile '{f}' needs a profiles.yml, and none was found")
+                })?;
+                let fb = cat.resolve(Some(f)).map_err(|e| format!("fallback: {e}"))?;
+                Some(FallbackProfile {
+                    name: f.clone(),
+                    model: fb,
+                })
+            }
+            Some(_) => return Err("`fallback` must be a profile name".into()),
+        };
         Ok(AgentDef {
+            fallback,
             name: data
                 .get("name")
                 .and_then(Value::as_str)

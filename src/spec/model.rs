@@ -213,8 +213,18 @@ pub struct AgentDef {
     pub profile_name: Option<String>,
     /// The resolved model config (provider, name, temperature, ...).
     pub model: Map<String, Value>,
+    /// The profile named by the model config's `fallback:`, resolved, used
+    /// after `legal_block` or `model_not_found`.
+    #[serde(default)]
+    pub fallback: Option<FallbackProfile>,
     #[serde(default)]
     pub metadata: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FallbackProfile {
+    pub name: String,
+    pub model: Map<String, Value>,
 }
 
 /// One machine after loading, with children referenced by bundle index.

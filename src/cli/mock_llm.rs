@@ -1,0 +1,91 @@
+//! `runner mock-llm`: serve the mock OpenAI-compatible provider, so the demo
+//! and out-of-process tests can point the real client at a local URL.
+
+use paper_runner::llm::mock::{MockScript, MockServer};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct MockLlmArgs {
+    /// Address to listen on; port 0 picks a free port (the printed line says which).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: String,
+    /// YAML or JSON script: latency, per-model rpm limits, verdicts and faults.
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+}
+
+pub fn run(a: MockLlmArgs) -> ExitCode {
+    let script = match &a.script {
+        Some(path) => match MockScript::from_file(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => MockScript::default(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve(&a.listen, script))
+}
+
+/// Binds, announces the URL on stdout (one flushed line, which callers wait
+/// for), then serves until Ctrl-C or SIGTERM.
+async fn serve(listen: &str, script: MockScript) -> ExitCode {
+    let server = match MockServer::start(listen, script).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        let line = format!("mock-llm listening on {}", server.base_url());
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            tracing::warn!("cannot write to stdout: {e}");
+        }
+    }
+    wait_for_signal().await;
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM. A handler that cannot be
+/// installed never fires rather than stopping the server at once.
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

@@ -1,0 +1,407 @@
+//! The OpenAI-compatible HTTP agent: the product path for every LLM call.
+//!
+//! One shared reqwest client (connection pool) for all models. Per call:
+//! check the ledger for a reusable settled response (resume after a crash),
+//! wait for the model's rate-limiter slot, reserve a ledger row, send, settle,
+//! and classify failures into the runtime's error kinds. `legal_block` and
+//! `model_not_found` switch the call to the profile's `fallback`.
+
+use super::errors::{self, Target};
+use super::ledger::{Ledger, Reservation, Settlement};
+use super::limiter::RateLimiter;
+use super::profile::ModelProfile;
+use crate::engine::{Agent, AgentRequest, AgentResult, ErrorKind, ExecError, Usage};
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Marker the prompt carries before the output schema (also what the mock
+/// provider looks for to answer with the right fields).
+pub const SCHEMA_MARKER: &str = "JSON schema:";
+
+pub struct HttpAgent {
+    http: reqwest::Client,
+    limiter: Arc<RateLimiter>,
+    ledger: Option<Ledger>,
+}
+
+impl HttpAgent {
+    pub fn new(ledger: Option<Ledger>) -> Result<HttpAgent, ExecError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("paper-runner/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+            .map_err(|e| {
+                ExecError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("cannot build HTTP client: {e}"),
+                )
+            })?;
+        Ok(HttpAgent {
+            http,
+            limiter: Arc::new(RateLimiter::new()),
+            ledger,
+        })
+    }
+
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.limiter
+    }
+
+    async fn call_profile(
+        &self,
+        req: &AgentRequest,
+        cfg: &Map<String, Value>,
+        profile_name: Option<&str>,
+        fallback_from: Option<&str>,
+    ) -> Result<AgentResult, ExecError> {
+        let p = ModelProfile::from_config(cfg)?;
+        let body = request_body(req, &p);
+        let reservation = Reservation {
+            execution_id: req.execution_id.clone(),
+            machine: req.machine.clone(),
+            state: req.state.clone(),
+            step: req.step,
+            sample: req.sample,
+            attempt: req.attempt,
+            agent: req.agent_name.clone(),
+            profile: profile_name.map(str::to_string),
+            provider: p.provider.clone(),
+            model: p.model.clone(),
+            request_hash: request_hash(&p, &body, req.sample),
+            fallback_from: fallback_from.map(str::to_string),
+        };
+        if let Some(ledger) = &self.ledger {
+            if let Some(prev) =
+                blocking(ledger.clone(), reservation.clone(), |l, r| l.reusable(&r)).await?
+            {
+                tracing::info!(state = %req.state, model = %p.model, "reusing the settled response of an earlier run (no request sent)");
+                blocking(ledger.clone(), reservation.clone(), |l, r| {
+                    l.record_reuse(&r)
+                })
+                .await?;
+                return Ok(prev);
+            }
+        }
+        let key = match &p.api_key_env {
+            Some(var) => Some(
+                std::env::var(var)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| {
+                        ExecError::new(
+                            ErrorKind::AuthError,
+                            format!(
+                                "environment variable {var} (API key for provider {}) is not set",
+                                p.provider
+                            ),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        self.limiter.acquire(&p.limiter_key(), p.rate_limit).await;
+        let row = match &self.ledger {
+            Some(l) => Some(blocking(l.clone(), reservation.clone(), |l, r| l.reserve(&r)).await?),
+            None => None,
+        };
+        let started = Instant::now();
+        let (status, result) = self.send(&p, &body, key.as_deref(), req).await;
+        if let (Some(l), Some(id)) = (&self.ledger, row) {
+            let s = Settlement {
+                http_status: status,
+                latency_ms: started.elapsed().as_millis() as u64,
+                result: result.clone(),
+            };
+            blocking(l.clone(), (id, s), |l, (id, s)| l.settle(id, &s)).await?;
+        }
+        if let Err(e) = &result {
+            if e.kind == ErrorKind::RateLimit {
+                self.limiter
+                    .pause(&p.limiter_key(), e.retry_after.unwrap_or(1.0))
+                    .await;
+            }
+        }
+        result
+    }
+
+    /// Send one request; returns the HTTP status (if any) and the outcome.
+    async fn send(
+        &self,
+        p: &ModelProfile,
+        body: &Value,
+        key: Option<&str>,
+        req: &AgentRequest,
+    ) -> (Option<u16>, Result<AgentResult, ExecError>) {
+        let target = Target {
+            provider: &p.provider,
+            model: &p.model,
+            key,
+        };
+        let mut rb = self
+            .http
+            .post(format!("{}/chat/completions", p.base_url))
+            .timeout(p.timeout)
+            .json(body);
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        for (name, value) in &p.headers {
+            rb = rb.header(name.as_str(), value.as_str());
+        }
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => return (None, Err(errors::from_transport(&e, &target))),
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => return (Some(status), Err(errors::from_transport(&e, &target))),
+        };
+        if !(200..300).contains(&status) {
+            return (
+                Some(status),
+                Err(errors::from_status(status, &headers, &text, &target)),
+            );
+        }
+        if errors::remaining(&headers) == Some(0.0) {
+            if let Some(wait) = errors::retry_after(&headers) {
+                self.limiter.pause(&p.limiter_key(), wait).await;
+            }
+        }
+        (Some(status), parse_response(&text, &headers, &target, req))
+    }
+}
+
+#[async_trait]
+impl Agent for HttpAgent {
+    async fn call(&self, req: AgentRequest) -> Result<AgentResult, ExecError> {
+        let agent = req.agent.clone();
+        let first = self
+            .call_profile(&req, &agent.model, agent.profile_name.as_deref(), None)
+            .await;
+        match (&first, &agent.fallback) {
+            (Err(e), Some(fb))
+                if matches!(e.kind, ErrorKind::LegalBlock | ErrorKind::ModelNotFound) =>
+            {
+                tracing::warn!(state = %req.state, kind = %e.kind, fallback = %fb.name, "switching to the fallback profile");
+                let from = agent.profile_name.as_deref().unwrap_or("default");
+                self.call_profile(&req, &fb.model, Some(&fb.name), Some(from))
+                    .await
+            }
+            _ => first,
+        }
+    }
+}
+
+/// Run a ledger operation on the blocking pool; store errors stop the state
+/// (an unrecorded call must not be sent).
+async fn blocking<A, T>(
+    ledger: Ledger,
+    arg: A,
+    f: impl FnOnce(Ledger, A) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ExecError>
+where
+    A: Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(ledger, arg))
+        .await
+        .map_err(|e| ExecError::new(ErrorKind::Interrupted, format!("ledger task failed: {e}")))?
+        .map_err(|e| ExecError::new(ErrorKind::Interrupted, format!("spend ledger: {e}")))
+}
+
+/// The chat completion request body.
+pub fn request_body(req: &AgentRequest, p: &ModelProfile) -> Value {
+    let schema = req.agent.prompt.output.as_ref().map(json_schema);
+    let system = match &schema {
+        Some(s) => format!(
+            "{}\n\nRespond with only a JSON object, no prose. {SCHEMA_MARKER}\n{}",
+            req.system, s
+        ),
+        None => req.system.clone(),
+    };
+    let mut body = Map::new();
+    body.insert("model".into(), json!(p.model));
+    body.insert(
+        "messages".into(),
+        json!([{"role": "system", "content": system}, {"role": "user", "content": req.user}]),
+    );
+    if schema.is_some() {
+        body.insert("response_format".into(), json!({"type": "json_object"}));
+    }
+    if let Some(v) = p.max_tokens {
+        body.insert("max_tokens".into(), json!(v));
+    }
+    if let Some(v) = p.temperature {
+        body.insert("temperature".into(), json!(v));
+    }
+    if let Some(v) = p.top_p {
+        body.insert("top_p".into(), json!(v));
+    }
+    if let Some(v) = p.seed {
+        body.insert("seed".into(), json!(v));
+    }
+    Value::Object(body)
+}
+
+/// A prompt's `output` map (FlatAgents field types) as JSON Schema.
+pub fn json_schema(output: &Map<String, Value>) -> Value {
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    for (name, spec) in output {
+        let ty = spec.get("type").and_then(Value::as_str).unwrap_or("str");
+        let mut p = Map::new();
+        let t = match ty {
+            "str" | "string" => "string",
+            "int" | "integer" => "integer",
+            "float" | "number" => "number",
+            "bool" | "boolean" => "boolean",
+            "list" | "array" => "array",
+            _ => "object",
+        };
+        p.insert("type".into(), json!(t));
+        for k in ["description", "enum", "items", "properties"] {
+            if let Some(v) = spec.get(k) {
+                p.insert(k.into(), v.clone());
+            }
+        }
+        if spec.get("required").and_then(Value::as_bool) != Some(false) {
+            required.push(json!(name));
+        }
+        props.insert(name.clone(), Value::Object(p));
+    }
+    json!({"type": "object", "properties": props, "required": required})
+}
+
+fn request_hash(p: &ModelProfile, body: &Value, sample: u32) -> String {
+    let mut h = Sha256::new();
+    h.update(p.base_url.as_bytes());
+    h.update(body.to_string().as_bytes());
+    h.update(sample.to_le_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parse a 200 response into an AgentResult (or an error kind).
+fn parse_response(
+    text: &str,
+    headers: &reqwest::header::HeaderMap,
+    t: &Target<'_>,
+    req: &AgentRequest,
+) -> Result<AgentResult, ExecError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        let mut err = errors::from_status(502, headers, text, t);
+        err.kind = ErrorKind::ServerError;
+        err.message = format!("undecodable 200 response ({e}): {}", err.message);
+        err
+    })?;
+    if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+        return Err(errors::from_error_object(err, text, t));
+    }
+    let choice = v.get("choices").and_then(|c| c.get(0));
+    let content = choice
+        .and_then(|c| c.get("message"))
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let finish_reason = choice
+        .and_then(|c| c.get("finish_reason"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if content.trim().is_empty() {
+        return Err(ExecError::new(
+            ErrorKind::EmptyResponse,
+            format!(
+                "{} model {} returned empty content (finish_reason {:?})",
+                t.provider, t.model, finish_reason
+            ),
+        ));
+    }
+    let usage = v.get("usage");
+    let n = |k: &str| {
+        usage
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let cost = usage.and_then(|u| u.get("cost")).and_then(Value::as_f64);
+    let output = match &req.agent.prompt.output {
+        None => None,
+        Some(_) => Some(parse_json_object(&content).ok_or_else(|| {
+            let excerpt: String = content.chars().take(200).collect();
+            ExecError::new(
+                ErrorKind::EmptyResponse,
+                format!(
+                    "{} model {} did not return a JSON object: {excerpt}",
+                    t.provider, t.model
+                ),
+            )
+        })?),
+    };
+    let remaining = errors::remaining(headers);
+    Ok(AgentResult {
+        output,
+        content: Some(content),
+        usage: Usage {
+            prompt_tokens: n("prompt_tokens"),
+            completion_tokens: n("completion_tokens"),
+            total_tokens: n("total_tokens"),
+        },
+        cost,
+        finish_reason,
+        rate_limit: Some(json!({"limited": false, "retry_after": null, "remaining": remaining})),
+    })
+}
+
+/// Parse a JSON object from model text, tolerating code fences and prose
+/// around it.
+pub fn parse_json_object(content: &str) -> Option<Map<String, Value>> {
+    let t = content.trim();
+    let unfenced = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```JSON"))
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|r| r.trim_end().strip_suffix("```"))
+        .unwrap_or(t)
+        .trim();
+    if let Ok(Value::Object(m)) = serde_json::from_str(unfenced) {
+        return Some(m);
+    }
+    let start = unfenced.find('{')?;
+    let end = unfenced.rfind('}')?;
+    match serde_json::from_str(unfenced.get(start..=end)?) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_objects_are_found_in_fenced_or_chatty_text() {
+        assert!(parse_json_object("```json\n{\"a\": 1}\n```").is_some());
+        assert!(parse_json_object("Sure! {\"a\": {\"b\": 2}} Hope that helps").is_some());
+        assert!(parse_json_object("no json here").is_none());
+        assert!(parse_json_object("[1, 2]").is_none());
+    }
+
+    #[test]
+    fn schema_uses_json_schema_types() {
+        let out: Map<String, Value> = serde_json::from_value(json!({
+            "summary": {"type": "str", "description": "d"},
+            "score": {"type": "int", "required": false},
+            "verdict": {"type": "str", "enum": ["PASS", "FAIL"]}
+        }))
+        .unwrap();
+        let s = json_schema(&out);
+        assert_eq!(s["properties"]["score"]["type"], "integer");
+        assert_eq!(s["properties"]["verdict"]["enum"][0], "PASS");
+        assert_eq!(s["required"], json!(["summary", "verdict"]));
+    }
+}
