@@ -34,6 +34,9 @@ pub enum Begin {
     Latest,
 }
 
+/// Text of `StoreError::LeaseLost`, to tell a lost lease from other stops.
+const LEASE_LOST: &str = "was taken over by";
+
 enum Start {
     Fresh(Map<String, Value>),
     Resume(Box<Snapshot>),
@@ -128,7 +131,9 @@ impl Driver {
             }
         };
         renewer.abort();
-        let lost = matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted);
+        // Only a lost lease leaves the lease alone (someone else holds it);
+        // other interruptions (a failing store) still release ours.
+        let lost = matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted && e.message.contains(LEASE_LOST));
         if !lost {
             self.release(id, &lease).await;
         } else if let Err(e) = &result {

@@ -94,7 +94,7 @@ impl HttpAgent {
                         ExecError::new(
                             ErrorKind::AuthError,
                             format!(
-                                "environment variable {var} (API key for provider {}) is not set",
+                                "API key environment variable {var} is not set (provider {})",
                                 p.provider
                             ),
                         )

@@ -155,6 +155,19 @@ impl Ledger {
             )
             .map_err(|e| self.store.err("settling ledger row", e))?;
             Ok(())
-        })
+        })?;
+        crash_hook_after_settle();
+        Ok(())
+    }
+}
+
+/// Test hook: with `PAPER_RUNNER_CRASH_AFTER=llm_settled` the process exits
+/// right after a call's response is settled in the ledger — after the
+/// provider answered, before the state's exit checkpoint — so tests can prove
+/// a resume does not pay for the call again.
+fn crash_hook_after_settle() {
+    if std::env::var(crate::store::CRASH_ENV).as_deref() == Ok("llm_settled") {
+        eprintln!("crash hook: exiting after a settled LLM call");
+        std::process::exit(crate::store::CRASH_EXIT_CODE);
     }
 }

@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -32,7 +31,7 @@ const SCHEMA_MARKER: &str = "JSON schema:";
 /// Prompts can carry whole papers; axum's 2 MB default is too small.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// Scripted behaviour of the mock: latency, per-model limits and faults.
+/// Scripted behaviour: latency, per-model limits and faults.
 /// `Default` is a fast, well-behaved provider with no limits.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -61,7 +60,7 @@ pub struct ModelScript {
     pub faults: Vec<Fault>,
 }
 
-/// What a fault does; `status` (an HTTP error) unless said otherwise.
+/// What a fault does: an HTTP error (`status`, the default) or a 200 oddity.
 #[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
@@ -78,7 +77,7 @@ pub enum FaultKind {
     ErrorIn200,
 }
 
-/// One scripted fault. Exactly one of `at` / `every` selects the requests.
+/// One scripted fault; exactly one of `at` / `every` selects requests.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Fault {
@@ -86,17 +85,17 @@ pub struct Fault {
     pub every: Option<u64>,
     pub kind: FaultKind,
     pub status: Option<u16>,
-    /// Retry-After in seconds (or as an HTTP date with `retry_after_date`).
+    /// Retry-After in seconds, or as an HTTP date with `retry_after_date`.
     pub retry_after: Option<u64>,
     pub retry_after_date: bool,
     /// X-RateLimit-Reset = now in epoch milliseconds + this.
     pub reset_epoch_ms: Option<u64>,
     /// X-RateLimit-Reset = now in epoch seconds + this.
     pub reset_epoch_s: Option<u64>,
-    /// Error message (or a whole JSON error body) for `status` faults.
+    /// Error message (or a whole JSON error object) of a `status` fault.
     pub body: Option<String>,
     pub delay_ms: u64,
-    /// `error_in_200`: the code and message inside the error object.
+    /// Code and message inside the `error_in_200` error object.
     pub code: Option<u16>,
     pub message: Option<String>,
 }
@@ -109,14 +108,14 @@ impl Fault {
 }
 
 impl MockScript {
-    /// Loads a YAML or JSON script (YAML is a superset of the JSON we need).
+    /// Loads a YAML or JSON script (YAML parses the JSON we need).
     pub fn from_file(path: &Path) -> Result<MockScript, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read mock script {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("invalid mock script {}: {e}", path.display()))
     }
 
-    /// Parses and validates script text; an empty text is the default script.
+    /// Parses and validates script text; an empty text is the default.
     pub fn parse(text: &str) -> Result<MockScript, String> {
         if text.trim().is_empty() {
             return Ok(MockScript::default());
@@ -133,15 +132,15 @@ impl MockScript {
                 return Err(format!("model {id}: rpm must be at least 1"));
             }
             for (i, f) in m.faults.iter().enumerate() {
-                let at = |msg: &str| format!("model {id}: fault {}: {msg}", i + 1);
+                let err = |msg: &str| Err(format!("model {id}: fault {}: {msg}", i + 1));
                 match (f.at, f.every) {
-                    (Some(0), None) | (None, Some(0)) => return Err(at("at/every must be >= 1")),
+                    (Some(0), None) | (None, Some(0)) => return err("at/every must be >= 1"),
                     (Some(_), None) | (None, Some(_)) => {}
-                    _ => return Err(at("needs exactly one of `at` or `every`")),
+                    _ => return err("needs exactly one of `at` or `every`"),
                 }
-                let bad_status = !f.status.is_some_and(|s| (400..=599).contains(&s));
-                if f.kind == FaultKind::Status && bad_status {
-                    return Err(at("a status fault needs `status` between 400 and 599"));
+                let ok_status = f.status.is_some_and(|s| (400..=599).contains(&s));
+                if f.kind == FaultKind::Status && !ok_status {
+                    return err("a status fault needs `status` between 400 and 599");
                 }
             }
         }
@@ -163,7 +162,7 @@ pub struct MockStats {
     pub with_auth: u64,
 }
 
-/// Per-model request number and limiter window.
+/// Per-model request number and accepted-request timestamps.
 #[derive(Default)]
 struct ModelState {
     count: u64,
@@ -180,17 +179,16 @@ struct Inner {
 struct Shared {
     script: MockScript,
     inner: Mutex<Inner>,
-    seq: AtomicU64,
 }
 
 /// What to do with a chat request, decided atomically with the counting.
 #[derive(Debug, PartialEq)]
 enum Decision {
-    /// The rpm limiter refused it; `wait` until the oldest slot frees.
+    /// The rpm limiter refused it; a slot frees in `wait`.
     Limited { limit: u32, wait: Duration },
     /// A scripted HTTP error.
     Fail(Fault),
-    /// Answer (possibly with a 200-level fault); `limit` is (rpm, remaining, reset in).
+    /// Answer (maybe with a 200-level fault); `limit` = (rpm, remaining, reset in).
     Accept {
         fault: Option<Fault>,
         limit: Option<(u32, u32, Duration)>,
@@ -199,18 +197,16 @@ enum Decision {
 
 impl Inner {
     /// Counts the request for its model and applies faults, then the limiter.
-    /// Scripted errors come first so they stay tied to request numbers, and
-    /// they do not take a limiter slot since they are not accepted.
+    /// Scripted errors come first so they stay tied to request numbers; they
+    /// take no limiter slot since they are not accepted.
     fn decide(&mut self, script: &MockScript, model: &str, now: Instant) -> Decision {
         let ms = script.model(model);
         let st = self.models.entry(model.to_string()).or_default();
         st.count += 1;
         let n = st.count;
         let fault = ms.and_then(|m| m.faults.iter().find(|f| f.matches(n)).cloned());
-        if let Some(f) = &fault {
-            if f.kind == FaultKind::Status {
-                return Decision::Fail(f.clone());
-            }
+        if let Some(f) = fault.as_ref().filter(|f| f.kind == FaultKind::Status) {
+            return Decision::Fail(f.clone());
         }
         let Some(rpm) = ms.and_then(|m| m.rpm) else {
             return Decision::Accept { fault, limit: None };
@@ -223,18 +219,22 @@ impl Inner {
             st.window.pop_front();
         }
         let frees_in = |w: &VecDeque<Instant>| {
-            w.front()
-                .map(|t| (*t + RPM_WINDOW).saturating_duration_since(now))
-                .unwrap_or_default()
+            w.front().map_or(Duration::ZERO, |t| {
+                (*t + RPM_WINDOW).saturating_duration_since(now)
+            })
         };
         if st.window.len() >= rpm as usize {
-            let wait = frees_in(&st.window);
-            return Decision::Limited { limit: rpm, wait };
+            return Decision::Limited {
+                limit: rpm,
+                wait: frees_in(&st.window),
+            };
         }
         st.window.push_back(now);
         let remaining = rpm.saturating_sub(st.window.len() as u32);
-        let limit = Some((rpm, remaining, frees_in(&st.window)));
-        Decision::Accept { fault, limit }
+        Decision::Accept {
+            fault,
+            limit: Some((rpm, remaining, frees_in(&st.window))),
+        }
     }
 
     fn record(&mut self, model: &str, status: u16, auth: bool) {
@@ -252,7 +252,8 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Decides and counts under one lock, so stats match responses exactly.
+    /// Decides and counts under one lock, so stats match responses exactly
+    /// (counted before any sleep, so clients that time out are counted too).
     fn decide(&self, model: &str, now: Instant, auth: bool) -> Decision {
         let mut inner = self.lock();
         let d = inner.decide(&self.script, model, now);
@@ -265,7 +266,7 @@ impl Shared {
         d
     }
 
-    /// Mean ± jitter, with the jitter drawn from the request seed.
+    /// Mean ± jitter, the jitter drawn from the request seed.
     fn latency(&self, model: &str, seed: u64) -> Duration {
         let m = self.script.model(model);
         let mean = m
@@ -299,9 +300,14 @@ impl MockServer {
         let shared = Arc::new(Shared {
             script,
             inner: Mutex::new(Inner::default()),
-            seq: AtomicU64::new(0),
         });
-        let app = router(shared.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/chat/completions", post(chat))
+            .route("/stats", get(stats))
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -319,7 +325,7 @@ impl MockServer {
         })
     }
 
-    /// The OpenAI base URL clients should use, e.g. "http://127.0.0.1:PORT/v1".
+    /// The OpenAI base URL for clients, e.g. "http://127.0.0.1:PORT/v1".
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
@@ -354,36 +360,23 @@ impl Drop for MockServer {
     }
 }
 
-fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/chat/completions", post(chat))
-        .route("/stats", get(stats))
-        .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared)
-}
-
 async fn stats(State(shared): State<Arc<Shared>>) -> Json<MockStats> {
     Json(shared.lock().stats.clone())
 }
 
 /// The parts of an OpenAI chat request the mock looks at.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct ChatRequest {
-    #[serde(default)]
     model: String,
-    #[serde(default)]
     messages: Vec<ChatMessage>,
-    #[serde(default)]
     response_format: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 struct ChatMessage {
-    #[serde(default)]
     role: String,
-    #[serde(default)]
     content: Value,
 }
 
@@ -391,72 +384,103 @@ struct ChatMessage {
 fn content_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        Value::Array(parts) => {
+            let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            texts.join("\n")
+        }
         _ => String::new(),
     }
 }
 
+fn parse_request(body: &[u8]) -> Result<ChatRequest, String> {
+    let req: ChatRequest =
+        serde_json::from_slice(body).map_err(|e| format!("request body is not valid: {e}"))?;
+    if req.model.is_empty() || req.messages.is_empty() {
+        return Err("`model` and non-empty `messages` are required".into());
+    }
+    Ok(req)
+}
+
 fn has_bearer(headers: &HeaderMap) -> bool {
-    headers
+    let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.to_str().ok());
+    value
         .and_then(|v| v.get(..7))
         .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
 }
 
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let auth = has_bearer(&headers);
-    let req = match serde_json::from_slice::<ChatRequest>(&body) {
-        Ok(r) if !r.model.is_empty() && !r.messages.is_empty() => r,
-        Ok(_) => {
-            return invalid(
-                &shared,
-                auth,
-                "`model` and non-empty `messages` are required",
-            )
-        }
-        Err(e) => {
-            return invalid(
-                &shared,
-                auth,
-                &format!("request body is not valid JSON: {e}"),
-            )
+    let req = match parse_request(&body) {
+        Ok(r) => r,
+        Err(msg) => {
+            // Unreadable requests are still traffic, so they are counted.
+            shared.lock().record("(invalid)", 400, auth);
+            return error_response(400, error_json(400, &msg), HeaderMap::new());
         }
     };
     let prompt = Prompt::new(&req);
     let decision = shared.decide(&req.model, Instant::now(), auth);
     let latency = shared.latency(&req.model, prompt.seed);
-    match decision {
-        Decision::Limited { limit, wait } => limited_response(&req.model, limit, wait),
+    let (fault, limit) = match decision {
+        Decision::Limited { limit, wait } => return limited_response(&req.model, limit, wait),
         Decision::Fail(f) => {
             tokio::time::sleep(latency).await;
-            fault_response(&f)
+            return fault_response(&f);
         }
-        Decision::Accept { fault, limit } => {
-            let delay = fault.as_ref().map_or(0, |f| f.delay_ms);
-            tokio::time::sleep(latency + Duration::from_millis(delay)).await;
-            let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
-            let model = shared.script.model(&req.model);
-            let mut resp = answer_response(&req, &prompt, model, fault.as_ref(), seq);
-            if let Some((rpm, remaining, reset)) = limit {
-                let h = resp.headers_mut();
-                h.insert("x-ratelimit-limit", HeaderValue::from(rpm));
-                h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-                h.insert("x-ratelimit-reset", HeaderValue::from(reset_ms(reset)));
-            }
-            resp
+        Decision::Accept { fault, limit } => (fault, limit),
+    };
+    let delay = Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
+    tokio::time::sleep(latency + delay).await;
+    let mut resp = match fault {
+        Some(f) if f.kind == FaultKind::Malformed => {
+            let broken = r#"{"id": "mock-broken", "object": "chat.completion", "choices": ["#;
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                broken,
+            )
+                .into_response()
         }
+        Some(f) if f.kind == FaultKind::ErrorIn200 => {
+            let code = f.code.unwrap_or(500);
+            let message = f.message.unwrap_or_else(|| error_type(code).1.to_string());
+            Json(json!({"error": {"code": code, "message": message}})).into_response()
+        }
+        Some(f) if f.kind == FaultKind::Empty => completion(&req, &prompt, String::new()),
+        _ => completion(
+            &req,
+            &prompt,
+            answer(&req, &prompt, shared.script.model(&req.model)),
+        ),
+    };
+    if let Some((rpm, remaining, reset)) = limit {
+        let h = resp.headers_mut();
+        h.insert("x-ratelimit-limit", HeaderValue::from(rpm));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from(now_ms() + reset.as_millis() as u64),
+        );
     }
+    resp
 }
 
-/// A 400 for requests we cannot read; still counted, as real traffic.
-fn invalid(shared: &Shared, auth: bool, msg: &str) -> Response {
-    shared.lock().record("(invalid)", 400, auth);
-    error_response(400, error_json(400, msg), HeaderMap::new())
+/// The OpenAI chat.completion envelope; "tokens" are whitespace words.
+fn completion(req: &ChatRequest, prompt: &Prompt, content: String) -> Response {
+    let completion = content.split_whitespace().count() as u64;
+    let total = prompt.words + completion;
+    Json(json!({
+        "id": format!("mock-{:016x}{:08x}", prompt.seed, fastrand::u32(..)),
+        "object": "chat.completion",
+        "created": now_ms() / 1000,
+        "model": req.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt.words, "completion_tokens": completion,
+                  "total_tokens": total, "cost": total as f64 * 0.000001}
+    }))
+    .into_response()
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
@@ -466,18 +490,14 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Epoch milliseconds `d` from now, the X-RateLimit-Reset convention we emit.
-fn reset_ms(d: Duration) -> u64 {
-    now_ms() + d.as_millis() as u64
-}
-
 /// IMF-fixdate (RFC 9110) of an epoch second, as Retry-After dates use.
 fn http_date(epoch_s: u64) -> Option<String> {
     let dt = chrono::DateTime::from_timestamp(i64::try_from(epoch_s).ok()?, 0)?;
     Some(dt.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
 }
 
-/// OpenAI's error `type` for a status, so clients can classify by either.
+/// OpenAI's error `type` and a default message for a status, so clients
+/// can classify by either.
 fn error_type(status: u16) -> (&'static str, &'static str) {
     match status {
         400 => ("invalid_request_error", "Bad request"),
@@ -494,8 +514,7 @@ fn error_type(status: u16) -> (&'static str, &'static str) {
 }
 
 fn error_json(status: u16, message: &str) -> Value {
-    let (kind, _) = error_type(status);
-    json!({"error": {"message": message, "type": kind, "code": status}})
+    json!({"error": {"message": message, "type": error_type(status).0, "code": status}})
 }
 
 fn error_response(status: u16, body: Value, headers: HeaderMap) -> Response {
@@ -503,21 +522,28 @@ fn error_response(status: u16, body: Value, headers: HeaderMap) -> Response {
     (code, headers, Json(body)).into_response()
 }
 
-fn put(headers: &mut HeaderMap, name: &'static str, value: String) {
-    if let Ok(v) = HeaderValue::from_str(&value) {
+fn put(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
+    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
         headers.insert(HeaderName::from_static(name), v);
     }
 }
 
 /// The limiter's 429: Retry-After in whole seconds (at least 1) and the
-/// X-RateLimit-* trio, Reset in epoch milliseconds.
+/// X-RateLimit-* trio, with Reset in epoch milliseconds.
 fn limited_response(model: &str, limit: u32, wait: Duration) -> Response {
-    let secs = wait.as_millis().div_ceil(1000).max(1);
     let mut h = HeaderMap::new();
-    put(&mut h, "retry-after", secs.to_string());
-    put(&mut h, "x-ratelimit-limit", limit.to_string());
-    put(&mut h, "x-ratelimit-remaining", "0".into());
-    put(&mut h, "x-ratelimit-reset", reset_ms(wait).to_string());
+    put(
+        &mut h,
+        "retry-after",
+        wait.as_millis().div_ceil(1000).max(1),
+    );
+    put(&mut h, "x-ratelimit-limit", limit);
+    put(&mut h, "x-ratelimit-remaining", 0);
+    put(
+        &mut h,
+        "x-ratelimit-reset",
+        now_ms() + wait.as_millis() as u64,
+    );
     let msg = format!("Rate limit reached for {model}: {limit} requests per minute");
     error_response(429, error_json(429, &msg), h)
 }
@@ -526,26 +552,21 @@ fn limited_response(model: &str, limit: u32, wait: Duration) -> Response {
 fn fault_response(f: &Fault) -> Response {
     let status = f.status.unwrap_or(500);
     let mut h = HeaderMap::new();
-    if let Some(secs) = f.retry_after {
-        let value = if f.retry_after_date {
-            // Round up so the date is never earlier than `secs` from now.
-            http_date((now_ms() + secs * 1000).div_ceil(1000))
-        } else {
-            Some(secs.to_string())
-        };
-        if let Some(v) = value {
-            put(&mut h, "retry-after", v);
+    match f.retry_after {
+        // Round up so the date is never earlier than `secs` from now.
+        Some(secs) if f.retry_after_date => {
+            if let Some(date) = http_date((now_ms() + secs * 1000).div_ceil(1000)) {
+                put(&mut h, "retry-after", date);
+            }
         }
+        Some(secs) => put(&mut h, "retry-after", secs),
+        None => {}
     }
     if let Some(ms) = f.reset_epoch_ms {
-        put(&mut h, "x-ratelimit-reset", (now_ms() + ms).to_string());
+        put(&mut h, "x-ratelimit-reset", now_ms() + ms);
     }
     if let Some(s) = f.reset_epoch_s {
-        put(
-            &mut h,
-            "x-ratelimit-reset",
-            (now_ms() / 1000 + s).to_string(),
-        );
+        put(&mut h, "x-ratelimit-reset", now_ms() / 1000 + s);
     }
     let body = match &f.body {
         Some(b) => match serde_json::from_str::<Value>(b) {
@@ -557,62 +578,13 @@ fn fault_response(f: &Fault) -> Response {
     error_response(status, body, h)
 }
 
-/// A 200 answer, or one of the 200-level faults.
-fn answer_response(
-    req: &ChatRequest,
-    prompt: &Prompt,
-    model: Option<&ModelScript>,
-    fault: Option<&Fault>,
-    seq: u64,
-) -> Response {
-    let kind = fault.map(|f| f.kind);
-    let content = match kind {
-        Some(FaultKind::Malformed) => {
-            let broken =
-                "{\"id\": \"mock-broken\", \"object\": \"chat.completion\", \"choices\": [";
-            let ct = [(header::CONTENT_TYPE, "application/json")];
-            return (StatusCode::OK, ct, broken).into_response();
-        }
-        Some(FaultKind::ErrorIn200) => {
-            let code = fault.and_then(|f| f.code).unwrap_or(500);
-            let message = fault.and_then(|f| f.message.clone());
-            let message = message.unwrap_or_else(|| error_type(code).1.to_string());
-            let body = json!({"error": {"code": code, "message": message}});
-            return (StatusCode::OK, Json(body)).into_response();
-        }
-        Some(FaultKind::Empty) => String::new(),
-        _ => answer(req, prompt, model),
-    };
-    let completion = content.split_whitespace().count() as u64;
-    let total = prompt.words + completion;
-    let created = now_ms() / 1000;
-    let body = json!({
-        "id": format!("mock-{:016x}{seq:08x}", prompt.seed),
-        "object": "chat.completion",
-        "created": created,
-        "model": req.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "finish_reason": "stop"
-        }],
-        "usage": {
-            "prompt_tokens": prompt.words,
-            "completion_tokens": completion,
-            "total_tokens": total,
-            "cost": total as f64 * 0.000001
-        }
-    });
-    (StatusCode::OK, Json(body)).into_response()
-}
-
 /// What the answer generator needs from a request.
 struct Prompt {
     /// First 8 bytes of sha256(model, contents): all randomness derives from it.
     seed: u64,
     /// All message contents, for marker and verdict detection.
     all: String,
-    /// User messages (all messages if there are none), minus any schema.
+    /// User messages (all messages if none), minus any schema: topic words.
     user: String,
     /// Whitespace word count of all messages (the mock's "tokens").
     words: u64,
@@ -620,37 +592,33 @@ struct Prompt {
 
 impl Prompt {
     fn new(req: &ChatRequest) -> Prompt {
-        let mut hasher = Sha256::new();
-        hasher.update(req.model.as_bytes());
-        let texts: Vec<(String, String)> = req
+        let texts: Vec<(&str, String)> = req
             .messages
             .iter()
-            .map(|m| (m.role.clone(), content_text(&m.content)))
+            .map(|m| (m.role.as_str(), content_text(&m.content)))
             .collect();
+        let mut hasher = Sha256::new();
+        hasher.update(req.model.as_bytes());
         for (_, t) in &texts {
             hasher.update([0u8]);
             hasher.update(t.as_bytes());
         }
-        let digest = hasher.finalize();
-        let seed = digest
+        let seed = hasher
+            .finalize()
             .iter()
             .take(8)
             .fold(0u64, |acc, b| acc << 8 | u64::from(*b));
-        let all = texts
-            .iter()
-            .map(|(_, t)| t.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        let users: Vec<&str> = texts
-            .iter()
-            .filter(|(r, _)| r == "user")
-            .map(|(_, t)| t.as_str())
-            .collect();
-        let user = if users.is_empty() {
-            all.clone()
-        } else {
-            users.join("\n")
+        let join = |user_only: bool| {
+            let parts = texts.iter().filter(|(r, _)| !user_only || *r == "user");
+            parts
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         };
+        let all = join(false);
+        let user = Some(join(true))
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| all.clone());
         let user = match marker_schema(&user) {
             Some((_, start, end)) => format!("{}\n{}", &user[..start], &user[end..]),
             None => user,
@@ -666,7 +634,7 @@ impl Prompt {
 }
 
 /// The first JSON object after a `JSON schema:` marker, with the byte span
-/// of marker plus object (so prompt words exclude the schema's keywords).
+/// of marker plus object (so topic words exclude the schema's keywords).
 fn marker_schema(text: &str) -> Option<(Value, usize, usize)> {
     for (idx, _) in text.match_indices(SCHEMA_MARKER) {
         let after = idx + SCHEMA_MARKER.len();
@@ -691,7 +659,7 @@ fn json_mode(req: &ChatRequest, all: &str) -> Option<Option<Value>> {
         return Some(Some(schema));
     }
     let rf = req.response_format.as_ref()?;
-    match rf.get("type").and_then(Value::as_str) {
+    match rf["type"].as_str() {
         Some("json_schema") => Some(rf.pointer("/json_schema/schema").cloned()),
         Some("json_object") => Some(None),
         _ => None,
@@ -703,10 +671,7 @@ fn answer(req: &ChatRequest, prompt: &Prompt, model: Option<&ModelScript>) -> St
     let verdict = model.and_then(|m| m.verdict.as_deref());
     let mut g = Gen::new(prompt, verdict);
     if let Some(schema) = json_mode(req, &prompt.all) {
-        let value = match schema {
-            Some(s) => g.object(&s),
-            None => json!({"answer": g.field_text("answer", "")}),
-        };
+        let value = g.object(schema.as_ref().unwrap_or(&Value::Null));
         let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
         return match model.is_some_and(|m| m.fence_json) {
             true => format!("```json\n{text}\n```"),
@@ -719,12 +684,72 @@ fn answer(req: &ChatRequest, prompt: &Prompt, model: Option<&ModelScript>) -> St
     g.markdown()
 }
 
-/// Words that make poor topic words in generated text.
+/// Words that make poor topic words: function words and instruction verbs.
 const STOPWORDS: &[&str] = &[
-    "about", "above", "also", "answer", "based", "been", "being", "below", "could", "does", "each",
-    "from", "given", "have", "into", "json", "must", "only", "please", "return", "schema",
-    "should", "such", "than", "that", "their", "them", "then", "there", "these", "they", "this",
-    "those", "were", "what", "when", "where", "which", "will", "with", "would", "write", "your",
+    "about",
+    "above",
+    "across",
+    "also",
+    "analyse",
+    "analyze",
+    "answer",
+    "based",
+    "been",
+    "being",
+    "below",
+    "could",
+    "describe",
+    "does",
+    "each",
+    "excerpt",
+    "explain",
+    "extract",
+    "following",
+    "from",
+    "given",
+    "have",
+    "identify",
+    "into",
+    "introduce",
+    "json",
+    "list",
+    "must",
+    "only",
+    "over",
+    "paper",
+    "please",
+    "provide",
+    "return",
+    "review",
+    "schema",
+    "section",
+    "should",
+    "such",
+    "summarise",
+    "summarize",
+    "text",
+    "than",
+    "that",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "under",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "will",
+    "with",
+    "would",
+    "write",
+    "your",
 ];
 
 /// Distinct lower-case content words of `text`, in order of appearance.
@@ -739,7 +764,7 @@ fn keywords(text: &str) -> Vec<String> {
         }
     }
     if out.is_empty() {
-        out = ["method", "evidence", "results", "approach", "analysis"]
+        out = ["method", "evidence", "results", "approach"]
             .map(String::from)
             .to_vec();
     }
@@ -750,14 +775,6 @@ fn keywords(text: &str) -> Vec<String> {
 fn has_word(text: &str, word: &str) -> bool {
     text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .any(|t| t == word)
-}
-
-/// Deterministic text generator seeded from the request.
-struct Gen<'a> {
-    rng: fastrand::Rng,
-    kw: Vec<String>,
-    prompt: &'a Prompt,
-    verdict: Option<&'a str>,
 }
 
 const VERBS: &[&str] = &[
@@ -776,10 +793,19 @@ const GERUNDS: &[&str] = &[
     "comparing",
 ];
 
+/// Deterministic text generator seeded from the request.
+struct Gen<'a> {
+    rng: fastrand::Rng,
+    kw: Vec<String>,
+    prompt: &'a Prompt,
+    verdict: Option<&'a str>,
+}
+
 impl<'a> Gen<'a> {
     fn new(prompt: &'a Prompt, verdict: Option<&'a str>) -> Gen<'a> {
+        let rng = fastrand::Rng::with_seed(prompt.seed);
         Gen {
-            rng: fastrand::Rng::with_seed(prompt.seed),
+            rng,
             kw: keywords(&prompt.user),
             prompt,
             verdict,
@@ -797,76 +823,71 @@ impl<'a> Gen<'a> {
     /// A JSON object following a JSON-schema (`properties`) or the
     /// FlatAgents shorthand (`{field: {type, description, enum}}`).
     fn object(&mut self, schema: &Value) -> Value {
-        let Some(obj) = schema.as_object() else {
-            return json!({"answer": self.field_text("answer", "")});
-        };
-        let fields: &Map<String, Value> = match obj.get("properties").and_then(Value::as_object) {
-            Some(props) => props,
-            None => obj,
-        };
-        let out: Map<String, Value> = fields
-            .iter()
-            .filter(|(_, spec)| spec.is_object())
-            .map(|(name, spec)| (name.clone(), self.value(name, spec)))
-            .collect();
-        match out.is_empty() {
-            true => json!({"answer": self.field_text("answer", "")}),
-            false => Value::Object(out),
+        let empty = Map::new();
+        let obj = schema.as_object().unwrap_or(&empty);
+        let fields = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(obj);
+        let mut out = Map::new();
+        for (name, spec) in fields.iter().filter(|(_, spec)| spec.is_object()) {
+            out.insert(name.clone(), self.value(name, spec));
         }
+        if out.is_empty() {
+            out.insert("answer".into(), json!(self.field_text("answer", "")));
+        }
+        Value::Object(out)
     }
 
     /// One field's value by its (JSON-schema or shorthand) type.
     fn value(&mut self, name: &str, spec: &Value) -> Value {
-        if let Some(choices) = spec.get("enum").and_then(Value::as_array) {
-            if let Some(v) = self.pick_enum(choices) {
-                return v;
-            }
+        if let Some(v) = spec["enum"].as_array().and_then(|c| self.pick_enum(c)) {
+            return v;
         }
-        let ty = match spec.get("type") {
-            Some(Value::String(s)) => s.as_str(),
-            Some(Value::Array(a)) => a
+        let ty = match &spec["type"] {
+            Value::String(s) => s.as_str(),
+            Value::Array(a) => a
                 .iter()
                 .filter_map(Value::as_str)
                 .find(|t| *t != "null")
-                .unwrap_or("string"),
-            _ => "string",
+                .unwrap_or(""),
+            _ => "",
         };
-        let desc = spec
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or("");
         match ty {
             "integer" | "int" => json!(self.rng.u64(1..=10)),
             "number" | "float" => json!(f64::from(self.rng.u32(0..100)) / 100.0),
             "boolean" | "bool" => Value::Bool(true),
             "array" | "list" => {
-                let items = spec
-                    .get("items")
-                    .filter(|i| i.get("type").is_some_and(|t| t != "string" && t != "str"));
-                let one = |g: &mut Self| match items {
-                    Some(i) => g.value(name, i),
-                    None => Value::String(format!("{} {}", g.kw(), g.kw())),
+                let items = &spec["items"];
+                let typed = items["type"]
+                    .as_str()
+                    .is_some_and(|t| t != "string" && t != "str");
+                let one = |g: &mut Self| match typed {
+                    true => g.value(name, items),
+                    false => json!(format!("{} {}", g.kw(), g.kw())),
                 };
                 Value::Array((0..3).map(|_| one(self)).collect())
             }
-            "object" | "json" | "dict" if spec.get("properties").is_some() => self.object(spec),
+            "object" | "json" | "dict" if spec["properties"].is_object() => self.object(spec),
             "object" | "json" | "dict" => {
                 json!({"note": format!("{} relates to {}", self.kw(), self.kw())})
             }
-            _ => Value::String(self.field_text(name, desc)),
+            _ => json!(self.field_text(name, spec["description"].as_str().unwrap_or(""))),
         }
     }
 
-    /// The script's verdict if allowed; PASS when the prompt names upper-case
-    /// enum values (a review step); otherwise the first value.
+    /// The script's verdict if allowed; PASS when the prompt (schema
+    /// included) names upper-case enum values, i.e. a review verdict;
+    /// otherwise the first value.
     fn pick_enum(&self, choices: &[Value]) -> Option<Value> {
         let names: Vec<&str> = choices.iter().filter_map(Value::as_str).collect();
         if let Some(v) = self.verdict.filter(|v| names.contains(v)) {
             return Some(json!(v));
         }
         let upper = |c: &str| c.chars().any(char::is_alphabetic) && c.to_uppercase() == c;
-        let prompt = &self.prompt.all;
-        let named = names.iter().any(|c| upper(c) && has_word(prompt, c));
+        let named = names
+            .iter()
+            .any(|c| upper(c) && has_word(&self.prompt.all, c));
         if named && names.contains(&"PASS") {
             return Some(json!("PASS"));
         }
@@ -877,11 +898,10 @@ impl<'a> Gen<'a> {
     /// field's name and description.
     fn field_text(&mut self, name: &str, desc: &str) -> String {
         let label = name.replace(['_', '-'], " ");
-        let topic = keywords(desc)
-            .into_iter()
-            .next()
-            .filter(|_| !desc.is_empty())
-            .unwrap_or(label.clone());
+        let topic = match desc.is_empty() {
+            true => label.clone(),
+            false => keywords(desc).swap_remove(0), // never empty: it has a fallback
+        };
         let (k1, k2, k3) = (self.kw(), self.kw(), self.kw());
         let (verb, ger) = (self.pick(VERBS), self.pick(GERUNDS));
         let all = [
@@ -889,54 +909,46 @@ impl<'a> Gen<'a> {
             format!("Regarding the {label}, the text links {k2} to {topic}."),
             format!("This matters because {k3} shapes how {k1} is evaluated."),
         ];
-        let n = self.rng.usize(1..=3);
-        all[..n].join(" ")
+        all[..self.rng.usize(1..=3)].join(" ")
     }
 
-    /// A verbatim phrase of 3-6 words from one line of the user prompt.
+    /// A verbatim phrase of 3-6 words from one line of the user prompt,
+    /// so evidence checks can find it in the source.
     fn anchor(&mut self) -> Option<String> {
-        let text = &self.prompt.user;
-        let lines: Vec<&str> = text
-            .lines()
+        let lines: Vec<&str> = (self.prompt.user.lines())
             .filter(|l| l.split_whitespace().count() >= 3 && !l.contains('"'))
             .collect();
-        if lines.is_empty() {
-            return None;
-        }
-        let line = lines[self.rng.usize(..lines.len())];
-        let spans: Vec<(usize, usize)> = line
-            .split_whitespace()
-            .map(|t| {
-                let start = t.as_ptr() as usize - line.as_ptr() as usize;
-                (start, start + t.len())
-            })
+        let line = *lines.get(self.rng.usize(..lines.len().max(1)))?;
+        let spans: Vec<(usize, usize)> = (line.split_whitespace())
+            .map(|t| (t.as_ptr() as usize - line.as_ptr() as usize, t.len()))
             .collect();
         let n = spans.len().min(self.rng.usize(3..=6));
         let first = self.rng.usize(..=spans.len() - n);
-        let phrase = &line[spans[first].0..spans[first + n - 1].1];
-        let phrase = phrase.trim_matches(|c: char| !c.is_alphanumeric());
+        let (start, (last, len)) = (spans[first].0, spans[first + n - 1]);
+        let phrase = line[start..last + len].trim_matches(|c: char| !c.is_alphanumeric());
         (!phrase.is_empty()).then(|| phrase.to_string())
     }
 
     /// `## Heading` from the prompt's first words, then two paragraphs of 3-4
-    /// sentences, with a quoted evidence anchor and an "Assumption:" line.
+    /// sentences with a quoted evidence anchor and an "Assumption:" sentence,
+    /// the shape the pipeline's section checks expect.
     fn markdown(&mut self) -> String {
-        let words: Vec<&str> = self
-            .prompt
-            .user
-            .split_whitespace()
+        let user = &self.prompt.user;
+        let first_line = user.lines().find(|l| l.chars().any(char::is_alphanumeric));
+        let mut words: Vec<&str> = (first_line.unwrap_or("").split_whitespace())
             .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
             .filter(|w| !w.is_empty())
             .take(6)
             .collect();
-        let mut heading = if words.is_empty() {
-            "Analysis".to_string()
-        } else {
-            words.join(" ")
-        };
-        if let Some(c) = heading.get(..1) {
-            heading = c.to_uppercase() + &heading[1..];
+        while words.len() > 1 && words.last().is_some_and(|w| w.len() <= 3) {
+            words.pop();
         }
+        let joined = words.join(" ");
+        let mut chars = joined.chars();
+        let heading: String = match chars.next() {
+            Some(c) => c.to_uppercase().chain(chars).collect(),
+            None => "Analysis".to_string(),
+        };
         let quote = self
             .anchor()
             .unwrap_or_else(|| format!("{} {}", self.kw(), self.kw()));
@@ -950,12 +962,178 @@ impl<'a> Gen<'a> {
         ];
         let mut p2 = vec![
             format!("Assumption: {k2} behaves consistently across the settings described."),
-            format!("Under this reading, {k3} {v2} {k5}, although the evidence is limited to the stated scope."),
+            format!("Under this reading, {k3} {v2} {k5}, within the stated scope."),
             format!("A remaining limitation is that {k1} may depend on {k5}."),
             format!("Further work should test {k4} directly."),
         ];
         p1.truncate(self.rng.usize(3..=4));
         p2.truncate(self.rng.usize(3..=4));
         format!("## {heading}\n\n{}\n\n{}\n", p1.join(" "), p2.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(model: &str, user: &str) -> ChatRequest {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": user}]});
+        parse_request(body.to_string().as_bytes()).expect("valid request")
+    }
+
+    fn script(yaml: &str) -> MockScript {
+        MockScript::parse(yaml).expect("valid script")
+    }
+
+    #[test]
+    fn limiter_is_an_exact_sliding_window() {
+        let s = script("models:\n  m:\n    rpm: 2\n");
+        let mut inner = Inner::default();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert!(matches!(
+            inner.decide(&s, "m", at(0)),
+            Decision::Accept {
+                limit: Some((2, 1, _)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            inner.decide(&s, "m", at(10)),
+            Decision::Accept {
+                limit: Some((2, 0, _)),
+                ..
+            }
+        ));
+        // Full until the first acceptance is 60 s old; refusals take no slot.
+        let d = inner.decide(&s, "m", at(30));
+        assert_eq!(
+            d,
+            Decision::Limited {
+                limit: 2,
+                wait: Duration::from_secs(30)
+            }
+        );
+        assert!(matches!(
+            inner.decide(&s, "m", at(59)),
+            Decision::Limited { .. }
+        ));
+        assert!(matches!(
+            inner.decide(&s, "m", at(60)),
+            Decision::Accept { .. }
+        ));
+        let d = inner.decide(&s, "m", at(61));
+        assert_eq!(
+            d,
+            Decision::Limited {
+                limit: 2,
+                wait: Duration::from_secs(9)
+            }
+        );
+        // Other models have their own window (and none without rpm).
+        assert!(matches!(
+            inner.decide(&s, "x", at(61)),
+            Decision::Accept { limit: None, .. }
+        ));
+    }
+
+    #[test]
+    fn faults_follow_per_model_request_numbers_first_match_wins() {
+        let s = script("models:\n  \"*\":\n    faults:\n      - {at: 2, status: 503}\n      - {every: 2, kind: empty}\n");
+        let mut inner = Inner::default();
+        let now = Instant::now();
+        let kinds: Vec<Decision> = (0..4).map(|_| inner.decide(&s, "a", now)).collect();
+        assert!(matches!(kinds[0], Decision::Accept { fault: None, .. }));
+        assert!(matches!(&kinds[1], Decision::Fail(f) if f.status == Some(503)));
+        assert!(
+            matches!(&kinds[3], Decision::Accept { fault: Some(f), .. } if f.kind == FaultKind::Empty)
+        );
+        assert!(matches!(
+            inner.decide(&s, "b", now),
+            Decision::Accept { fault: None, .. }
+        ));
+    }
+
+    #[test]
+    fn scripts_are_validated() {
+        assert!(MockScript::parse("").is_ok());
+        assert!(MockScript::parse("models: {m: {rpm: 0}}").is_err());
+        assert!(
+            MockScript::parse("models: {m: {faults: [{at: 1, every: 2, status: 500}]}}").is_err()
+        );
+        assert!(MockScript::parse("models: {m: {faults: [{at: 1, status: 200}]}}").is_err());
+        assert!(MockScript::parse("models: {m: {faults: [{at: 1, kind: bogus}]}}").is_err());
+        let ok = script("models: {m: {faults: [{at: 1, kind: error_in_200, code: 429}]}}");
+        assert_eq!(ok.models["m"].faults[0].kind, FaultKind::ErrorIn200);
+    }
+
+    #[test]
+    fn schema_marker_is_found_with_its_span_even_fenced() {
+        let text = "Intro words.\nJSON schema:\n```json\n{\"a\": {\"type\": \"int\"}}\n```\nTail.";
+        let (v, start, end) = marker_schema(text).expect("schema");
+        assert_eq!(v, json!({"a": {"type": "int"}}));
+        assert_eq!(
+            &text[start..end],
+            "JSON schema:\n```json\n{\"a\": {\"type\": \"int\"}}"
+        );
+        assert!(marker_schema("JSON schema: none here").is_none());
+    }
+
+    #[test]
+    fn answers_are_deterministic_and_shaped() {
+        let r = req(
+            "m",
+            "Explain the results.\nThe ablation shows that dropout improves calibration.",
+        );
+        let p = Prompt::new(&r);
+        let md = answer(&r, &p, None);
+        assert_eq!(md, answer(&r, &Prompt::new(&r), None));
+        assert!(md.starts_with("## Explain the results\n\n"), "{md}");
+        let quote = md.split('"').nth(1).expect("anchor");
+        assert!(p.user.contains(quote));
+        assert!(md.contains("Assumption: "));
+        assert_ne!(
+            answer(
+                &req("other", &p.all),
+                &Prompt::new(&req("other", &p.all)),
+                None
+            ),
+            md
+        );
+    }
+
+    #[test]
+    fn verdicts_and_enums() {
+        let r = req("m", "Grade it: PASS or FAIL.");
+        let strict = ModelScript {
+            verdict: Some("REPAIR".into()),
+            ..Default::default()
+        };
+        assert_eq!(answer(&r, &Prompt::new(&r), None), "PASS");
+        assert_eq!(answer(&r, &Prompt::new(&r), Some(&strict)), "REPAIR");
+        let r = req(
+            "m",
+            "Check.\nJSON schema: {\"v\": {\"type\": \"str\", \"enum\": [\"FAIL\", \"PASS\"]}}",
+        );
+        let v: Value = serde_json::from_str(&answer(&r, &Prompt::new(&r), None)).unwrap();
+        assert_eq!(v, json!({"v": "PASS"}));
+    }
+
+    #[test]
+    fn keywords_skip_stopwords_and_schema_text() {
+        let r = req(
+            "m",
+            "Summarise sparse attention.\nJSON schema: {\"description\": {\"type\": \"str\"}}",
+        );
+        assert_eq!(keywords(&Prompt::new(&r).user), ["sparse", "attention"]);
+        assert_eq!(keywords("a an the").len(), 4, "falls back to generic words");
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdate() {
+        assert_eq!(
+            http_date(784_111_777).as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
     }
 }

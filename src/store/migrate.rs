@@ -13,6 +13,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_leases",
         include_str!("../../migrations/0002_leases.sql"),
     ),
+    (
+        "0003_llm_calls",
+        include_str!("../../migrations/0003_llm_calls.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {
