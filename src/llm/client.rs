@@ -342,7 +342,6 @@ fn parse_response(
             )
         })?),
     };
-    let remaining = errors::remaining(headers);
     Ok(AgentResult {
         output,
         content: Some(content),
@@ -353,7 +352,11 @@ fn parse_response(
         },
         cost,
         finish_reason,
-        rate_limit: Some(json!({"limited": false, "retry_after": null, "remaining": remaining})),
+        rate_limit: Some(json!({
+            "limited": false,
+            "retry_after": null,
+            "windows": errors::windows(headers),
+        })),
     })
 }
 

@@ -215,6 +215,33 @@ pub fn remaining(headers: &HeaderMap) -> Option<f64> {
         .find_map(|n| header(headers, n).and_then(|v| v.trim().parse().ok()))
 }
 
+/// Rate-limit windows the provider reported (`X-RateLimit-*` headers, with
+/// OpenAI's `-requests`/`-tokens` variants), for `context.machine.rate_limit`.
+pub fn windows(headers: &HeaderMap) -> Vec<Value> {
+    let now_ms = chrono::Utc::now().timestamp_millis() as f64;
+    let mut out = Vec::new();
+    for (name, suffix) in [
+        ("requests", ""),
+        ("requests", "-requests"),
+        ("tokens", "-tokens"),
+    ] {
+        let get = |k: &str| header(headers, &format!("x-ratelimit-{k}{suffix}")).map(str::trim);
+        let limit = get("limit").and_then(|v| v.parse::<f64>().ok());
+        let remaining = get("remaining").and_then(|v| v.parse::<f64>().ok());
+        if limit.is_none() && remaining.is_none() {
+            continue;
+        }
+        let resets_in = get("reset").and_then(|v| parse_reset(v, now_ms));
+        out.push(serde_json::json!({
+            "name": name,
+            "limit": limit,
+            "remaining": remaining,
+            "resets_in": resets_in,
+        }));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

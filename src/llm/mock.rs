@@ -6,6 +6,20 @@
 //! slow or broken answers) can be scripted per model and replayed exactly.
 //! Answers derive from a SHA-256 of the request, so equal requests get equal
 //! answers, which lets resume tests compare runs.
+//!
+//! Conventions clients can rely on:
+//! - A model's request number counts every chat request for that model id
+//!   (1-based), including refused ones; the first matching fault wins.
+//! - Scripted HTTP-error faults are decided before the rpm limiter and take
+//!   no limiter slot; 200-level faults (`delay`, `malformed`, `empty`,
+//!   `error_in_200`) are accepted requests and do take one.
+//! - Limiter 429s are immediate (no latency), carry `Retry-After` in whole
+//!   seconds (>= 1) and `X-RateLimit-Limit/Remaining/Reset`, Reset in epoch
+//!   milliseconds; accepted requests of rpm-limited models carry the same trio.
+//! - Stats count a request when its status is decided, before any sleep.
+//! - JSON mode wins over verdict mode, which wins over markdown. The enum
+//!   "prefer PASS" rule looks at the whole prompt, schema included, so an
+//!   upper-case enum containing PASS yields PASS unless `verdict` overrides.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -555,7 +569,11 @@ fn fault_response(f: &Fault) -> Response {
     match f.retry_after {
         // Round up so the date is never earlier than `secs` from now.
         Some(secs) if f.retry_after_date => {
-            if let Some(date) = http_date((now_ms() + secs * 1000).div_ceil(1000)) {
+            if let Some(date) = http_date(
+                now_ms()
+                    .saturating_add(secs.saturating_mul(1000))
+                    .div_ceil(1000),
+            ) {
                 put(&mut h, "retry-after", date);
             }
         }
@@ -563,10 +581,14 @@ fn fault_response(f: &Fault) -> Response {
         None => {}
     }
     if let Some(ms) = f.reset_epoch_ms {
-        put(&mut h, "x-ratelimit-reset", now_ms() + ms);
+        put(&mut h, "x-ratelimit-reset", now_ms().saturating_add(ms));
     }
     if let Some(s) = f.reset_epoch_s {
-        put(&mut h, "x-ratelimit-reset", now_ms() / 1000 + s);
+        put(
+            &mut h,
+            "x-ratelimit-reset",
+            (now_ms() / 1000).saturating_add(s),
+        );
     }
     let body = match &f.body {
         Some(b) => match serde_json::from_str::<Value>(b) {
