@@ -37,6 +37,28 @@ fn wait_for(cond: impl Fn() -> bool) {
     }
 }
 
+/// `machine run` of `m` as execution `id`, stopped by the crash hook after
+/// its third checkpoint (the exit of its first state).
+fn run_and_crash(m: &Path, db: &Path, id: &str) {
+    let crashed = bin()
+        .args([
+            "machine",
+            "run",
+            s(m),
+            "--db",
+            s(db),
+            "--execution-id",
+            id,
+            "--input",
+            r#"{"x": 1}"#,
+        ])
+        .env("PAPER_RUNNER_CRASH_AFTER", "3")
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), Some(86));
+    assert!(crashed.stdout.is_empty());
+}
+
 fn count(db: &Path, sql: &str) -> i64 {
     rusqlite::Connection::open(db)
         .unwrap()
@@ -93,23 +115,7 @@ fn crash_then_resume_with_the_crash_hook() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let m = fixture("lease/two_steps.yml");
-    let crashed = bin()
-        .args([
-            "machine",
-            "run",
-            s(&m),
-            "--db",
-            s(&db),
-            "--execution-id",
-            "c1",
-            "--input",
-            r#"{"x": 1}"#,
-        ])
-        .env("PAPER_RUNNER_CRASH_AFTER", "3")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), Some(86));
-    assert!(crashed.stdout.is_empty());
+    run_and_crash(&m, &db, "c1");
     let out = run(&["machine", "resume", "c1", "--db", s(&db)]);
     assert_eq!(
         out.status.code(),
@@ -213,22 +219,7 @@ fn reload_config_uses_current_files_when_the_state_still_exists() {
     let db = dir.path().join("r.db");
     let m = dir.path().join("m.yml");
     std::fs::copy(fixture("lease/two_steps.yml"), &m).unwrap();
-    let crashed = bin()
-        .args([
-            "machine",
-            "run",
-            s(&m),
-            "--db",
-            s(&db),
-            "--execution-id",
-            "rc",
-            "--input",
-            r#"{"x": 1}"#,
-        ])
-        .env("PAPER_RUNNER_CRASH_AFTER", "3")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), Some(86));
+    run_and_crash(&m, &db, "rc");
     // Edit the machine: `second` now multiplies by 3.
     let text = std::fs::read_to_string(&m)
         .unwrap()
@@ -241,22 +232,7 @@ fn reload_config_uses_current_files_when_the_state_still_exists() {
         "stored config by default"
     );
 
-    let crashed = bin()
-        .args([
-            "machine",
-            "run",
-            s(&m),
-            "--db",
-            s(&db),
-            "--execution-id",
-            "rc2",
-            "--input",
-            r#"{"x": 1}"#,
-        ])
-        .env("PAPER_RUNNER_CRASH_AFTER", "3")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), Some(86));
+    run_and_crash(&m, &db, "rc2");
     let text = std::fs::read_to_string(&m)
         .unwrap()
         .replace("context.y * 3", "context.y * 5");
@@ -281,22 +257,7 @@ fn reload_config_uses_current_files_when_the_state_still_exists() {
     );
 
     // A file that no longer has the current state is refused.
-    let crashed = bin()
-        .args([
-            "machine",
-            "run",
-            s(&m),
-            "--db",
-            s(&db),
-            "--execution-id",
-            "rc3",
-            "--input",
-            r#"{"x": 1}"#,
-        ])
-        .env("PAPER_RUNNER_CRASH_AFTER", "3")
-        .output()
-        .unwrap();
-    assert_eq!(crashed.status.code(), Some(86));
+    run_and_crash(&m, &db, "rc3");
     std::fs::write(&m, text.replace("second", "renamed")).unwrap();
     let refused = run(&[
         "machine",

@@ -1,10 +1,9 @@
 //! The SQLite store on real files: migrations, checkpoints with blobs and
 //! deltas, fenced leases, prune and backup.
 
-use indexmap::IndexMap;
 use paper_runner::engine::Checkpointer;
 use paper_runner::engine::{Event, Snapshot, Totals};
-use paper_runner::spec::model::{Bundle, MachineDef, StateDef};
+use paper_runner::spec::model::Bundle;
 use paper_runner::store::{
     migrate, prepare, PrunePolicy, SqliteCheckpointer, Store, StoreError, StoreOptions,
 };
@@ -12,32 +11,7 @@ use serde_json::{json, Map, Value};
 use std::time::Duration;
 
 fn bundle() -> Bundle {
-    let mut states = IndexMap::new();
-    states.insert(
-        "s".to_string(),
-        StateDef {
-            kind: Some("initial".into()),
-            ..StateDef::default()
-        },
-    );
-    Bundle {
-        root: 0,
-        machines: vec![MachineDef {
-            name: "m".into(),
-            file: "m.yml".into(),
-            dir: ".".into(),
-            spec_version: Some("4.2.1".into()),
-            context: Map::new(),
-            agents: IndexMap::new(),
-            machines: IndexMap::new(),
-            states,
-            initial: "s".into(),
-            max_steps: 100,
-            persistence: Value::Null,
-            lifecycle_hooks: Value::Null,
-            metadata: Value::Null,
-        }],
-    }
+    Bundle::single_state("m", "s")
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {

@@ -3,9 +3,8 @@
 //! the engine uses (snapshot encoding, blob extraction, fenced transaction).
 
 use crate::engine::{Checkpointer, Event, Snapshot, Totals};
-use crate::spec::model::{Bundle, MachineDef, StateDef};
+use crate::spec::model::Bundle;
 use crate::store::{owner_id, SqliteCheckpointer, Store, StoreError, StoreOptions, Synchronous};
-use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -20,35 +19,6 @@ pub struct CheckpointResult {
     pub p50_us: f64,
     pub p99_us: f64,
     pub db_bytes_per_transition: f64,
-}
-
-fn bench_bundle() -> Bundle {
-    let mut states = IndexMap::new();
-    states.insert(
-        "work".to_string(),
-        StateDef {
-            kind: Some("initial".into()),
-            ..StateDef::default()
-        },
-    );
-    Bundle {
-        root: 0,
-        machines: vec![MachineDef {
-            name: "bench".into(),
-            file: "bench".into(),
-            dir: ".".into(),
-            spec_version: Some("4.2.1".into()),
-            context: Map::new(),
-            agents: IndexMap::new(),
-            machines: IndexMap::new(),
-            states,
-            initial: "work".into(),
-            max_steps: 1000,
-            persistence: Value::Null,
-            lifecycle_hooks: Value::Null,
-            metadata: Value::Null,
-        }],
-    }
 }
 
 /// A context of about 2 KiB of small fields, plus `paper_kib` KiB of text.
@@ -96,7 +66,7 @@ pub async fn run(
         ..StoreOptions::default()
     };
     let store = Store::open(db, &opts)?;
-    let bundle = bench_bundle();
+    let bundle = Bundle::single_state("bench", "work");
     let hash = store.put_config(&bundle, None)?;
     let id = format!("bench-{}", uuid::Uuid::new_v4());
     store.create_execution(&id, &hash, "bench", 0, &Map::new())?;

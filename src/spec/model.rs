@@ -261,4 +261,35 @@ impl Bundle {
     pub fn root(&self) -> &MachineDef {
         &self.machines[self.root]
     }
+
+    /// A bundle of one machine `name` with a single initial state `state`
+    /// (benchmarks and store tests write snapshots against it).
+    pub fn single_state(name: &str, state: &str) -> Bundle {
+        let mut states = IndexMap::new();
+        states.insert(
+            state.to_string(),
+            StateDef {
+                kind: Some("initial".into()),
+                ..StateDef::default()
+            },
+        );
+        Bundle {
+            root: 0,
+            machines: vec![MachineDef {
+                name: name.to_string(),
+                file: name.to_string(),
+                dir: ".".into(),
+                spec_version: Some("4.2.1".into()),
+                context: Map::new(),
+                agents: IndexMap::new(),
+                machines: IndexMap::new(),
+                states,
+                initial: state.to_string(),
+                max_steps: 1000,
+                persistence: Value::Null,
+                lifecycle_hooks: Value::Null,
+                metadata: Value::Null,
+            }],
+        }
+    }
 }
