@@ -24,13 +24,17 @@ pub enum ErrorKind {
     TemplateError,
     NoTransition,
     MaxSteps,
+    /// A resource (e.g. a paper's PDF) does not exist: permanent.
+    NotFound,
+    /// A PDF that cannot be parsed (malformed, truncated, encrypted).
+    PdfUnreadable,
     /// The execution was stopped from outside (lease lost, cancel, shutdown).
     /// Never routed through `on_error`.
     Interrupted,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::RateLimit,
         ErrorKind::Timeout,
         ErrorKind::ServerError,
@@ -47,6 +51,8 @@ impl ErrorKind {
         ErrorKind::TemplateError,
         ErrorKind::NoTransition,
         ErrorKind::MaxSteps,
+        ErrorKind::NotFound,
+        ErrorKind::PdfUnreadable,
         ErrorKind::Interrupted,
     ];
 
@@ -68,6 +74,8 @@ impl ErrorKind {
             ErrorKind::TemplateError => "template_error",
             ErrorKind::NoTransition => "no_transition",
             ErrorKind::MaxSteps => "max_steps",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::PdfUnreadable => "pdf_unreadable",
             ErrorKind::Interrupted => "interrupted",
         }
     }

@@ -24,6 +24,8 @@ pub const ERROR_KINDS: &[&str] = &[
     "template_error",
     "no_transition",
     "max_steps",
+    "not_found",
+    "pdf_unreadable",
 ];
 
 /// Every key a state may have (others are reported and ignored).

@@ -1,0 +1,5 @@
+//! The research pipeline: paper actions (acquire, extract, clean, corpus
+//! signals, terminology tags, judge normalisation, report) registered for the
+//! prep, expensive and wrap machines in `machines/`.
+
+pub mod acquire;
