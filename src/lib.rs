@@ -6,5 +6,6 @@ pub mod durable;
 pub mod engine;
 pub mod expr;
 pub mod llm;
+pub mod pipeline;
 pub mod spec;
 pub mod store;
