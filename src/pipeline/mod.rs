@@ -3,3 +3,4 @@
 //! prep, expensive and wrap machines in `machines/`.
 
 pub mod acquire;
+pub mod report;
