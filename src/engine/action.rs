@@ -45,6 +45,7 @@ impl ActionRegistry {
         r.register("set", Arc::new(SetAction));
         r.register("log", Arc::new(LogAction));
         r.register("shell", Arc::new(Shell));
+        r.register("fail", Arc::new(FailAction));
         r
     }
 
@@ -75,6 +76,32 @@ impl Action for SetAction {
             ctx.insert(k.clone(), v.clone());
         }
         Ok(Some(Value::Object(args.input.clone())))
+    }
+}
+
+/// `fail`: stop the state with `input.message` as an error of kind
+/// `input.kind` (default `action_error`), for explicit failure states.
+struct FailAction;
+
+#[async_trait]
+impl Action for FailAction {
+    async fn run(
+        &self,
+        _ctx: &mut Map<String, Value>,
+        args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
+        let message = match args.input.get("message") {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => format!("state '{}' failed", args.state_name),
+        };
+        let kind = match args.input.get("kind").and_then(Value::as_str) {
+            None => ErrorKind::ActionError,
+            Some(k) => ErrorKind::parse(k).ok_or_else(|| {
+                ExecError::new(ErrorKind::ActionError, format!("fail: unknown error kind '{k}'"))
+            })?,
+        };
+        Err(ExecError::new(kind, message))
     }
 }
 
