@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command group.
 
+mod audit;
 mod bench;
 mod durable;
 mod machine;
@@ -29,6 +30,8 @@ pub enum Command {
     /// Run, resume or check FlatMachine files.
     #[command(subcommand)]
     Machine(machine::MachineCmd),
+    /// Check written reports for missing sections, placeholders and ungrounded numbers.
+    Audit(audit::AuditArgs),
     /// Remove old checkpoints and unreferenced blobs; optionally back up.
     Prune(prune::PruneArgs),
     /// Measure performance.
@@ -55,6 +58,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(a),
+        Command::Audit(a) => audit::run(a),
         Command::Bench(cmd) => bench::run(cmd),
         Command::MockLlm(a) => mock_llm::run(a),
     }

@@ -3,4 +3,5 @@
 //! prep, expensive and wrap machines in `machines/`.
 
 pub mod acquire;
+pub mod audit;
 pub mod report;

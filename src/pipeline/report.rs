@@ -128,16 +128,22 @@ pub fn is_empty_content(text: &str) -> bool {
 
 /// Required sections that are missing or empty.
 pub fn missing_sections(body: &str) -> Vec<String> {
+    missing_of(body, &REQUIRED_SECTIONS)
+}
+
+/// Which of `required` are missing from `body` or have no real content.
+pub fn missing_of<S: AsRef<str>>(body: &str, required: &[S]) -> Vec<String> {
     let sections = parse_sections(body);
     let by_key: IndexMap<String, &String> =
         sections.iter().map(|(k, v)| (heading_key(k), v)).collect();
-    REQUIRED_SECTIONS
+    required
         .iter()
+        .map(AsRef::as_ref)
         .filter(|req| match by_key.get(&heading_key(req)) {
             None => true,
             Some(text) => is_empty_content(text),
         })
-        .map(|s| s.to_string())
+        .map(str::to_string)
         .collect()
 }
 

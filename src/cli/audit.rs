@@ -1,0 +1,67 @@
+//! `runner audit`: report quality checks; non-zero exit past thresholds.
+
+use paper_runner::pipeline::audit::{audit, AuditOptions, GROUNDING_THRESHOLD};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Folder of reports.
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Folder of `<safe_id>.txt` paper texts for the numeric grounding check.
+    #[arg(long)]
+    pub texts: Option<PathBuf>,
+    /// Only the N most recent reports.
+    #[arg(long)]
+    pub latest: Option<usize>,
+    /// Minimum share of numbers that must occur in the paper.
+    #[arg(long, default_value_t = GROUNDING_THRESHOLD)]
+    pub threshold: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: AuditArgs) -> ExitCode {
+    let opts = AuditOptions {
+        reports: a.reports,
+        latest: a.latest,
+        texts: a.texts,
+        grounding_threshold: a.threshold,
+    };
+    let summary = match audit(&opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else {
+        for r in &summary.audits {
+            let g = r
+                .grounding
+                .map(|g| format!(" grounding {:.0}%", g * 100.0))
+                .unwrap_or_default();
+            if r.problems.is_empty() {
+                println!("ok    {}{g}", r.file);
+            } else {
+                println!("FAIL  {}{g}", r.file);
+                for p in &r.problems {
+                    println!("      - {p}");
+                }
+            }
+        }
+        println!("{} report(s), {} failing", summary.reports, summary.failing);
+    }
+    if summary.failing > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
