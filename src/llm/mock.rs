@@ -951,10 +951,25 @@ impl<'a> Gen<'a> {
         (!phrase.is_empty()).then(|| phrase.to_string())
     }
 
-    /// `## Heading` from the prompt's first words, then two paragraphs of 3-4
-    /// sentences with a quoted evidence anchor and an "Assumption:" sentence,
-    /// the shape the pipeline's section checks expect.
+    /// The sections the prompt asks for (its `## Heading` lines), each with
+    /// two paragraphs; without such lines, one section titled from the
+    /// prompt's first words. Paragraphs carry a quoted evidence anchor and an
+    /// "Assumption:" sentence, the shape the pipeline's section checks expect.
     fn markdown(&mut self) -> String {
+        let requested: Vec<String> = (self.prompt.user.lines())
+            .filter_map(|l| l.trim().strip_prefix("## "))
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if !requested.is_empty() {
+            let mut seen = BTreeSet::new();
+            let parts: Vec<String> = requested
+                .into_iter()
+                .filter(|h| seen.insert(h.clone()))
+                .map(|h| self.section(&h))
+                .collect();
+            return parts.join("\n");
+        }
         let user = &self.prompt.user;
         let first_line = user.lines().find(|l| l.chars().any(char::is_alphanumeric));
         let mut words: Vec<&str> = (first_line.unwrap_or("").split_whitespace())
@@ -971,6 +986,11 @@ impl<'a> Gen<'a> {
             Some(c) => c.to_uppercase().chain(chars).collect(),
             None => "Analysis".to_string(),
         };
+        self.section(&heading)
+    }
+
+    /// `## heading` and two paragraphs of 3-4 sentences.
+    fn section(&mut self, heading: &str) -> String {
         let quote = self
             .anchor()
             .unwrap_or_else(|| format!("{} {}", self.kw(), self.kw()));
