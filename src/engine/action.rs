@@ -98,7 +98,10 @@ impl Action for FailAction {
         let kind = match args.input.get("kind").and_then(Value::as_str) {
             None => ErrorKind::ActionError,
             Some(k) => ErrorKind::parse(k).ok_or_else(|| {
-                ExecError::new(ErrorKind::ActionError, format!("fail: unknown error kind '{k}'"))
+                ExecError::new(
+                    ErrorKind::ActionError,
+                    format!("fail: unknown error kind '{k}'"),
+                )
             })?,
         };
         Err(ExecError::new(kind, message))

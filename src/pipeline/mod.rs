@@ -4,4 +4,9 @@
 
 pub mod acquire;
 pub mod audit;
+pub mod clean;
+pub mod corpus;
+pub mod judge;
+pub mod pdf;
 pub mod report;
+pub mod tags;

@@ -123,7 +123,7 @@ pub fn is_empty_content(text: &str) -> bool {
     }
     let lower = t.to_lowercase();
     let lower = lower.trim_end_matches('.');
-    PLACEHOLDER_PHRASES.iter().any(|p| lower == *p)
+    PLACEHOLDER_PHRASES.contains(&lower)
 }
 
 /// Required sections that are missing or empty.
