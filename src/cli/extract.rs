@@ -24,7 +24,12 @@ pub fn run(a: ExtractArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cleaned = clean::clean_pages(&extracted.pages, &clean::CleanOptions { token_budget: 24_000 });
+    let cleaned = clean::clean_pages(
+        &extracted.pages,
+        &clean::CleanOptions {
+            token_budget: 24_000,
+        },
+    );
     let ms = started.elapsed().as_millis() as u64;
     if a.json {
         let sections: serde_json::Map<String, serde_json::Value> = cleaned

@@ -94,8 +94,17 @@ pub fn run(cmd: MachineCmd) -> ExitCode {
     }
 }
 
+/// The built-in actions plus the paper pipeline's (default pipeline
+/// settings: PDFs under `data/pdfs/`, reports under `reports/`).
 pub fn actions() -> ActionRegistry {
-    ActionRegistry::with_builtins()
+    let mut r = ActionRegistry::with_builtins();
+    if let Err(e) = paper_runner::pipeline::actions::register(
+        &mut r,
+        paper_runner::pipeline::actions::PipelineConfig::default(),
+    ) {
+        eprintln!("warning: pipeline actions unavailable: {}", e.message);
+    }
+    r
 }
 
 fn load_options(profiles: Option<PathBuf>, actions: &ActionRegistry) -> LoadOptions {

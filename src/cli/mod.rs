@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod durable;
+mod extract;
 mod machine;
 mod mock_llm;
 mod prune;
@@ -34,6 +35,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Remove old checkpoints and unreferenced blobs; optionally back up.
     Prune(prune::PruneArgs),
+    /// Extract and clean the text of one PDF (what the prompts will see).
+    Extract(extract::ExtractArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -59,6 +62,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Extract(a) => extract::run(a),
         Command::Bench(cmd) => bench::run(cmd),
         Command::MockLlm(a) => mock_llm::run(a),
     }

@@ -45,10 +45,14 @@ pub fn register(registry: &mut ActionRegistry, cfg: PipelineConfig) -> Result<()
         None => tags::Terminology::builtin(),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| {
-                ExecError::new(ErrorKind::ActionError, format!("cannot read terminology file {}: {e}", p.display()))
+                ExecError::new(
+                    ErrorKind::ActionError,
+                    format!("cannot read terminology file {}: {e}", p.display()),
+                )
             })?;
-            tags::Terminology::from_yaml(&text)
-                .map_err(|e| ExecError::new(ErrorKind::ActionError, format!("{}: {e}", p.display())))?
+            tags::Terminology::from_yaml(&text).map_err(|e| {
+                ExecError::new(ErrorKind::ActionError, format!("{}: {e}", p.display()))
+            })?
         }
     };
     let cfg = Arc::new(cfg);
@@ -56,8 +60,16 @@ pub fn register(registry: &mut ActionRegistry, cfg: PipelineConfig) -> Result<()
     registry.register("acquire_pdf", Arc::new(AcquirePdf { acquirer }));
     registry.register("extract_text", Arc::new(ExtractText));
     registry.register("clean_text", Arc::new(CleanText { cfg: cfg.clone() }));
-    registry.register("corpus_signals", Arc::new(CorpusSignals { cfg: cfg.clone() }));
-    registry.register("terminology_tags", Arc::new(TerminologyTags { terms: Arc::new(terms) }));
+    registry.register(
+        "corpus_signals",
+        Arc::new(CorpusSignals { cfg: cfg.clone() }),
+    );
+    registry.register(
+        "terminology_tags",
+        Arc::new(TerminologyTags {
+            terms: Arc::new(terms),
+        }),
+    );
     registry.register("normalize_judge", Arc::new(NormalizeJudge));
     registry.register("check_sections", Arc::new(CheckSections));
     registry.register("frontmatter", Arc::new(MakeFrontmatter));
@@ -101,7 +113,10 @@ fn input_text(args: &ActionArgs<'_>, key: &str) -> String {
     text(&args.input, key)
 }
 
-async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ExecError> {
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ExecError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ExecError::new(ErrorKind::ActionError, format!("{what} task failed: {e}")))
@@ -113,7 +128,11 @@ struct AcquirePdf {
 
 #[async_trait]
 impl Action for AcquirePdf {
-    async fn run(&self, ctx: &mut Map<String, Value>, _args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let id = need(ctx, "arxiv_id", "acquire_pdf")?;
         let local = text(ctx, "pdf_path");
         let local = (!local.trim().is_empty()).then(|| PathBuf::from(local));
@@ -127,7 +146,11 @@ struct ExtractText;
 
 #[async_trait]
 impl Action for ExtractText {
-    async fn run(&self, ctx: &mut Map<String, Value>, _args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let path = PathBuf::from(need(ctx, "pdf_path", "extract_text")?);
         let shown = path.display().to_string();
         let pages = blocking("extract_text", move || pdf::extract_file(&path))
@@ -145,15 +168,27 @@ struct CleanText {
 
 #[async_trait]
 impl Action for CleanText {
-    async fn run(&self, ctx: &mut Map<String, Value>, _args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         // The raw pages are consumed here: only the clean text is carried on.
         let raw = ctx.remove("raw_pages").unwrap_or(Value::Null);
         let pages: Vec<String> = serde_json::from_value(raw).map_err(|_| {
-            ExecError::new(ErrorKind::ActionError, "clean_text needs context.raw_pages (run extract_text first)")
+            ExecError::new(
+                ErrorKind::ActionError,
+                "clean_text needs context.raw_pages (run extract_text first)",
+            )
         })?;
         let budget = self.cfg.prompt_token_budget;
         let (cleaned, prompt) = blocking("clean_text", move || {
-            let c = clean::clean_pages(&pages, &clean::CleanOptions { token_budget: budget });
+            let c = clean::clean_pages(
+                &pages,
+                &clean::CleanOptions {
+                    token_budget: budget,
+                },
+            );
             let p = clean::trim_for_prompt(&c, budget);
             (c, p)
         })
@@ -194,7 +229,11 @@ struct CorpusSignals {
 
 #[async_trait]
 impl Action for CorpusSignals {
-    async fn run(&self, ctx: &mut Map<String, Value>, _args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let id = text(ctx, "arxiv_id");
         let title = text(ctx, "title");
         let abs = text(ctx, "abstract");
@@ -216,7 +255,11 @@ struct TerminologyTags {
 
 #[async_trait]
 impl Action for TerminologyTags {
-    async fn run(&self, ctx: &mut Map<String, Value>, _args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let neighbors: Vec<String> = ctx
             .get("corpus")
             .and_then(|c| c.get("neighbors"))
@@ -251,7 +294,11 @@ struct NormalizeJudge;
 
 #[async_trait]
 impl Action for NormalizeJudge {
-    async fn run(&self, ctx: &mut Map<String, Value>, args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let said = input_text(args, "text");
         let mut verdict = judge::normalize_judge(&said);
         let mut targets = judge::repair_targets(&said);
@@ -279,16 +326,28 @@ struct CheckSections;
 
 #[async_trait]
 impl Action for CheckSections {
-    async fn run(&self, _ctx: &mut Map<String, Value>, args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        _ctx: &mut Map<String, Value>,
+        args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let body = input_text(args, "text");
         let wanted: Vec<String> = args
             .input
             .get("sections")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         if body.trim().is_empty() {
-            return Err(ExecError::new(ErrorKind::EmptyResponse, "the model returned no text"));
+            return Err(ExecError::new(
+                ErrorKind::EmptyResponse,
+                "the model returned no text",
+            ));
         }
         let missing = report::missing_of(&body, &wanted);
         if missing.is_empty() {
@@ -307,12 +366,21 @@ struct MakeFrontmatter;
 
 #[async_trait]
 impl Action for MakeFrontmatter {
-    async fn run(&self, ctx: &mut Map<String, Value>, _args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let id = need(ctx, "arxiv_id", "frontmatter")?;
         let list = |k: &str| -> Vec<String> {
             ctx.get(k)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let fm = Frontmatter {
@@ -326,7 +394,10 @@ impl Action for MakeFrontmatter {
             generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             runner_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        ctx.insert("frontmatter".into(), json!(report::render_frontmatter(&fm)?));
+        ctx.insert(
+            "frontmatter".into(),
+            json!(report::render_frontmatter(&fm)?),
+        );
         Ok(None)
     }
 }
@@ -339,13 +410,20 @@ struct SaveReport {
 
 #[async_trait]
 impl Action for SaveReport {
-    async fn run(&self, ctx: &mut Map<String, Value>, _args: &ActionArgs<'_>) -> Result<Option<Value>, ExecError> {
+    async fn run(
+        &self,
+        ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
         let id = need(ctx, "arxiv_id", "save_report")?;
         let body = need(ctx, "report", "save_report")?;
         let content = format!("{}\n{}\n", text(ctx, "frontmatter"), body.trim());
         let title = text(ctx, "title");
         let dir: PathBuf = self.cfg.reports_dir.clone();
-        let path = blocking("save_report", move || report::save_report(&dir, &id, &title, &content)).await??;
+        let path = blocking("save_report", move || {
+            report::save_report(&dir, &id, &title, &content)
+        })
+        .await??;
         ctx.insert("report_path".into(), json!(path.display().to_string()));
         Ok(None)
     }

@@ -3,6 +3,7 @@
 //! prep, expensive and wrap machines in `machines/`.
 
 pub mod acquire;
+pub mod actions;
 pub mod audit;
 pub mod clean;
 pub mod corpus;
