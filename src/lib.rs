@@ -7,5 +7,6 @@ pub mod engine;
 pub mod expr;
 pub mod llm;
 pub mod pipeline;
+pub mod runner;
 pub mod spec;
 pub mod store;

@@ -1,0 +1,6 @@
+//! The runner: the paper queue, the scheduler that claims and drives phases
+//! under fenced claims, the reaper, budget, circuit breakers and modes.
+
+pub mod phase;
+
+pub use phase::{Phase, STATUSES};
