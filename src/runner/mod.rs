@@ -1,6 +1,8 @@
 //! The runner: the paper queue, the scheduler that claims and drives phases
 //! under fenced claims, the reaper, budget, circuit breakers and modes.
 
+pub mod config;
 pub mod phase;
 
 pub use phase::{Phase, STATUSES};
+pub use config::Config;
