@@ -8,7 +8,9 @@ mod db;
 mod error;
 mod leases;
 pub mod migrate;
+pub mod phase;
 mod prune;
+mod queue;
 
 pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_CODE};
 pub use checkpoints::{now, prepare, Base, ExecutionRow, PreparedSnapshot};
@@ -16,3 +18,8 @@ pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
 pub use prune::{PrunePolicy, PruneReport};
+pub use phase::{Phase, STATUSES};
+pub use queue::{
+    now_ms, paper_id, AddOutcome, Claim, ClaimRequest, FailOutcome, NewPaper, PaperEvent, PaperRow,
+    Reaped, RetryPolicy,
+};

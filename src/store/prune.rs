@@ -80,7 +80,8 @@ impl Store {
         })?;
         let blobs_removed = self.write("pruning blobs", |tx| {
             tx.execute(
-                "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)",
+                "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)
+                   AND NOT EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.hash = blobs.hash)",
                 [],
             )
             .map(|n| n as u64)
