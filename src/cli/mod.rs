@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command group.
 
+mod add;
 mod audit;
 mod bench;
 mod durable;
@@ -7,6 +8,7 @@ mod extract;
 mod machine;
 mod mock_llm;
 mod prune;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,16 +20,25 @@ use tracing_subscriber::EnvFilter;
     version,
     about = "Durable FlatMachines runner for research-paper pipelines"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Log filter when RUST_LOG is not set (e.g. "info", "paper_runner=debug").
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+    /// Config file (default: $RUNNER_CONFIG, else ./config.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<std::path::PathBuf>,
+    /// Without a command: run the scheduler (single pass unless --daemon).
+    #[command(flatten)]
+    pub run: run::RunFlags,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Queue papers by arXiv id.
+    Add(add::AddArgs),
     /// Run, resume or check FlatMachine files.
     #[command(subcommand)]
     Machine(machine::MachineCmd),
@@ -57,10 +68,23 @@ pub fn init_logging(level: Option<&str>) {
         .try_init();
 }
 
+/// The runner configuration: the file (explicit, `$RUNNER_CONFIG`, or
+/// `./config.toml`), then `RUNNER_*` variables.
+pub fn config_file(
+    explicit: Option<&std::path::Path>,
+) -> anyhow::Result<paper_runner::runner::Config> {
+    let _ = explicit;
+    Ok(paper_runner::runner::Config::default())
+}
+
 pub fn dispatch(cli: Cli) -> ExitCode {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return run::run(cli.config, cli.run);
+    };
+    match command {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(a),
+        Command::Add(a) => add::run(cli.config, a),
         Command::Audit(a) => audit::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Bench(cmd) => bench::run(cmd),

@@ -233,7 +233,7 @@ pub fn corpus_signals(
     let conn = match open_corpus(db) {
         Ok(conn) => conn,
         Err(reason) => {
-            tracing::warn!(%reason, "corpus signals skipped");
+            tracing::debug!(%reason, "corpus signals skipped");
             let summary = UNAVAILABLE_SUMMARY.to_string();
             return CorpusSignals::without_neighbors(
                 STATUS_DB_UNAVAILABLE,

@@ -1,8 +1,12 @@
 //! The runner: the paper queue, the scheduler that claims and drives phases
 //! under fenced claims, the reaper, budget, circuit breakers and modes.
 
+pub mod build;
 pub mod config;
+pub mod gates;
 pub mod phase;
+pub mod scheduler;
+pub mod task;
 
-pub use phase::{Phase, STATUSES};
 pub use config::Config;
+pub use phase::{Phase, STATUSES};

@@ -17,8 +17,8 @@ pub use checkpoints::{now, prepare, Base, ExecutionRow, PreparedSnapshot};
 pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
-pub use prune::{PrunePolicy, PruneReport};
 pub use phase::{Phase, STATUSES};
+pub use prune::{PrunePolicy, PruneReport};
 pub use queue::{
     now_ms, paper_id, AddOutcome, Claim, ClaimRequest, FailOutcome, NewPaper, PaperEvent, PaperRow,
     Reaped, RetryPolicy,

@@ -33,9 +33,14 @@ pub struct NewPaper {
 /// What `add_paper` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddOutcome {
-    Added { id: String },
+    Added {
+        id: String,
+    },
     /// The paper was already queued; nothing changed.
-    Exists { id: String, status: String },
+    Exists {
+        id: String,
+        status: String,
+    },
 }
 
 /// The queue id of a paper: `paper:<arxiv id>` (slashes of old-style ids
@@ -52,6 +57,8 @@ pub struct ClaimRequest<'a> {
     /// Phases that may be claimed, in preference order.
     pub phases: &'a [Phase],
     pub now_ms: i64,
+    /// Only rows that left a machine execution to resume (`--resume-only`).
+    pub resumable_only: bool,
 }
 
 /// A claimed phase of one paper.
@@ -118,7 +125,9 @@ pub struct PaperEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum FailOutcome {
     /// Back to the phase's stable status, claimable again after `not_before_ms`.
-    RetryLater { not_before_ms: i64 },
+    RetryLater {
+        not_before_ms: i64,
+    },
     Failed,
 }
 
@@ -179,6 +188,9 @@ fn row_to_paper(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaperRow> {
         done_at: r.get(19)?,
     })
 }
+
+/// id, status, owner, attempts (prep, expensive, wrap), lease_until.
+type WorkingRow = (String, String, Option<String>, u32, u32, u32, Option<i64>);
 
 /// Fields of one timeline event.
 #[derive(Default)]
@@ -288,12 +300,13 @@ impl Store {
                 owner_id = ?1, lease_until = ?2 + ?3, fencing_token = fencing_token + 1,
                 updated_at = ?4, phase_started_at = ?4
              WHERE id = (SELECT id FROM executions
-                         WHERE status IN ({}) AND not_before <= ?2 AND cancel_requested = 0
+                         WHERE status IN ({}) AND not_before <= ?2 AND cancel_requested = 0 {}
                          ORDER BY (phase_execution IS NULL), {rank}, priority DESC, created_at, id
                          LIMIT 1)
              RETURNING id, arxiv_id, status, fencing_token, attempts_prep, attempts_expensive, attempts_wrap,
                        phase_execution, title, abstract, pdf_path",
-            statuses.join(", ")
+            statuses.join(", "),
+            if req.resumable_only { "AND phase_execution IS NOT NULL" } else { "" }
         );
         let owner = req.owner.to_string();
         self.write("claiming work", |tx| {
@@ -355,7 +368,9 @@ impl Store {
             .optional()
             .map_err(|e| self.err("checking claim", e))?;
         match row {
-            Some((Some(o), t, s)) if o == c.owner && t == c.token && s == c.phase.working_status() => {
+            Some((Some(o), t, s))
+                if o == c.owner && t == c.token && s == c.phase.working_status() =>
+            {
                 Ok(())
             }
             Some((owner, _, status)) => Err(StoreError::LeaseLost {
@@ -565,25 +580,36 @@ impl Store {
     /// Roll back every row whose claim expired (its owner died or hung):
     /// to the last stable status with a growing delay, or `failed` after
     /// `max_attempts`. A live claim is never touched.
-    pub fn reap(&self, now: i64, policy: &RetryPolicy) -> Result<Vec<Reaped>, StoreError> {
+    /// `is_dead(owner)` lets a claim whose owner process is known to be gone
+    /// (same host, pid no longer exists) be reaped before its TTL.
+    pub fn reap(
+        &self,
+        now: i64,
+        policy: &RetryPolicy,
+        is_dead: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Reaped>, StoreError> {
         self.write("reaping expired claims", |tx| {
-            let expired: Vec<(String, String, Option<String>, u32, u32, u32)> = {
+            let working: Vec<WorkingRow> = {
                 let mut st = tx
                     .prepare_cached(
-                        "SELECT id, status, owner_id, attempts_prep, attempts_expensive, attempts_wrap FROM executions
-                         WHERE status IN ('prepping', 'analyzing', 'wrapping') AND (lease_until IS NULL OR lease_until < ?1)",
+                        "SELECT id, status, owner_id, attempts_prep, attempts_expensive, attempts_wrap, lease_until FROM executions
+                         WHERE status IN ('prepping', 'analyzing', 'wrapping')",
                     )
                     .map_err(|e| self.err("reaping", e))?;
                 let rows = st
-                    .query_map([now], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    .query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
                     })
                     .map_err(|e| self.err("reaping", e))?;
                 rows.collect::<Result<_, _>>()
                     .map_err(|e| self.err("reaping", e))?
             };
             let mut out = Vec::new();
-            for (id, status, owner, ap, ae, aw) in expired {
+            for (id, status, owner, ap, ae, aw, until) in working {
+                let expired = until.is_none_or(|u| u < now);
+                if !expired && !owner.as_deref().is_some_and(&is_dead) {
+                    continue;
+                }
                 let Some(phase) = Phase::of_working_status(&status) else {
                     continue;
                 };
@@ -665,7 +691,9 @@ impl Store {
                 )
                 .map_err(|e| self.err("reading blobs", e))?;
             let rows = st
-                .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .query_map([id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
                 .map_err(|e| self.err("reading blobs", e))?;
             for r in rows {
                 let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
@@ -680,9 +708,8 @@ impl Store {
             let v: Value = serde_json::from_str(&body).map_err(|e| {
                 StoreError::Invalid(format!("{name} result of {id} does not decode: {e}"))
             })?;
-            let v = blobs::decode(v, &blob_map).map_err(|e| {
-                StoreError::Invalid(format!("{name} result of {id}: {e}"))
-            })?;
+            let v = blobs::decode(v, &blob_map)
+                .map_err(|e| StoreError::Invalid(format!("{name} result of {id}: {e}")))?;
             out.insert(name.into(), v);
         }
         Ok(out)
@@ -862,7 +889,10 @@ impl Store {
             .optional()
             .map_err(|e| self.err("reading timeline", e))?
             .flatten();
-        Ok(phase.as_deref().and_then(Phase::parse).unwrap_or(Phase::Prep))
+        Ok(phase
+            .as_deref()
+            .and_then(Phase::parse)
+            .unwrap_or(Phase::Prep))
     }
 
     /// Operator: stop claiming these papers; an in-flight phase stops at its
@@ -931,6 +961,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             phases,
             now_ms: now_ms(),
+            resumable_only: false,
         }
     }
 
@@ -961,7 +992,10 @@ mod tests {
         add(&s, "b", 5);
         let all = [Phase::Expensive, Phase::Wrap, Phase::Prep];
         let c = s.claim(&req("o", &all)).unwrap().unwrap();
-        assert_eq!((c.arxiv_id.as_str(), c.phase, c.attempt), ("b", Phase::Prep, 1));
+        assert_eq!(
+            (c.arxiv_id.as_str(), c.phase, c.attempt),
+            ("b", Phase::Prep, 1)
+        );
         s.finish_phase(&c, &json!({"paper_text": "x".repeat(10_000)}), None, 1)
             .unwrap();
         // b is now prepped: expensive beats a's prep.
@@ -971,7 +1005,10 @@ mod tests {
         assert_eq!((c3.arxiv_id.as_str(), c3.phase), ("a", Phase::Prep));
         assert!(s.claim(&req("o", &all)).unwrap().is_none());
         let results = s.phase_results(&c.id).unwrap();
-        assert_eq!(results["prep"]["paper_text"].as_str().unwrap().len(), 10_000);
+        assert_eq!(
+            results["prep"]["paper_text"].as_str().unwrap().len(),
+            10_000
+        );
     }
 
     #[test]
@@ -980,7 +1017,7 @@ mod tests {
         add(&s, "a", 0);
         let old = s.claim(&req("old", &[Phase::Prep])).unwrap().unwrap();
         // Its claim expires; the reaper rolls it back; someone else claims.
-        let reaped = s.reap(now_ms() + 120_000, &POLICY).unwrap();
+        let reaped = s.reap(now_ms() + 120_000, &POLICY, |_| false).unwrap();
         assert_eq!(reaped.len(), 1);
         let mut r = req("new", &[Phase::Prep]);
         r.now_ms = now_ms() + 1_000_000;
@@ -988,7 +1025,10 @@ mod tests {
         assert_eq!(new.attempt, 2);
         assert!(new.token > old.token);
         let err = s.finish_phase(&old, &json!({}), None, 1).unwrap_err();
-        assert!(matches!(err, StoreError::LeaseLost { ref owner, .. } if owner == "new"), "{err}");
+        assert!(
+            matches!(err, StoreError::LeaseLost { ref owner, .. } if owner == "new"),
+            "{err}"
+        );
         s.finish_phase(&new, &json!({}), None, 1).unwrap();
         assert_eq!(s.paper("a").unwrap().unwrap().status, "prepped");
     }
@@ -998,7 +1038,7 @@ mod tests {
         let (_d, s) = store();
         add(&s, "a", 0);
         let c = s.claim(&req("o", &[Phase::Prep])).unwrap().unwrap();
-        assert!(s.reap(now_ms(), &POLICY).unwrap().is_empty());
+        assert!(s.reap(now_ms(), &POLICY, |_| false).unwrap().is_empty());
         let out = s
             .fail_phase(&c, "timeout", "slow", true, &POLICY, 5)
             .unwrap();
@@ -1012,14 +1052,19 @@ mod tests {
         r.now_ms = not_before_ms + 1;
         let c2 = s.claim(&r).unwrap().unwrap();
         assert_eq!(c2.attempt, 2);
-        let out = s.fail_phase(&c2, "timeout", "slow", true, &POLICY, 5).unwrap();
+        let out = s
+            .fail_phase(&c2, "timeout", "slow", true, &POLICY, 5)
+            .unwrap();
         assert_eq!(out, FailOutcome::Failed);
         let row = s.paper("a").unwrap().unwrap();
         assert_eq!(row.status, "failed");
         assert_eq!(row.last_error_kind.as_deref(), Some("timeout"));
         // retry puts it back with fresh attempts.
         let changed = s.retry_papers(&[], None).unwrap();
-        assert_eq!(changed, vec![(row.id.clone(), "failed".into(), "pending".into())]);
+        assert_eq!(
+            changed,
+            vec![(row.id.clone(), "failed".into(), "pending".into())]
+        );
         assert_eq!(s.paper("a").unwrap().unwrap().attempts_prep, 0);
     }
 

@@ -1,0 +1,190 @@
+//! `runner [--daemon | --resume-only | --prep-only] [--workers N] …`: the
+//! scheduler itself — single pass by default, continuous with `--daemon`.
+
+use anyhow::Context as _;
+use clap::Args;
+use paper_runner::runner::build::{build, RunOptions};
+use paper_runner::runner::scheduler::{RunMode, RunSummary};
+use paper_runner::runner::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunFlags {
+    /// Keep running: poll for work, re-seed, wait out spent budgets.
+    #[arg(long, conflicts_with = "resume_only")]
+    pub daemon: bool,
+    /// Finish in-flight executions, claim nothing new, exit.
+    #[arg(long)]
+    pub resume_only: bool,
+    /// Claim only prep (the end-of-day burst).
+    #[arg(long)]
+    pub prep_only: bool,
+    /// Phases in flight at once.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// SQLite database (default from config: data/runner.db).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Daily request budget over all classes.
+    #[arg(long)]
+    pub budget: Option<u64>,
+    /// Daily request budget of the cheap class.
+    #[arg(long)]
+    pub budget_cheap: Option<u64>,
+    /// Daily request budget of the expensive class.
+    #[arg(long)]
+    pub budget_expensive: Option<u64>,
+    /// Daemon: seconds between looks for work when idle.
+    #[arg(long)]
+    pub poll_interval: Option<f64>,
+    /// Claim and lease TTL in seconds.
+    #[arg(long)]
+    pub lease_ttl: Option<u64>,
+    /// Attempts per phase before a paper fails.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Seconds in-flight work may take to finish after SIGTERM.
+    #[arg(long)]
+    pub drain_timeout: Option<u64>,
+    /// Profile catalog (default: the nearest profiles.yml of the machines).
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
+    /// Directory holding prep.yml, expensive.yml and wrap.yml.
+    #[arg(long)]
+    pub machines: Option<PathBuf>,
+}
+
+/// Load the configuration (file, environment) and apply flags.
+pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::Result<Config> {
+    let mut cfg = super::config_file(explicit)?;
+    if let Some(v) = &f.db {
+        cfg.db = v.clone();
+    }
+    if let Some(v) = f.workers {
+        cfg.scheduler.workers = v;
+    }
+    if let Some(v) = f.budget {
+        cfg.budget.daily = Some(v);
+    }
+    if let Some(v) = f.budget_cheap {
+        cfg.budget.cheap = Some(v);
+    }
+    if let Some(v) = f.budget_expensive {
+        cfg.budget.expensive = Some(v);
+    }
+    if let Some(v) = f.poll_interval {
+        cfg.scheduler.poll_interval_secs = v;
+    }
+    if let Some(v) = f.lease_ttl {
+        cfg.scheduler.lease_ttl_secs = v;
+    }
+    if let Some(v) = f.max_attempts {
+        cfg.scheduler.max_attempts = v;
+    }
+    if let Some(v) = f.drain_timeout {
+        cfg.scheduler.drain_timeout_secs = v;
+    }
+    if let Some(v) = &f.profiles {
+        cfg.profiles = Some(v.clone());
+    }
+    if let Some(v) = &f.machines {
+        cfg.machines_dir = v.clone();
+    }
+    Ok(cfg)
+}
+
+pub fn run(config: Option<PathBuf>, f: RunFlags) -> ExitCode {
+    match run_inner(config, f) {
+        Ok(s) => {
+            let done: u64 = s.finished.values().sum();
+            eprintln!(
+                "runner: {done} phase(s) finished ({}), {} to retry later, {} failed, {} given back",
+                fmt_counts(&s),
+                s.retry_later,
+                s.failed,
+                s.released
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn fmt_counts(s: &RunSummary) -> String {
+    let mut parts: Vec<String> = ["prep", "expensive", "wrap"]
+        .iter()
+        .map(|p| format!("{p} {}", s.finished.get(*p).copied().unwrap_or(0)))
+        .collect();
+    if s.reaped > 0 {
+        parts.push(format!("reaped {}", s.reaped));
+    }
+    parts.join(", ")
+}
+
+fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary> {
+    let cfg = load_config(config.as_deref(), &f)?;
+    let mode = if f.daemon {
+        RunMode::Daemon
+    } else if f.resume_only {
+        RunMode::ResumeOnly
+    } else {
+        RunMode::SinglePass
+    };
+    let rt = super::machine::runtime()?;
+    rt.block_on(async move {
+        let built = build(
+            &cfg,
+            &RunOptions {
+                mode,
+                prep_only: f.prep_only,
+            },
+        )
+        .context("cannot start the runner")?;
+        let shutdown = CancellationToken::new();
+        let kill = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone(), kill.clone());
+        Ok(built.scheduler.run(shutdown, kill).await)
+    })
+}
+
+/// First SIGTERM/SIGINT: stop claiming and drain. Second: stop at once
+/// (everything stays resumable from its checkpoints).
+pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                r = tokio::signal::ctrl_c() => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+            }
+            seen += 1;
+            if seen == 1 {
+                tracing::warn!(
+                    "stop requested: finishing in-flight work (signal again to stop at once)"
+                );
+                shutdown.cancel();
+            } else {
+                tracing::warn!("stopping at once; in-flight work resumes from its checkpoints");
+                kill.cancel();
+                std::process::exit(130);
+            }
+        }
+    });
+}

@@ -1,0 +1,215 @@
+//! Assemble a runner from its configuration: open the store, load and
+//! validate the three phase machines, store their configs, build the LLM
+//! agent (one connection pool, one limiter, the spend ledger) and the
+//! pipeline's actions.
+
+use super::config::Config;
+use super::gates::Gates;
+use super::phase::Phase;
+use super::scheduler::{RunMode, RunnerStats, Scheduler, SchedulerSettings};
+use super::task::{PhaseMachine, TaskEnv};
+use crate::engine::{ActionRegistry, Agent};
+use crate::llm::{HttpAgent, Ledger, ModelProfile};
+use crate::pipeline::acquire::AcquireConfig;
+use crate::pipeline::actions::{register, PipelineConfig};
+use crate::spec::{self, Bundle, LoadOptions};
+use crate::store::{owner_id, RetryPolicy, Store, StoreError, StoreOptions, Synchronous};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("machine {file} is invalid:\n{problems}")]
+    Machine { file: String, problems: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The action registry the phase machines run with.
+pub fn pipeline_actions(cfg: &Config) -> Result<ActionRegistry, BuildError> {
+    let mut r = ActionRegistry::with_builtins();
+    let pc = PipelineConfig {
+        acquire: AcquireConfig {
+            pdf_base_url: cfg.pdf_base_url.clone(),
+            pdf_dir: cfg.pdf_dir.clone(),
+            ..AcquireConfig::default()
+        },
+        reports_dir: cfg.reports_dir.clone(),
+        corpus_db: cfg.corpus_db.clone(),
+        prompt_token_budget: cfg.prompt_token_budget,
+        terminology: cfg.terminology.clone(),
+    };
+    register(&mut r, pc).map_err(|e| BuildError::Setup(e.message))?;
+    Ok(r)
+}
+
+pub fn open_store(cfg: &Config) -> Result<Store, StoreError> {
+    if let Some(dir) = cfg.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: cfg.db.clone(),
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
+    }
+    Store::open(
+        &cfg.db,
+        &StoreOptions {
+            synchronous: if cfg.sync_full {
+                Synchronous::Full
+            } else {
+                Synchronous::Normal
+            },
+            ..StoreOptions::default()
+        },
+    )
+}
+
+/// Load one phase machine; every problem is reported with its file.
+pub fn load_machine(
+    cfg: &Config,
+    phase: Phase,
+    actions: &ActionRegistry,
+) -> Result<Bundle, BuildError> {
+    let file = cfg.machines_dir.join(phase.machine_file());
+    let loaded = spec::load(
+        &file,
+        &LoadOptions {
+            profiles: cfg.profiles.clone(),
+            actions: actions.names(),
+        },
+    );
+    let problems: Vec<String> = loaded
+        .diagnostics
+        .items
+        .iter()
+        .filter(|d| d.severity == spec::Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    match loaded.bundle {
+        Some(b) if problems.is_empty() => Ok(b),
+        _ => Err(BuildError::Machine {
+            file: file.display().to_string(),
+            problems: if problems.is_empty() {
+                "cannot be loaded".into()
+            } else {
+                problems.join("\n")
+            },
+        }),
+    }
+}
+
+/// Limiter keys (provider/model) of every agent in a bundle, children included.
+pub fn bundle_models(bundle: &Bundle) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for m in &bundle.machines {
+        for a in m.agents.values() {
+            if let Ok(p) = ModelProfile::from_config(&a.model) {
+                out.insert(p.limiter_key());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Model ids (as sent to the provider) of every agent in a bundle.
+fn bundle_model_ids(bundle: &Bundle) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for m in &bundle.machines {
+        for a in m.agents.values() {
+            if let Ok(p) = ModelProfile::from_config(&a.model) {
+                out.insert(p.model.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Options that come from flags rather than the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: RunMode,
+    pub prep_only: bool,
+}
+
+/// A ready-to-run scheduler and the store it uses.
+pub struct Built {
+    pub scheduler: Scheduler,
+    pub store: Store,
+    pub machines: HashMap<Phase, PhaseMachine>,
+}
+
+pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
+    let store = open_store(cfg)?;
+    let actions = pipeline_actions(cfg)?;
+    let mut machines = HashMap::new();
+    let mut models = BTreeSet::new();
+    for phase in Phase::ALL {
+        let bundle = load_machine(cfg, phase, &actions)?;
+        let source = cfg.machines_dir.join(phase.machine_file());
+        let source = std::fs::canonicalize(&source).unwrap_or(source);
+        let hash = store.put_config(&bundle, Some(&source.to_string_lossy()))?;
+        models.extend(bundle_model_ids(&bundle));
+        machines.insert(
+            phase,
+            PhaseMachine {
+                phase,
+                bundle: Arc::new(bundle),
+                config_hash: hash,
+                source: source.display().to_string(),
+            },
+        );
+    }
+    let agent: Arc<dyn Agent> = Arc::new(
+        HttpAgent::new(Some(Ledger::new(store.clone())))
+            .map_err(|e| BuildError::Setup(e.message))?,
+    );
+    let s = &cfg.scheduler;
+    let env = Arc::new(TaskEnv {
+        store: store.clone(),
+        agent,
+        actions,
+        owner: owner_id(),
+        lease_ttl: Duration::from_secs(s.lease_ttl_secs.max(1)),
+        retry: RetryPolicy {
+            max_attempts: s.max_attempts.max(1),
+            base: Duration::from_secs(s.retry_base_secs),
+            max: Duration::from_secs(s.retry_max_secs.max(s.retry_base_secs)),
+        },
+        configs: Mutex::new(HashMap::new()),
+        models: models.into_iter().collect(),
+    });
+    let settings = SchedulerSettings {
+        mode: opts.mode,
+        prep_only: opts.prep_only,
+        workers: s.workers.max(1),
+        phase_caps: s.phase_caps.iter().map(|(k, v)| (*k, *v)).collect(),
+        phase_order: s.phase_order.clone(),
+        prepped_low_watermark: s.prepped_low_watermark,
+        poll_interval: Duration::from_secs_f64(s.poll_interval_secs.clamp(0.05, 3600.0)),
+        drain_timeout: Duration::from_secs(s.drain_timeout_secs),
+        reap_interval: Duration::from_secs((s.lease_ttl_secs / 3).clamp(1, 60)),
+    };
+    let scheduler = Scheduler {
+        env,
+        machines: machines.clone(),
+        settings,
+        gates: Gates::default(),
+        stats: Arc::new(Mutex::new(RunnerStats::default())),
+        observer: None,
+    };
+    Ok(Built {
+        scheduler,
+        store,
+        machines,
+    })
+}
+
+/// True when `path` looks like a runner directory's machines folder.
+pub fn has_machines(dir: &Path) -> bool {
+    Phase::ALL
+        .iter()
+        .all(|p| dir.join(p.machine_file()).is_file())
+}

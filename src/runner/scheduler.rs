@@ -1,0 +1,353 @@
+//! The scheduler: continuous fill of a global semaphore with claimed phases.
+//!
+//! There are no batches: whenever a slot is free and something is
+//! claimable, it is claimed at once. What may be claimed is decided per
+//! claim from the mode (prep-only, resume-only), the per-phase caps, the
+//! breakers of the models a phase needs and the budget left — so the runner
+//! keeps building the prep buffer when the expensive model is unavailable.
+
+use super::gates::{Gates, ModeView};
+use super::phase::Phase;
+use super::task::{run_claim, PhaseMachine, TaskEnv, TaskOutcome, TaskReport};
+use crate::store::{now_ms, ClaimRequest, Reaped};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How the runner decides when to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Run until nothing is claimable, then exit.
+    SinglePass,
+    /// Keep polling until told to stop.
+    Daemon,
+    /// Finish in-flight (resumable) executions, claim nothing new, exit.
+    ResumeOnly,
+}
+
+/// Scheduler settings (from `Config.scheduler` and flags).
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub mode: RunMode,
+    pub prep_only: bool,
+    pub workers: usize,
+    pub phase_caps: HashMap<Phase, usize>,
+    pub phase_order: Vec<Phase>,
+    pub prepped_low_watermark: Option<usize>,
+    pub poll_interval: Duration,
+    pub drain_timeout: Duration,
+    /// How often the reaper looks for expired claims.
+    pub reap_interval: Duration,
+}
+
+/// Live view of the runner, for status, metrics and the systemd STATUS.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunnerStats {
+    pub in_flight: Vec<InFlight>,
+    pub finished: HashMap<String, u64>,
+    pub retried: HashMap<String, u64>,
+    pub failed: HashMap<String, u64>,
+    pub released: u64,
+    pub lost: u64,
+    pub reaped: u64,
+    pub mode: Option<ModeView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InFlight {
+    pub id: String,
+    pub arxiv_id: String,
+    pub phase: Phase,
+    pub attempt: u32,
+    pub started_ms: i64,
+}
+
+/// Called after every task with the current stats (progress bars, metrics).
+pub type Observer = Arc<dyn Fn(&TaskReport, &RunnerStats) + Send + Sync>;
+
+pub struct Scheduler {
+    pub env: Arc<TaskEnv>,
+    pub machines: HashMap<Phase, PhaseMachine>,
+    pub settings: SchedulerSettings,
+    pub gates: Gates,
+    pub stats: Arc<Mutex<RunnerStats>>,
+    pub observer: Option<Observer>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub finished: HashMap<String, u64>,
+    pub failed: u64,
+    pub retry_later: u64,
+    pub released: u64,
+    pub reaped: u64,
+    /// True when the drain timeout passed with work still in flight.
+    pub drain_timed_out: bool,
+}
+
+impl Scheduler {
+    /// Run until the mode says stop, or `shutdown` is cancelled (then drain:
+    /// in-flight work gets `drain_timeout` to finish; what is left is given
+    /// back so a restart resumes it at once). `kill` cancels the drain.
+    pub async fn run(&self, shutdown: CancellationToken, kill: CancellationToken) -> RunSummary {
+        let mut summary = RunSummary::default();
+        let mut tasks: JoinSet<TaskReport> = JoinSet::new();
+        let mut running: HashMap<Phase, usize> = HashMap::new();
+        let task_stop = CancellationToken::new();
+        let mut last_reap: Option<Instant> = None;
+        let mut last_mode: Option<ModeView> = None;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if last_reap.is_none_or(|t| t.elapsed() >= self.settings.reap_interval) {
+                last_reap = Some(Instant::now());
+                for r in self.reap().await {
+                    summary.reaped += 1;
+                    tracing::warn!(paper = %r.id, phase = %r.phase, owner = ?r.owner, outcome = ?r.outcome, "reaped an expired claim");
+                }
+            }
+            let mode = self.gates.mode(self.settings.prep_only).await;
+            if last_mode.as_ref() != Some(&mode) {
+                if mode.prep_only {
+                    tracing::warn!(reason = %mode.reason, "prep-only mode");
+                } else if last_mode.is_some() {
+                    tracing::warn!("normal mode: every phase may be claimed again");
+                }
+                if let Ok(mut s) = self.stats.lock() {
+                    s.mode = Some(mode.clone());
+                }
+                last_mode = Some(mode.clone());
+            }
+            // Fill every free slot.
+            let mut claimed_any = false;
+            while tasks.len() < self.settings.workers.max(1) {
+                let phases = self.claimable_phases(&mode, &running).await;
+                let resumable_only = self.settings.mode == RunMode::ResumeOnly;
+                if phases.is_empty() {
+                    break;
+                }
+                let claim = self.claim(&phases, resumable_only).await;
+                let Some(claim) = claim else { break };
+                claimed_any = true;
+                *running.entry(claim.phase).or_default() += 1;
+                if let Ok(mut s) = self.stats.lock() {
+                    s.in_flight.push(InFlight {
+                        id: claim.id.clone(),
+                        arxiv_id: claim.arxiv_id.clone(),
+                        phase: claim.phase,
+                        attempt: claim.attempt,
+                        started_ms: now_ms(),
+                    });
+                }
+                let Some(machine) = self.machines.get(&claim.phase).cloned() else {
+                    continue;
+                };
+                tasks.spawn(run_claim(
+                    self.env.clone(),
+                    machine,
+                    claim,
+                    task_stop.clone(),
+                ));
+            }
+            if tasks.is_empty() && !claimed_any && self.settings.mode != RunMode::Daemon {
+                break;
+            }
+            // Wait for a slot to free up, the next poll, or shutdown.
+            let poll = self.settings.poll_interval;
+            let idle_wait = tokio::time::sleep(if tasks.is_empty() {
+                poll
+            } else {
+                poll.max(Duration::from_millis(200))
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                done = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Some(done) = done {
+                        self.record(done, &mut running, &mut summary);
+                    }
+                }
+                _ = idle_wait => {}
+            }
+        }
+        // Drain.
+        if !tasks.is_empty() {
+            tracing::info!(
+                in_flight = tasks.len(),
+                timeout_s = self.settings.drain_timeout.as_secs(),
+                "draining in-flight work"
+            );
+            let deadline = tokio::time::sleep(self.settings.drain_timeout);
+            tokio::pin!(deadline);
+            let mut stopping = false;
+            while !tasks.is_empty() {
+                tokio::select! {
+                    done = tasks.join_next() => {
+                        if let Some(done) = done {
+                            self.record(done, &mut running, &mut summary);
+                        }
+                    }
+                    _ = &mut deadline, if !stopping => {
+                        summary.drain_timed_out = true;
+                        stopping = true;
+                        // Ask tasks to give their claims back (they stop
+                        // driving and release at once).
+                        task_stop.cancel();
+                    }
+                    _ = kill.cancelled() => {
+                        tasks.abort_all();
+                        break;
+                    }
+                }
+            }
+        }
+        summary
+    }
+
+    fn record(
+        &self,
+        done: Result<TaskReport, tokio::task::JoinError>,
+        running: &mut HashMap<Phase, usize>,
+        summary: &mut RunSummary,
+    ) {
+        let report = match done {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "a phase task panicked or was aborted; its claim will expire and be reaped");
+                return;
+            }
+        };
+        if let Some(n) = running.get_mut(&report.phase) {
+            *n = n.saturating_sub(1);
+        }
+        let phase = report.phase.name().to_string();
+        let snapshot = {
+            let Ok(mut s) = self.stats.lock() else { return };
+            s.in_flight.retain(|f| f.id != report.id);
+            match &report.outcome {
+                TaskOutcome::Finished => {
+                    *summary.finished.entry(phase.clone()).or_default() += 1;
+                    *s.finished.entry(phase).or_default() += 1;
+                }
+                TaskOutcome::RetryLater { .. } => {
+                    summary.retry_later += 1;
+                    *s.retried.entry(phase).or_default() += 1;
+                }
+                TaskOutcome::Failed { .. } => {
+                    summary.failed += 1;
+                    *s.failed.entry(phase).or_default() += 1;
+                }
+                TaskOutcome::Released { .. } => {
+                    summary.released += 1;
+                    s.released += 1;
+                }
+                TaskOutcome::Lost => s.lost += 1,
+            }
+            s.clone()
+        };
+        if let Some(obs) = &self.observer {
+            obs(&report, &snapshot);
+        }
+    }
+
+    /// The phases that may be claimed now, in preference order.
+    async fn claimable_phases(
+        &self,
+        mode: &ModeView,
+        running: &HashMap<Phase, usize>,
+    ) -> Vec<Phase> {
+        let mut order = self.settings.phase_order.clone();
+        for p in Phase::ALL {
+            if !order.contains(&p) {
+                order.push(p);
+            }
+        }
+        if let Some(mark) = self.settings.prepped_low_watermark {
+            let store = self.env.store.clone();
+            let prepped = tokio::task::spawn_blocking(move || store.status_counts())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|c| c.into_iter().find(|(s, _)| s == "prepped").map(|(_, n)| n))
+                .unwrap_or(0);
+            if (prepped as usize) < mark {
+                order.retain(|p| *p != Phase::Prep);
+                order.insert(0, Phase::Prep);
+            }
+        }
+        let mut out = Vec::new();
+        for p in order {
+            if mode.prep_only && p != Phase::Prep {
+                continue;
+            }
+            if let Some(cap) = self.settings.phase_caps.get(&p) {
+                if running.get(&p).copied().unwrap_or(0) >= *cap {
+                    continue;
+                }
+            }
+            if !self.gates.phase_allowed(p).await {
+                continue;
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    async fn claim(&self, phases: &[Phase], resumable_only: bool) -> Option<crate::store::Claim> {
+        let store = self.env.store.clone();
+        let owner = self.env.owner.clone();
+        let ttl = self.env.lease_ttl;
+        let phases = phases.to_vec();
+        let r = tokio::task::spawn_blocking(move || {
+            store.claim(&ClaimRequest {
+                owner: &owner,
+                ttl,
+                phases: &phases,
+                now_ms: now_ms(),
+                resumable_only,
+            })
+        })
+        .await;
+        match r {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "claim failed");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claim task failed");
+                None
+            }
+        }
+    }
+
+    async fn reap(&self) -> Vec<Reaped> {
+        let store = self.env.store.clone();
+        let policy = self.env.retry;
+        let r = tokio::task::spawn_blocking(move || {
+            store.reap(now_ms(), &policy, crate::store::owner_is_dead)
+        })
+        .await;
+        match r {
+            Ok(Ok(v)) => {
+                if let Ok(mut s) = self.stats.lock() {
+                    s.reaped += v.len() as u64;
+                }
+                v
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reaper failed");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reaper task failed");
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! One claimed phase of one paper: build its input, run or resume its
+//! machine execution durably, keep the claim alive, and settle the row.
+
+use super::phase::Phase;
+use crate::durable::{Begin, DriveError, Driver};
+use crate::engine::{ActionRegistry, Agent, ErrorKind, ExecError};
+use crate::spec::Bundle;
+use crate::store::{Claim, FailOutcome, RetryPolicy, Store, StoreError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// A phase's machine, as loaded from the machine files at start-up.
+#[derive(Clone)]
+pub struct PhaseMachine {
+    pub phase: Phase,
+    pub bundle: Arc<Bundle>,
+    /// Content hash of `bundle` in `configs`.
+    pub config_hash: String,
+    pub source: String,
+}
+
+/// What a finished task reports to the scheduler.
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    pub id: String,
+    pub arxiv_id: String,
+    pub phase: Phase,
+    pub outcome: TaskOutcome,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOutcome {
+    /// Moved to the next stable status.
+    Finished,
+    /// Failed; back in the queue for a later attempt.
+    RetryLater { kind: String },
+    /// Failed for good.
+    Failed { kind: String },
+    /// Given back without counting (shutdown, cancel, someone else's lease).
+    Released { why: String },
+    /// The claim was lost to another process; nothing was written.
+    Lost,
+}
+
+/// Everything a task needs; shared by all tasks of a runner.
+pub struct TaskEnv {
+    pub store: Store,
+    pub agent: Arc<dyn Agent>,
+    pub actions: ActionRegistry,
+    pub owner: String,
+    pub lease_ttl: Duration,
+    pub retry: RetryPolicy,
+    /// Stored configs by hash (resumed executions run the config they began with).
+    pub configs: Mutex<HashMap<String, Arc<Bundle>>>,
+    /// Model ids the phases use, for the report's frontmatter.
+    pub models: Vec<String>,
+}
+
+/// Kinds that say nothing about the paper: the phase is tried again later.
+fn retryable(e: &ExecError) -> bool {
+    use ErrorKind::*;
+    let transient = |k: ErrorKind| {
+        matches!(
+            k,
+            RateLimit
+                | Timeout
+                | ServerError
+                | EmptyResponse
+                | PaymentRequired
+                | AuthError
+                | Interrupted
+        )
+    };
+    if transient(e.kind) {
+        return true;
+    }
+    if e.kind == ChildFailed {
+        // "child machine 'x' failed: KIND: message" — retry only when every
+        // failed child failed for a transient reason.
+        let kinds: Vec<ErrorKind> = ErrorKind::ALL
+            .into_iter()
+            .filter(|k| *k != ChildFailed && e.message.contains(&format!("{}: ", k.as_str())))
+            .collect();
+        return !kinds.is_empty() && kinds.into_iter().all(transient);
+    }
+    false
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+}
+
+/// The input of a phase's machine, from the paper row and earlier results.
+fn phase_input(env: &TaskEnv, claim: &Claim) -> Result<Map<String, Value>, StoreError> {
+    let mut input = Map::new();
+    input.insert("paper_id".into(), json!(claim.id));
+    input.insert("arxiv_id".into(), json!(claim.arxiv_id));
+    match claim.phase {
+        Phase::Prep => {
+            input.insert("title".into(), json!(claim.title));
+            input.insert("abstract".into(), json!(claim.abstract_text));
+            input.insert("pdf_path".into(), json!(claim.pdf_path));
+        }
+        Phase::Expensive | Phase::Wrap => {
+            let results = env.store.phase_results(&claim.id)?;
+            let take = |name: &str, input: &mut Map<String, Value>| -> Result<(), StoreError> {
+                match results.get(name) {
+                    Some(Value::Object(m)) => {
+                        for (k, v) in m {
+                            input.insert(k.clone(), v.clone());
+                        }
+                        Ok(())
+                    }
+                    _ => Err(StoreError::Invalid(format!(
+                        "paper {} has no {name} result to continue from",
+                        claim.id
+                    ))),
+                }
+            };
+            take("prep", &mut input)?;
+            if claim.phase == Phase::Wrap {
+                take("expensive", &mut input)?;
+                input.insert("models".into(), json!(env.models));
+            }
+            // The prep result's own copies win over the row's, except ids.
+            input.insert("paper_id".into(), json!(claim.id));
+            input.insert("arxiv_id".into(), json!(claim.arxiv_id));
+        }
+    }
+    Ok(input)
+}
+
+/// Run one claimed phase to its end and settle the paper row.
+pub async fn run_claim(
+    env: Arc<TaskEnv>,
+    machine: PhaseMachine,
+    claim: Claim,
+    stop: tokio_util::sync::CancellationToken,
+) -> TaskReport {
+    let span = tracing::info_span!("phase", paper = %claim.arxiv_id, phase = %claim.phase, attempt = claim.attempt);
+    let started = Instant::now();
+    let outcome = drive_claim(&env, &machine, &claim, stop)
+        .instrument(span)
+        .await;
+    TaskReport {
+        id: claim.id.clone(),
+        arxiv_id: claim.arxiv_id.clone(),
+        phase: claim.phase,
+        outcome,
+        duration: started.elapsed(),
+    }
+}
+
+enum Stop {
+    Lost(String),
+    Cancelled,
+    Shutdown,
+}
+
+async fn drive_claim(
+    env: &Arc<TaskEnv>,
+    machine: &PhaseMachine,
+    claim: &Claim,
+    stop: tokio_util::sync::CancellationToken,
+) -> TaskOutcome {
+    let started = Instant::now();
+    let elapsed_ms = || started.elapsed().as_millis() as i64;
+    // Which machine execution: the one an earlier attempt left, or a new one.
+    let exec_id = claim
+        .phase_execution
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}/{}", claim.id, claim.phase, claim.attempt));
+    let prepared = prepare(env, machine, claim, &exec_id).await;
+    let (bundle, begin) = match prepared {
+        Ok(x) => x,
+        Err(e) => return settle_store_error(env, claim, e, elapsed_ms()).await,
+    };
+    let mut driver = Driver::new(
+        env.store.clone(),
+        bundle,
+        env.agent.clone(),
+        env.actions.clone(),
+        env.lease_ttl,
+    );
+    driver.owner = env.owner.clone();
+    let keeper = keep_claim(env.store.clone(), claim.clone(), stop.clone());
+    let result = tokio::select! {
+        r = driver.drive(&exec_id, begin) => Ok(r),
+        s = keeper => Err(s),
+    };
+    match result {
+        Err(Stop::Lost(who)) => {
+            tracing::warn!(paper = %claim.arxiv_id, "claim lost to {who}; stopped without writing");
+            TaskOutcome::Lost
+        }
+        Err(Stop::Cancelled) => release(env, claim, "cancelled by operator").await,
+        Err(Stop::Shutdown) => release(env, claim, "runner shutting down").await,
+        Ok(Ok(output)) => finish(env, claim, output, elapsed_ms()).await,
+        Ok(Err(DriveError::Leased(e))) => {
+            tracing::warn!(paper = %claim.arxiv_id, "machine execution {exec_id} is busy: {e}");
+            release(env, claim, &e.to_string()).await
+        }
+        Ok(Err(DriveError::Store(e))) => settle_store_error(env, claim, e, elapsed_ms()).await,
+        Ok(Err(DriveError::Exec(e))) if e.kind == ErrorKind::Interrupted => {
+            if e.message.contains("was taken over by") {
+                TaskOutcome::Lost
+            } else {
+                release(env, claim, &e.message).await
+            }
+        }
+        Ok(Err(DriveError::Exec(e))) => fail(env, claim, &e, elapsed_ms()).await,
+    }
+}
+
+/// Create the machine execution if needed; pick the config to run.
+async fn prepare(
+    env: &Arc<TaskEnv>,
+    machine: &PhaseMachine,
+    claim: &Claim,
+    exec_id: &str,
+) -> Result<(Arc<Bundle>, Begin), StoreError> {
+    let e2 = env.clone();
+    let c2 = claim.clone();
+    let m2 = machine.clone();
+    let id = exec_id.to_string();
+    blocking(move || {
+        let existing = e2.store.execution(&id)?;
+        match existing {
+            Some(row) => {
+                let bundle = stored_bundle(&e2, &row.config_hash, &m2)?;
+                if c2.phase_execution.is_none() {
+                    e2.store.set_phase_execution(&c2, &id)?;
+                }
+                Ok((bundle, Begin::Latest))
+            }
+            None => {
+                let input = phase_input(&e2, &c2)?;
+                e2.store.create_execution(
+                    &id,
+                    &m2.config_hash,
+                    &m2.bundle.root().name,
+                    m2.bundle.root,
+                    &input,
+                )?;
+                e2.store.set_phase_execution(&c2, &id)?;
+                Ok((m2.bundle.clone(), Begin::Fresh(input)))
+            }
+        }
+    })
+    .await
+}
+
+fn stored_bundle(
+    env: &TaskEnv,
+    hash: &str,
+    current: &PhaseMachine,
+) -> Result<Arc<Bundle>, StoreError> {
+    if hash == current.config_hash {
+        return Ok(current.bundle.clone());
+    }
+    if let Ok(cache) = env.configs.lock() {
+        if let Some(b) = cache.get(hash) {
+            return Ok(b.clone());
+        }
+    }
+    let (bundle, _) = env.store.get_config(hash)?;
+    let bundle = Arc::new(bundle);
+    if let Ok(mut cache) = env.configs.lock() {
+        cache.insert(hash.to_string(), bundle.clone());
+    }
+    Ok(bundle)
+}
+
+/// Renew the claim every TTL/3 and watch for cancel and shutdown; returns
+/// only when the task must stop.
+async fn keep_claim(store: Store, claim: Claim, stop: tokio_util::sync::CancellationToken) -> Stop {
+    let ttl = Duration::from_millis(claim.ttl_ms.max(300) as u64);
+    let renew_every = ttl / 3;
+    // Cancels are looked at more often than renewals, but not per state.
+    let tick = renew_every.min(Duration::from_secs(2));
+    let mut since_renew = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Stop::Shutdown,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        since_renew += tick;
+        let (s, c) = (store.clone(), claim.clone());
+        let renew = since_renew >= renew_every;
+        if renew {
+            since_renew = Duration::ZERO;
+        }
+        let checked = blocking(move || {
+            if renew {
+                s.renew_claim(&c)?;
+            }
+            s.cancel_requested(&c.id)
+        })
+        .await;
+        match checked {
+            Ok(true) => return Stop::Cancelled,
+            Ok(false) => {}
+            Err(StoreError::LeaseLost { owner, .. }) => return Stop::Lost(owner),
+            Err(e) => tracing::warn!(error = %e, "claim renewal failed; retrying"),
+        }
+    }
+}
+
+async fn finish(env: &Arc<TaskEnv>, claim: &Claim, output: Value, ms: i64) -> TaskOutcome {
+    let report = if claim.phase == Phase::Wrap {
+        match output.get("report_path").and_then(Value::as_str) {
+            Some(p) if std::path::Path::new(p).is_file() => Some(p.to_string()),
+            other => {
+                let e = ExecError::new(
+                    ErrorKind::ActionError,
+                    format!(
+                        "wrap finished without a report file ({})",
+                        other.unwrap_or("no report_path")
+                    ),
+                );
+                return fail(env, claim, &e, ms).await;
+            }
+        }
+    } else {
+        None
+    };
+    let (s, c) = (env.store.clone(), claim.clone());
+    match blocking(move || s.finish_phase(&c, &output, report.as_deref(), ms)).await {
+        Ok(()) => {
+            tracing::info!(paper = %claim.arxiv_id, phase = %claim.phase, ms, "phase finished");
+            TaskOutcome::Finished
+        }
+        Err(StoreError::LeaseLost { owner, .. }) => {
+            tracing::warn!(paper = %claim.arxiv_id, "claim lost to {owner} before the result was saved");
+            TaskOutcome::Lost
+        }
+        Err(e) => {
+            tracing::error!(paper = %claim.arxiv_id, error = %e, "cannot save phase result; the claim will expire and the phase resume");
+            TaskOutcome::Released { why: e.to_string() }
+        }
+    }
+}
+
+async fn fail(env: &Arc<TaskEnv>, claim: &Claim, e: &ExecError, ms: i64) -> TaskOutcome {
+    let again = retryable(e);
+    let (s, c, policy) = (env.store.clone(), claim.clone(), env.retry);
+    let (kind, message) = (e.kind.as_str().to_string(), e.message.clone());
+    let (k2, m2) = (kind.clone(), message.clone());
+    match blocking(move || s.fail_phase(&c, &k2, &m2, again, &policy, ms)).await {
+        Ok(FailOutcome::RetryLater { not_before_ms }) => {
+            tracing::warn!(paper = %claim.arxiv_id, phase = %claim.phase, kind = %kind, retry_at_ms = not_before_ms, "phase failed; will retry: {message}");
+            TaskOutcome::RetryLater { kind }
+        }
+        Ok(FailOutcome::Failed) => {
+            tracing::error!(paper = %claim.arxiv_id, phase = %claim.phase, kind = %kind, "paper failed: {message}");
+            TaskOutcome::Failed { kind }
+        }
+        Err(StoreError::LeaseLost { .. }) => TaskOutcome::Lost,
+        Err(e) => TaskOutcome::Released { why: e.to_string() },
+    }
+}
+
+async fn release(env: &Arc<TaskEnv>, claim: &Claim, why: &str) -> TaskOutcome {
+    let (s, c, w) = (env.store.clone(), claim.clone(), why.to_string());
+    match blocking(move || s.release_claim(&c, &w)).await {
+        Ok(()) => TaskOutcome::Released { why: why.into() },
+        Err(StoreError::LeaseLost { .. }) => TaskOutcome::Lost,
+        Err(e) => {
+            tracing::warn!(paper = %claim.arxiv_id, error = %e, "cannot release claim; it will expire");
+            TaskOutcome::Released { why: why.into() }
+        }
+    }
+}
+
+/// A store problem while setting up or running: invalid input data fails
+/// the phase (it would fail again); anything else gives the claim back.
+async fn settle_store_error(
+    env: &Arc<TaskEnv>,
+    claim: &Claim,
+    e: StoreError,
+    ms: i64,
+) -> TaskOutcome {
+    match e {
+        StoreError::LeaseLost { .. } => TaskOutcome::Lost,
+        StoreError::Invalid(msg) | StoreError::NotFound(msg) => {
+            let err = ExecError::new(ErrorKind::ActionError, msg);
+            fail(env, claim, &err, ms).await
+        }
+        other => {
+            tracing::error!(paper = %claim.arxiv_id, error = %other, "store error");
+            release(env, claim, &other.to_string()).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_failures_retry_only_when_every_cause_is_transient() {
+        let e = |k, m: &str| ExecError::new(k, m);
+        assert!(retryable(&e(ErrorKind::RateLimit, "429")));
+        assert!(!retryable(&e(ErrorKind::InvalidRequest, "400")));
+        assert!(retryable(&e(
+            ErrorKind::ChildFailed,
+            "1 child machine(s) failed: 'mechanism' (empty_response: no text)"
+        )));
+        assert!(!retryable(&e(
+            ErrorKind::ChildFailed,
+            "2 child machine(s) failed: 'a' (timeout: slow), 'b' (invalid_request: bad)"
+        )));
+        assert!(!retryable(&e(
+            ErrorKind::ChildFailed,
+            "unknown machine 'x'"
+        )));
+        assert!(!retryable(&e(ErrorKind::PdfUnreadable, "broken")));
+    }
+}
