@@ -156,6 +156,18 @@ impl RetryPolicy {
         base.saturating_mul(1i64 << shift)
             .min(self.max.as_millis() as i64)
     }
+
+    /// Delay after a rollback of attempt `attempt` by the reaper: none the
+    /// first time (a crashed or killed runner is the usual cause, and a
+    /// restart should resume at once), then growing like `delay_ms`, so a
+    /// paper that keeps killing its runner backs off.
+    pub fn reap_delay_ms(&self, attempt: u32) -> i64 {
+        if attempt <= 1 {
+            0
+        } else {
+            self.delay_ms(attempt - 1)
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -620,7 +632,7 @@ impl Store {
                 };
                 let outcome = if attempt < policy.max_attempts {
                     FailOutcome::RetryLater {
-                        not_before_ms: now + policy.delay_ms(attempt),
+                        not_before_ms: now + policy.reap_delay_ms(attempt),
                     }
                 } else {
                     FailOutcome::Failed

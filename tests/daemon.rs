@@ -1,0 +1,400 @@
+//! The runner as users run it: real `runner` processes on a real SQLite
+//! file, against the mock provider over loopback. Two runners on one DB,
+//! kill -9 and restart, SIGTERM drain, reaping, `--resume-only`.
+
+use paper_runner::llm::mock::{MockScript, MockServer};
+use rusqlite::Connection;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PDFS: [&str; 4] = ["paper-a.pdf", "paper-b.pdf", "paper-c.pdf", "onecol.pdf"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A runner directory: machines (profiles pointing at the mock), data/, reports/.
+struct Site {
+    dir: tempfile::TempDir,
+    mock: MockServer,
+}
+
+impl Site {
+    async fn new(script: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("machines"), &dir.path().join("machines"));
+        let script = MockScript::parse(script).unwrap();
+        let mock = MockServer::start("127.0.0.1:0", script).await.unwrap();
+        let profiles = format!(
+            "spec: flatprofile\nspec_version: \"4.2.1\"\ndata:\n  model_profiles:\n    cheap: {{provider: openai, name: mock/cheap, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n    expensive: {{provider: openai, name: mock/expensive, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n  default: cheap\n",
+            mock.base_url()
+        );
+        std::fs::write(dir.path().join("machines/profiles.yml"), profiles).unwrap();
+        Site { dir, mock }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.path().join("data/runner.db")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+        c.current_dir(self.path())
+            .env("MOCK_KEY", "test-key-not-secret")
+            .env_remove("RUST_LOG")
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn add_papers(&self, n: usize) {
+        for i in 0..n {
+            let pdf = repo()
+                .join("tests/fixtures/papers")
+                .join(PDFS[i % PDFS.len()]);
+            let id = format!("2501.{:05}", i + 1);
+            let out = self.run(&["add", &id, "--pdf", pdf.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn conn(&self) -> Connection {
+        let c = Connection::open(self.db()).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c
+    }
+
+    fn statuses(&self) -> BTreeMap<String, String> {
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT arxiv_id, status FROM executions")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        self.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn reports(&self) -> Vec<String> {
+        match std::fs::read_dir(self.path().join("reports")) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .filter(|n| n.ends_with(".md"))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Wait (polling the DB file) until `cond` holds; panics after `limit`.
+    fn wait_for(&self, what: &str, limit: Duration, cond: impl Fn(&Site) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(start.elapsed() < limit, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every paper done, each phase finished exactly once per paper, one
+    /// report per paper, the provider's request count equal to the ledger's
+    /// sent rows, and no successful call paid twice.
+    fn assert_all_done_once(&self, n: usize, killed: bool) {
+        let statuses = self.statuses();
+        assert_eq!(statuses.len(), n);
+        for (id, s) in &statuses {
+            assert_eq!(s, "done", "{id} is {s}");
+        }
+        let dup_finishes = self.scalar(
+            "SELECT COUNT(*) FROM (SELECT execution_id, phase FROM execution_events WHERE kind = 'finished' GROUP BY 1, 2 HAVING COUNT(*) > 1)",
+        );
+        assert_eq!(dup_finishes, 0, "a phase finished twice");
+        assert_eq!(
+            self.scalar("SELECT COUNT(*) FROM execution_events WHERE kind = 'finished'"),
+            3 * n as i64
+        );
+        assert_eq!(self.reports().len(), n, "{:?}", self.reports());
+        let paid_twice = self.scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM llm_calls WHERE status = 'ok' GROUP BY execution_id, state, step, sample, request_hash HAVING COUNT(*) > 1)",
+        );
+        assert_eq!(paid_twice, 0, "a successful call was paid twice");
+        let served = self.mock.stats().requests as i64;
+        let settled = self.scalar("SELECT COUNT(*) FROM llm_calls WHERE status IN ('ok', 'error')");
+        let sent_or_reserved = self
+            .scalar("SELECT COUNT(*) FROM llm_calls WHERE status IN ('ok', 'error', 'reserved')");
+        if killed {
+            assert!(
+                settled <= served && served <= sent_or_reserved,
+                "settled {settled} served {served} reserved {sent_or_reserved}"
+            );
+        } else {
+            assert_eq!(served, settled, "provider requests must equal ledger rows");
+            assert_eq!(settled, sent_or_reserved);
+        }
+        assert_eq!(
+            self.conn()
+                .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+                .unwrap(),
+            "ok"
+        );
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_pass_runs_every_paper_through_three_phases() {
+    let site = Site::new("").await;
+    site.add_papers(4);
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "4"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.assert_all_done_once(4, false);
+    // 1 prep call + 3 expensive + limitations, assemble, judge = 7 per paper.
+    assert_eq!(site.mock.stats().requests, 28);
+    // A second pass finds nothing to do and pays nothing.
+    let again = tokio::task::block_in_place(|| site.run(&["--workers", "4"]));
+    assert!(again.status.success());
+    assert_eq!(site.mock.stats().requests, 28);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_on_one_db_process_every_paper_exactly_once() {
+    let site = Site::new("latency_ms: 20\njitter_ms: 10\n").await;
+    let n = 10;
+    site.add_papers(n);
+    let a = site.spawn(&["--workers", "3"]);
+    let b = site.spawn(&["--workers", "3"]);
+    let (oa, ob) = tokio::task::block_in_place(|| {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    });
+    assert!(oa.status.success(), "{}", stderr(&oa));
+    assert!(ob.status.success(), "{}", stderr(&ob));
+    for o in [&oa, &ob] {
+        assert!(!stderr(o).contains("database is locked"), "{}", stderr(o));
+    }
+    site.assert_all_done_once(n, false);
+    // Both took part.
+    let owners =
+        site.scalar("SELECT COUNT(DISTINCT owner_id) FROM execution_events WHERE kind = 'claimed'");
+    assert_eq!(owners, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_then_restart_finishes_everything_without_paying_twice() {
+    let site = Site::new("latency_ms: 60\njitter_ms: 30\n").await;
+    let n = 6;
+    site.add_papers(n);
+    for round in 0..2 {
+        let mut child = site.spawn(&["--workers", "3"]);
+        let target = 2 + round * 5;
+        tokio::task::block_in_place(|| {
+            site.wait_for("some progress", Duration::from_secs(60), |s| {
+                s.scalar("SELECT COUNT(*) FROM execution_events WHERE kind = 'finished'") >= target
+                    || s.statuses().values().all(|v| v == "done")
+            })
+        });
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "3"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.assert_all_done_once(n, true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_only_finishes_in_flight_work_and_starts_nothing_new() {
+    let site = Site::new("latency_ms: 80\n").await;
+    site.add_papers(5);
+    let mut child = site.spawn(&["--workers", "2", "--prep-only"]);
+    tokio::task::block_in_place(|| {
+        site.wait_for("two preps in flight", Duration::from_secs(60), |s| {
+            s.scalar("SELECT COUNT(*) FROM executions WHERE status = 'prepping' AND phase_execution IS NOT NULL") == 2
+        })
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let in_flight = site.scalar("SELECT COUNT(*) FROM executions WHERE status = 'prepping'");
+    let pending_before = site.scalar("SELECT COUNT(*) FROM executions WHERE status = 'pending'");
+    assert_eq!(in_flight, 2);
+    let out = tokio::task::block_in_place(|| site.run(&["--resume-only", "--workers", "4"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The two in flight were finished; nothing new was started.
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM executions WHERE status = 'prepping'"),
+        0
+    );
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM executions WHERE status = 'pending'"),
+        pending_before
+    );
+    assert!(site.scalar("SELECT COUNT(*) FROM executions WHERE status = 'prepped'") >= 2);
+    assert_eq!(site.scalar("SELECT COUNT(*) FROM executions WHERE status IN ('analyzing','analyzed','wrapping','done')"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_work_and_exits_zero() {
+    let site = Site::new("latency_ms: 150\n").await;
+    site.add_papers(4);
+    let child = site.spawn(&[
+        "--daemon",
+        "--workers",
+        "2",
+        "--poll-interval",
+        "0.1",
+        "--drain-timeout",
+        "30",
+    ]);
+    tokio::task::block_in_place(|| {
+        site.wait_for("work in flight", Duration::from_secs(60), |s| {
+            s.scalar("SELECT COUNT(*) FROM executions WHERE status IN ('prepping','analyzing','wrapping')") > 0
+        })
+    });
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    // Nothing is left claimed: a restart can pick everything up at once.
+    assert_eq!(
+        site.scalar(
+            "SELECT COUNT(*) FROM executions WHERE status IN ('prepping','analyzing','wrapping')"
+        ),
+        0
+    );
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM executions WHERE owner_id IS NOT NULL"),
+        0
+    );
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "4"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.assert_all_done_once(4, false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_past_the_drain_timeout_gives_claims_back() {
+    // Calls take 5 s; the drain allows 1 s: claims are handed back.
+    let site = Site::new("latency_ms: 5000\n").await;
+    site.add_papers(2);
+    let child = site.spawn(&[
+        "--daemon",
+        "--workers",
+        "2",
+        "--poll-interval",
+        "0.1",
+        "--drain-timeout",
+        "1",
+    ]);
+    tokio::task::block_in_place(|| {
+        site.wait_for("a call in flight", Duration::from_secs(60), |s| {
+            s.mock.stats().requests >= 2
+        })
+    });
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM executions WHERE status = 'pending' AND owner_id IS NULL AND phase_execution IS NOT NULL"),
+        2,
+        "{:?}",
+        site.statuses()
+    );
+    assert_eq!(
+        site.scalar("SELECT MAX(attempts_prep) FROM executions"),
+        0,
+        "a drain is not an attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_claim_of_another_host_is_reaped_and_resumed() {
+    let site = Site::new("").await;
+    site.add_papers(2);
+    {
+        // Another host claimed both papers and vanished: its claims expired.
+        let c = site.conn();
+        c.execute(
+            "UPDATE executions SET status = 'prepping', owner_id = 'elsewhere:1:dead', lease_until = 1, attempts_prep = 1, fencing_token = 1",
+            [],
+        )
+        .unwrap();
+    }
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "2"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.assert_all_done_once(2, false);
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM execution_events WHERE kind = 'reaped'"),
+        2
+    );
+    assert_eq!(site.scalar("SELECT MIN(attempts_prep) FROM executions"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_claim_of_another_host_is_never_touched() {
+    let site = Site::new("").await;
+    site.add_papers(1);
+    let far = paper_runner::store::now_ms() + 3_600_000;
+    site.conn()
+        .execute(
+            "UPDATE executions SET status = 'prepping', owner_id = 'elsewhere:1:alive', lease_until = ?1, attempts_prep = 1",
+            [far],
+        )
+        .unwrap();
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "2"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        site.statuses().values().next().map(String::as_str),
+        Some("prepping")
+    );
+    assert_eq!(site.mock.stats().requests, 0);
+}
