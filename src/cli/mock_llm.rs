@@ -50,6 +50,9 @@ async fn serve(listen: &str, script: MockScript) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Install the handlers before announcing: a caller may signal as soon
+    // as it has read the line.
+    let stop = stop_signal();
     {
         let mut out = std::io::stdout().lock();
         let line = format!("mock-llm listening on {}", server.base_url());
@@ -57,35 +60,40 @@ async fn serve(listen: &str, script: MockScript) -> ExitCode {
             tracing::warn!("cannot write to stdout: {e}");
         }
     }
-    wait_for_signal().await;
+    stop.await;
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// Resolves on Ctrl-C or (on Unix) SIGTERM. A handler that cannot be
-/// installed never fires rather than stopping the server at once.
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on Ctrl-C or (on Unix) SIGTERM. The handlers are installed
+/// when this is called, not when the future is first polled. A handler that
+/// cannot be installed never fires rather than stopping the server at once.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = async {
-            match signal(SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        let ctrl_c = async {
+            if ctrl_c.await.is_err() {
+                std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
-            () = ctrl_c => {}
-            () = term => {}
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = ctrl_c => {}
+                () = term => {}
+            }
         }
+        #[cfg(not(unix))]
+        ctrl_c.await;
     }
-    #[cfg(not(unix))]
-    ctrl_c.await;
 }

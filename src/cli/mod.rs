@@ -3,6 +3,7 @@
 mod add;
 mod audit;
 mod bench;
+mod demo;
 mod durable;
 mod extract;
 mod machine;
@@ -37,6 +38,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the pipeline on the bundled sample papers with a built-in mock provider.
+    Demo(demo::DemoArgs),
     /// Queue papers by arXiv id.
     Add(add::AddArgs),
     /// Run, resume or check FlatMachine files.
@@ -85,6 +88,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(a),
         Command::Add(a) => add::run(cli.config, a),
+        Command::Demo(a) => demo::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Bench(cmd) => bench::run(cmd),

@@ -956,7 +956,19 @@ impl<'a> Gen<'a> {
     /// prompt's first words. Paragraphs carry a quoted evidence anchor and an
     /// "Assumption:" sentence, the shape the pipeline's section checks expect.
     fn markdown(&mut self) -> String {
-        let requested: Vec<String> = (self.prompt.user.lines())
+        // The instruction comes last ("Write exactly these sections: ## A
+        // ## B"); headings quoted earlier (paper text, drafts) are not asked for.
+        let lines: Vec<&str> = self.prompt.user.lines().collect();
+        let asks = |l: &str| {
+            let l = l.to_ascii_lowercase();
+            !l.trim_start().starts_with("## ") && (l.contains("heading") || l.contains("sections"))
+        };
+        let from = lines
+            .iter()
+            .rposition(|l| asks(l))
+            .filter(|i| lines[i + 1..].iter().any(|l| l.trim().starts_with("## ")))
+            .map_or(0, |i| i + 1);
+        let requested: Vec<String> = (lines[from..].iter())
             .filter_map(|l| l.trim().strip_prefix("## "))
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())

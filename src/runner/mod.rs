@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod config;
+pub mod embedded;
 pub mod gates;
 pub mod phase;
 pub mod scheduler;

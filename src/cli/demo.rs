@@ -1,0 +1,221 @@
+//! `runner demo [--dir DIR]`: the whole pipeline on the bundled sample
+//! papers, with the built-in mock provider on loopback — no network, no key.
+//!
+//! DIR is laid out as a normal runner directory (`config.toml`, `machines/`,
+//! `data/`, `reports/`), so `runner status`, `runner show` and
+//! `runner audit --reports reports` work inside it afterwards.
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use paper_runner::llm::mock::{MockScript, MockServer};
+use paper_runner::pipeline::audit::{audit, AuditOptions, GROUNDING_THRESHOLD};
+use paper_runner::runner::build::{build, RunOptions};
+use paper_runner::runner::embedded::{write_machines, EXAMPLE_MANIFEST, EXAMPLE_PDFS};
+use paper_runner::runner::scheduler::RunMode;
+use paper_runner::runner::Config;
+use paper_runner::store::{AddOutcome, NewPaper};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Directory to lay out and run in.
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+    /// Phases in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Mean mock latency per LLM call in milliseconds.
+    #[arg(long, default_value_t = 150)]
+    pub latency_ms: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    papers: Vec<SamplePaper>,
+}
+
+#[derive(Deserialize)]
+struct SamplePaper {
+    arxiv_id: String,
+    title: String,
+    pdf: String,
+}
+
+const CONFIG_TOML: &str = "\
+# Written by `runner demo`. Relative paths resolve against this file's folder.
+# See config.example.toml in the repository for every option.
+db = \"data/runner.db\"
+machines_dir = \"machines\"
+pdf_dir = \"data/pdfs\"
+reports_dir = \"reports\"
+terminology = \"machines/terminology.yml\"
+";
+
+/// Profiles for the demo: both classes on the mock provider (no key).
+fn demo_profiles(base_url: &str) -> String {
+    format!(
+        "# Written by `runner demo`: both profiles point at the built-in mock provider.\n\
+         # For real use see machines/profiles.yml in the repository (OpenRouter).\n\
+         spec: flatprofile\nspec_version: \"4.2.1\"\ndata:\n  model_profiles:\n\
+         \x20   cheap: {{provider: mock, name: mock/cheap-demo, base_url: \"{base_url}\", timeout: 60, max_tokens: 4000}}\n\
+         \x20   expensive: {{provider: mock, name: mock/expensive-demo, base_url: \"{base_url}\", timeout: 120, max_tokens: 8000}}\n\
+         \x20 default: cheap\n"
+    )
+}
+
+pub fn run(a: DemoArgs) -> ExitCode {
+    match run_inner(a) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_inner(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
+    let dir = std::fs::canonicalize(&a.dir)
+        .with_context(|| format!("cannot resolve {}", a.dir.display()))?;
+    let manifest: Manifest = serde_yaml::from_str(EXAMPLE_MANIFEST)
+        .context("the embedded sample manifest is invalid")?;
+    if manifest.papers.is_empty() {
+        bail!("no sample papers are bundled");
+    }
+    let rt = super::machine::runtime()?;
+    rt.block_on(async move {
+        let script = MockScript {
+            latency_ms: a.latency_ms,
+            jitter_ms: a.latency_ms / 2,
+            ..MockScript::default()
+        };
+        let mock = MockServer::start("127.0.0.1:0", script)
+            .await
+            .context("cannot start the mock provider on loopback")?;
+        let cfg = lay_out(&dir, &mock.base_url())?;
+        eprintln!(
+            "demo: {} ({} sample papers, mock provider at {})",
+            dir.display(),
+            manifest.papers.len(),
+            mock.base_url()
+        );
+        let built = build(
+            &cfg,
+            &RunOptions {
+                mode: RunMode::SinglePass,
+                prep_only: false,
+            },
+        )
+        .context("cannot start the runner")?;
+        let store = built.store.clone();
+        for p in &manifest.papers {
+            let file = p.pdf.trim_start_matches("papers/");
+            let pdf = dir.join("examples").join(file);
+            let outcome = store.add_paper(&NewPaper {
+                arxiv_id: p.arxiv_id.clone(),
+                title: Some(p.title.clone()),
+                pdf_path: Some(pdf.display().to_string()),
+                source: "demo".into(),
+                ..NewPaper::default()
+            })?;
+            if let AddOutcome::Exists { status, .. } = outcome {
+                eprintln!("demo: {} already queued ({status})", p.arxiv_id);
+            }
+        }
+        let mut scheduler = built.scheduler;
+        scheduler.settings.workers = a.workers.max(1);
+        let shutdown = CancellationToken::new();
+        let kill = CancellationToken::new();
+        super::run::spawn_signal_handler(shutdown.clone(), kill.clone());
+        let summary = scheduler.run(shutdown, kill).await;
+        let served = mock.stats().requests;
+        mock.shutdown().await;
+        let counts = store.status_counts()?;
+        let papers = store.papers(&[])?;
+        println!();
+        println!(
+            "demo finished in {:.1} s: {} LLM calls to the mock provider",
+            started.elapsed().as_secs_f64(),
+            served
+        );
+        let nonzero: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        println!("papers: {}", nonzero.join(", "));
+        if summary.failed > 0 || summary.retry_later > 0 {
+            for p in papers.iter().filter(|p| p.status != "done") {
+                println!(
+                    "  {} {}: {} {}",
+                    p.arxiv_id,
+                    p.status,
+                    p.last_error_kind.as_deref().unwrap_or(""),
+                    p.last_error_message.as_deref().unwrap_or("")
+                );
+            }
+        }
+        println!("reports:");
+        for p in papers.iter().filter_map(|p| p.report_path.as_ref()) {
+            println!("  {p}");
+        }
+        let audited = audit(&AuditOptions {
+            reports: cfg.reports_dir.clone(),
+            latest: None,
+            texts: None,
+            grounding_threshold: GROUNDING_THRESHOLD,
+        })
+        .map_err(|e| anyhow::anyhow!("audit failed: {e}"))?;
+        println!(
+            "audit: {} report(s), {} failing",
+            audited.reports, audited.failing
+        );
+        println!();
+        println!("next, inside {}:", dir.display());
+        println!("  runner status");
+        println!("  runner show {}", manifest.papers[0].arxiv_id);
+        println!("  runner audit --reports reports");
+        let all_done = papers.iter().all(|p| p.status == "done");
+        Ok(if all_done && audited.failing == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+/// Write config.toml, machines/ (profiles on the mock), examples/, and
+/// return the config with absolute paths under `dir`.
+fn lay_out(dir: &Path, base_url: &str) -> anyhow::Result<Config> {
+    let machines = dir.join("machines");
+    write_machines(&machines).with_context(|| format!("cannot write {}", machines.display()))?;
+    std::fs::write(machines.join("profiles.yml"), demo_profiles(base_url))
+        .context("cannot write the demo profiles")?;
+    let examples = dir.join("examples");
+    std::fs::create_dir_all(&examples)?;
+    for (name, bytes) in EXAMPLE_PDFS {
+        std::fs::write(examples.join(name), bytes)
+            .with_context(|| format!("cannot write {}", examples.join(name).display()))?;
+    }
+    std::fs::write(dir.join("config.toml"), CONFIG_TOML).context("cannot write config.toml")?;
+    for sub in ["data", "reports"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(Config {
+        db: dir.join("data/runner.db"),
+        machines_dir: machines.clone(),
+        pdf_dir: dir.join("data/pdfs"),
+        reports_dir: dir.join("reports"),
+        terminology: Some(machines.join("terminology.yml")),
+        ..Config::default()
+    })
+}
