@@ -154,16 +154,18 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
 
 /// First SIGTERM/SIGINT: stop claiming and drain. Second: stop at once
 /// (everything stays resumable from its checkpoints).
+/// The handler is installed before this returns (a signal sent right after
+/// start-up is not lost); must be called inside the runtime.
 pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
+        let mut term = match term {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
         let mut seen = 0;
         loop {
             tokio::select! {
