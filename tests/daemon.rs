@@ -189,6 +189,16 @@ async fn single_pass_runs_every_paper_through_three_phases() {
     site.assert_all_done_once(4, false);
     // 1 prep call + 3 expensive + limitations, assemble, judge = 7 per paper.
     assert_eq!(site.mock.stats().requests, 28);
+    // Paper text handed between phases is stored once, as blobs, never
+    // copied into execution rows.
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM machine_executions WHERE length(input) > 8192 OR length(output) > 8192"),
+        0
+    );
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM executions WHERE length(prep_result) > 8192"),
+        0
+    );
     // A second pass finds nothing to do and pays nothing.
     let again = tokio::task::block_in_place(|| site.run(&["--workers", "4"]));
     assert!(again.status.success());
