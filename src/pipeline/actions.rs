@@ -361,7 +361,41 @@ impl Action for CheckSections {
     }
 }
 
+/// The model ids for the frontmatter: `input.models` when the state gives
+/// it, else `context.models`; a list of strings or one string, trimmed,
+/// without blanks or repeats, in the order given. Anything else is an
+/// `action_error` rather than a silently empty list.
+fn model_ids(ctx: &Map<String, Value>, args: &ActionArgs<'_>) -> Result<Vec<String>, ExecError> {
+    let given = match args.input.get("models") {
+        Some(v) if !v.is_null() => Some(v),
+        _ => ctx.get("models"),
+    };
+    let bad = |v: &Value| {
+        ExecError::new(
+            ErrorKind::ActionError,
+            format!("frontmatter: models must be a list of model ids, got {v}"),
+        )
+    };
+    let items: Vec<&str> = match given {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| bad(v)))
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(bad(v)),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for m in items.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        if !out.iter().any(|o| o == m) {
+            out.push(m.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// `frontmatter`: YAML frontmatter for the report into `context.frontmatter`.
+/// `models` (see [`model_ids`]) names the models that wrote the report.
 struct MakeFrontmatter;
 
 #[async_trait]
@@ -369,9 +403,10 @@ impl Action for MakeFrontmatter {
     async fn run(
         &self,
         ctx: &mut Map<String, Value>,
-        _args: &ActionArgs<'_>,
+        args: &ActionArgs<'_>,
     ) -> Result<Option<Value>, ExecError> {
         let id = need(ctx, "arxiv_id", "frontmatter")?;
+        let models = model_ids(ctx, args)?;
         let list = |k: &str| -> Vec<String> {
             ctx.get(k)
                 .and_then(Value::as_array)
@@ -387,7 +422,7 @@ impl Action for MakeFrontmatter {
             title: text(ctx, "title"),
             source_url: format!("https://arxiv.org/abs/{id}"),
             arxiv_id: id,
-            models: list("models"),
+            models,
             tags: list("tags"),
             domain_tags: list("domain_tags"),
             core_contribution: text(ctx, "core_contribution"),
@@ -398,6 +433,7 @@ impl Action for MakeFrontmatter {
             "frontmatter".into(),
             json!(report::render_frontmatter(&fm)?),
         );
+        ctx.insert("models".into(), json!(fm.models));
         Ok(None)
     }
 }
@@ -426,5 +462,69 @@ impl Action for SaveReport {
         .await??;
         ctx.insert("report_path".into(), json!(path.display().to_string()));
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::StateDef;
+    use std::path::Path;
+
+    async fn frontmatter(ctx: Value, input: Value) -> Result<Map<String, Value>, ExecError> {
+        let mut ctx = ctx.as_object().cloned().unwrap_or_default();
+        let state = StateDef::default();
+        let args = ActionArgs {
+            execution_id: "x",
+            state_name: "frontmatter",
+            state: &state,
+            input: input.as_object().cloned().unwrap_or_default(),
+            machine_dir: Path::new("."),
+        };
+        MakeFrontmatter.run(&mut ctx, &args).await?;
+        Ok(ctx)
+    }
+
+    fn models_of(ctx: &Map<String, Value>) -> Vec<String> {
+        let (fm, _) = report::split_frontmatter(ctx["frontmatter"].as_str().unwrap());
+        let fm: Frontmatter = serde_yaml::from_value(fm.unwrap()).unwrap();
+        assert_eq!(ctx["models"], json!(fm.models));
+        fm.models
+    }
+
+    #[tokio::test]
+    async fn frontmatter_lists_the_models_given() {
+        let ctx = json!({"arxiv_id": "2601.00101", "title": "T", "models": ["from-context"]});
+        let out = frontmatter(
+            ctx.clone(),
+            json!({"models": [" cheap/a ", "exp/b", "", "cheap/a"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(models_of(&out), ["cheap/a", "exp/b"]);
+        // No state input (or a null one): the context's list.
+        let out = frontmatter(ctx.clone(), json!({"models": null}))
+            .await
+            .unwrap();
+        assert_eq!(models_of(&out), ["from-context"]);
+        let out = frontmatter(json!({"arxiv_id": "1", "models": "one"}), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(models_of(&out), ["one"]);
+        let out = frontmatter(json!({"arxiv_id": "1"}), json!({}))
+            .await
+            .unwrap();
+        assert!(models_of(&out).is_empty());
+    }
+
+    #[tokio::test]
+    async fn frontmatter_refuses_models_that_are_not_ids() {
+        for bad in [json!([1, 2]), json!({"m": "x"}), json!(3)] {
+            let err = frontmatter(json!({"arxiv_id": "1"}), json!({"models": bad}))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::ActionError);
+            assert!(err.message.contains("models"), "{}", err.message);
+        }
     }
 }
