@@ -322,6 +322,9 @@ impl Action for NormalizeJudge {
 
 /// `check_sections`: fail when `input.text` lacks any of `input.sections`
 /// or one of them is empty — an empty section must never reach a report.
+/// `input.text` is a string or a list of strings (joined; nulls skipped),
+/// and `input.what` names what is checked in the error message (default
+/// "the model's answer").
 struct CheckSections;
 
 #[async_trait]
@@ -331,7 +334,22 @@ impl Action for CheckSections {
         _ctx: &mut Map<String, Value>,
         args: &ActionArgs<'_>,
     ) -> Result<Option<Value>, ExecError> {
-        let body = input_text(args, "text");
+        let body = match args.input.get("text") {
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter(|p| !p.is_null())
+                .map(|p| match p {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            _ => input_text(args, "text"),
+        };
+        let what = match input_text(args, "what") {
+            w if w.trim().is_empty() => "the model's answer".to_string(),
+            w => w,
+        };
         let wanted: Vec<String> = args
             .input
             .get("sections")
@@ -346,7 +364,7 @@ impl Action for CheckSections {
         if body.trim().is_empty() {
             return Err(ExecError::new(
                 ErrorKind::EmptyResponse,
-                "the model returned no text",
+                format!("{what} has no text"),
             ));
         }
         let missing = report::missing_of(&body, &wanted);
@@ -355,7 +373,7 @@ impl Action for CheckSections {
         } else {
             Err(ExecError::new(
                 ErrorKind::EmptyResponse,
-                format!("missing or empty sections: {}", missing.join(", ")),
+                format!("{what}: missing or empty sections: {}", missing.join(", ")),
             ))
         }
     }
@@ -490,6 +508,41 @@ mod tests {
         let fm: Frontmatter = serde_yaml::from_value(fm.unwrap()).unwrap();
         assert_eq!(ctx["models"], json!(fm.models));
         fm.models
+    }
+
+    async fn check(input: Value) -> Result<(), ExecError> {
+        let state = StateDef::default();
+        let args = ActionArgs {
+            execution_id: "x",
+            state_name: "check",
+            state: &state,
+            input: input.as_object().cloned().unwrap_or_default(),
+            machine_dir: Path::new("."),
+        };
+        CheckSections.run(&mut Map::new(), &args).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn check_sections_joins_lists_and_names_what_it_checked() {
+        let sections = json!(["A", "B"]);
+        check(
+            json!({"text": ["## A\n\nreal text\n", null, "## B\n\nmore\n"], "sections": sections}),
+        )
+        .await
+        .unwrap();
+        let err = check(json!({
+            "what": "wrap input",
+            "text": ["## A\n\nInsufficient context.\n", "## B\n\n   \n"],
+            "sections": sections,
+        }))
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::EmptyResponse);
+        assert_eq!(err.message, "wrap input: missing or empty sections: A, B");
+        let err = check(json!({"text": [null, "  "], "sections": sections}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.message, "the model's answer has no text");
     }
 
     #[tokio::test]
