@@ -4,5 +4,5 @@
 pub mod config;
 pub mod phase;
 
+pub use config::{Config, ConfigError, Loaded};
 pub use phase::{Phase, STATUSES};
-pub use config::Config;
