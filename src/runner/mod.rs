@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod phase;
+pub mod systemd;
 
 pub use config::{Config, ConfigError, Loaded};
 pub use phase::{Phase, STATUSES};
+pub use systemd::Notifier;
