@@ -7,7 +7,9 @@ pub mod embedded;
 pub mod gates;
 pub mod phase;
 pub mod scheduler;
+pub mod systemd;
 pub mod task;
 
-pub use config::Config;
+pub use config::{Config, ConfigError, Loaded};
 pub use phase::{Phase, STATUSES};
+pub use systemd::Notifier;
