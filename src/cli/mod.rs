@@ -76,8 +76,11 @@ pub fn init_logging(level: Option<&str>) {
 pub fn config_file(
     explicit: Option<&std::path::Path>,
 ) -> anyhow::Result<paper_runner::runner::Config> {
-    let _ = explicit;
-    Ok(paper_runner::runner::Config::default())
+    let loaded = paper_runner::runner::config::load(explicit)?;
+    if let Some(src) = &loaded.source {
+        tracing::debug!(config = %src.display(), "configuration loaded");
+    }
+    Ok(loaded.config)
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Args;
 use paper_runner::runner::build::{build, RunOptions};
 use paper_runner::runner::scheduler::{RunMode, RunSummary};
-use paper_runner::runner::Config;
+use paper_runner::runner::{Config, Notifier};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +92,7 @@ pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::
     if let Some(v) = &f.machines {
         cfg.machines_dir = v.clone();
     }
+    cfg.validate()?;
     Ok(cfg)
 }
 
@@ -145,10 +146,12 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
             },
         )
         .context("cannot start the runner")?;
+        let mut scheduler = built.scheduler;
+        scheduler.notifier = Notifier::from_env();
         let shutdown = CancellationToken::new();
         let kill = CancellationToken::new();
         spawn_signal_handler(shutdown.clone(), kill.clone());
-        Ok(built.scheduler.run(shutdown, kill).await)
+        Ok(scheduler.run(shutdown, kill).await)
     })
 }
 

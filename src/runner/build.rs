@@ -199,6 +199,7 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         gates: Gates::default(),
         stats: Arc::new(Mutex::new(RunnerStats::default())),
         observer: None,
+        notifier: super::systemd::Notifier::disabled(),
     };
     Ok(Built {
         scheduler,
