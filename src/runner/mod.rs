@@ -1,8 +1,10 @@
 //! The runner: the paper queue, the scheduler that claims and drives phases
 //! under fenced claims, the reaper, budget, circuit breakers and modes.
 
+pub mod breaker;
+
 pub mod config;
 pub mod phase;
 
-pub use phase::{Phase, STATUSES};
 pub use config::Config;
+pub use phase::{Phase, STATUSES};
