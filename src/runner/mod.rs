@@ -2,7 +2,7 @@
 //! under fenced claims, the reaper, budget, circuit breakers and modes.
 
 pub mod breaker;
-
+pub mod budget;
 pub mod config;
 pub mod phase;
 
