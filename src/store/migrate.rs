@@ -17,7 +17,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_llm_calls",
         include_str!("../../migrations/0003_llm_calls.sql"),
     ),
-    ("0004_queue", include_str!("../../migrations/0004_queue.sql")),
+    (
+        "0004_queue",
+        include_str!("../../migrations/0004_queue.sql"),
+    ),
     (
         "0005_breakers",
         include_str!("../../migrations/0005_breakers.sql"),
