@@ -321,7 +321,7 @@ impl Scheduler {
         }
         let mut out = Vec::new();
         for p in order {
-            if mode.prep_only && p != Phase::Prep {
+            if mode.only_prep && p != Phase::Prep {
                 continue;
             }
             if let Some(cap) = self.settings.phase_caps.get(&p) {
@@ -329,7 +329,7 @@ impl Scheduler {
                     continue;
                 }
             }
-            if !self.gates.phase_allowed(p).await {
+            if !self.gates.phase_allowed(p, running).await {
                 continue;
             }
             out.push(p);
