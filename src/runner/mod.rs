@@ -4,6 +4,7 @@
 pub mod build;
 pub mod config;
 pub mod gates;
+pub mod ingest;
 pub mod phase;
 pub mod scheduler;
 pub mod task;
