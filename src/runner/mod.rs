@@ -7,6 +7,7 @@ pub mod build;
 pub mod config;
 pub mod embedded;
 pub mod gates;
+pub mod ingest;
 pub mod phase;
 pub mod scheduler;
 pub mod systemd;
