@@ -21,7 +21,6 @@ use tracing_subscriber::EnvFilter;
     version,
     about = "Durable FlatMachines runner for research-paper pipelines"
 )]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Log filter when RUST_LOG is not set (e.g. "info", "paper_runner=debug").
     #[arg(long, global = true)]
@@ -87,6 +86,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     let Some(command) = cli.command else {
         return run::run(cli.config, cli.run);
     };
+    if cli.run != run::RunFlags::default() {
+        eprintln!("error: scheduler flags (--daemon, --workers, …) apply only without a command; see `runner --help`");
+        return ExitCode::from(2);
+    }
     match command {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(a),
