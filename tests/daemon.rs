@@ -83,7 +83,7 @@ impl Site {
                 .join("tests/fixtures/papers")
                 .join(PDFS[i % PDFS.len()]);
             let id = format!("2501.{:05}", i + 1);
-            let out = self.run(&["add", &id, "--pdf", pdf.to_str().unwrap()]);
+            let out = self.run(&["add", &id, "--offline", "--pdf", pdf.to_str().unwrap()]);
             assert!(
                 out.status.success(),
                 "{}",
