@@ -364,6 +364,12 @@ async fn sigterm_past_the_drain_timeout_gives_claims_back() {
         0,
         "a drain is not an attempt"
     );
+    // The machine leases were given back too: any host can resume at once.
+    let live = format!(
+        "SELECT COUNT(*) FROM execution_leases WHERE lease_until > {}",
+        paper_runner::store::now_ms()
+    );
+    assert_eq!(site.scalar(&live), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -201,8 +201,18 @@ async fn drive_claim(
             tracing::warn!(paper = %claim.arxiv_id, "claim lost to {who}; stopped without writing");
             TaskOutcome::Lost
         }
-        Err(Stop::Cancelled) => release(env, claim, "cancelled by operator").await,
-        Err(Stop::Shutdown) => release(env, claim, "runner shutting down").await,
+        Err(stop @ (Stop::Cancelled | Stop::Shutdown)) => {
+            // The drive was dropped mid-state: give its machine lease back too.
+            let (s, id, owner) = (env.store.clone(), exec_id.clone(), env.owner.clone());
+            if let Err(e) = blocking(move || s.release_lease_of(&id, &owner)).await {
+                tracing::warn!(error = %e, "cannot release the machine lease; it expires on its own");
+            }
+            let why = match stop {
+                Stop::Cancelled => "cancelled by operator",
+                _ => "runner shutting down",
+            };
+            release(env, claim, why).await
+        }
         Ok(Ok(output)) => finish(env, claim, output, elapsed_ms()).await,
         Ok(Err(DriveError::Leased(e))) => {
             tracing::warn!(paper = %claim.arxiv_id, "machine execution {exec_id} is busy: {e}");

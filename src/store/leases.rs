@@ -184,4 +184,19 @@ impl Store {
             Ok(())
         })
     }
+
+    /// Give up whatever lease `owner` holds on `execution_id` (a drive that
+    /// was stopped from outside, so a restart on any host can resume it at
+    /// once). A lease someone else took over is left alone.
+    pub fn release_lease_of(&self, execution_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.write("releasing lease", |tx| {
+            tx.execute(
+                "UPDATE execution_leases SET lease_until = 0, updated_at = ?3
+                 WHERE execution_id = ?1 AND owner_id = ?2",
+                params![execution_id, owner, now()],
+            )
+            .map_err(|e| self.err("releasing lease", e))?;
+            Ok(())
+        })
+    }
 }
