@@ -7,6 +7,7 @@ pub mod embedded;
 pub mod gates;
 pub mod phase;
 pub mod scheduler;
+pub mod single;
 pub mod task;
 
 pub use config::Config;
