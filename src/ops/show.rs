@@ -181,7 +181,11 @@ fn phase_of(paper_id: &str, execution_id: &str) -> (Option<String>, Option<u32>)
         .unwrap_or("");
     let mut parts = rest.split('/');
     let phase = parts.next().filter(|p| !p.is_empty()).map(str::to_string);
-    let attempt = parts.next().and_then(|a| a.parse().ok());
+    // Leading digits only, so a suffixed attempt segment still reads.
+    let attempt = parts.next().and_then(|a| {
+        let digits: String = a.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
     (phase, attempt)
 }
 
@@ -625,6 +629,10 @@ mod tests {
             (Some("expensive".into()), Some(2))
         );
         assert_eq!(phase_of("paper:a", "other"), (None, None));
+        assert_eq!(
+            phase_of("paper:a", "paper:a/prep/3-r2"),
+            (Some("prep".into()), Some(3))
+        );
     }
 
     #[test]
