@@ -189,6 +189,16 @@ async fn single_pass_runs_every_paper_through_three_phases() {
     site.assert_all_done_once(4, false);
     // 1 prep call + 3 expensive + limitations, assemble, judge = 7 per paper.
     assert_eq!(site.mock.stats().requests, 28);
+    // Paper text handed between phases is stored once, as blobs, never
+    // copied into execution rows.
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM machine_executions WHERE length(input) > 8192 OR length(output) > 8192"),
+        0
+    );
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM executions WHERE length(prep_result) > 8192"),
+        0
+    );
     // A second pass finds nothing to do and pays nothing.
     let again = tokio::task::block_in_place(|| site.run(&["--workers", "4"]));
     assert!(again.status.success());
@@ -397,4 +407,95 @@ async fn a_live_claim_of_another_host_is_never_touched() {
         Some("prepping")
     );
     assert_eq!(site.mock.stats().requests, 0);
+}
+
+/// Shorten the machines' retry backoffs so fault tests run in seconds.
+fn fast_backoffs(site: &Site) {
+    for rel in [
+        "prep.yml",
+        "wrap.yml",
+        "children/mechanism.yml",
+        "children/reproduction.yml",
+        "children/open_questions.yml",
+    ] {
+        let p = site.path().join("machines").join(rel);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text
+            .replace("backoffs: [2, 8, 16, 35]", "backoffs: [0.2, 0.4, 0.8, 1.6]")
+            .replace("backoffs: [12, 24]", "backoffs: [0.2, 0.4]");
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_expensive_budget_stops_expensive_claims_while_prep_continues() {
+    let site = Site::new("").await;
+    site.add_papers(5);
+    // The expensive phase may cost up to 15 calls (3 children × 5 attempts):
+    // 20 allows one phase at a time and stops after the second (6 used).
+    let out =
+        tokio::task::block_in_place(|| site.run(&["--workers", "4", "--budget-expensive", "20"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let statuses = site.statuses();
+    let count = |s: &str| statuses.values().filter(|v| *v == s).count();
+    assert_eq!(count("done"), 2, "{statuses:?}");
+    assert_eq!(
+        count("prepped"),
+        3,
+        "prep continued for every paper: {statuses:?}"
+    );
+    assert_eq!(
+        site.mock.stats().by_model.get("mock/expensive").copied(),
+        Some(6)
+    );
+    assert!(
+        stderr(&out).contains("expensive budget spent"),
+        "{}",
+        stderr(&out)
+    );
+    // The budget is per day: a larger one lets the rest through.
+    let out =
+        tokio::task::block_in_place(|| site.run(&["--workers", "4", "--budget-expensive", "100"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.assert_all_done_once(5, false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_opens_the_expensive_breaker_and_a_probe_closes_it() {
+    let faults: Vec<String> = (1..=6)
+        .map(|i| format!("{{at: {i}, status: 429, retry_after: 1}}"))
+        .collect();
+    let site = Site::new(&format!(
+        "models:\n  mock/expensive:\n    faults: [{}]\n",
+        faults.join(", ")
+    ))
+    .await;
+    fast_backoffs(&site);
+    site.add_papers(3);
+    let out =
+        tokio::task::block_in_place(|| site.run(&["--workers", "3", "--poll-interval", "0.1"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("circuit breaker opened"), "{err}");
+    assert!(
+        err.contains("prep-only mode") && err.contains("breaker open"),
+        "{err}"
+    );
+    assert!(
+        err.contains("normal mode"),
+        "the breaker closed again: {err}"
+    );
+    site.assert_all_done_once(3, false);
+    let stats = site.mock.stats();
+    assert_eq!(stats.by_status.get("429").copied(), Some(6), "{stats:?}");
+    assert_eq!(stats.by_model.get("mock/expensive").copied(), Some(6 + 9));
+    let state: String = site
+        .conn()
+        .query_row(
+            "SELECT state FROM breakers WHERE model LIKE '%mock/expensive'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "closed");
 }

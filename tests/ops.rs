@@ -41,7 +41,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// reports/) and the mock provider.
 struct Site {
     dir: tempfile::TempDir,
-    _mock: MockServer,
+    mock: MockServer,
 }
 
 impl Site {
@@ -56,7 +56,7 @@ impl Site {
             mock.base_url()
         );
         std::fs::write(dir.path().join("machines/profiles.yml"), profiles).unwrap();
-        Site { dir, _mock: mock }
+        Site { dir, mock }
     }
 
     fn path(&self) -> &Path {
@@ -106,7 +106,14 @@ impl Site {
             let pdf = repo()
                 .join("tests/fixtures/papers")
                 .join(PDFS[i % PDFS.len()]);
-            self.ok(&["add", &arxiv(i), "--pdf", pdf.to_str().unwrap()]);
+            // Offline: no arXiv metadata lookup (tests stay on loopback).
+            self.ok(&[
+                "add",
+                &arxiv(i),
+                "--offline",
+                "--pdf",
+                pdf.to_str().unwrap(),
+            ]);
         }
     }
 
@@ -117,6 +124,7 @@ impl Site {
     fn config(&self) -> Config {
         Config {
             db: self.db(),
+            machines_dir: self.path().join("machines"),
             ..Config::default()
         }
     }
@@ -256,7 +264,7 @@ async fn status_show_retry_cancel_resume_report_what_they_did() {
     assert_eq!(s["breakers"], json!([]));
     assert_eq!(
         s["mode"],
-        json!({"mode": "normal", "prep_only": false, "reason": "", "source": "derived"})
+        json!({"mode": "normal", "prep_only": false, "only_prep": false, "reason": "", "source": "derived"})
     );
     let b = &s["budget"];
     has_keys(b, &["day_started_at", "resets_at", "classes", "total"]);
@@ -486,24 +494,58 @@ async fn status_show_retry_cancel_resume_report_what_they_did() {
     let r = status_report(&store, &cfg, None, chrono::Utc::now()).unwrap();
     assert_eq!(r.budget.classes[1].remaining, Some(0));
     assert!(r.mode.prep_only);
-    assert_eq!(r.mode.reason, "expensive budget spent");
-    {
+    assert!(
+        r.mode
+            .reason
+            .starts_with("expensive budget spent for today"),
+        "{}",
+        r.mode.reason
+    );
+    // Breakers by the limiter key the client uses: the cheap model's open
+    // breaker leaves the expensive phase claimable, the expensive one's not.
+    let open = |model: &str, reason: &str| {
         let c = rusqlite::Connection::open(site.db()).unwrap();
         c.execute(
             "INSERT INTO breakers(model, provider, state, reason, open_until, open_count, updated_at)
-             VALUES ('openai/mock/expensive', 'openai', 'open', 'rate_limit', ?1, 2, '2026-01-01T00:00:00Z')",
-            [chrono::Utc::now().timestamp_millis() + 600_000],
+             VALUES (?1, 'openai', 'open', ?2, ?3, 2, '2026-01-01T00:00:00Z')",
+            rusqlite::params![
+                format!("{}|{model}", site.mock.base_url()),
+                reason,
+                chrono::Utc::now().timestamp_millis() + 600_000
+            ],
         )
         .unwrap();
-    }
+    };
+    open("mock/cheap", "server_error");
     let s = site.json(&["status"]);
-    assert_eq!(s["breakers"][0]["model"], "openai/mock/expensive");
+    assert_eq!(s["breakers"][0]["model"], "mock/cheap");
     assert_eq!(s["breakers"][0]["state"], "open");
-    assert!(s["breakers"][0]["open_for_secs"].as_i64().unwrap() > 500);
+    assert_eq!(s["mode"]["mode"], "normal");
+    open("mock/expensive", "rate_limit");
+    let s = site.json(&["status"]);
+    let b = &s["breakers"][1];
+    has_keys(
+        b,
+        &[
+            "key",
+            "model",
+            "provider",
+            "state",
+            "blocking",
+            "reason",
+            "open_until",
+            "open_for_secs",
+            "open_count",
+        ],
+    );
+    assert_eq!(b["model"], "mock/expensive");
+    assert_eq!(b["state"], "open");
+    assert!(b["open_for_secs"].as_i64().unwrap() > 500);
     assert_eq!(s["mode"]["mode"], "prep-only");
-    assert_eq!(
-        s["mode"]["reason"],
-        "breaker open: openai/mock/expensive (rate_limit)"
+    let reason = s["mode"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("breaker open for mock/expensive (rate_limit) until "),
+        "{reason}"
     );
 }
 

@@ -32,7 +32,6 @@ use tracing_subscriber::{EnvFilter, Layer};
     version,
     about = "Durable FlatMachines runner for research-paper pipelines"
 )]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Log filter when RUST_LOG is not set (e.g. "info", "paper_runner=debug").
     #[arg(long, global = true)]
@@ -184,8 +183,11 @@ pub fn init_logging(level: Option<&str>, format: LogFormat) -> Metrics {
 pub fn config_file(
     explicit: Option<&std::path::Path>,
 ) -> anyhow::Result<paper_runner::runner::Config> {
-    let _ = explicit;
-    Ok(paper_runner::runner::Config::default())
+    let loaded = paper_runner::runner::config::load(explicit)?;
+    if let Some(src) = &loaded.source {
+        tracing::debug!(config = %src.display(), "configuration loaded");
+    }
+    Ok(loaded.config)
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
@@ -193,6 +195,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     let Some(command) = cli.command else {
         return run::run(cli.config, cli.run);
     };
+    if cli.run != run::RunFlags::default() {
+        eprintln!("error: scheduler flags (--daemon, --workers, …) apply only without a command; see `runner --help`");
+        return ExitCode::from(2);
+    }
     match command {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(a),

@@ -5,12 +5,12 @@ use anyhow::Context as _;
 use clap::Args;
 use paper_runner::runner::build::{build, RunOptions};
 use paper_runner::runner::scheduler::{RunMode, RunSummary};
-use paper_runner::runner::Config;
+use paper_runner::runner::{Config, Notifier};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct RunFlags {
     /// Keep running: poll for work, re-seed, wait out spent budgets.
     #[arg(long, conflicts_with = "resume_only")]
@@ -54,6 +54,10 @@ pub struct RunFlags {
     /// Directory holding prep.yml, expensive.yml and wrap.yml.
     #[arg(long)]
     pub machines: Option<PathBuf>,
+    /// Queue pending papers from the arxiv-crawler DB (`seed.db` or
+    /// `corpus_db`) first; with --daemon, again every `seed.interval_secs`.
+    #[arg(long)]
+    pub seed: bool,
 }
 
 /// Load the configuration (file, environment) and apply flags.
@@ -92,6 +96,7 @@ pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::
     if let Some(v) = &f.machines {
         cfg.machines_dir = v.clone();
     }
+    cfg.validate()?;
     Ok(cfg)
 }
 
@@ -145,11 +150,51 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
             },
         )
         .context("cannot start the runner")?;
+        let mut scheduler = built.scheduler;
+        scheduler.notifier = Notifier::from_env();
         let shutdown = CancellationToken::new();
         let kill = CancellationToken::new();
         spawn_signal_handler(shutdown.clone(), kill.clone());
-        Ok(built.scheduler.run(shutdown, kill).await)
+        if f.seed {
+            seed_once(&built.store, &cfg).await?;
+            if mode == RunMode::Daemon {
+                spawn_reseeder(built.store.clone(), cfg.clone(), shutdown.clone());
+            }
+        }
+        Ok(scheduler.run(shutdown, kill).await)
     })
+}
+
+async fn seed_once(store: &paper_runner::store::Store, cfg: &Config) -> anyhow::Result<()> {
+    let r = paper_runner::runner::ingest::seed_now(store, cfg)
+        .await
+        .context("seeding from the crawler DB")?;
+    eprintln!(
+        "seed: {} added, {} already queued ({} considered)",
+        r.added, r.already_queued, r.considered
+    );
+    Ok(())
+}
+
+/// Re-seed every `seed.interval_secs` until shutdown; failures are logged
+/// (the crawler DB may be briefly locked or replaced) and retried next time.
+fn spawn_reseeder(store: paper_runner::store::Store, cfg: Config, shutdown: CancellationToken) {
+    let every = std::time::Duration::from_secs(cfg.seed.interval_secs.max(1));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            match paper_runner::runner::ingest::seed_now(&store, &cfg).await {
+                Ok(r) if r.added > 0 => {
+                    tracing::info!(added = r.added, "re-seeded from the crawler DB")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "re-seeding failed; will retry"),
+            }
+        }
+    });
 }
 
 /// First SIGTERM/SIGINT: stop claiming and drain. Second: stop at once

@@ -2,11 +2,13 @@
 //!
 //! One shared reqwest client (connection pool) for all models. Per call:
 //! check the ledger for a reusable settled response (resume after a crash),
-//! wait for the model's rate-limiter slot, reserve a ledger row, send, settle,
-//! and classify failures into the runtime's error kinds. `legal_block` and
+//! pass the optional [`CallGate`] (circuit breakers), wait for the model's
+//! rate-limiter slot, reserve a ledger row, send, report the outcome to the
+//! gate, settle, and classify failures into the runtime's error kinds. `legal_block` and
 //! `model_not_found` switch the call to the profile's `fallback`.
 
 use super::errors::{self, Target};
+use super::gate::{CallGate, CallOutcome};
 use super::ledger::{Ledger, Reservation, Settlement};
 use super::limiter::RateLimiter;
 use super::profile::ModelProfile;
@@ -25,6 +27,7 @@ pub struct HttpAgent {
     http: reqwest::Client,
     limiter: Arc<RateLimiter>,
     ledger: Option<Ledger>,
+    gate: Option<Arc<dyn CallGate>>,
 }
 
 impl HttpAgent {
@@ -43,7 +46,15 @@ impl HttpAgent {
             http,
             limiter: Arc::new(RateLimiter::new()),
             ledger,
+            gate: None,
         })
+    }
+
+    /// Put `gate` in front of every real HTTP attempt (not ledger reuse).
+    /// Without one, calls go straight to the limiter.
+    pub fn with_gate(mut self, gate: Arc<dyn CallGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     pub fn limiter(&self) -> &Arc<RateLimiter> {
@@ -102,6 +113,14 @@ impl HttpAgent {
             ),
             None => None,
         };
+        // The gate comes before the limiter: a call held back by an open
+        // breaker must not hold a limiter slot meanwhile. If anything below
+        // returns early, the permit is dropped uncompleted, which tells the
+        // gate the attempt was abandoned.
+        let permit = match &self.gate {
+            Some(g) => Some(g.before_call(&p.limiter_key(), &p.provider).await),
+            None => None,
+        };
         self.limiter.acquire(&p.limiter_key(), p.rate_limit).await;
         let row = match &self.ledger {
             Some(l) => Some(blocking(l.clone(), reservation.clone(), |l, r| l.reserve(&r)).await?),
@@ -109,6 +128,9 @@ impl HttpAgent {
         };
         let started = Instant::now();
         let (status, result) = self.send(&p, &body, key.as_deref(), req).await;
+        if let Some(permit) = permit {
+            permit.complete(&CallOutcome::of(&result));
+        }
         if let (Some(l), Some(id)) = (&self.ledger, row) {
             let s = Settlement {
                 http_status: status,

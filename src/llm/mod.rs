@@ -3,12 +3,14 @@
 
 pub mod client;
 pub mod errors;
+pub mod gate;
 pub mod ledger;
 pub mod limiter;
 pub mod mock;
 pub mod profile;
 
 pub use client::HttpAgent;
+pub use gate::{CallGate, CallOutcome, CallPermit};
 pub use ledger::Ledger;
 pub use limiter::RateLimiter;
 pub use profile::{ModelProfile, Rate};

@@ -17,6 +17,9 @@ pub enum OpsError {
     /// No such paper (the CLI exits 2).
     #[error("{0}")]
     NotFound(String),
+    /// The configuration cannot be used (e.g. an invalid budget day start).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A store timestamp (RFC 3339) as UTC; None when it does not parse.

@@ -6,12 +6,15 @@
 //! decide; a running daemon passes its own [`ModeView`] instead.
 
 use super::{fit, fmt_ts, human_duration_ms, parse_ts, OpsError};
-use crate::runner::config::{BudgetConfig, Config};
-use crate::runner::gates::ModeView;
+use crate::llm::ModelProfile;
+use crate::runner::budget::{self, Budget, BudgetUsage, ClassCalls};
+use crate::runner::build;
+use crate::runner::config::Config;
+use crate::runner::gates::{Burst, ModeView};
 use crate::runner::scheduler::RunnerStats;
 use crate::store::ops::{BreakerRow, WorkingRow};
 use crate::store::{Phase, Store};
-use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -100,11 +103,18 @@ impl BudgetClass {
 /// A model's breaker.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BreakerReport {
+    /// The breaker's key: the limiter key `base_url|model`.
+    pub key: String,
+    /// The model id (the key without its base URL).
     pub model: String,
     pub provider: String,
-    /// Effective now: `open` only while `open_until` is ahead; an open
-    /// breaker whose period passed is `half_open` (the next call probes).
+    /// Effective now: `open` while its open period runs; `half_open` while
+    /// a probe is in flight or, the period over, the next call probes;
+    /// else `closed`.
     pub state: String,
+    /// Whether work needing this model is not claimed now (open, or a
+    /// probe in flight).
+    pub blocking: bool,
     pub stored_state: String,
     pub reason: Option<String>,
     pub open_until: Option<String>,
@@ -118,6 +128,9 @@ pub struct ModeReport {
     /// "normal" or "prep-only".
     pub mode: String,
     pub prep_only: bool,
+    /// Prep and nothing else (`--prep-only`, a prep burst); otherwise a
+    /// prep-only runner still wraps analysed papers.
+    pub only_prep: bool,
     pub reason: String,
     /// "runner" (a running daemon's own view) or "derived" (from the
     /// database: budget and breakers).
@@ -152,7 +165,10 @@ pub fn status_report(
         .into_iter()
         .map(|w| in_flight(w, now))
         .collect();
-    let budget = budget_report(store, &cfg.budget, now)?;
+    let budget_rules =
+        Budget::new(cfg.budget.clone()).map_err(|e| OpsError::Config(e.to_string()))?;
+    let usage = budget_rules.usage(store, now)?;
+    let budget = budget_report(&usage);
     let breakers: Vec<BreakerReport> = store
         .breakers()?
         .into_iter()
@@ -160,7 +176,23 @@ pub fn status_report(
         .collect();
     let mode = match live.and_then(|s| s.mode.as_ref()) {
         Some(m) => mode_report(m, "runner"),
-        None => mode_report(&derive_mode(&budget, &breakers), "derived"),
+        None => {
+            let needs = expensive_needs(cfg);
+            let burst = cfg
+                .scheduler
+                .prep_burst_cron
+                .as_deref()
+                .and_then(|c| Burst::parse(c, cfg.scheduler.prep_burst_minutes).ok());
+            let view = derive_mode(&ModeInputs {
+                needs: needs.as_ref(),
+                budget: &budget_rules,
+                usage: &usage,
+                breakers: &breakers,
+                burst: burst.as_ref(),
+                now,
+            });
+            mode_report(&view, "derived")
+        }
     };
     let done_since =
         |d: ChronoDuration| store.count_events_since("finished", Phase::Wrap, &fmt_ts(now - d));
@@ -222,102 +254,166 @@ fn in_flight(w: WorkingRow, now: DateTime<Utc>) -> InFlightPaper {
     }
 }
 
-/// The start of the budget day containing `now` (`day_start_utc` "HH:MM").
-pub fn budget_day_start(cfg: &BudgetConfig, now: DateTime<Utc>) -> DateTime<Utc> {
-    let at = NaiveTime::parse_from_str(cfg.day_start_utc.trim(), "%H:%M").unwrap_or(NaiveTime::MIN);
-    let today = now.date_naive().and_time(at).and_utc();
-    if today <= now {
-        today
-    } else {
-        today - ChronoDuration::days(1)
+/// The report's view of today's usage (from `runner::budget`, the same
+/// count the scheduler's claim gates use).
+pub fn budget_report(u: &BudgetUsage) -> BudgetReport {
+    BudgetReport {
+        day_started_at: fmt_ts(u.day_started_at),
+        resets_at: fmt_ts(u.resets_at),
+        classes: vec![
+            BudgetClass::new("cheap", u.used.cheap, u.limits.cheap),
+            BudgetClass::new("expensive", u.used.expensive, u.limits.expensive),
+        ],
+        total: BudgetClass::new("total", u.total, u.limits.daily),
     }
 }
 
-/// Requests used today per class and what is left.
-///
-/// Counted here from the ledger (rows sent since the day started, per
-/// profile class) until `runner::budget::Budget::usage` lands; this is the
-/// one function to switch over then.
-pub fn budget_report(
-    store: &Store,
-    cfg: &BudgetConfig,
-    now: DateTime<Utc>,
-) -> Result<BudgetReport, OpsError> {
-    let start = budget_day_start(cfg, now);
-    let mut used: IndexMap<&str, u64> = IndexMap::from([("cheap", 0), ("expensive", 0)]);
-    let mut total = 0;
-    for (profile, n) in store.requests_since_by_profile(&fmt_ts(start))? {
-        let class = match cfg.class_of(profile.as_deref().unwrap_or("")) {
-            "expensive" => "expensive",
-            _ => "cheap",
-        };
-        *used.entry(class).or_default() += n;
-        total += n;
-    }
-    Ok(BudgetReport {
-        day_started_at: fmt_ts(start),
-        resets_at: fmt_ts(start + ChronoDuration::days(1)),
-        classes: vec![
-            BudgetClass::new("cheap", used["cheap"], cfg.cheap),
-            BudgetClass::new("expensive", used["expensive"], cfg.expensive),
-        ],
-        total: BudgetClass::new("total", total, cfg.daily),
-    })
+/// `base_url|model` → `model`.
+fn display_model(key: &str) -> &str {
+    key.rsplit_once('|').map_or(key, |(_, m)| m)
 }
 
 fn breaker_report(b: BreakerRow, now_ms: i64) -> BreakerReport {
     let open_ahead = b.open_until_ms.filter(|u| *u > now_ms);
-    let state = match (b.state.as_str(), open_ahead) {
-        ("open", Some(_)) => "open",
-        ("open", None) => "half_open",
-        (s, _) => s,
-    }
-    .to_string();
+    let (state, blocking) = match (b.state.as_str(), open_ahead) {
+        ("open", Some(_)) => ("open", true),
+        ("open", None) => ("half_open", false),
+        ("half_open", _) => ("half_open", true),
+        _ => ("closed", false),
+    };
     BreakerReport {
         open_until: b
             .open_until_ms
             .and_then(DateTime::<Utc>::from_timestamp_millis)
             .map(fmt_ts),
         open_for_secs: open_ahead.map(|u| (u - now_ms + 999) / 1000),
-        model: b.model,
+        model: display_model(&b.model).to_string(),
+        key: b.model,
         provider: b.provider,
-        state,
+        state: state.into(),
+        blocking,
         stored_state: b.state,
         reason: b.reason,
         open_count: b.open_count,
     }
 }
 
-/// What a daemon started now would decide: the expensive phase needs the
-/// expensive budget, the total budget and models whose breakers are closed.
-/// (Which models the expensive phase uses is only known to the daemon, so
-/// any open breaker counts here.)
-pub fn derive_mode(budget: &BudgetReport, breakers: &[BreakerReport]) -> ModeView {
-    let mut reasons = Vec::new();
-    if budget.total.spent() {
-        reasons.push("daily budget spent".to_string());
+/// What the expensive phase needs: the models it calls (limiter key,
+/// provider) and its worst-case calls per class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseNeeds {
+    pub models: Vec<(String, String)>,
+    pub calls: ClassCalls,
+}
+
+/// [`PhaseNeeds`] of the expensive phase from its machine file; None when
+/// the machines cannot be loaded here (then every breaker counts).
+pub fn expensive_needs(cfg: &Config) -> Option<PhaseNeeds> {
+    if !build::has_machines(&cfg.machines_dir) {
+        return None;
     }
-    if budget
-        .classes
-        .iter()
-        .any(|c| c.class == "expensive" && c.spent())
-    {
-        reasons.push("expensive budget spent".to_string());
+    let actions = build::pipeline_actions(cfg).ok()?;
+    let bundle = build::load_machine(cfg, Phase::Expensive, &actions).ok()?;
+    let mut models: Vec<(String, String)> = Vec::new();
+    for m in &bundle.machines {
+        for a in m.agents.values() {
+            if let Ok(p) = ModelProfile::from_config(&a.model) {
+                let entry = (p.limiter_key(), p.provider.clone());
+                if !models.contains(&entry) {
+                    models.push(entry);
+                }
+            }
+        }
     }
-    let open: Vec<String> = breakers
-        .iter()
-        .filter(|b| b.state == "open")
-        .map(|b| match &b.reason {
-            Some(r) => format!("{} ({r})", b.model),
-            None => b.model.clone(),
-        })
-        .collect();
-    if !open.is_empty() {
-        reasons.push(format!("breaker open: {}", open.join(", ")));
+    let calls = budget::worst_case_calls(&bundle, |p| cfg.budget.class_of(p).to_string());
+    Some(PhaseNeeds { models, calls })
+}
+
+/// What [`derive_mode`] decides from.
+pub struct ModeInputs<'a> {
+    /// None: unknown (the machines could not be loaded).
+    pub needs: Option<&'a PhaseNeeds>,
+    pub budget: &'a Budget,
+    pub usage: &'a BudgetUsage,
+    pub breakers: &'a [BreakerReport],
+    pub burst: Option<&'a Burst>,
+    pub now: DateTime<Utc>,
+}
+
+/// What a daemon started now would decide (the rules of
+/// `runner::gates::Gates::mode`, read from the database instead of a live
+/// runner): prep-only when the expensive phase's models are blocked (open
+/// breaker, provider out of credits), when its worst case does not fit the
+/// budget left, or inside a prep-burst window.
+pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
+    let prep_only = |reason: String| ModeView {
+        prep_only: true,
+        only_prep: false,
+        reason,
+    };
+    let needed = |b: &BreakerReport| {
+        i.needs
+            .is_none_or(|n| n.models.iter().any(|(key, _)| *key == b.key))
+    };
+    let provider_needed = |p: &str| {
+        i.needs
+            .is_none_or(|n| n.models.iter().any(|(_, prov)| prov == p))
+    };
+    let payment = crate::engine::ErrorKind::PaymentRequired.as_str();
+    if let Some(b) = i.breakers.iter().find(|b| {
+        b.blocking && b.reason.as_deref() == Some(payment) && provider_needed(&b.provider)
+    }) {
+        return prep_only(format!(
+            "provider {} answered 402 (out of credits)",
+            b.provider
+        ));
+    }
+    if let Some(b) = i.breakers.iter().find(|b| b.blocking && needed(b)) {
+        let until = b
+            .open_until
+            .as_deref()
+            .and_then(parse_ts)
+            .filter(|_| b.state == "open")
+            .map(|t| t.format(" until %H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        return prep_only(format!(
+            "breaker open for {} ({}){until}",
+            b.model,
+            b.reason.as_deref().unwrap_or("errors")
+        ));
+    }
+    let need = i.needs.map_or(
+        ClassCalls {
+            cheap: 0,
+            expensive: 1,
+        },
+        |n| n.calls,
+    );
+    if !i.budget.fits(i.usage, &need) {
+        let class = if need.expensive > 0 {
+            "expensive"
+        } else {
+            "cheap"
+        };
+        return prep_only(format!(
+            "{class} budget spent for today (resets {})",
+            i.usage.resets_at.format("%Y-%m-%d %H:%MZ")
+        ));
+    }
+    if let Some(until) = i.burst.and_then(|b| b.active_until(i.now)) {
+        let r = i.usage.remaining;
+        if r.cheap != Some(0) && r.daily != Some(0) {
+            return ModeView {
+                prep_only: true,
+                only_prep: true,
+                reason: format!("prep burst until {}", until.format("%H:%MZ")),
+            };
+        }
     }
     ModeView {
-        prep_only: !reasons.is_empty(),
-        reason: reasons.join("; "),
+        prep_only: false,
+        only_prep: false,
+        reason: String::new(),
     }
 }
 
@@ -325,6 +421,7 @@ fn mode_report(m: &ModeView, source: &str) -> ModeReport {
     ModeReport {
         mode: if m.prep_only { "prep-only" } else { "normal" }.into(),
         prep_only: m.prep_only,
+        only_prep: m.only_prep,
         reason: m.reason.clone(),
         source: source.into(),
     }
@@ -488,74 +585,149 @@ mod tests {
     use super::*;
     use crate::store::{NewPaper, StoreOptions};
 
-    fn at(s: &str) -> DateTime<Utc> {
-        parse_ts(s).unwrap()
+    fn row(key: &str, provider: &str, state: &str, reason: &str, until: i64) -> BreakerRow {
+        BreakerRow {
+            model: key.into(),
+            provider: provider.into(),
+            state: state.into(),
+            reason: Some(reason.into()),
+            open_until_ms: Some(until),
+            open_count: 1,
+            updated_at: String::new(),
+        }
     }
 
     #[test]
-    fn budget_day_starts_at_the_configured_time() {
-        let cfg = BudgetConfig {
-            day_start_utc: "06:30".into(),
-            ..BudgetConfig::default()
+    fn mode_follows_the_expensive_phase_breakers_budget_and_credits() {
+        let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
+        let now_ms = now.timestamp_millis();
+        let budget = Budget::new(crate::runner::config::BudgetConfig {
+            expensive: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        let usage = |e: u64| {
+            let limits = crate::runner::budget::Limits {
+                daily: None,
+                cheap: None,
+                expensive: Some(5),
+            };
+            BudgetUsage {
+                used: ClassCalls {
+                    cheap: 0,
+                    expensive: e,
+                },
+                total: e,
+                limits,
+                remaining: crate::runner::budget::Limits {
+                    expensive: Some(5u64.saturating_sub(e)),
+                    ..limits
+                },
+                day_started_at: now,
+                resets_at: now + ChronoDuration::days(1),
+            }
         };
-        assert_eq!(
-            fmt_ts(budget_day_start(&cfg, at("2026-01-02T07:00:00Z"))),
-            "2026-01-02T06:30:00.000000Z"
+        let needs = PhaseNeeds {
+            models: vec![("http://p/v1|exp".into(), "openai".into())],
+            calls: ClassCalls {
+                cheap: 0,
+                expensive: 3,
+            },
+        };
+        let decide = |used: u64, breakers: &[BreakerReport], needs: Option<&PhaseNeeds>| {
+            derive_mode(&ModeInputs {
+                needs,
+                budget: &budget,
+                usage: &usage(used),
+                breakers,
+                burst: None,
+                now,
+            })
+        };
+        assert!(!decide(1, &[], Some(&needs)).prep_only);
+        // 3 used + a worst case of 3 does not fit in 5.
+        let m = decide(3, &[], Some(&needs));
+        assert!(m.prep_only && !m.only_prep);
+        assert!(
+            m.reason
+                .starts_with("expensive budget spent for today (resets "),
+            "{}",
+            m.reason
         );
-        assert_eq!(
-            fmt_ts(budget_day_start(&cfg, at("2026-01-02T05:00:00Z"))),
-            "2026-01-01T06:30:00.000000Z"
-        );
-    }
 
-    #[test]
-    fn mode_is_derived_from_budget_and_open_breakers() {
-        let budget = |exp_left: Option<u64>| BudgetReport {
-            day_started_at: String::new(),
-            resets_at: String::new(),
-            classes: vec![
-                BudgetClass::new("cheap", 1, None),
-                BudgetClass::new("expensive", 5, exp_left.map(|l| l + 5)),
-            ],
-            total: BudgetClass::new("total", 6, None),
-        };
-        assert!(!derive_mode(&budget(None), &[]).prep_only);
-        let m = derive_mode(&budget(Some(0)), &[]);
-        assert!(m.prep_only);
-        assert_eq!(m.reason, "expensive budget spent");
-        let open = breaker_report(
-            BreakerRow {
-                model: "openai/x".into(),
-                provider: "openai".into(),
-                state: "open".into(),
-                reason: Some("rate_limit".into()),
-                open_until_ms: Some(2_000),
-                open_count: 1,
-                updated_at: String::new(),
-            },
-            1_000,
+        let exp_open = breaker_report(
+            row(
+                "http://p/v1|exp",
+                "openai",
+                "open",
+                "rate_limit",
+                now_ms + 60_000,
+            ),
+            now_ms,
         );
-        assert_eq!((open.state.as_str(), open.open_for_secs), ("open", Some(1)));
-        let m = derive_mode(&budget(Some(3)), std::slice::from_ref(&open));
-        assert_eq!(m.reason, "breaker open: openai/x (rate_limit)");
-        // Past its open period the breaker is half-open: not blocking.
-        let later = breaker_report(
-            BreakerRow {
-                open_until_ms: Some(500),
-                ..BreakerRow {
-                    model: "m".into(),
-                    provider: "p".into(),
-                    state: "open".into(),
-                    reason: None,
-                    open_until_ms: None,
-                    open_count: 1,
-                    updated_at: String::new(),
-                }
-            },
-            1_000,
+        assert_eq!(
+            (exp_open.state.as_str(), exp_open.open_for_secs),
+            ("open", Some(60))
         );
-        assert_eq!(later.state, "half_open");
-        assert!(!derive_mode(&budget(None), &[later]).prep_only);
+        assert_eq!(exp_open.model, "exp");
+        assert_eq!(
+            decide(0, std::slice::from_ref(&exp_open), Some(&needs)).reason,
+            "breaker open for exp (rate_limit) until 10:01:00Z"
+        );
+        // The cheap model's breaker does not stop the expensive phase...
+        let cheap_open = breaker_report(
+            row(
+                "http://p/v1|cheap",
+                "openai",
+                "open",
+                "server_error",
+                now_ms + 60_000,
+            ),
+            now_ms,
+        );
+        assert!(!decide(0, std::slice::from_ref(&cheap_open), Some(&needs)).prep_only);
+        // ...unless what the phase needs is unknown.
+        assert!(decide(0, std::slice::from_ref(&cheap_open), None).prep_only);
+        // Out of credits: every model of the provider.
+        let broke = breaker_report(
+            row(
+                "http://p/v1|cheap",
+                "openai",
+                "open",
+                "payment_required",
+                now_ms + 60_000,
+            ),
+            now_ms,
+        );
+        assert_eq!(
+            decide(0, &[broke], Some(&needs)).reason,
+            "provider openai answered 402 (out of credits)"
+        );
+        // Past its open period a breaker is due for a probe: not blocking.
+        let due = breaker_report(
+            row(
+                "http://p/v1|exp",
+                "openai",
+                "open",
+                "rate_limit",
+                now_ms - 1,
+            ),
+            now_ms,
+        );
+        assert_eq!((due.state.as_str(), due.blocking), ("half_open", false));
+        assert!(!decide(0, &[due], Some(&needs)).prep_only);
+        // A probe in flight blocks.
+        let probing = breaker_report(
+            row(
+                "http://p/v1|exp",
+                "openai",
+                "half_open",
+                "rate_limit",
+                now_ms - 1,
+            ),
+            now_ms,
+        );
+        assert!(probing.blocking);
     }
 
     #[test]

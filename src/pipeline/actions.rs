@@ -322,6 +322,9 @@ impl Action for NormalizeJudge {
 
 /// `check_sections`: fail when `input.text` lacks any of `input.sections`
 /// or one of them is empty — an empty section must never reach a report.
+/// `input.text` is a string or a list of strings (joined; nulls skipped),
+/// and `input.what` names what is checked in the error message (default
+/// "the model's answer").
 struct CheckSections;
 
 #[async_trait]
@@ -331,7 +334,22 @@ impl Action for CheckSections {
         _ctx: &mut Map<String, Value>,
         args: &ActionArgs<'_>,
     ) -> Result<Option<Value>, ExecError> {
-        let body = input_text(args, "text");
+        let body = match args.input.get("text") {
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter(|p| !p.is_null())
+                .map(|p| match p {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            _ => input_text(args, "text"),
+        };
+        let what = match input_text(args, "what") {
+            w if w.trim().is_empty() => "the model's answer".to_string(),
+            w => w,
+        };
         let wanted: Vec<String> = args
             .input
             .get("sections")
@@ -346,7 +364,7 @@ impl Action for CheckSections {
         if body.trim().is_empty() {
             return Err(ExecError::new(
                 ErrorKind::EmptyResponse,
-                "the model returned no text",
+                format!("{what} has no text"),
             ));
         }
         let missing = report::missing_of(&body, &wanted);
@@ -355,13 +373,47 @@ impl Action for CheckSections {
         } else {
             Err(ExecError::new(
                 ErrorKind::EmptyResponse,
-                format!("missing or empty sections: {}", missing.join(", ")),
+                format!("{what}: missing or empty sections: {}", missing.join(", ")),
             ))
         }
     }
 }
 
+/// The model ids for the frontmatter: `input.models` when the state gives
+/// it, else `context.models`; a list of strings or one string, trimmed,
+/// without blanks or repeats, in the order given. Anything else is an
+/// `action_error` rather than a silently empty list.
+fn model_ids(ctx: &Map<String, Value>, args: &ActionArgs<'_>) -> Result<Vec<String>, ExecError> {
+    let given = match args.input.get("models") {
+        Some(v) if !v.is_null() => Some(v),
+        _ => ctx.get("models"),
+    };
+    let bad = |v: &Value| {
+        ExecError::new(
+            ErrorKind::ActionError,
+            format!("frontmatter: models must be a list of model ids, got {v}"),
+        )
+    };
+    let items: Vec<&str> = match given {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| bad(v)))
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(bad(v)),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for m in items.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        if !out.iter().any(|o| o == m) {
+            out.push(m.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// `frontmatter`: YAML frontmatter for the report into `context.frontmatter`.
+/// `models` (see [`model_ids`]) names the models that wrote the report.
 struct MakeFrontmatter;
 
 #[async_trait]
@@ -369,9 +421,10 @@ impl Action for MakeFrontmatter {
     async fn run(
         &self,
         ctx: &mut Map<String, Value>,
-        _args: &ActionArgs<'_>,
+        args: &ActionArgs<'_>,
     ) -> Result<Option<Value>, ExecError> {
         let id = need(ctx, "arxiv_id", "frontmatter")?;
+        let models = model_ids(ctx, args)?;
         let list = |k: &str| -> Vec<String> {
             ctx.get(k)
                 .and_then(Value::as_array)
@@ -387,7 +440,7 @@ impl Action for MakeFrontmatter {
             title: text(ctx, "title"),
             source_url: format!("https://arxiv.org/abs/{id}"),
             arxiv_id: id,
-            models: list("models"),
+            models,
             tags: list("tags"),
             domain_tags: list("domain_tags"),
             core_contribution: text(ctx, "core_contribution"),
@@ -398,6 +451,7 @@ impl Action for MakeFrontmatter {
             "frontmatter".into(),
             json!(report::render_frontmatter(&fm)?),
         );
+        ctx.insert("models".into(), json!(fm.models));
         Ok(None)
     }
 }
@@ -426,5 +480,104 @@ impl Action for SaveReport {
         .await??;
         ctx.insert("report_path".into(), json!(path.display().to_string()));
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::StateDef;
+    use std::path::Path;
+
+    async fn frontmatter(ctx: Value, input: Value) -> Result<Map<String, Value>, ExecError> {
+        let mut ctx = ctx.as_object().cloned().unwrap_or_default();
+        let state = StateDef::default();
+        let args = ActionArgs {
+            execution_id: "x",
+            state_name: "frontmatter",
+            state: &state,
+            input: input.as_object().cloned().unwrap_or_default(),
+            machine_dir: Path::new("."),
+        };
+        MakeFrontmatter.run(&mut ctx, &args).await?;
+        Ok(ctx)
+    }
+
+    fn models_of(ctx: &Map<String, Value>) -> Vec<String> {
+        let (fm, _) = report::split_frontmatter(ctx["frontmatter"].as_str().unwrap());
+        let fm: Frontmatter = serde_yaml::from_value(fm.unwrap()).unwrap();
+        assert_eq!(ctx["models"], json!(fm.models));
+        fm.models
+    }
+
+    async fn check(input: Value) -> Result<(), ExecError> {
+        let state = StateDef::default();
+        let args = ActionArgs {
+            execution_id: "x",
+            state_name: "check",
+            state: &state,
+            input: input.as_object().cloned().unwrap_or_default(),
+            machine_dir: Path::new("."),
+        };
+        CheckSections.run(&mut Map::new(), &args).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn check_sections_joins_lists_and_names_what_it_checked() {
+        let sections = json!(["A", "B"]);
+        check(
+            json!({"text": ["## A\n\nreal text\n", null, "## B\n\nmore\n"], "sections": sections}),
+        )
+        .await
+        .unwrap();
+        let err = check(json!({
+            "what": "wrap input",
+            "text": ["## A\n\nInsufficient context.\n", "## B\n\n   \n"],
+            "sections": sections,
+        }))
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::EmptyResponse);
+        assert_eq!(err.message, "wrap input: missing or empty sections: A, B");
+        let err = check(json!({"text": [null, "  "], "sections": sections}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.message, "the model's answer has no text");
+    }
+
+    #[tokio::test]
+    async fn frontmatter_lists_the_models_given() {
+        let ctx = json!({"arxiv_id": "2601.00101", "title": "T", "models": ["from-context"]});
+        let out = frontmatter(
+            ctx.clone(),
+            json!({"models": [" cheap/a ", "exp/b", "", "cheap/a"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(models_of(&out), ["cheap/a", "exp/b"]);
+        // No state input (or a null one): the context's list.
+        let out = frontmatter(ctx.clone(), json!({"models": null}))
+            .await
+            .unwrap();
+        assert_eq!(models_of(&out), ["from-context"]);
+        let out = frontmatter(json!({"arxiv_id": "1", "models": "one"}), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(models_of(&out), ["one"]);
+        let out = frontmatter(json!({"arxiv_id": "1"}), json!({}))
+            .await
+            .unwrap();
+        assert!(models_of(&out).is_empty());
+    }
+
+    #[tokio::test]
+    async fn frontmatter_refuses_models_that_are_not_ids() {
+        for bad in [json!([1, 2]), json!({"m": "x"}), json!(3)] {
+            let err = frontmatter(json!({"arxiv_id": "1"}), json!({"models": bad}))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::ActionError);
+            assert!(err.message.contains("models"), "{}", err.message);
+        }
     }
 }

@@ -3,8 +3,10 @@
 //! agent (one connection pool, one limiter, the spend ledger) and the
 //! pipeline's actions.
 
+use super::breaker::Breakers;
+use super::budget::{self, Budget};
 use super::config::Config;
-use super::gates::Gates;
+use super::gates::{Burst, Gates, PhaseModel};
 use super::phase::Phase;
 use super::scheduler::{RunMode, RunnerStats, Scheduler, SchedulerSettings};
 use super::task::{PhaseMachine, TaskEnv};
@@ -114,6 +116,26 @@ pub fn bundle_models(bundle: &Bundle) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// The models (limiter key and provider) every agent of a bundle calls:
+/// what the breakers gate.
+fn bundle_phase_models(bundle: &Bundle) -> Vec<PhaseModel> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for m in &bundle.machines {
+        for a in m.agents.values() {
+            if let Ok(p) = ModelProfile::from_config(&a.model) {
+                if seen.insert(p.limiter_key()) {
+                    out.push(PhaseModel {
+                        key: p.limiter_key(),
+                        provider: p.provider.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Model ids (as sent to the provider) of every agent in a bundle.
 fn bundle_model_ids(bundle: &Bundle) -> Vec<String> {
     let mut out = BTreeSet::new();
@@ -162,9 +184,36 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
             },
         );
     }
+    let breakers = Breakers::new(Some(store.clone()), cfg.breaker.clone())?;
+    let budget = match (cfg.budget.daily, cfg.budget.cheap, cfg.budget.expensive) {
+        (None, None, None) => None,
+        _ => Some(Budget::new(cfg.budget.clone()).map_err(|e| BuildError::Setup(e.to_string()))?),
+    };
+    let mut phase_models = HashMap::new();
+    let mut phase_calls = HashMap::new();
+    for (phase, m) in &machines {
+        phase_models.insert(*phase, bundle_phase_models(&m.bundle));
+        let calls = budget::worst_case_calls(&m.bundle, |p| cfg.budget.class_of(p).to_string());
+        phase_calls.insert(*phase, calls);
+    }
+    let burst = match &cfg.scheduler.prep_burst_cron {
+        Some(expr) => {
+            Some(Burst::parse(expr, cfg.scheduler.prep_burst_minutes).map_err(BuildError::Setup)?)
+        }
+        None => None,
+    };
+    let gates = Gates::new(
+        Some(breakers.clone()),
+        budget,
+        Some(store.clone()),
+        phase_models,
+        phase_calls,
+        burst,
+    );
     let agent: Arc<dyn Agent> = Arc::new(
         HttpAgent::new(Some(Ledger::new(store.clone())))
-            .map_err(|e| BuildError::Setup(e.message))?,
+            .map_err(|e| BuildError::Setup(e.message))?
+            .with_gate(Arc::new(breakers)),
     );
     let s = &cfg.scheduler;
     let env = Arc::new(TaskEnv {
@@ -196,9 +245,10 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         env,
         machines: machines.clone(),
         settings,
-        gates: Gates::default(),
+        gates,
         stats: Arc::new(Mutex::new(RunnerStats::default())),
         observer: None,
+        notifier: super::systemd::Notifier::disabled(),
     };
     Ok(Built {
         scheduler,

@@ -1,36 +1,269 @@
 //! What may be claimed right now: the mode (prep-only and why) and, per
 //! phase, whether the models it needs and the budget allow a claim.
+//!
+//! A phase is claimable only when none of its models has an open breaker,
+//! none of their providers answered 402, and its worst-case call count —
+//! plus the worst case of everything already in flight — fits in the budget
+//! left today. When the expensive phase is blocked for any of these reasons
+//! (or a prep-burst window is on), the runner is in prep-only mode and says
+//! why.
 
+use super::breaker::Breakers;
+use super::budget::{Budget, BudgetUsage, ClassCalls};
 use super::phase::Phase;
+use crate::store::Store;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
 
 /// The current mode, as shown in status and the systemd STATUS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModeView {
     pub prep_only: bool,
-    /// Why prep-only ("flag", "breaker open: …", "expensive budget spent", …); empty when normal.
+    /// Claim prep and nothing else (`--prep-only`, a prep burst). Otherwise
+    /// prep-only means only that the expensive phase is blocked: wrap, which
+    /// uses the cheap model, still finishes analysed papers.
+    pub only_prep: bool,
+    /// Why prep-only ("--prep-only", "breaker open: …", "expensive budget spent", …); empty when normal.
     pub reason: String,
+}
+
+/// A model a phase calls: (limiter key, provider).
+#[derive(Debug, Clone)]
+pub struct PhaseModel {
+    pub key: String,
+    pub provider: String,
+}
+
+/// An automatic prep-only window started by a cron schedule.
+pub struct Burst {
+    pub schedule: cron::Schedule,
+    pub window: Duration,
+}
+
+impl Burst {
+    pub fn parse(expr: &str, minutes: u64) -> Result<Burst, String> {
+        let schedule =
+            cron::Schedule::from_str(expr).map_err(|e| format!("prep_burst_cron '{expr}': {e}"))?;
+        Ok(Burst {
+            schedule,
+            window: Duration::from_secs(minutes.max(1) * 60),
+        })
+    }
+
+    /// The end of the window `now` is in, if any.
+    pub fn active_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let window = chrono::Duration::from_std(self.window).ok()?;
+        let start = self.schedule.after(&(now - window)).next()?;
+        (start <= now).then_some(start + window)
+    }
 }
 
 /// Claim gates of one runner.
 #[derive(Default)]
-pub struct Gates {}
+pub struct Gates {
+    pub breakers: Option<Breakers>,
+    pub budget: Option<Budget>,
+    pub store: Option<Store>,
+    pub phase_models: HashMap<Phase, Vec<PhaseModel>>,
+    pub phase_calls: HashMap<Phase, ClassCalls>,
+    pub burst: Option<Burst>,
+}
 
 impl Gates {
+    pub fn new(
+        breakers: Option<Breakers>,
+        budget: Option<Budget>,
+        store: Option<Store>,
+        phase_models: HashMap<Phase, Vec<PhaseModel>>,
+        phase_calls: HashMap<Phase, ClassCalls>,
+        burst: Option<Burst>,
+    ) -> Gates {
+        Gates {
+            breakers,
+            budget,
+            store,
+            phase_models,
+            phase_calls,
+            burst,
+        }
+    }
+
+    /// Today's usage, read from the ledger (never cached: a claim decided on
+    /// a stale count could overspend); None without a budget.
+    pub async fn usage(&self) -> Option<BudgetUsage> {
+        let budget = self.budget.clone()?;
+        let store = self.store.clone()?;
+        let u = tokio::task::spawn_blocking(move || budget.usage(&store, Utc::now()))
+            .await
+            .ok()?;
+        match u {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the budget; claiming nothing that needs it");
+                None
+            }
+        }
+    }
+
+    /// Why the models of `phase` cannot be used now, if they cannot.
+    fn model_block(&self, phase: Phase) -> Option<String> {
+        let breakers = self.breakers.as_ref()?;
+        let blocked = breakers.blocked_providers();
+        for m in self.phase_models.get(&phase).into_iter().flatten() {
+            if blocked.contains(&m.provider) {
+                return Some(format!(
+                    "provider {} answered 402 (out of credits)",
+                    m.provider
+                ));
+            }
+            if breakers.is_open(&m.key) {
+                let v = breakers.state(&m.key);
+                let until = v
+                    .open_until_ms
+                    .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    .map(|t| t.format(" until %H:%M:%SZ").to_string())
+                    .unwrap_or_default();
+                return Some(format!(
+                    "breaker open for {} ({}){until}",
+                    display_model(&m.key),
+                    v.reason.unwrap_or_else(|| "errors".into())
+                ));
+            }
+        }
+        None
+    }
+
+    /// Why the budget does not allow `phase` (given what is in flight).
+    fn budget_block(
+        &self,
+        usage: Option<&BudgetUsage>,
+        phase: Phase,
+        running: &HashMap<Phase, usize>,
+    ) -> Option<String> {
+        let budget = self.budget.as_ref()?;
+        let Some(usage) = usage else {
+            return Some("budget unreadable".into());
+        };
+        // What this phase may spend, plus what the phases in flight may still
+        // spend of the same classes (all classes under a total daily limit):
+        // claims never over-commit the budget.
+        let own = self.phase_calls.get(&phase).copied().unwrap_or_default();
+        let all = budget.config().daily.is_some();
+        let mut need = own;
+        for (p, n) in running {
+            let w = self.phase_calls.get(p).copied().unwrap_or_default();
+            if all || own.cheap > 0 {
+                need.cheap += w.cheap * *n as u64;
+            }
+            if all || own.expensive > 0 {
+                need.expensive += w.expensive * *n as u64;
+            }
+        }
+        if budget.fits(usage, &need) {
+            return None;
+        }
+        let class = if need.expensive > 0 {
+            "expensive"
+        } else {
+            "cheap"
+        };
+        Some(format!(
+            "{class} budget spent for today (resets {})",
+            usage.resets_at.format("%Y-%m-%d %H:%MZ")
+        ))
+    }
+
+    /// The mode: prep-only when asked, or when the expensive phase cannot be
+    /// claimed (breaker, 402, budget), or inside a prep-burst window.
     pub async fn mode(&self, prep_only_flag: bool) -> ModeView {
+        let prep_only = |reason: String| ModeView {
+            prep_only: true,
+            only_prep: false,
+            reason,
+        };
         if prep_only_flag {
             return ModeView {
                 prep_only: true,
+                only_prep: true,
                 reason: "--prep-only".into(),
             };
         }
+        if let Some(why) = self.model_block(Phase::Expensive) {
+            return prep_only(why);
+        }
+        let usage = self.usage().await;
+        if let Some(why) = self.budget_block(usage.as_ref(), Phase::Expensive, &HashMap::new()) {
+            return prep_only(why);
+        }
+        if let Some(b) = &self.burst {
+            if let Some(until) = b.active_until(Utc::now()) {
+                let cheap_left = usage
+                    .as_ref()
+                    .is_none_or(|u| u.remaining.cheap != Some(0) && u.remaining.daily != Some(0));
+                if cheap_left {
+                    return ModeView {
+                        prep_only: true,
+                        only_prep: true,
+                        reason: format!("prep burst until {}", until.format("%H:%MZ")),
+                    };
+                }
+            }
+        }
         ModeView {
             prep_only: false,
+            only_prep: false,
             reason: String::new(),
         }
     }
 
-    pub async fn phase_allowed(&self, _phase: Phase) -> bool {
+    /// Whether `phase` may be claimed now.
+    pub async fn phase_allowed(&self, phase: Phase, running: &HashMap<Phase, usize>) -> bool {
+        if let Some(why) = self.model_block(phase) {
+            tracing::debug!(%phase, %why, "not claiming");
+            return false;
+        }
+        if self.budget.is_some() {
+            let usage = self.usage().await;
+            if let Some(why) = self.budget_block(usage.as_ref(), phase, running) {
+                tracing::debug!(%phase, %why, "not claiming");
+                return false;
+            }
+        }
         true
+    }
+}
+
+/// `base_url|model` → `model` for messages.
+fn display_model(key: &str) -> &str {
+    key.rsplit_once('|').map_or(key, |(_, m)| m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn burst_window_follows_the_cron_schedule() {
+        let b = Burst::parse("0 0 23 * * *", 60).unwrap();
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).unwrap();
+        assert_eq!(b.active_until(at(22, 59)), None);
+        assert_eq!(
+            b.active_until(at(23, 0)),
+            Some(at(23, 0) + chrono::Duration::minutes(60))
+        );
+        assert!(b.active_until(at(23, 30)).is_some());
+        assert!(Burst::parse("not cron", 5).is_err());
+    }
+
+    #[tokio::test]
+    async fn no_gates_allow_everything() {
+        let g = Gates::default();
+        assert!(!g.mode(false).await.prep_only);
+        assert!(g.mode(true).await.prep_only);
+        assert!(g.phase_allowed(Phase::Expensive, &HashMap::new()).await);
     }
 }

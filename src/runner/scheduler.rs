@@ -8,6 +8,7 @@
 
 use super::gates::{Gates, ModeView};
 use super::phase::Phase;
+use super::systemd::Notifier;
 use super::task::{run_claim, PhaseMachine, TaskEnv, TaskOutcome, TaskReport};
 use crate::store::{now_ms, ClaimRequest, Reaped};
 use serde::Serialize;
@@ -76,6 +77,8 @@ pub struct Scheduler {
     pub gates: Gates,
     pub stats: Arc<Mutex<RunnerStats>>,
     pub observer: Option<Observer>,
+    /// systemd notifications (a no-op outside systemd).
+    pub notifier: Notifier,
 }
 
 /// What a run did.
@@ -106,12 +109,19 @@ impl Scheduler {
                 break;
             }
             if last_reap.is_none_or(|t| t.elapsed() >= self.settings.reap_interval) {
+                let first = last_reap.is_none();
                 last_reap = Some(Instant::now());
                 for r in self.reap().await {
                     summary.reaped += 1;
                     tracing::warn!(paper = %r.id, phase = %r.phase, owner = ?r.owner, outcome = ?r.outcome, "reaped an expired claim");
                 }
+                if first {
+                    // DB open, migrations applied, first reaper pass done.
+                    self.notifier.ready();
+                }
             }
+            // The watchdog is fed from this loop, so a stuck loop is noticed.
+            self.notifier.watchdog();
             let mode = self.gates.mode(self.settings.prep_only).await;
             if last_mode.as_ref() != Some(&mode) {
                 if mode.prep_only {
@@ -158,8 +168,15 @@ impl Scheduler {
             if tasks.is_empty() && !claimed_any && self.settings.mode != RunMode::Daemon {
                 break;
             }
+            if self.notifier.is_enabled() {
+                self.notifier
+                    .status(&self.status_line(&mode, tasks.len()).await);
+            }
             // Wait for a slot to free up, the next poll, or shutdown.
-            let poll = self.settings.poll_interval;
+            let mut poll = self.settings.poll_interval;
+            if let Some(w) = self.notifier.watchdog_interval() {
+                poll = poll.min(w);
+            }
             let idle_wait = tokio::time::sleep(if tasks.is_empty() {
                 poll
             } else {
@@ -176,6 +193,7 @@ impl Scheduler {
             }
         }
         // Drain.
+        self.notifier.stopping();
         if !tasks.is_empty() {
             tracing::info!(
                 in_flight = tasks.len(),
@@ -207,6 +225,27 @@ impl Scheduler {
             }
         }
         summary
+    }
+
+    /// One line for the systemd STATUS: counts, mode, in flight.
+    async fn status_line(&self, mode: &ModeView, in_flight: usize) -> String {
+        let store = self.env.store.clone();
+        let counts = tokio::task::spawn_blocking(move || store.status_counts())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let counts: Vec<String> = counts
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        let mode = if mode.prep_only {
+            format!("prep-only ({})", mode.reason)
+        } else {
+            "normal".to_string()
+        };
+        format!("{mode}; in flight {in_flight}; {}", counts.join(", "))
     }
 
     fn record(
@@ -282,7 +321,7 @@ impl Scheduler {
         }
         let mut out = Vec::new();
         for p in order {
-            if mode.prep_only && p != Phase::Prep {
+            if mode.only_prep && p != Phase::Prep {
                 continue;
             }
             if let Some(cap) = self.settings.phase_caps.get(&p) {
@@ -290,7 +329,7 @@ impl Scheduler {
                     continue;
                 }
             }
-            if !self.gates.phase_allowed(p).await {
+            if !self.gates.phase_allowed(p, running).await {
                 continue;
             }
             out.push(p);

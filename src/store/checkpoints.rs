@@ -72,8 +72,10 @@ pub struct PreparedSnapshot {
     blobs: Vec<(String, Vec<u8>)>,
     /// The encoded context, when this is a full checkpoint (becomes the new base).
     pub full_context: Option<Map<String, Value>>,
-    /// For the execution row on terminal events.
+    /// For the execution row on terminal events (encoded: blob references).
     output_json: Option<String>,
+    /// Blobs `output_json` references.
+    output_hashes: Vec<String>,
     error: Option<ExecError>,
     parent_id: Option<String>,
     machine_name: String,
@@ -136,8 +138,10 @@ pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
     let use_delta = base.is_some() && delta_size * 2 < full_size;
 
     let mut blobs_needed = if use_delta { changed_blobs } else { all_blobs };
+    let mut output_hashes = Vec::new();
     let output = snap.output.as_ref().map(|o| {
         let e = blobs::encode(o);
+        output_hashes = e.blobs.iter().map(|(h, _)| h.clone()).collect();
         add_blobs(&mut blobs_needed, e.blobs);
         e.value
     });
@@ -157,14 +161,19 @@ pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
         machine_name: snap.machine_name.clone(),
         context,
         delta,
-        output,
+        output: output.clone(),
         error: snap.error.clone(),
         totals: snap.totals,
     };
-    let output_json = match (snap.event, &snap.output) {
+    // The row keeps the encoded output: its large values are the blobs the
+    // snapshot stores anyway (referenced from machine_value_refs).
+    let output_json = match (snap.event, &output) {
         (Event::MachineEnd, Some(o)) => serde_json::to_string(o).ok(),
         _ => None,
     };
+    if output_json.is_none() {
+        output_hashes.clear();
+    }
     PreparedSnapshot {
         execution_id: snap.execution_id.clone(),
         event: snap.event,
@@ -176,6 +185,7 @@ pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
         blobs: blobs_needed,
         full_context,
         output_json,
+        output_hashes,
         error: snap.error.clone(),
         parent_id: snap.parent_id.clone(),
         machine_name: snap.machine_name.clone(),
@@ -242,8 +252,19 @@ impl Store {
         machine_index: usize,
         input: &Map<String, Value>,
     ) -> Result<(), StoreError> {
-        let input = serde_json::to_string(input).unwrap_or_else(|_| "{}".into());
+        let encoded = blobs::encode(&Value::Object(input.clone()));
+        let input = serde_json::to_string(&encoded.value).unwrap_or_else(|_| "{}".into());
+        let hashes: Vec<String> = encoded.blobs.iter().map(|(h, _)| h.clone()).collect();
         self.write("creating execution", |tx| {
+            {
+                let mut put = tx
+                    .prepare_cached("INSERT OR IGNORE INTO blobs(hash, size, data) VALUES (?1, ?2, ?3)")
+                    .map_err(|e| self.err("storing blob", e))?;
+                for (hash, data) in &encoded.blobs {
+                    put.execute(params![hash, data.len() as i64, data])
+                        .map_err(|e| self.err("storing blob", e))?;
+                }
+            }
             let n = tx
                 .execute(
                     "INSERT OR IGNORE INTO machine_executions(execution_id, root_id, parent_id, machine_name, machine_index, config_hash, input, status, created_at, updated_at)
@@ -254,20 +275,31 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::Invalid(format!("execution {id} already exists")));
             }
+            self.add_value_refs(tx, id, &hashes)?;
             Ok(())
         })
     }
 
     pub fn execution(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError> {
         let conn = self.conn()?;
-        conn.query_row(
-            "SELECT execution_id, root_id, parent_id, machine_name, machine_index, config_hash, status, output, error_kind, error_message, updated_at
-             FROM machine_executions WHERE execution_id = ?1",
-            [id],
-            row_to_execution,
-        )
-        .optional()
-        .map_err(|e| self.err("reading execution", e))
+        let row = conn
+            .query_row(
+                "SELECT execution_id, root_id, parent_id, machine_name, machine_index, config_hash, status, output, error_kind, error_message, updated_at
+                 FROM machine_executions WHERE execution_id = ?1",
+                [id],
+                row_to_execution,
+            )
+            .optional()
+            .map_err(|e| self.err("reading execution", e))?;
+        match row {
+            Some(mut r) => {
+                if let Some(o) = r.output.take() {
+                    r.output = Some(self.decode_row_value(&conn, id, o)?);
+                }
+                Ok(Some(r))
+            }
+            None => Ok(None),
+        }
     }
 
     /// The input a root execution was started with.
@@ -282,9 +314,13 @@ impl Store {
             .optional()
             .map_err(|e| self.err("reading execution input", e))?
             .flatten();
-        Ok(input
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v.as_object().cloned())
+        let Some(v) = input.and_then(|s| serde_json::from_str::<Value>(&s).ok()) else {
+            return Ok(Map::new());
+        };
+        Ok(self
+            .decode_row_value(&conn, id, v)?
+            .as_object()
+            .cloned()
             .unwrap_or_default())
     }
 
@@ -411,7 +447,60 @@ impl Store {
                 p.execution_id
             )));
         }
+        self.add_value_refs(tx, &p.execution_id, &p.output_hashes)?;
         Ok(id)
+    }
+
+    /// Record that an execution row's input/output references these blobs.
+    fn add_value_refs(
+        &self,
+        tx: &Transaction<'_>,
+        id: &str,
+        hashes: &[String],
+    ) -> Result<(), StoreError> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let mut st = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO machine_value_refs(execution_id, hash) VALUES (?1, ?2)",
+            )
+            .map_err(|e| self.err("referencing blob", e))?;
+        for h in hashes {
+            st.execute(params![id, h])
+                .map_err(|e| self.err("referencing blob", e))?;
+        }
+        Ok(())
+    }
+
+    /// Decode a stored input/output value of an execution row.
+    fn decode_row_value(
+        &self,
+        conn: &rusqlite::Connection,
+        id: &str,
+        v: Value,
+    ) -> Result<Value, StoreError> {
+        if !serde_json::to_string(&v).is_ok_and(|s| s.contains("\"$blob\"")) {
+            return Ok(v);
+        }
+        let mut st = conn
+            .prepare_cached(
+                "SELECT b.hash, b.data FROM machine_value_refs r JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = ?1",
+            )
+            .map_err(|e| self.err("reading blobs", e))?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| self.err("reading blobs", e))?;
+        let mut map = HashMap::new();
+        for r in rows {
+            let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
+            let value: Value = serde_json::from_slice(&data)
+                .map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
+            map.insert(h, value);
+        }
+        blobs::decode(v, &map).map_err(|e| StoreError::Invalid(format!("execution {id}: {e}")))
     }
 
     /// The latest snapshot of an execution. An execution whose checkpoints

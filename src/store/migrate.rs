@@ -25,6 +25,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_breakers",
         include_str!("../../migrations/0005_breakers.sql"),
     ),
+    (
+        "0006_value_refs",
+        include_str!("../../migrations/0006_value_refs.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -360,31 +360,6 @@ impl Store {
             .map_err(|e| self.err("reading ledger", e))
     }
 
-    /// Requests sent (ledger rows other than `reused`) at or after `since`,
-    /// per profile (None for rows without one).
-    pub fn requests_since_by_profile(
-        &self,
-        since: &str,
-    ) -> Result<Vec<(Option<String>, u64)>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(
-                "SELECT profile, COUNT(*) FROM llm_calls WHERE reserved_at >= ?1 AND status != 'reused'
-                 GROUP BY profile ORDER BY profile",
-            )
-            .map_err(|e| self.err("reading ledger", e))?;
-        let rows = st
-            .query_map([since], |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, i64>(1)?.max(0) as u64,
-                ))
-            })
-            .map_err(|e| self.err("reading ledger", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading ledger", e))
-    }
-
     /// Ledger totals per model over the whole ledger (the counters of
     /// `/metrics`; they only grow, as ledger rows are never pruned).
     pub fn llm_totals(&self) -> Result<Vec<LlmModelTotals>, StoreError> {

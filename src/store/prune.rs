@@ -81,7 +81,8 @@ impl Store {
         let blobs_removed = self.write("pruning blobs", |tx| {
             tx.execute(
                 "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)
-                   AND NOT EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.hash = blobs.hash)",
+                   AND NOT EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.hash = blobs.hash)
+                   AND NOT EXISTS (SELECT 1 FROM machine_value_refs r WHERE r.hash = blobs.hash)",
                 [],
             )
             .map(|n| n as u64)
