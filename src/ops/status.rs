@@ -427,6 +427,15 @@ fn mode_report(m: &ModeView, source: &str) -> ModeReport {
     }
 }
 
+/// Whole seconds for a person (`0s`, `42s`, `3m 05s`, …).
+fn human_secs(s: i64) -> String {
+    if s.abs() < 1 {
+        "0s".into()
+    } else {
+        human_duration_ms(s * 1000)
+    }
+}
+
 fn limit(v: Option<u64>) -> String {
     v.map_or_else(|| "-".to_string(), |n| n.to_string())
 }
@@ -478,7 +487,7 @@ pub fn render_human(r: &StatusReport) -> String {
         Some(p) => {
             let age = p
                 .age_secs
-                .map(|s| format!(" (waiting {})", human_duration_ms(s * 1000)))
+                .map(|s| format!(" (waiting {})", human_secs(s)))
                 .unwrap_or_default();
             let _ = writeln!(
                 o,
@@ -505,9 +514,7 @@ pub fn render_human(r: &StatusReport) -> String {
             if f.children_running > 0 {
                 state = format!("{state} +{}", f.children_running);
             }
-            let age = f
-                .age_secs
-                .map_or_else(|| "-".into(), |s| human_duration_ms(s * 1000));
+            let age = f.age_secs.map_or_else(|| "-".into(), human_secs);
             let mut owner = f.owner.clone().unwrap_or_else(|| "-".into());
             if f.lease_expires_in_secs.is_some_and(|s| s < 0) {
                 owner = format!("{owner} (expired)");
@@ -565,7 +572,7 @@ pub fn render_human(r: &StatusReport) -> String {
         for br in &r.breakers {
             let mut detail = String::new();
             if let (Some(s), "open") = (br.open_for_secs, br.state.as_str()) {
-                detail.push_str(&format!("for {}", human_duration_ms(s * 1000)));
+                detail.push_str(&format!("for {}", human_secs(s)));
             }
             if let Some(reason) = &br.reason {
                 if !detail.is_empty() {
