@@ -6,6 +6,7 @@ pub mod durable;
 pub mod engine;
 pub mod expr;
 pub mod llm;
+pub mod ops;
 pub mod pipeline;
 pub mod runner;
 pub mod spec;

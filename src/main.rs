@@ -7,6 +7,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.log_level.as_deref());
+    let format = cli::LogFormat::choose(args.log_format, args.config.as_deref());
+    cli::init_logging(args.log_level.as_deref(), format);
     cli::dispatch(args)
 }

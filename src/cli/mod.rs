@@ -8,12 +8,23 @@ mod durable;
 mod extract;
 mod machine;
 mod mock_llm;
+mod papers;
+pub mod progress;
 mod prune;
 mod run;
+mod show;
+mod status;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use paper_runner::ops::metrics::Metrics;
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+use tracing_subscriber::filter::{filter_fn, FilterExt as _};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,6 +36,13 @@ pub struct Cli {
     /// Log filter when RUST_LOG is not set (e.g. "info", "paper_runner=debug").
     #[arg(long, global = true)]
     pub log_level: Option<String>,
+    /// Log lines as human-readable text or one JSON object per line
+    /// (default: the config's ops.log_format, else human).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// No progress bars (they are off anyway when stderr is not a terminal).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
     /// Config file (default: $RUNNER_CONFIG, else ./config.toml if present).
     #[arg(long, global = true)]
     pub config: Option<std::path::PathBuf>,
@@ -55,19 +73,109 @@ pub enum Command {
     Bench(bench::BenchCmd),
     /// Run a mock OpenAI-compatible provider (tests and demo)
     MockLlm(mock_llm::MockLlmArgs),
+    /// Show the queue: counts, in-flight work, budget, breakers, mode.
+    Status(status::StatusArgs),
+    /// Show one paper's timeline: phases, states, LLM calls, errors.
+    Show(show::ShowArgs),
+    /// Put failed or cancelled papers back in the queue.
+    Retry(papers::RetryArgs),
+    /// Stop claiming papers; a running phase is given back.
+    Cancel(papers::CancelArgs),
+    /// Drive one paper's remaining phases now, in the foreground.
+    Resume(papers::ResumeArgs),
 }
 
-/// Logs go to stderr (stdout carries results); quiet unless asked.
-pub fn init_logging(level: Option<&str>) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl LogFormat {
+    /// The flag, else the config file's `ops.log_format`, else human.
+    pub fn choose(flag: Option<LogFormat>, config: Option<&std::path::Path>) -> LogFormat {
+        if let Some(f) = flag {
+            return f;
+        }
+        match config_file(config).map(|c| c.ops.log_format) {
+            Ok(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+            _ => LogFormat::Human,
+        }
+    }
+}
+
+/// Writes each formatted log line to stderr, hiding progress bars while
+/// it does.
+struct LogWriter;
+
+struct LogLine;
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        progress::suspend_bars(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine
+    }
+}
+
+/// The metrics registry `init_logging` installed.
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// The registry of the metrics layer (for the ops HTTP endpoint). A fresh,
+/// unattached one when logging was not initialised.
+#[allow(dead_code)] // for run.rs, which serves `ops.listen`
+pub fn metrics() -> Metrics {
+    METRICS.get().cloned().unwrap_or_default()
+}
+
+/// Logs go to stderr (stdout carries results); quiet unless asked
+/// (`warn`; `--log-level` or `RUST_LOG` change it). Also installs the ops
+/// metrics layer, which has its own filter and so counts state transitions
+/// whatever the log level; its registry is returned (and kept for
+/// [`metrics`]).
+pub fn init_logging(level: Option<&str>, format: LogFormat) -> Metrics {
+    let metrics = METRICS.get_or_init(Metrics::new).clone();
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
         _ => EnvFilter::new(level.unwrap_or("warn")),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    // This crate's spans always reach the formatter (they print nothing by
+    // themselves), so every line inside an execution names its execution,
+    // paper, machine and state even when only warnings pass the filter.
+    let context = filter_fn(|m| m.is_span() && m.target().starts_with("paper_runner"));
+    let filter = filter.or(context);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(LogWriter)
+        .with_target(false);
+    let fmt = match format {
+        LogFormat::Human => fmt
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(metrics.layer())
         .try_init();
+    metrics
 }
 
 /// The runner configuration: the file (explicit, `$RUNNER_CONFIG`, or
@@ -83,6 +191,7 @@ pub fn config_file(
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
+    progress::set_disabled(cli.no_progress);
     let Some(command) = cli.command else {
         return run::run(cli.config, cli.run);
     };
@@ -99,5 +208,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Extract(a) => extract::run(a),
         Command::Bench(cmd) => bench::run(cmd),
         Command::MockLlm(a) => mock_llm::run(a),
+        Command::Status(a) => status::run(cli.config, a),
+        Command::Show(a) => show::run(cli.config, a),
+        Command::Retry(a) => papers::retry(cli.config, a),
+        Command::Cancel(a) => papers::cancel(cli.config, a),
+        Command::Resume(a) => papers::resume(cli.config, a),
     }
 }

@@ -12,6 +12,7 @@ use crate::spec::StateDef;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The reference's default retry backoffs, in seconds.
 pub const DEFAULT_BACKOFFS: [f64; 4] = [2.0, 8.0, 16.0, 35.0];
@@ -165,7 +166,7 @@ impl Run {
             req.call_key = self.call_key(&req.state, sample, 1);
             req.sample = sample;
             let agent = Arc::clone(&self.shared.agent);
-            set.spawn(async move { (sample, agent.call(req).await) });
+            set.spawn(async move { (sample, agent.call(req).await) }.in_current_span());
         }
         let mut results: Vec<(u32, Result<AgentResult, ExecError>)> = Vec::new();
         while let Some(joined) = set.join_next().await {

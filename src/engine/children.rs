@@ -15,6 +15,7 @@ use crate::spec::StateDef;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// One child to run.
 struct ChildSpec {
@@ -192,7 +193,10 @@ impl Run {
                 }
             };
             Ok(execute(shared, machine, id, Some(parent), start).await)
-        })
+        }
+        // Children run on their own tasks: carry the parent's state span
+        // over so their log lines keep the paper and parent context.
+        .in_current_span())
     }
 
     async fn run_settled(

@@ -129,7 +129,24 @@ pub(crate) fn execute(
     start: Start,
 ) -> BoxFuture<Finished> {
     let name = shared.bundle.machines[m].name.clone();
-    let span = tracing::info_span!("execution", execution_id = %id, machine = %name);
+    // Every log line inside an execution carries its id, machine and (for
+    // paper pipelines) the arXiv id, so one paper's lines can be grepped out
+    // of a daemon's log; the metrics layer reads `machine` from this span.
+    let arxiv_id = match &start {
+        Start::Fresh(input) => input.get("arxiv_id"),
+        Start::From(snap) => snap.context.get("arxiv_id"),
+    }
+    .and_then(Value::as_str)
+    .map(str::to_string);
+    let span = tracing::info_span!(
+        "execution",
+        execution_id = %id,
+        machine = %name,
+        arxiv_id = tracing::field::Empty
+    );
+    if let Some(a) = &arxiv_id {
+        span.record("arxiv_id", a.as_str());
+    }
     Box::pin(
         async move {
             let mut run = Run {
@@ -276,25 +293,44 @@ impl Run {
         }
     }
 
-    /// Run one state and checkpoint its exit.
+    /// Run one state and checkpoint its exit, inside a `state` span (so
+    /// every log line of the state, its agent calls and its children names
+    /// the state).
     async fn step_state(&mut self, name: &str) -> Result<Cursor, ExecError> {
+        let span = tracing::debug_span!("state", state = %name, step = self.step);
+        self.step_state_in(name).instrument(span).await
+    }
+
+    /// The body of [`Run::step_state`]. Emits `state_enter`, `state_exit`
+    /// (with `duration_s` and `outcome`) and `transition` events, which the
+    /// ops metrics layer counts.
+    async fn step_state_in(&mut self, name: &str) -> Result<Cursor, ExecError> {
         let Some(state) = self.def().states.get(name).cloned() else {
             return Ok(Cursor::Failed(ExecError::new(
                 ErrorKind::NoTransition,
                 format!("unknown state '{name}'"),
             )));
         };
-        let span = tracing::debug_span!("state", state = %name, step = self.step);
+        let started = std::time::Instant::now();
+        let exited = |outcome: &str| {
+            tracing::debug!(
+                event = "state_exit",
+                duration_s = started.elapsed().as_secs_f64(),
+                outcome,
+                "exit"
+            );
+        };
         self.inject_machine(Some(name));
         self.checkpoint(Event::StateEnter, Some(name), None, None, None)
             .await?;
-        tracing::debug!(parent: &span, event = "state_enter", "enter");
-        let outcome = self.run_state(name, &state).instrument(span.clone()).await;
+        tracing::debug!(event = "state_enter", "enter");
+        let outcome = self.run_state(name, &state).await;
         let outcome = outcome.and_then(|out| Ok((self.next_state(name, &state)?, out)));
         match outcome {
             Ok((None, out)) => {
                 self.checkpoint(Event::StateExit, Some(name), None, Some(&out), None)
                     .await?;
+                exited("ok");
                 self.checkpoint(Event::MachineEnd, None, None, Some(&out), None)
                     .await?;
                 tracing::info!(event = "machine_end", state = name, "machine finished");
@@ -303,12 +339,13 @@ impl Run {
             Ok((Some(next), _)) => {
                 self.checkpoint(Event::StateExit, Some(name), Some(&next), None, None)
                     .await?;
-                tracing::debug!(parent: &span, event = "transition", to = %next, "transition");
+                exited("ok");
+                tracing::debug!(event = "transition", to = %next, "transition");
                 Ok(Cursor::Run(next))
             }
             Err(e) if e.kind == ErrorKind::Interrupted => Err(e),
             Err(e) => {
-                tracing::info!(parent: &span, event = "error", kind = %e.kind, error = %e.message, "state failed");
+                tracing::info!(event = "error", kind = %e.kind, error = %e.message, "state failed");
                 self.set_last_error(&e);
                 match self.route(name, &e) {
                     Some(target) => {
@@ -320,13 +357,17 @@ impl Run {
                             Some(&e),
                         )
                         .await?;
-                        tracing::debug!(parent: &span, event = "transition", to = %target, on_error = true, "on_error");
+                        exited("error");
+                        tracing::debug!(event = "transition", to = %target, on_error = true, "on_error");
                         Ok(Cursor::Run(target))
                     }
-                    None => Ok(Cursor::Failed(ExecError {
-                        message: format!("state '{name}': {}", e.message),
-                        ..e
-                    })),
+                    None => {
+                        exited("failed");
+                        Ok(Cursor::Failed(ExecError {
+                            message: format!("state '{name}': {}", e.message),
+                            ..e
+                        }))
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ pub mod gates;
 pub mod ingest;
 pub mod phase;
 pub mod scheduler;
+pub mod single;
 pub mod systemd;
 pub mod task;
 

@@ -8,6 +8,7 @@ mod db;
 mod error;
 mod leases;
 pub mod migrate;
+pub mod ops;
 pub mod phase;
 mod prune;
 mod queue;

@@ -1,0 +1,778 @@
+//! `runner status` and `/status`: one [`StatusReport`] built from the
+//! database (and, inside a running daemon, its live [`RunnerStats`]).
+//!
+//! Without a daemon the mode is derived from what the database says — the
+//! budget left and open breakers — which is what a daemon started now would
+//! decide; a running daemon passes its own [`ModeView`] instead.
+
+use super::{fit, fmt_ts, human_duration_ms, parse_ts, OpsError};
+use crate::llm::ModelProfile;
+use crate::runner::budget::{self, Budget, BudgetUsage, ClassCalls};
+use crate::runner::build;
+use crate::runner::config::Config;
+use crate::runner::gates::{Burst, ModeView};
+use crate::runner::scheduler::RunnerStats;
+use crate::store::ops::{BreakerRow, WorkingRow};
+use crate::store::{Phase, Store};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Everything `runner status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub generated_at: String,
+    pub db: String,
+    pub total: u64,
+    /// Papers per status, every status present, in flow order.
+    pub counts: IndexMap<String, u64>,
+    /// Papers claimable now per phase (not waiting for a retry delay or
+    /// cancelled; budget and breakers not applied).
+    pub claimable: IndexMap<String, u64>,
+    pub in_flight: Vec<InFlightPaper>,
+    pub budget: BudgetReport,
+    pub breakers: Vec<BreakerReport>,
+    pub mode: ModeReport,
+    pub done_last_hour: u64,
+    pub done_last_day: u64,
+    pub oldest_pending: Option<PendingReport>,
+    /// The live view of the daemon serving this report (only from `/status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerStats>,
+}
+
+/// A paper whose phase is being worked on.
+#[derive(Debug, Clone, Serialize)]
+pub struct InFlightPaper {
+    pub id: String,
+    pub arxiv_id: String,
+    pub status: String,
+    pub phase: String,
+    pub attempt: u32,
+    pub owner: Option<String>,
+    pub phase_execution: Option<String>,
+    /// The phase machine's current state, from its latest checkpoint: the
+    /// state entered, or the next state after an exit (None before the
+    /// first checkpoint).
+    pub state: Option<String>,
+    /// The event of that checkpoint (state_enter, state_exit, …).
+    pub checkpoint_event: Option<String>,
+    pub children_running: u64,
+    pub started_at: Option<String>,
+    pub age_secs: Option<i64>,
+    /// Seconds until the claim expires (negative: expired, the reaper will
+    /// roll it back).
+    pub lease_expires_in_secs: Option<i64>,
+}
+
+/// Requests used and left in the current budget day.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BudgetReport {
+    pub day_started_at: String,
+    pub resets_at: String,
+    /// cheap, expensive.
+    pub classes: Vec<BudgetClass>,
+    pub total: BudgetClass,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BudgetClass {
+    pub class: String,
+    pub used: u64,
+    /// None: unlimited.
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+}
+
+impl BudgetClass {
+    fn new(class: &str, used: u64, limit: Option<u64>) -> BudgetClass {
+        BudgetClass {
+            class: class.into(),
+            used,
+            limit,
+            remaining: limit.map(|l| l.saturating_sub(used)),
+        }
+    }
+
+    pub fn spent(&self) -> bool {
+        self.remaining == Some(0)
+    }
+}
+
+/// A model's breaker.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BreakerReport {
+    /// The breaker's key: the limiter key `base_url|model`.
+    pub key: String,
+    /// The model id (the key without its base URL).
+    pub model: String,
+    pub provider: String,
+    /// Effective now: `open` while its open period runs; `half_open` while
+    /// a probe is in flight or, the period over, the next call probes;
+    /// else `closed`.
+    pub state: String,
+    /// Whether work needing this model is not claimed now (open, or a
+    /// probe in flight).
+    pub blocking: bool,
+    pub stored_state: String,
+    pub reason: Option<String>,
+    pub open_until: Option<String>,
+    pub open_for_secs: Option<i64>,
+    pub open_count: u32,
+}
+
+/// Normal or prep-only, and why.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ModeReport {
+    /// "normal" or "prep-only".
+    pub mode: String,
+    pub prep_only: bool,
+    /// Prep and nothing else (`--prep-only`, a prep burst); otherwise a
+    /// prep-only runner still wraps analysed papers.
+    pub only_prep: bool,
+    pub reason: String,
+    /// "runner" (a running daemon's own view) or "derived" (from the
+    /// database: budget and breakers).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingReport {
+    pub id: String,
+    pub arxiv_id: String,
+    pub since: String,
+    pub age_secs: Option<i64>,
+}
+
+/// Build the report. `live`: the stats of the daemon serving `/status`
+/// (its mode wins over the derived one).
+pub fn status_report(
+    store: &Store,
+    cfg: &Config,
+    live: Option<&RunnerStats>,
+    now: DateTime<Utc>,
+) -> Result<StatusReport, OpsError> {
+    let now_ms = now.timestamp_millis();
+    let counts: IndexMap<String, u64> = store.status_counts()?.into_iter().collect();
+    let claimable = store
+        .claimable_counts(now_ms)?
+        .into_iter()
+        .map(|(p, n)| (p.name().to_string(), n))
+        .collect();
+    let in_flight = store
+        .working_papers()?
+        .into_iter()
+        .map(|w| in_flight(w, now))
+        .collect();
+    let budget_rules =
+        Budget::new(cfg.budget.clone()).map_err(|e| OpsError::Config(e.to_string()))?;
+    let usage = budget_rules.usage(store, now)?;
+    let budget = budget_report(&usage);
+    let breakers: Vec<BreakerReport> = store
+        .breakers()?
+        .into_iter()
+        .map(|b| breaker_report(b, now_ms))
+        .collect();
+    let mode = match live.and_then(|s| s.mode.as_ref()) {
+        Some(m) => mode_report(m, "runner"),
+        None => {
+            let needs = expensive_needs(cfg);
+            let burst = cfg
+                .scheduler
+                .prep_burst_cron
+                .as_deref()
+                .and_then(|c| Burst::parse(c, cfg.scheduler.prep_burst_minutes).ok());
+            let view = derive_mode(&ModeInputs {
+                needs: needs.as_ref(),
+                budget: &budget_rules,
+                usage: &usage,
+                breakers: &breakers,
+                burst: burst.as_ref(),
+                now,
+            });
+            mode_report(&view, "derived")
+        }
+    };
+    let done_since =
+        |d: ChronoDuration| store.count_events_since("finished", Phase::Wrap, &fmt_ts(now - d));
+    let oldest_pending = store.oldest_pending()?.map(|p| PendingReport {
+        age_secs: parse_ts(&p.created_at).map(|t| (now - t).num_seconds()),
+        id: p.id,
+        arxiv_id: p.arxiv_id,
+        since: p.created_at,
+    });
+    Ok(StatusReport {
+        generated_at: fmt_ts(now),
+        db: store.path().display().to_string(),
+        total: counts.values().sum(),
+        counts,
+        claimable,
+        in_flight,
+        budget,
+        breakers,
+        mode,
+        done_last_hour: done_since(ChronoDuration::hours(1))?,
+        done_last_day: done_since(ChronoDuration::days(1))?,
+        oldest_pending,
+        runner: live.cloned(),
+    })
+}
+
+fn in_flight(w: WorkingRow, now: DateTime<Utc>) -> InFlightPaper {
+    let phase = Phase::of_working_status(&w.status)
+        .map(|p| p.name().to_string())
+        .unwrap_or_default();
+    let state = match w.checkpoint_event.as_deref() {
+        Some("state_enter") => w.checkpoint_state.clone(),
+        Some(_) => w
+            .checkpoint_next_state
+            .clone()
+            .or(w.checkpoint_state.clone()),
+        None => None,
+    };
+    InFlightPaper {
+        age_secs: w
+            .phase_started_at
+            .as_deref()
+            .and_then(parse_ts)
+            .map(|t| (now - t).num_seconds()),
+        lease_expires_in_secs: w
+            .lease_until_ms
+            .map(|u| (u - now.timestamp_millis()).div_euclid(1000)),
+        id: w.id,
+        arxiv_id: w.arxiv_id,
+        status: w.status,
+        phase,
+        attempt: w.attempt,
+        owner: w.owner_id,
+        phase_execution: w.phase_execution,
+        state,
+        checkpoint_event: w.checkpoint_event,
+        children_running: w.children_running,
+        started_at: w.phase_started_at,
+    }
+}
+
+/// The report's view of today's usage (from `runner::budget`, the same
+/// count the scheduler's claim gates use).
+pub fn budget_report(u: &BudgetUsage) -> BudgetReport {
+    BudgetReport {
+        day_started_at: fmt_ts(u.day_started_at),
+        resets_at: fmt_ts(u.resets_at),
+        classes: vec![
+            BudgetClass::new("cheap", u.used.cheap, u.limits.cheap),
+            BudgetClass::new("expensive", u.used.expensive, u.limits.expensive),
+        ],
+        total: BudgetClass::new("total", u.total, u.limits.daily),
+    }
+}
+
+/// `base_url|model` → `model`.
+fn display_model(key: &str) -> &str {
+    key.rsplit_once('|').map_or(key, |(_, m)| m)
+}
+
+fn breaker_report(b: BreakerRow, now_ms: i64) -> BreakerReport {
+    let open_ahead = b.open_until_ms.filter(|u| *u > now_ms);
+    let (state, blocking) = match (b.state.as_str(), open_ahead) {
+        ("open", Some(_)) => ("open", true),
+        ("open", None) => ("half_open", false),
+        ("half_open", _) => ("half_open", true),
+        _ => ("closed", false),
+    };
+    BreakerReport {
+        open_until: b
+            .open_until_ms
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .map(fmt_ts),
+        open_for_secs: open_ahead.map(|u| (u - now_ms + 999) / 1000),
+        model: display_model(&b.model).to_string(),
+        key: b.model,
+        provider: b.provider,
+        state: state.into(),
+        blocking,
+        stored_state: b.state,
+        reason: b.reason,
+        open_count: b.open_count,
+    }
+}
+
+/// What the expensive phase needs: the models it calls (limiter key,
+/// provider) and its worst-case calls per class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseNeeds {
+    pub models: Vec<(String, String)>,
+    pub calls: ClassCalls,
+}
+
+/// [`PhaseNeeds`] of the expensive phase from its machine file; None when
+/// the machines cannot be loaded here (then every breaker counts).
+pub fn expensive_needs(cfg: &Config) -> Option<PhaseNeeds> {
+    if !build::has_machines(&cfg.machines_dir) {
+        return None;
+    }
+    let actions = build::pipeline_actions(cfg).ok()?;
+    let bundle = build::load_machine(cfg, Phase::Expensive, &actions).ok()?;
+    let mut models: Vec<(String, String)> = Vec::new();
+    for m in &bundle.machines {
+        for a in m.agents.values() {
+            if let Ok(p) = ModelProfile::from_config(&a.model) {
+                let entry = (p.limiter_key(), p.provider.clone());
+                if !models.contains(&entry) {
+                    models.push(entry);
+                }
+            }
+        }
+    }
+    let calls = budget::worst_case_calls(&bundle, |p| cfg.budget.class_of(p).to_string());
+    Some(PhaseNeeds { models, calls })
+}
+
+/// What [`derive_mode`] decides from.
+pub struct ModeInputs<'a> {
+    /// None: unknown (the machines could not be loaded).
+    pub needs: Option<&'a PhaseNeeds>,
+    pub budget: &'a Budget,
+    pub usage: &'a BudgetUsage,
+    pub breakers: &'a [BreakerReport],
+    pub burst: Option<&'a Burst>,
+    pub now: DateTime<Utc>,
+}
+
+/// What a daemon started now would decide (the rules of
+/// `runner::gates::Gates::mode`, read from the database instead of a live
+/// runner): prep-only when the expensive phase's models are blocked (open
+/// breaker, provider out of credits), when its worst case does not fit the
+/// budget left, or inside a prep-burst window.
+pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
+    let prep_only = |reason: String| ModeView {
+        prep_only: true,
+        only_prep: false,
+        reason,
+    };
+    let needed = |b: &BreakerReport| {
+        i.needs
+            .is_none_or(|n| n.models.iter().any(|(key, _)| *key == b.key))
+    };
+    let provider_needed = |p: &str| {
+        i.needs
+            .is_none_or(|n| n.models.iter().any(|(_, prov)| prov == p))
+    };
+    let payment = crate::engine::ErrorKind::PaymentRequired.as_str();
+    if let Some(b) = i.breakers.iter().find(|b| {
+        b.blocking && b.reason.as_deref() == Some(payment) && provider_needed(&b.provider)
+    }) {
+        return prep_only(format!(
+            "provider {} answered 402 (out of credits)",
+            b.provider
+        ));
+    }
+    if let Some(b) = i.breakers.iter().find(|b| b.blocking && needed(b)) {
+        let until = b
+            .open_until
+            .as_deref()
+            .and_then(parse_ts)
+            .filter(|_| b.state == "open")
+            .map(|t| t.format(" until %H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        return prep_only(format!(
+            "breaker open for {} ({}){until}",
+            b.model,
+            b.reason.as_deref().unwrap_or("errors")
+        ));
+    }
+    let need = i.needs.map_or(
+        ClassCalls {
+            cheap: 0,
+            expensive: 1,
+        },
+        |n| n.calls,
+    );
+    if !i.budget.fits(i.usage, &need) {
+        let class = if need.expensive > 0 {
+            "expensive"
+        } else {
+            "cheap"
+        };
+        return prep_only(format!(
+            "{class} budget spent for today (resets {})",
+            i.usage.resets_at.format("%Y-%m-%d %H:%MZ")
+        ));
+    }
+    if let Some(until) = i.burst.and_then(|b| b.active_until(i.now)) {
+        let r = i.usage.remaining;
+        if r.cheap != Some(0) && r.daily != Some(0) {
+            return ModeView {
+                prep_only: true,
+                only_prep: true,
+                reason: format!("prep burst until {}", until.format("%H:%MZ")),
+            };
+        }
+    }
+    ModeView {
+        prep_only: false,
+        only_prep: false,
+        reason: String::new(),
+    }
+}
+
+fn mode_report(m: &ModeView, source: &str) -> ModeReport {
+    ModeReport {
+        mode: if m.prep_only { "prep-only" } else { "normal" }.into(),
+        prep_only: m.prep_only,
+        only_prep: m.only_prep,
+        reason: m.reason.clone(),
+        source: source.into(),
+    }
+}
+
+/// Whole seconds for a person (`0s`, `42s`, `3m 05s`, …).
+fn human_secs(s: i64) -> String {
+    if s.abs() < 1 {
+        "0s".into()
+    } else {
+        human_duration_ms(s * 1000)
+    }
+}
+
+fn limit(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+/// `YYYY-MM-DD HH:MM` of a stored timestamp (the text itself if it does not parse).
+fn short_time(ts: &str) -> String {
+    parse_ts(ts).map_or_else(
+        || ts.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
+/// The report for a terminal: every line at most 80 columns.
+pub fn render_human(r: &StatusReport) -> String {
+    let mut o = String::new();
+    let when = parse_ts(&r.generated_at).map_or_else(
+        || r.generated_at.clone(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    );
+    let _ = writeln!(o, "{}", fit(&format!("{when}  {}", r.db), 80));
+    let mode = if r.mode.reason.is_empty() {
+        r.mode.mode.clone()
+    } else {
+        format!("{} ({})", r.mode.mode, r.mode.reason)
+    };
+    let _ = writeln!(o, "{}", fit(&format!("mode: {mode}"), 80));
+    let _ = writeln!(o);
+    let _ = writeln!(o, "papers: {}", r.total);
+    let cells: Vec<String> = r
+        .counts
+        .iter()
+        .map(|(s, n)| format!("{s:<10}{n:>7}"))
+        .collect();
+    for row in cells.chunks(4) {
+        let _ = writeln!(o, "  {}", row.join("  ").trim_end());
+    }
+    let claimable: Vec<String> = r
+        .claimable
+        .iter()
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect();
+    let _ = writeln!(o, "claimable now: {}", claimable.join(", "));
+    let _ = writeln!(
+        o,
+        "done: {} in the last hour, {} in the last day",
+        r.done_last_hour, r.done_last_day
+    );
+    match &r.oldest_pending {
+        Some(p) => {
+            let age = p
+                .age_secs
+                .map(|s| format!(" (waiting {})", human_secs(s)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "{}",
+                fit(&format!("oldest pending: {}{age}", p.arxiv_id), 80)
+            );
+        }
+        None => {
+            let _ = writeln!(o, "oldest pending: none");
+        }
+    }
+    let _ = writeln!(o);
+    if r.in_flight.is_empty() {
+        let _ = writeln!(o, "in flight: none");
+    } else {
+        let _ = writeln!(o, "in flight: {}", r.in_flight.len());
+        let _ = writeln!(
+            o,
+            "  {:<16} {:<9} {:>3} {:<20} {:>7} OWNER",
+            "PAPER", "PHASE", "ATT", "STATE", "AGE"
+        );
+        for f in &r.in_flight {
+            let mut state = f.state.clone().unwrap_or_else(|| "-".into());
+            if f.children_running > 0 {
+                state = format!("{state} +{}", f.children_running);
+            }
+            let age = f.age_secs.map_or_else(|| "-".into(), human_secs);
+            let mut owner = f.owner.clone().unwrap_or_else(|| "-".into());
+            if f.lease_expires_in_secs.is_some_and(|s| s < 0) {
+                owner = format!("{owner} (expired)");
+            }
+            let line = format!(
+                "  {:<16} {:<9} {:>3} {:<20} {:>7} {}",
+                fit(&f.arxiv_id, 16),
+                f.phase,
+                f.attempt,
+                fit(&state, 20),
+                age,
+                owner
+            );
+            let _ = writeln!(o, "{}", fit(&line, 80));
+        }
+    }
+    let _ = writeln!(o);
+    let b = &r.budget;
+    let resets = parse_ts(&b.resets_at)
+        .zip(parse_ts(&r.generated_at))
+        .map(|(reset, now)| human_duration_ms((reset - now).num_milliseconds()))
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "{}",
+        fit(
+            &format!(
+                "budget (requests since {} UTC, resets in {resets})",
+                short_time(&b.day_started_at)
+            ),
+            80
+        )
+    );
+    let _ = writeln!(
+        o,
+        "  {:<10} {:>8} {:>8} {:>8}",
+        "CLASS", "USED", "LIMIT", "LEFT"
+    );
+    for c in b.classes.iter().chain(std::iter::once(&b.total)) {
+        let _ = writeln!(
+            o,
+            "  {:<10} {:>8} {:>8} {:>8}",
+            c.class,
+            c.used,
+            limit(c.limit),
+            limit(c.remaining)
+        );
+    }
+    let _ = writeln!(o);
+    if r.breakers.is_empty() {
+        let _ = writeln!(o, "breakers: none recorded (all closed)");
+    } else {
+        let _ = writeln!(o, "breakers:");
+        let _ = writeln!(o, "  {:<36} {:<9} UNTIL / REASON", "MODEL", "STATE");
+        for br in &r.breakers {
+            let mut detail = String::new();
+            if let (Some(s), "open") = (br.open_for_secs, br.state.as_str()) {
+                detail.push_str(&format!("for {}", human_secs(s)));
+            }
+            if let Some(reason) = &br.reason {
+                if !detail.is_empty() {
+                    detail.push_str(", ");
+                }
+                detail.push_str(reason);
+            }
+            let line = format!("  {:<36} {:<9} {}", fit(&br.model, 36), br.state, detail);
+            let _ = writeln!(o, "{}", fit(&line, 80));
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewPaper, StoreOptions};
+
+    fn row(key: &str, provider: &str, state: &str, reason: &str, until: i64) -> BreakerRow {
+        BreakerRow {
+            model: key.into(),
+            provider: provider.into(),
+            state: state.into(),
+            reason: Some(reason.into()),
+            open_until_ms: Some(until),
+            open_count: 1,
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn mode_follows_the_expensive_phase_breakers_budget_and_credits() {
+        let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
+        let now_ms = now.timestamp_millis();
+        let budget = Budget::new(crate::runner::config::BudgetConfig {
+            expensive: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        let usage = |e: u64| {
+            let limits = crate::runner::budget::Limits {
+                daily: None,
+                cheap: None,
+                expensive: Some(5),
+            };
+            BudgetUsage {
+                used: ClassCalls {
+                    cheap: 0,
+                    expensive: e,
+                },
+                total: e,
+                limits,
+                remaining: crate::runner::budget::Limits {
+                    expensive: Some(5u64.saturating_sub(e)),
+                    ..limits
+                },
+                day_started_at: now,
+                resets_at: now + ChronoDuration::days(1),
+            }
+        };
+        let needs = PhaseNeeds {
+            models: vec![("http://p/v1|exp".into(), "openai".into())],
+            calls: ClassCalls {
+                cheap: 0,
+                expensive: 3,
+            },
+        };
+        let decide = |used: u64, breakers: &[BreakerReport], needs: Option<&PhaseNeeds>| {
+            derive_mode(&ModeInputs {
+                needs,
+                budget: &budget,
+                usage: &usage(used),
+                breakers,
+                burst: None,
+                now,
+            })
+        };
+        assert!(!decide(1, &[], Some(&needs)).prep_only);
+        // 3 used + a worst case of 3 does not fit in 5.
+        let m = decide(3, &[], Some(&needs));
+        assert!(m.prep_only && !m.only_prep);
+        assert!(
+            m.reason
+                .starts_with("expensive budget spent for today (resets "),
+            "{}",
+            m.reason
+        );
+
+        let exp_open = breaker_report(
+            row(
+                "http://p/v1|exp",
+                "openai",
+                "open",
+                "rate_limit",
+                now_ms + 60_000,
+            ),
+            now_ms,
+        );
+        assert_eq!(
+            (exp_open.state.as_str(), exp_open.open_for_secs),
+            ("open", Some(60))
+        );
+        assert_eq!(exp_open.model, "exp");
+        assert_eq!(
+            decide(0, std::slice::from_ref(&exp_open), Some(&needs)).reason,
+            "breaker open for exp (rate_limit) until 10:01:00Z"
+        );
+        // The cheap model's breaker does not stop the expensive phase...
+        let cheap_open = breaker_report(
+            row(
+                "http://p/v1|cheap",
+                "openai",
+                "open",
+                "server_error",
+                now_ms + 60_000,
+            ),
+            now_ms,
+        );
+        assert!(!decide(0, std::slice::from_ref(&cheap_open), Some(&needs)).prep_only);
+        // ...unless what the phase needs is unknown.
+        assert!(decide(0, std::slice::from_ref(&cheap_open), None).prep_only);
+        // Out of credits: every model of the provider.
+        let broke = breaker_report(
+            row(
+                "http://p/v1|cheap",
+                "openai",
+                "open",
+                "payment_required",
+                now_ms + 60_000,
+            ),
+            now_ms,
+        );
+        assert_eq!(
+            decide(0, &[broke], Some(&needs)).reason,
+            "provider openai answered 402 (out of credits)"
+        );
+        // Past its open period a breaker is due for a probe: not blocking.
+        let due = breaker_report(
+            row(
+                "http://p/v1|exp",
+                "openai",
+                "open",
+                "rate_limit",
+                now_ms - 1,
+            ),
+            now_ms,
+        );
+        assert_eq!((due.state.as_str(), due.blocking), ("half_open", false));
+        assert!(!decide(0, &[due], Some(&needs)).prep_only);
+        // A probe in flight blocks.
+        let probing = breaker_report(
+            row(
+                "http://p/v1|exp",
+                "openai",
+                "half_open",
+                "rate_limit",
+                now_ms - 1,
+            ),
+            now_ms,
+        );
+        assert!(probing.blocking);
+    }
+
+    #[test]
+    fn report_of_a_small_queue_fits_80_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), &StoreOptions::default()).unwrap();
+        for id in ["2401.00001", "2401.00002"] {
+            store
+                .add_paper(&NewPaper {
+                    arxiv_id: id.into(),
+                    source: "test".into(),
+                    ..NewPaper::default()
+                })
+                .unwrap();
+        }
+        store
+            .claim_paper(
+                "2401.00002",
+                "a-very-long-owner-name-host:12345:abcdef0123456789",
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap()
+            .unwrap();
+        let mut cfg = Config::default();
+        cfg.budget.expensive = Some(10);
+        let r = status_report(&store, &cfg, None, Utc::now()).unwrap();
+        assert_eq!(r.total, 2);
+        assert_eq!(r.counts["pending"], 1);
+        assert_eq!(r.counts["prepping"], 1);
+        assert_eq!(r.in_flight.len(), 1);
+        assert_eq!(r.in_flight[0].phase, "prep");
+        assert_eq!(r.budget.classes[1].remaining, Some(10));
+        assert_eq!(r.mode.source, "derived");
+        assert_eq!(r.oldest_pending.as_ref().unwrap().arxiv_id, "2401.00001");
+        let text = render_human(&r);
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line:?}");
+        }
+        assert!(text.contains("in flight: 1"), "{text}");
+    }
+}

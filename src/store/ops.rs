@@ -1,0 +1,573 @@
+//! Read models for operators (`runner status`, `runner show`, `/metrics`)
+//! and the one write they need beyond the queue's: claiming one named
+//! paper (`runner resume ID`).
+//!
+//! Everything here is a plain query over the queue, the checkpoints, the
+//! ledger and the breakers; nothing is cached, so a status printed by one
+//! process is as fresh as the database file.
+
+use super::checkpoints::now;
+use super::db::Store;
+use super::error::StoreError;
+use super::phase::Phase;
+use super::queue::Claim;
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use std::time::Duration;
+
+/// One row of the `breakers` table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakerRow {
+    pub model: String,
+    pub provider: String,
+    /// As stored: closed, open or half_open.
+    pub state: String,
+    pub reason: Option<String>,
+    pub open_until_ms: Option<i64>,
+    pub open_count: u32,
+    pub updated_at: String,
+}
+
+/// A paper in a working status, with where its phase machine is.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkingRow {
+    pub id: String,
+    pub arxiv_id: String,
+    pub status: String,
+    pub owner_id: Option<String>,
+    pub lease_until_ms: Option<i64>,
+    pub attempt: u32,
+    pub phase_execution: Option<String>,
+    pub phase_started_at: Option<String>,
+    /// Event of the phase execution's latest checkpoint.
+    pub checkpoint_event: Option<String>,
+    pub checkpoint_state: Option<String>,
+    pub checkpoint_next_state: Option<String>,
+    pub checkpoint_at: Option<String>,
+    /// Child machine executions of the phase still running.
+    pub children_running: u64,
+}
+
+/// A machine execution row (a phase's root or one of its children).
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineExecutionRow {
+    pub execution_id: String,
+    pub root_id: String,
+    pub parent_id: Option<String>,
+    pub machine_name: String,
+    pub status: String,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The parts of a checkpoint a timeline needs (never the body's context).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointMark {
+    pub execution_id: String,
+    pub step: u64,
+    pub event: String,
+    pub state: Option<String>,
+    pub next_state: Option<String>,
+    pub created_at: String,
+    /// Kind of the error a `state_exit` was routed with (`on_error`), or a
+    /// failed machine's error kind.
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// One ledger row (one request attempt), without the response body.
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmCallRow {
+    pub id: i64,
+    pub execution_id: String,
+    pub machine: String,
+    pub state: String,
+    pub step: u64,
+    pub attempt: u32,
+    pub agent: String,
+    pub profile: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub fallback_from: Option<String>,
+    pub status: String,
+    pub http_status: Option<u16>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub cost: Option<f64>,
+    pub latency_ms: Option<u64>,
+    pub retry_after: Option<f64>,
+    pub reserved_at: String,
+    pub settled_at: Option<String>,
+}
+
+/// Ledger totals of one model, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LlmModelTotals {
+    pub model: String,
+    /// Request attempts per ledger status (reserved, ok, error, reused).
+    pub by_status: Vec<(String, u64)>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Attempts answered with HTTP 429 or classified `rate_limit`.
+    pub rate_limited: u64,
+}
+
+/// The oldest paper waiting for prep.
+#[derive(Debug, Clone, Serialize)]
+pub struct OldestPending {
+    pub id: String,
+    pub arxiv_id: String,
+    pub created_at: String,
+}
+
+/// `[lo, hi)` bounds of ids that start with `<paper id>/`: the paper's
+/// phase executions and their children. A range (not LIKE) so arXiv ids
+/// never act as patterns and the primary-key index is used.
+fn prefix_bounds(paper_id: &str) -> (String, String) {
+    // '0' is the character after '/', so every "<id>/…" sorts inside.
+    (format!("{paper_id}/"), format!("{paper_id}0"))
+}
+
+const LLM_COLUMNS: &str = "id, execution_id, machine, state, step, attempt, agent, profile, provider, model, fallback_from, status, http_status, error_kind, error_message, prompt_tokens, completion_tokens, total_tokens, cost, latency_ms, retry_after, reserved_at, settled_at";
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|n| n.max(0) as u64)
+}
+
+fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCallRow> {
+    Ok(LlmCallRow {
+        id: r.get(0)?,
+        execution_id: r.get(1)?,
+        machine: r.get(2)?,
+        state: r.get(3)?,
+        step: r.get::<_, i64>(4)?.max(0) as u64,
+        attempt: r.get(5)?,
+        agent: r.get(6)?,
+        profile: r.get(7)?,
+        provider: r.get(8)?,
+        model: r.get(9)?,
+        fallback_from: r.get(10)?,
+        status: r.get(11)?,
+        http_status: r.get(12)?,
+        error_kind: r.get(13)?,
+        error_message: r.get(14)?,
+        prompt_tokens: opt_u64(r.get(15)?),
+        completion_tokens: opt_u64(r.get(16)?),
+        total_tokens: opt_u64(r.get(17)?),
+        cost: r.get(18)?,
+        latency_ms: opt_u64(r.get(19)?),
+        retry_after: r.get(20)?,
+        reserved_at: r.get(21)?,
+        settled_at: r.get(22)?,
+    })
+}
+
+impl Store {
+    /// Every breaker row, by model.
+    pub fn breakers(&self) -> Result<Vec<BreakerRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT model, provider, state, reason, open_until, open_count, updated_at FROM breakers ORDER BY model",
+            )
+            .map_err(|e| self.err("reading breakers", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(BreakerRow {
+                    model: r.get(0)?,
+                    provider: r.get(1)?,
+                    state: r.get(2)?,
+                    reason: r.get(3)?,
+                    open_until_ms: r.get(4)?,
+                    open_count: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err("reading breakers", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading breakers", e))
+    }
+
+    /// Papers in a working status (prepping, analyzing, wrapping) with the
+    /// latest checkpoint of their phase execution, oldest phase first.
+    pub fn working_papers(&self) -> Result<Vec<WorkingRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT e.id, e.arxiv_id, e.status, e.owner_id, e.lease_until,
+                        CASE e.status WHEN 'prepping' THEN e.attempts_prep
+                                      WHEN 'analyzing' THEN e.attempts_expensive
+                                      ELSE e.attempts_wrap END,
+                        e.phase_execution, e.phase_started_at,
+                        c.event, c.state, c.next_state, c.created_at,
+                        (SELECT COUNT(*) FROM machine_executions k
+                          WHERE k.root_id = e.phase_execution AND k.parent_id IS NOT NULL AND k.status = 'running')
+                 FROM executions e
+                 LEFT JOIN machine_executions m ON m.execution_id = e.phase_execution
+                 LEFT JOIN checkpoints c ON c.id = m.latest_checkpoint
+                 WHERE e.status IN ('prepping', 'analyzing', 'wrapping')
+                 ORDER BY e.phase_started_at, e.id",
+            )
+            .map_err(|e| self.err("listing in-flight papers", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(WorkingRow {
+                    id: r.get(0)?,
+                    arxiv_id: r.get(1)?,
+                    status: r.get(2)?,
+                    owner_id: r.get(3)?,
+                    lease_until_ms: r.get(4)?,
+                    attempt: r.get(5)?,
+                    phase_execution: r.get(6)?,
+                    phase_started_at: r.get(7)?,
+                    checkpoint_event: r.get(8)?,
+                    checkpoint_state: r.get(9)?,
+                    checkpoint_next_state: r.get(10)?,
+                    checkpoint_at: r.get(11)?,
+                    children_running: r.get::<_, i64>(12)?.max(0) as u64,
+                })
+            })
+            .map_err(|e| self.err("listing in-flight papers", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("listing in-flight papers", e))
+    }
+
+    /// Timeline events of `kind` for `phase` at or after `since` (an RFC 3339
+    /// UTC timestamp as written by the store), over all papers.
+    pub fn count_events_since(
+        &self,
+        kind: &str,
+        phase: Phase,
+        since: &str,
+    ) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT COUNT(*) FROM execution_events WHERE at >= ?1 AND kind = ?2 AND phase = ?3",
+            params![since, kind, phase.name()],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n.max(0) as u64)
+        .map_err(|e| self.err("counting events", e))
+    }
+
+    /// The pending paper that has waited longest.
+    pub fn oldest_pending(&self) -> Result<Option<OldestPending>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT id, arxiv_id, created_at FROM executions WHERE status = 'pending' AND cancel_requested = 0
+             ORDER BY created_at, id LIMIT 1",
+            [],
+            |r| {
+                Ok(OldestPending {
+                    id: r.get(0)?,
+                    arxiv_id: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(|e| self.err("finding the oldest pending paper", e))
+    }
+
+    /// Every machine execution of a paper's phases (roots and children),
+    /// in creation order.
+    pub fn paper_machine_executions(
+        &self,
+        paper_id: &str,
+    ) -> Result<Vec<MachineExecutionRow>, StoreError> {
+        let (lo, hi) = prefix_bounds(paper_id);
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT execution_id, root_id, parent_id, machine_name, status, error_kind, error_message, created_at, updated_at
+                 FROM machine_executions WHERE execution_id >= ?1 AND execution_id < ?2
+                 ORDER BY created_at, execution_id",
+            )
+            .map_err(|e| self.err("reading machine executions", e))?;
+        let rows = st
+            .query_map(params![lo, hi], |r| {
+                Ok(MachineExecutionRow {
+                    execution_id: r.get(0)?,
+                    root_id: r.get(1)?,
+                    parent_id: r.get(2)?,
+                    machine_name: r.get(3)?,
+                    status: r.get(4)?,
+                    error_kind: r.get(5)?,
+                    error_message: r.get(6)?,
+                    created_at: r.get(7)?,
+                    updated_at: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err("reading machine executions", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading machine executions", e))
+    }
+
+    /// The checkpoints (event, state, time; errors of routed exits and
+    /// failed machines) of every machine execution of a paper, in order.
+    pub fn paper_checkpoints(&self, paper_id: &str) -> Result<Vec<CheckpointMark>, StoreError> {
+        let (lo, hi) = prefix_bounds(paper_id);
+        let conn = self.conn()?;
+        // Only exits and failures can carry an error; their bodies are read
+        // by SQLite's json_extract, so contexts never leave the database.
+        let mut st = conn
+            .prepare_cached(
+                "SELECT execution_id, step, event, state, next_state, created_at,
+                        CASE WHEN event IN ('state_exit', 'machine_failed')
+                             THEN json_extract(CAST(body AS TEXT), '$.error.kind') END,
+                        CASE WHEN event IN ('state_exit', 'machine_failed')
+                             THEN json_extract(CAST(body AS TEXT), '$.error.message') END
+                 FROM checkpoints WHERE execution_id >= ?1 AND execution_id < ?2
+                 ORDER BY id",
+            )
+            .map_err(|e| self.err("reading checkpoints", e))?;
+        let rows = st
+            .query_map(params![lo, hi], |r| {
+                Ok(CheckpointMark {
+                    execution_id: r.get(0)?,
+                    step: r.get::<_, i64>(1)?.max(0) as u64,
+                    event: r.get(2)?,
+                    state: r.get(3)?,
+                    next_state: r.get(4)?,
+                    created_at: r.get(5)?,
+                    error_kind: r.get(6)?,
+                    error_message: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err("reading checkpoints", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading checkpoints", e))
+    }
+
+    /// Every ledger row of a paper's machine executions, oldest first.
+    pub fn paper_llm_calls(&self, paper_id: &str) -> Result<Vec<LlmCallRow>, StoreError> {
+        let (lo, hi) = prefix_bounds(paper_id);
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(&format!(
+                "SELECT {LLM_COLUMNS} FROM llm_calls WHERE execution_id >= ?1 AND execution_id < ?2 ORDER BY id"
+            ))
+            .map_err(|e| self.err("reading ledger", e))?;
+        let rows = st
+            .query_map(params![lo, hi], row_to_call)
+            .map_err(|e| self.err("reading ledger", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading ledger", e))
+    }
+
+    /// Ledger totals per model over the whole ledger (the counters of
+    /// `/metrics`; they only grow, as ledger rows are never pruned).
+    pub fn llm_totals(&self) -> Result<Vec<LlmModelTotals>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT model, status, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),
+                        SUM(http_status = 429 OR error_kind = 'rate_limit')
+                 FROM llm_calls GROUP BY model, status ORDER BY model, status",
+            )
+            .map_err(|e| self.err("reading ledger totals", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?.max(0) as u64,
+                    r.get::<_, i64>(3)?.max(0) as u64,
+                    r.get::<_, i64>(4)?.max(0) as u64,
+                    r.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+                ))
+            })
+            .map_err(|e| self.err("reading ledger totals", e))?;
+        let mut out: Vec<LlmModelTotals> = Vec::new();
+        for row in rows {
+            let (model, status, n, prompt, completion, limited) =
+                row.map_err(|e| self.err("reading ledger totals", e))?;
+            if out.last().is_none_or(|t| t.model != model) {
+                out.push(LlmModelTotals {
+                    model: model.clone(),
+                    ..LlmModelTotals::default()
+                });
+            }
+            if let Some(t) = out.last_mut() {
+                t.by_status.push((status, n));
+                t.prompt_tokens += prompt;
+                t.completion_tokens += completion;
+                t.rate_limited += limited;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Paper claims held right now (working status, lease not expired).
+    pub fn claims_held(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT COUNT(*) FROM executions WHERE status IN ('prepping', 'analyzing', 'wrapping')
+             AND owner_id IS NOT NULL AND lease_until > ?1",
+            [now_ms],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n.max(0) as u64)
+        .map_err(|e| self.err("counting claims", e))
+    }
+
+    /// Claim the next phase of one named paper (queue id or arXiv id), for
+    /// `runner resume ID`. Like [`Store::claim`] it is one fenced
+    /// `UPDATE … RETURNING`, so it can never take a paper another process
+    /// holds; unlike it, `not_before` is ignored (an operator asked for this
+    /// paper now). None when the paper is not in a stable, claimable status
+    /// or was cancelled.
+    pub fn claim_paper(
+        &self,
+        id_or_arxiv: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let ttl_ms = ttl.as_millis() as i64;
+        let key = id_or_arxiv.trim().to_string();
+        let owner = owner.to_string();
+        self.write("claiming paper", |tx| {
+            let t = now();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let row = tx
+                .query_row(
+                    "UPDATE executions SET
+                        status = CASE status WHEN 'pending' THEN 'prepping' WHEN 'prepped' THEN 'analyzing' WHEN 'analyzed' THEN 'wrapping' END,
+                        attempts_prep = attempts_prep + (status = 'pending'),
+                        attempts_expensive = attempts_expensive + (status = 'prepped'),
+                        attempts_wrap = attempts_wrap + (status = 'analyzed'),
+                        owner_id = ?2, lease_until = ?3 + ?4, fencing_token = fencing_token + 1,
+                        updated_at = ?5, phase_started_at = ?5
+                     WHERE (id = ?1 OR arxiv_id = ?1 OR id = 'paper:' || ?1)
+                       AND status IN ('pending', 'prepped', 'analyzed') AND cancel_requested = 0
+                     RETURNING id, arxiv_id, status, fencing_token, attempts_prep, attempts_expensive, attempts_wrap,
+                               phase_execution, title, abstract, pdf_path",
+                    params![key, owner, now_ms, ttl_ms, t],
+                    |r| {
+                        let status: String = r.get(2)?;
+                        let phase = Phase::of_working_status(&status).unwrap_or(Phase::Prep);
+                        let attempt: u32 = match phase {
+                            Phase::Prep => r.get(4)?,
+                            Phase::Expensive => r.get(5)?,
+                            Phase::Wrap => r.get(6)?,
+                        };
+                        Ok(Claim {
+                            id: r.get(0)?,
+                            arxiv_id: r.get(1)?,
+                            phase,
+                            owner: owner.clone(),
+                            token: r.get(3)?,
+                            attempt,
+                            phase_execution: r.get(7)?,
+                            title: r.get(8)?,
+                            abstract_text: r.get(9)?,
+                            pdf_path: r.get(10)?,
+                            ttl_ms,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(|e| self.err("claiming paper", e))?;
+            if let Some(c) = &row {
+                tx.execute(
+                    "INSERT INTO execution_events(execution_id, at, phase, kind, from_status, to_status, attempt, machine_execution, owner_id, message)
+                     VALUES (?1, ?2, ?3, 'claimed', ?4, ?5, ?6, ?7, ?8, 'runner resume')",
+                    params![
+                        c.id,
+                        t,
+                        c.phase.name(),
+                        c.phase.from_status(),
+                        c.phase.working_status(),
+                        c.attempt,
+                        c.phase_execution,
+                        c.owner
+                    ],
+                )
+                .map_err(|e| self.err("recording event", e))?;
+            }
+            Ok(row)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewPaper, StoreOptions};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("o.db"), &StoreOptions::default()).unwrap();
+        (dir, s)
+    }
+
+    fn add(s: &Store, id: &str) {
+        s.add_paper(&NewPaper {
+            arxiv_id: id.into(),
+            source: "test".into(),
+            ..NewPaper::default()
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn prefix_bounds_cover_children_and_only_this_paper() {
+        let (lo, hi) = prefix_bounds("paper:2401.00001");
+        let inside = |s: &str| s >= lo.as_str() && s < hi.as_str();
+        assert!(inside("paper:2401.00001/prep/1"));
+        assert!(inside("paper:2401.00001/expensive/2/analyse@1/mechanism"));
+        assert!(!inside("paper:2401.00001"));
+        assert!(!inside("paper:2401.000010/prep/1"));
+        assert!(!inside("paper:2401.00002/prep/1"));
+    }
+
+    #[test]
+    fn claim_paper_takes_only_the_named_paper_and_is_fenced() {
+        let (_d, s) = store();
+        add(&s, "a");
+        add(&s, "b");
+        let c = s
+            .claim_paper("b", "me", Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.arxiv_id.as_str(), c.phase, c.attempt),
+            ("b", Phase::Prep, 1)
+        );
+        // Held: a second claim (any owner) gets nothing.
+        assert!(s
+            .claim_paper("paper:b", "other", Duration::from_secs(60))
+            .unwrap()
+            .is_none());
+        assert_eq!(s.paper("a").unwrap().unwrap().status, "pending");
+        let working = s.working_papers().unwrap();
+        assert_eq!(working.len(), 1);
+        assert_eq!(working[0].owner_id.as_deref(), Some("me"));
+        assert_eq!(s.claims_held(0).unwrap(), 1);
+        // Cancelled papers are not claimed.
+        s.cancel_papers(&["a".into()]).unwrap();
+        assert!(s
+            .claim_paper("a", "me", Duration::from_secs(60))
+            .unwrap()
+            .is_none());
+        let events = s.paper_events("paper:b").unwrap();
+        assert_eq!(events.last().unwrap().kind, "claimed");
+    }
+
+    #[test]
+    fn oldest_pending_and_empty_tables() {
+        let (_d, s) = store();
+        assert!(s.oldest_pending().unwrap().is_none());
+        assert!(s.breakers().unwrap().is_empty());
+        assert!(s.llm_totals().unwrap().is_empty());
+        add(&s, "first");
+        add(&s, "second");
+        assert_eq!(s.oldest_pending().unwrap().unwrap().arxiv_id, "first");
+        assert!(s.paper_llm_calls("paper:first").unwrap().is_empty());
+    }
+}
