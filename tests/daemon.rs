@@ -505,3 +505,37 @@ async fn a_429_storm_opens_the_expensive_breaker_and_a_probe_closes_it() {
         .unwrap();
     assert_eq!(state, "closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_paper_retried_after_the_fix_really_runs_again() {
+    let site = Site::new("").await;
+    let pdf = site.path().join("broken.pdf");
+    std::fs::copy(repo().join("tests/fixtures/papers/garbage.pdf"), &pdf).unwrap();
+    let out = site.run(&[
+        "add",
+        "2502.00001",
+        "--offline",
+        "--pdf",
+        pdf.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "2"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, kind): (String, String) = site
+        .conn()
+        .query_row("SELECT status, last_error_kind FROM executions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), kind.as_str()),
+        ("failed", "pdf_unreadable")
+    );
+    // The operator fixes the PDF and retries: the phase runs afresh.
+    std::fs::copy(repo().join("tests/fixtures/papers/paper-a.pdf"), &pdf).unwrap();
+    let out = site.run(&["retry", "2502.00001"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "2"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.assert_all_done_once(1, false);
+}

@@ -31,9 +31,6 @@ pub struct DemoArgs {
     /// Mean mock latency per LLM call in milliseconds.
     #[arg(long, default_value_t = 150)]
     pub latency_ms: u64,
-    /// No progress bar.
-    #[arg(long)]
-    pub no_progress: bool,
 }
 
 #[derive(Deserialize)]
@@ -133,10 +130,17 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         let mut scheduler = built.scheduler;
         scheduler.settings.workers = a.workers.max(1);
+        let progress = super::progress::progress_observer(&store, true);
+        if let Some((observer, _)) = &progress {
+            scheduler.observer = Some(observer.clone());
+        }
         let shutdown = CancellationToken::new();
         let kill = CancellationToken::new();
         super::run::spawn_signal_handler(shutdown.clone(), kill.clone());
         let summary = scheduler.run(shutdown, kill).await;
+        if let Some((_, handle)) = progress {
+            handle.finish();
+        }
         let served = mock.stats().requests;
         mock.shutdown().await;
         let counts = store.status_counts()?;

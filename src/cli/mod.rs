@@ -135,7 +135,7 @@ static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// The registry of the metrics layer (for the ops HTTP endpoint). A fresh,
 /// unattached one when logging was not initialised.
-#[allow(dead_code)] // for run.rs, which serves `ops.listen`
+
 pub fn metrics() -> Metrics {
     METRICS.get().cloned().unwrap_or_default()
 }

@@ -58,6 +58,9 @@ pub struct RunFlags {
     /// `corpus_db`) first; with --daemon, again every `seed.interval_secs`.
     #[arg(long)]
     pub seed: bool,
+    /// Serve /metrics, /status and /healthz here (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 /// Load the configuration (file, environment) and apply flags.
@@ -95,6 +98,9 @@ pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::
     }
     if let Some(v) = &f.machines {
         cfg.machines_dir = v.clone();
+    }
+    if let Some(v) = &f.listen {
+        cfg.ops.listen = Some(v.clone());
     }
     cfg.validate()?;
     Ok(cfg)
@@ -161,7 +167,35 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
                 spawn_reseeder(built.store.clone(), cfg.clone(), shutdown.clone());
             }
         }
-        Ok(scheduler.run(shutdown, kill).await)
+        // Progress bars for one-shot runs on a terminal (not for the daemon).
+        let progress = super::progress::progress_observer(&built.store, mode != RunMode::Daemon);
+        if let Some((observer, _)) = &progress {
+            scheduler.observer = Some(observer.clone());
+        }
+        let ops_stop = CancellationToken::new();
+        if let Some(addr) = &cfg.ops.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (ops.listen)"))?;
+            let state = paper_runner::ops::http::OpsState {
+                store: built.store.clone(),
+                config: std::sync::Arc::new(cfg.clone()),
+                stats: Some(scheduler.stats.clone()),
+                metrics: super::metrics(),
+            };
+            let stop = ops_stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = paper_runner::ops::http::serve(listener, state, stop).await {
+                    tracing::error!(error = %e, "the metrics endpoint stopped");
+                }
+            });
+        }
+        let summary = scheduler.run(shutdown, kill).await;
+        ops_stop.cancel();
+        if let Some((_, handle)) = progress {
+            handle.finish();
+        }
+        Ok(summary)
     })
 }
 

@@ -174,11 +174,16 @@ async fn drive_claim(
     let started = Instant::now();
     let elapsed_ms = || started.elapsed().as_millis() as i64;
     // Which machine execution: the one an earlier attempt left, or a new one.
-    let exec_id = claim
-        .phase_execution
-        .clone()
-        .unwrap_or_else(|| format!("{}/{}/{}", claim.id, claim.phase, claim.attempt));
-    let prepared = prepare(env, machine, claim, &exec_id).await;
+    let prepared = match phase_execution_id(env, claim).await {
+        Ok(exec_id) => prepare(env, machine, claim, &exec_id)
+            .await
+            .map(|p| (exec_id, p)),
+        Err(e) => Err(e),
+    };
+    let (exec_id, prepared) = match prepared {
+        Ok((id, p)) => (id, Ok(p)),
+        Err(e) => (String::new(), Err(e)),
+    };
     let (bundle, begin) = match prepared {
         Ok(x) => x,
         Err(e) => return settle_store_error(env, claim, e, elapsed_ms()).await,
@@ -228,6 +233,24 @@ async fn drive_claim(
         }
         Ok(Err(DriveError::Exec(e))) => fail(env, claim, &e, elapsed_ms()).await,
     }
+}
+
+/// The machine execution to drive: the one an earlier attempt left to
+/// resume, else `<paper>/<phase>/<attempt>` — unless that one already ended
+/// (the paper was put back by `runner retry`, which resets the attempt
+/// count): then a fresh `<attempt>-r<token>`, so the retry really runs
+/// instead of replaying the stored failure.
+async fn phase_execution_id(env: &Arc<TaskEnv>, claim: &Claim) -> Result<String, StoreError> {
+    if let Some(id) = &claim.phase_execution {
+        return Ok(id.clone());
+    }
+    let id = format!("{}/{}/{}", claim.id, claim.phase, claim.attempt);
+    let (s, probe) = (env.store.clone(), id.clone());
+    let existing = blocking(move || s.execution(&probe)).await?;
+    Ok(match existing {
+        Some(row) if row.status != "running" => format!("{id}-r{}", claim.token),
+        _ => id,
+    })
 }
 
 /// Create the machine execution if needed; pick the config to run.
