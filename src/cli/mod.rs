@@ -135,7 +135,6 @@ static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// The registry of the metrics layer (for the ops HTTP endpoint). A fresh,
 /// unattached one when logging was not initialised.
-
 pub fn metrics() -> Metrics {
     METRICS.get().cloned().unwrap_or_default()
 }

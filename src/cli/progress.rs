@@ -160,7 +160,6 @@ fn apply(bars: &[(Phase, ProgressBar)], report: &TaskReport) {
 /// is false, `--no-progress` was given or stderr is not a terminal. Keep
 /// the handle alive for the run and call `finish()` after it; pass the
 /// observer to the scheduler.
-
 pub fn progress_observer(store: &Store, enabled: bool) -> Option<(Observer, ProgressHandle)> {
     if !enabled || DISABLED.load(Ordering::Relaxed) || !std::io::stderr().is_terminal() {
         return None;
