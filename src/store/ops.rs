@@ -6,14 +6,11 @@
 //! ledger and the breakers; nothing is cached, so a status printed by one
 //! process is as fresh as the database file.
 
-use super::checkpoints::now;
 use super::db::Store;
 use super::error::StoreError;
 use super::phase::Phase;
-use super::queue::Claim;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
-use std::time::Duration;
 
 /// One row of the `breakers` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -415,90 +412,13 @@ impl Store {
         .map(|n| n.max(0) as u64)
         .map_err(|e| self.err("counting claims", e))
     }
-
-    /// Claim the next phase of one named paper (queue id or arXiv id), for
-    /// `runner resume ID`. Like [`Store::claim`] it is one fenced
-    /// `UPDATE … RETURNING`, so it can never take a paper another process
-    /// holds; unlike it, `not_before` is ignored (an operator asked for this
-    /// paper now). None when the paper is not in a stable, claimable status
-    /// or was cancelled.
-    pub fn claim_paper(
-        &self,
-        id_or_arxiv: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Option<Claim>, StoreError> {
-        let ttl_ms = ttl.as_millis() as i64;
-        let key = id_or_arxiv.trim().to_string();
-        let owner = owner.to_string();
-        self.write("claiming paper", |tx| {
-            let t = now();
-            let now_ms = chrono::Utc::now().timestamp_millis();
-            let row = tx
-                .query_row(
-                    "UPDATE executions SET
-                        status = CASE status WHEN 'pending' THEN 'prepping' WHEN 'prepped' THEN 'analyzing' WHEN 'analyzed' THEN 'wrapping' END,
-                        attempts_prep = attempts_prep + (status = 'pending'),
-                        attempts_expensive = attempts_expensive + (status = 'prepped'),
-                        attempts_wrap = attempts_wrap + (status = 'analyzed'),
-                        owner_id = ?2, lease_until = ?3 + ?4, fencing_token = fencing_token + 1,
-                        updated_at = ?5, phase_started_at = ?5
-                     WHERE (id = ?1 OR arxiv_id = ?1 OR id = 'paper:' || ?1)
-                       AND status IN ('pending', 'prepped', 'analyzed') AND cancel_requested = 0
-                     RETURNING id, arxiv_id, status, fencing_token, attempts_prep, attempts_expensive, attempts_wrap,
-                               phase_execution, title, abstract, pdf_path",
-                    params![key, owner, now_ms, ttl_ms, t],
-                    |r| {
-                        let status: String = r.get(2)?;
-                        let phase = Phase::of_working_status(&status).unwrap_or(Phase::Prep);
-                        let attempt: u32 = match phase {
-                            Phase::Prep => r.get(4)?,
-                            Phase::Expensive => r.get(5)?,
-                            Phase::Wrap => r.get(6)?,
-                        };
-                        Ok(Claim {
-                            id: r.get(0)?,
-                            arxiv_id: r.get(1)?,
-                            phase,
-                            owner: owner.clone(),
-                            token: r.get(3)?,
-                            attempt,
-                            phase_execution: r.get(7)?,
-                            title: r.get(8)?,
-                            abstract_text: r.get(9)?,
-                            pdf_path: r.get(10)?,
-                            ttl_ms,
-                        })
-                    },
-                )
-                .optional()
-                .map_err(|e| self.err("claiming paper", e))?;
-            if let Some(c) = &row {
-                tx.execute(
-                    "INSERT INTO execution_events(execution_id, at, phase, kind, from_status, to_status, attempt, machine_execution, owner_id, message)
-                     VALUES (?1, ?2, ?3, 'claimed', ?4, ?5, ?6, ?7, ?8, 'runner resume')",
-                    params![
-                        c.id,
-                        t,
-                        c.phase.name(),
-                        c.phase.from_status(),
-                        c.phase.working_status(),
-                        c.attempt,
-                        c.phase_execution,
-                        c.owner
-                    ],
-                )
-                .map_err(|e| self.err("recording event", e))?;
-            }
-            Ok(row)
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{NewPaper, StoreOptions};
+    use std::time::Duration;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -174,6 +174,42 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A claim's column updates: working status, one more attempt of that
+/// phase, the claim itself (owner ?1, lease until ?2 + ?3, a new fencing
+/// token) and timestamps (?4).
+const CLAIM_SET: &str = "status = CASE status WHEN 'pending' THEN 'prepping' WHEN 'prepped' THEN 'analyzing' WHEN 'analyzed' THEN 'wrapping' END,
+    attempts_prep = attempts_prep + (status = 'pending'),
+    attempts_expensive = attempts_expensive + (status = 'prepped'),
+    attempts_wrap = attempts_wrap + (status = 'analyzed'),
+    owner_id = ?1, lease_until = ?2 + ?3, fencing_token = fencing_token + 1,
+    updated_at = ?4, phase_started_at = ?4";
+
+/// What a claim returns, read by [`row_to_claim`].
+const CLAIM_RETURNING: &str = "id, arxiv_id, status, fencing_token, attempts_prep, attempts_expensive, attempts_wrap, phase_execution, title, abstract, pdf_path";
+
+fn row_to_claim(r: &rusqlite::Row<'_>, owner: &str, ttl_ms: i64) -> rusqlite::Result<Claim> {
+    let status: String = r.get(2)?;
+    let phase = Phase::of_working_status(&status).unwrap_or(Phase::Prep);
+    let attempt: u32 = match phase {
+        Phase::Prep => r.get(4)?,
+        Phase::Expensive => r.get(5)?,
+        Phase::Wrap => r.get(6)?,
+    };
+    Ok(Claim {
+        id: r.get(0)?,
+        arxiv_id: r.get(1)?,
+        phase,
+        owner: owner.to_string(),
+        token: r.get(3)?,
+        attempt,
+        phase_execution: r.get(7)?,
+        title: r.get(8)?,
+        abstract_text: r.get(9)?,
+        pdf_path: r.get(10)?,
+        ttl_ms,
+    })
+}
+
 const PAPER_COLUMNS: &str = "id, arxiv_id, title, status, priority, attempts_prep, attempts_expensive, attempts_wrap, not_before, phase_execution, report_path, last_error_kind, last_error_message, owner_id, lease_until, cancel_requested, created_at, updated_at, phase_started_at, done_at";
 
 fn row_to_paper(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaperRow> {
@@ -304,68 +340,86 @@ impl Store {
         rank.push_str(" END");
         let ttl_ms = req.ttl.as_millis() as i64;
         let sql = format!(
-            "UPDATE executions SET
-                status = CASE status WHEN 'pending' THEN 'prepping' WHEN 'prepped' THEN 'analyzing' WHEN 'analyzed' THEN 'wrapping' END,
-                attempts_prep = attempts_prep + (status = 'pending'),
-                attempts_expensive = attempts_expensive + (status = 'prepped'),
-                attempts_wrap = attempts_wrap + (status = 'analyzed'),
-                owner_id = ?1, lease_until = ?2 + ?3, fencing_token = fencing_token + 1,
-                updated_at = ?4, phase_started_at = ?4
+            "UPDATE executions SET {CLAIM_SET}
              WHERE id = (SELECT id FROM executions
                          WHERE status IN ({}) AND not_before <= ?2 AND cancel_requested = 0 {}
                          ORDER BY (phase_execution IS NULL), {rank}, priority DESC, created_at, id
                          LIMIT 1)
-             RETURNING id, arxiv_id, status, fencing_token, attempts_prep, attempts_expensive, attempts_wrap,
-                       phase_execution, title, abstract, pdf_path",
+             RETURNING {CLAIM_RETURNING}",
             statuses.join(", "),
-            if req.resumable_only { "AND phase_execution IS NOT NULL" } else { "" }
+            if req.resumable_only {
+                "AND phase_execution IS NOT NULL"
+            } else {
+                ""
+            }
         );
         let owner = req.owner.to_string();
         self.write("claiming work", |tx| {
             let t = now();
             let row = tx
                 .query_row(&sql, params![owner, req.now_ms, ttl_ms, t], |r| {
-                    let status: String = r.get(2)?;
-                    let phase = Phase::of_working_status(&status).unwrap_or(Phase::Prep);
-                    let attempt: u32 = match phase {
-                        Phase::Prep => r.get(4)?,
-                        Phase::Expensive => r.get(5)?,
-                        Phase::Wrap => r.get(6)?,
-                    };
-                    Ok(Claim {
-                        id: r.get(0)?,
-                        arxiv_id: r.get(1)?,
-                        phase,
-                        owner: owner.clone(),
-                        token: r.get(3)?,
-                        attempt,
-                        phase_execution: r.get(7)?,
-                        title: r.get(8)?,
-                        abstract_text: r.get(9)?,
-                        pdf_path: r.get(10)?,
-                        ttl_ms,
-                    })
+                    row_to_claim(r, &owner, ttl_ms)
                 })
                 .optional()
                 .map_err(|e| self.err("claiming work", e))?;
-            if let Some(c) = &row {
-                self.event(
-                    tx,
-                    &c.id,
-                    Ev {
-                        phase: Some(c.phase),
-                        kind: "claimed",
-                        from: Some(c.phase.from_status()),
-                        to: Some(c.phase.working_status()),
-                        attempt: Some(c.attempt),
-                        machine_execution: c.phase_execution.as_deref(),
-                        owner: Some(&c.owner),
-                        ..Ev::default()
-                    },
-                )?;
-            }
+            self.claimed_event(tx, row.as_ref(), None)?;
             Ok(row)
         })
+    }
+
+    /// Claim the next phase of one named paper (queue id or arXiv id), for
+    /// `runner resume ID`: the same fenced `UPDATE … RETURNING` as
+    /// [`Store::claim`], but `not_before` is ignored (an operator asked for
+    /// this paper now). None when the paper is not in a stable, claimable
+    /// status or was cancelled.
+    pub fn claim_paper(
+        &self,
+        id_or_arxiv: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let ttl_ms = ttl.as_millis() as i64;
+        let key = id_or_arxiv.trim().to_string();
+        let sql = format!(
+            "UPDATE executions SET {CLAIM_SET}
+             WHERE (id = ?5 OR arxiv_id = ?5 OR id = 'paper:' || ?5)
+               AND status IN ('pending', 'prepped', 'analyzed') AND cancel_requested = 0
+             RETURNING {CLAIM_RETURNING}"
+        );
+        self.write("claiming paper", |tx| {
+            let row = tx
+                .query_row(&sql, params![owner, now_ms(), ttl_ms, now(), key], |r| {
+                    row_to_claim(r, owner, ttl_ms)
+                })
+                .optional()
+                .map_err(|e| self.err("claiming paper", e))?;
+            self.claimed_event(tx, row.as_ref(), Some("runner resume"))?;
+            Ok(row)
+        })
+    }
+
+    fn claimed_event(
+        &self,
+        tx: &Transaction<'_>,
+        claim: Option<&Claim>,
+        message: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let Some(c) = claim else { return Ok(()) };
+        self.event(
+            tx,
+            &c.id,
+            Ev {
+                phase: Some(c.phase),
+                kind: "claimed",
+                from: Some(c.phase.from_status()),
+                to: Some(c.phase.working_status()),
+                attempt: Some(c.attempt),
+                machine_execution: c.phase_execution.as_deref(),
+                owner: Some(&c.owner),
+                message,
+                ..Ev::default()
+            },
+        )
     }
 
     /// Check that `claim` still holds its row (same owner and token, working
