@@ -539,3 +539,36 @@ async fn a_failed_paper_retried_after_the_fix_really_runs_again() {
     assert!(out.status.success(), "{}", stderr(&out));
     site.assert_all_done_once(1, false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_compacts_done_papers_down_to_their_record() {
+    let site = Site::new("").await;
+    site.add_papers(3);
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "3"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(site.scalar("SELECT COUNT(*) FROM blobs") > 0);
+    let db = site.db();
+    let out = site.run(&["prune", "--db", db.to_str().unwrap(), "--keep-done", "0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", stderr(&out));
+    assert!(stdout.contains("compacted 3 done paper(s)"), "{stdout}");
+    // Paper text and hand-over data are gone; the record stays.
+    assert_eq!(site.scalar("SELECT COUNT(*) FROM blobs"), 0);
+    assert_eq!(site.scalar("SELECT COUNT(*) FROM executions WHERE prep_result IS NOT NULL OR expensive_result IS NOT NULL"), 0);
+    assert_eq!(
+        site.scalar(
+            "SELECT COUNT(*) FROM executions WHERE status = 'done' AND report_path IS NOT NULL"
+        ),
+        3
+    );
+    assert_eq!(site.scalar("SELECT COUNT(*) FROM llm_calls"), 21);
+    assert_eq!(site.reports().len(), 3);
+    let show = site.run(&["show", "2501.00001", "--db", db.to_str().unwrap(), "--json"]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    // A second prune has nothing left to compact, and a rerun pays nothing.
+    let again = site.run(&["prune", "--db", db.to_str().unwrap(), "--keep-done", "0"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("compacted 0 done paper(s)"));
+    let out = tokio::task::block_in_place(|| site.run(&["--workers", "3"]));
+    assert!(out.status.success());
+    assert_eq!(site.mock.stats().requests, 21);
+}

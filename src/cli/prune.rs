@@ -49,10 +49,11 @@ pub fn run(a: PruneArgs) -> ExitCode {
         }
     };
     println!(
-        "removed {} checkpoints, {} blobs, {} configs; reclaimed {} bytes ({} → {} bytes in use)",
+        "removed {} checkpoints, {} blobs, {} configs; compacted {} done paper(s); reclaimed {} bytes ({} → {} bytes in use)",
         report.checkpoints_removed,
         report.blobs_removed,
         report.configs_removed,
+        report.papers_compacted,
         report.bytes_before.saturating_sub(report.bytes_after),
         report.bytes_before,
         report.bytes_after

@@ -3,7 +3,11 @@
 //!
 //! Execution rows stay (with status, output or error), so `resume` of a
 //! pruned execution still prints its result and a parent still re-attaches
-//! to a pruned child.
+//! to a pruned child — except for papers that are done (their report is on
+//! disk) and older than the keep-done window: nothing will run their phases
+//! again, so the hand-over data (phase results, machine inputs and outputs,
+//! paper text) is dropped too and only the queue row, its timeline, the
+//! execution rows' status and the spend ledger remain.
 
 use super::db::Store;
 use super::error::StoreError;
@@ -32,6 +36,8 @@ impl Default for PrunePolicy {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PruneReport {
     pub checkpoints_removed: u64,
+    /// Done papers whose phase hand-over data was dropped.
+    pub papers_compacted: u64,
     pub blobs_removed: u64,
     pub configs_removed: u64,
     pub bytes_before: u64,
@@ -78,6 +84,45 @@ impl Store {
                 .map_err(e)?;
             Ok(n as u64)
         })?;
+        let papers_compacted = self.write("compacting done papers", |tx| {
+            let e = |err| self.err("compacting done papers", err);
+            let ids: Vec<String> = {
+                let mut st = tx
+                    .prepare(
+                        "SELECT id FROM executions WHERE status = 'done' AND done_at < ?1
+                         AND (prep_result IS NOT NULL OR expensive_result IS NOT NULL
+                              OR EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.execution_id = executions.id))",
+                    )
+                    .map_err(e)?;
+                let rows = st.query_map([&done_cut], |r| r.get(0)).map_err(e)?;
+                rows.collect::<Result<_, _>>().map_err(e)?
+            };
+            for id in &ids {
+                tx.execute(
+                    "UPDATE executions SET prep_result = NULL, expensive_result = NULL WHERE id = ?1",
+                    [id],
+                )
+                .map_err(e)?;
+                tx.execute("DELETE FROM execution_blob_refs WHERE execution_id = ?1", [id])
+                    .map_err(e)?;
+                // The paper's phase executions and their children: ids
+                // start with "<paper id>/".
+                let prefix = format!("{}/%", id.replace('%', "\\%").replace('_', "\\_"));
+                tx.execute(
+                    "DELETE FROM machine_value_refs WHERE execution_id IN
+                       (SELECT execution_id FROM machine_executions WHERE root_id LIKE ?1 ESCAPE '\\' AND status != 'running')",
+                    [&prefix],
+                )
+                .map_err(e)?;
+                tx.execute(
+                    "UPDATE machine_executions SET input = NULL, output = NULL
+                     WHERE root_id LIKE ?1 ESCAPE '\\' AND status != 'running'",
+                    [&prefix],
+                )
+                .map_err(e)?;
+            }
+            Ok(ids.len() as u64)
+        })?;
         let blobs_removed = self.write("pruning blobs", |tx| {
             tx.execute(
                 "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)
@@ -100,6 +145,7 @@ impl Store {
         })?;
         Ok(PruneReport {
             checkpoints_removed,
+            papers_compacted,
             blobs_removed,
             configs_removed,
             bytes_before,
