@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use paper_runner::bench::checkpoint;
+use paper_runner::bench::pipeline::{self, PipelineOptions, PipelineResult};
 use paper_runner::store::Synchronous;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,42 @@ use std::process::ExitCode;
 pub enum BenchCmd {
     /// Checkpoint write throughput, latency and DB growth per transition.
     Checkpoint(CheckpointArgs),
+    /// N synthetic papers through all three phases against a mock provider
+    /// in a child process: throughput against the rate-limit bound, 429s,
+    /// CPU, RSS and DB bytes per paper, transition overhead.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// Synthetic papers to run (use N >= 3 x workers for a steady-state window).
+    #[arg(long, default_value_t = 50)]
+    pub papers: usize,
+    /// Phases in flight at once.
+    #[arg(long, default_value_t = 10)]
+    pub workers: usize,
+    /// Mean mock latency per LLM call in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub latency_ms: u64,
+    /// Latency varies uniformly by +/- this (default: half the mean).
+    #[arg(long)]
+    pub jitter_ms: Option<u64>,
+    /// Provider limit of the cheap model, requests per minute (also the
+    /// runner's rate_limit).
+    #[arg(long, default_value_t = 6000)]
+    pub rpm_cheap: u32,
+    /// Provider limit of the expensive model, requests per minute.
+    #[arg(long, default_value_t = 4500)]
+    pub rpm_expensive: u32,
+    /// Run in (and keep) this directory instead of a temporary one.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// PDFs extracted before the run to estimate extraction CPU per paper.
+    #[arg(long, default_value_t = 10)]
+    pub calibration_papers: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -31,6 +68,172 @@ pub struct CheckpointArgs {
 pub fn run(cmd: BenchCmd) -> ExitCode {
     match cmd {
         BenchCmd::Checkpoint(a) => bench_checkpoint(a),
+        BenchCmd::Pipeline(a) => match bench_pipeline(a) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn bench_pipeline(a: PipelineArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    let exe = std::env::current_exe().context("cannot find the runner executable")?;
+    let temp = a.dir.is_none();
+    let dir = a.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "paper-runner-bench-pipeline-{}",
+            std::process::id()
+        ))
+    });
+    let opts = PipelineOptions {
+        papers: a.papers,
+        workers: a.workers,
+        latency_ms: a.latency_ms,
+        jitter_ms: a.jitter_ms.unwrap_or(a.latency_ms / 2),
+        rpm_cheap: a.rpm_cheap,
+        rpm_expensive: a.rpm_expensive,
+        dir: dir.clone(),
+        mock_exe: exe,
+        calibration_papers: a.calibration_papers,
+        progress: !a.json,
+    };
+    let rt = super::machine::runtime()?;
+    let result = rt.block_on(pipeline::run(&opts));
+    if temp {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print_pipeline(&r);
+    }
+    Ok(if r.done == r.papers as u64 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn mib(b: f64) -> String {
+    format!("{:.2} MiB", b / (1024.0 * 1024.0))
+}
+
+fn kib(b: f64) -> String {
+    format!("{:.1} KiB", b / 1024.0)
+}
+
+fn print_pipeline(r: &PipelineResult) {
+    let latency_bound = r
+        .latency_papers_per_min
+        .map_or("none (zero latency)".to_string(), |l| format!("{l:.1}"));
+    let rows: Vec<(&str, String)> = vec![
+        (
+            "run",
+            format!(
+                "{} papers, W={}, latency {}±{} ms, rpm cheap {} / expensive {}",
+                r.papers, r.workers, r.latency_ms, r.jitter_ms, r.rpm_cheap, r.rpm_expensive
+            ),
+        ),
+        (
+            "papers done / failed / other",
+            format!("{} / {} / {}", r.done, r.failed, r.not_done),
+        ),
+        ("wall time", format!("{:.1} s", r.wall_s)),
+        (
+            "slot time per paper / slots busy",
+            format!(
+                "{:.2} s / {:.1}%",
+                r.phase_s_per_paper,
+                r.slot_busy_fraction * 100.0
+            ),
+        ),
+        (
+            "papers/min",
+            format!(
+                "{:.1} ({}; whole run {:.1})",
+                r.papers_per_min, r.throughput_window, r.papers_per_min_whole_run
+            ),
+        ),
+        (
+            "limit bound papers/min",
+            format!("{:.1}", r.limit_papers_per_min),
+        ),
+        ("latency bound papers/min", latency_bound),
+        (
+            "ratio to the applicable bound",
+            format!("{:.3} ({} bound)", r.ratio, r.bound),
+        ),
+        (
+            "429s / requests",
+            format!(
+                "{} / {} ({:.2}%)",
+                r.rate_limited,
+                r.requests,
+                r.rate_limited_fraction * 100.0
+            ),
+        ),
+        (
+            "calls per paper (ledger rows / N)",
+            format!("{:.2}", r.calls_per_paper),
+        ),
+        (
+            "CPU per paper",
+            format!(
+                "{:.1} ms (extraction+cleaning ≈ {:.1} ms, rest {:.1} ms)",
+                r.cpu_s_per_paper * 1e3,
+                r.extract_cpu_s_per_paper * 1e3,
+                r.cpu_s_per_paper_excl_extract * 1e3
+            ),
+        ),
+        (
+            "CPU of the mock / of other processes",
+            format!(
+                "{} / {} (host has {} CPUs)",
+                r.mock_cpu_s.map_or("?".into(), |c| format!("{c:.1} s")),
+                r.other_cpu_s.map_or("?".into(), |c| format!("{c:.1} s")),
+                r.host_cpus
+            ),
+        ),
+        (
+            "peak RSS (baseline)",
+            format!(
+                "{} ({})",
+                mib(r.peak_rss_bytes as f64),
+                mib(r.baseline_rss_bytes as f64)
+            ),
+        ),
+        ("RSS per in-flight paper", kib(r.rss_per_inflight_paper)),
+        (
+            "paper text / LLM output per paper",
+            format!(
+                "{} / {}",
+                kib(r.paper_text_bytes_per_paper),
+                kib(r.llm_output_bytes_per_paper)
+            ),
+        ),
+        (
+            "DB bytes per paper (after prune)",
+            format!(
+                "{} ({}, {:.2}x text+outputs)",
+                kib(r.db_bytes_per_paper),
+                kib(r.db_bytes_per_paper_pruned),
+                r.db_growth_ratio_pruned
+            ),
+        ),
+        (
+            "transition overhead p50 / p99",
+            format!(
+                "{:.2} / {:.2} ms ({} states)",
+                r.overhead_p50_ms, r.overhead_p99_ms, r.overhead_states
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        println!("{k:<36} {v}");
     }
 }
 

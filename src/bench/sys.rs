@@ -1,0 +1,119 @@
+//! Resource readings of this process for the benchmarks: CPU time
+//! (`getrusage`) and resident memory (`/proc/self/status`).
+//!
+//! `getrusage` gives microsecond CPU time for the whole process or one
+//! thread; Linux's `ru_maxrss` cannot be reset, so the peak of a measured
+//! window comes from `VmHWM` after resetting it through
+//! `/proc/self/clear_refs` (when that is not possible the lifetime peak is
+//! used and [`reset_peak_rss`] says so).
+
+use std::time::Duration;
+
+fn rusage(who: libc::c_int) -> Option<libc::rusage> {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` points to writable memory of the right size; getrusage
+    // only writes into it and reports failure through its return value.
+    let rc = unsafe { libc::getrusage(who, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getrusage returned 0, so it filled the struct (and it was
+    // zero-initialised before).
+    Some(unsafe { ru.assume_init() })
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+}
+
+fn cpu_of(who: libc::c_int) -> Duration {
+    rusage(who)
+        .map(|r| timeval(r.ru_utime) + timeval(r.ru_stime))
+        .unwrap_or_default()
+}
+
+/// User + system CPU time of the whole process so far.
+pub fn process_cpu() -> Duration {
+    cpu_of(libc::RUSAGE_SELF)
+}
+
+/// User + system CPU time of the calling thread so far (Linux).
+pub fn thread_cpu() -> Duration {
+    cpu_of(libc::RUSAGE_THREAD)
+}
+
+/// Busy CPU time of the whole host (every process) since boot, from the
+/// first line of `/proc/stat`: user + nice + system + irq + softirq +
+/// steal. Lets a benchmark tell how much of the machine others used while
+/// it ran (the numbers are only comparable on an otherwise idle host).
+pub fn host_busy_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
+    Some(Duration::from_secs_f64(busy as f64 / clock_ticks()?))
+}
+
+/// Clock ticks per second of `/proc` CPU times.
+pub fn clock_ticks() -> Option<f64> {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then_some(hz as f64)
+}
+
+/// A `kB` field of `/proc/self/status` in bytes.
+fn status_kib(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|k| k * 1024)
+}
+
+/// Current resident set size in bytes.
+pub fn rss_bytes() -> Option<u64> {
+    status_kib("VmRSS")
+}
+
+/// Peak resident set size in bytes since start or the last successful
+/// [`reset_peak_rss`]; falls back to `ru_maxrss` (KiB on Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kib("VmHWM").or_else(|| {
+        rusage(libc::RUSAGE_SELF).map(|r| (r.ru_maxrss.max(0) as u64).saturating_mul(1024))
+    })
+}
+
+/// Reset the peak RSS to the current RSS (Linux ≥ 4.0: writing `5` to
+/// `/proc/self/clear_refs`). Returns false when the kernel refused, in
+/// which case the peak includes everything before.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_are_available_and_consistent() {
+        let rss = rss_bytes().unwrap();
+        let peak = peak_rss_bytes().unwrap();
+        assert!(rss > 0 && peak >= rss, "rss {rss} peak {peak}");
+        // Burn some CPU on this thread: both clocks move forward.
+        let (p0, t0) = (process_cpu(), thread_cpu());
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu() >= t0);
+        assert!(process_cpu() >= p0);
+        assert!(process_cpu() >= thread_cpu());
+        assert!(host_busy_cpu().is_some());
+    }
+}
