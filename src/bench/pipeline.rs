@@ -169,6 +169,12 @@ pub struct PipelineResult {
     pub rate_limited_fraction: f64,
     pub cpu_s: f64,
     pub cpu_s_per_paper: f64,
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// Most threads seen in the runner process during the run (sampled).
+    pub max_threads: u64,
     pub extract_cpu_s_per_paper: f64,
     pub cpu_s_per_paper_excl_extract: f64,
     /// CPU of the mock provider's process (not part of the runner's).
@@ -349,8 +355,18 @@ fn profiles(base_url: &str, o: &PipelineOptions) -> String {
     )
 }
 
+/// What the queue needs of a generated paper; the laid-out text is
+/// dropped as soon as its PDF is written, so it is not counted as runner
+/// memory.
+struct QueuedPaper {
+    arxiv_id: String,
+    title: String,
+    abstract_text: String,
+    path: PathBuf,
+}
+
 struct Generated {
-    papers: Vec<(synth::SynthPaper, PathBuf)>,
+    papers: Vec<QueuedPaper>,
     seconds: f64,
 }
 
@@ -362,7 +378,12 @@ fn generate(dir: &Path, n: usize) -> Result<Generated, BenchError> {
     for i in 0..n {
         let path = pdfs.join(format!("paper-{i:06}.pdf"));
         let p = synth::write_pdf(i as u64, &path)?;
-        papers.push((p, path));
+        papers.push(QueuedPaper {
+            arxiv_id: p.arxiv_id,
+            title: p.title,
+            abstract_text: p.abstract_text,
+            path,
+        });
     }
     Ok(Generated {
         papers,
@@ -574,7 +595,7 @@ pub async fn run(opts: &PipelineOptions) -> Result<PipelineResult, BenchError> {
     let (dir2, k) = (dir.clone(), opts.calibration_papers.min(n));
     let (generated, extract_cpu) = tokio::task::spawn_blocking(move || {
         let g = generate(&dir2, n)?;
-        let sample: Vec<PathBuf> = g.papers.iter().take(k).map(|(_, p)| p.clone()).collect();
+        let sample: Vec<PathBuf> = g.papers.iter().take(k).map(|p| p.path.clone()).collect();
         let cpu = calibrate_extraction(&sample, budget);
         Ok::<_, BenchError>((g, cpu))
     })
@@ -630,11 +651,11 @@ async fn measured(
             generated
                 .papers
                 .iter()
-                .map(|(p, path)| NewPaper {
+                .map(|p| NewPaper {
                     arxiv_id: p.arxiv_id.clone(),
                     title: Some(p.title.clone()),
                     abstract_text: Some(p.abstract_text.clone()),
-                    pdf_path: Some(path.display().to_string()),
+                    pdf_path: Some(p.path.display().to_string()),
                     source: "bench".into(),
                     ..NewPaper::default()
                 })
@@ -660,7 +681,7 @@ async fn measured(
     });
     env.agent = timed.clone();
     let done_at: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(n)));
-    let slot_time: Arc<Mutex<Duration>> = Arc::new(Mutex::new(Duration::ZERO));
+    let slot_time: Arc<Mutex<(Duration, u64, u64)>> = Arc::new(Mutex::new((Duration::ZERO, 0, 0)));
     let (d2, s2, progress, step) = (
         done_at.clone(),
         slot_time.clone(),
@@ -669,7 +690,12 @@ async fn measured(
     );
     let observer: Observer = Arc::new(move |report, _stats| {
         if let Ok(mut t) = s2.lock() {
-            *t += report.duration;
+            t.0 += report.duration;
+            t.1 += 1;
+            // Thread count now and then: a growing blocking pool shows here.
+            if t.1 % 64 == 1 {
+                t.2 = t.2.max(sys::threads().unwrap_or(0));
+            }
         }
         if report.phase == Phase::Wrap && report.outcome == TaskOutcome::Finished {
             if let Ok(mut d) = d2.lock() {
@@ -685,6 +711,7 @@ async fn measured(
     // 3. The measured run.
     let peak_rss_reset = sys::reset_peak_rss();
     let rss0 = sys::rss_bytes().unwrap_or(0);
+    let usage0 = sys::process_usage();
     let cpu0 = sys::process_cpu();
     let mock_cpu0 = mock.cpu_s();
     let host0 = sys::host_busy_cpu();
@@ -694,6 +721,7 @@ async fn measured(
         .await;
     let wall = t0.elapsed();
     let cpu = (sys::process_cpu() - cpu0).as_secs_f64();
+    let usage1 = sys::process_usage();
     let peak = sys::peak_rss_bytes().unwrap_or(0);
     let mock_cpu = match (mock_cpu0, mock.cpu_s()) {
         (Some(a), Some(b)) => Some(b - a),
@@ -716,7 +744,10 @@ async fn measured(
         .await
         .map_err(|e| BenchError::Invalid(format!("analysis task failed: {e}")))??;
 
-    let slot_s = slot_time.lock().map(|t| t.as_secs_f64()).unwrap_or(0.0);
+    let (slot_s, max_threads) = slot_time
+        .lock()
+        .map(|t| (t.0.as_secs_f64(), t.2.max(sys::threads().unwrap_or(0))))
+        .unwrap_or((0.0, 0));
     let mut done = done_at.lock().map(|d| d.clone()).unwrap_or_default();
     done.sort();
     let (ppm, ppm_whole, window) = throughput(&done, t0, w);
@@ -761,6 +792,15 @@ async fn measured(
         rate_limited_fraction: rate_limited as f64 / (stats.requests.max(1)) as f64,
         cpu_s: cpu,
         cpu_s_per_paper: cpu / nf,
+        cpu_user_s: (usage1.user.saturating_sub(usage0.user)).as_secs_f64(),
+        cpu_sys_s: (usage1.system.saturating_sub(usage0.system)).as_secs_f64(),
+        voluntary_switches: usage1
+            .voluntary_switches
+            .saturating_sub(usage0.voluntary_switches),
+        involuntary_switches: usage1
+            .involuntary_switches
+            .saturating_sub(usage0.involuntary_switches),
+        max_threads,
         extract_cpu_s_per_paper: extract_cpu,
         cpu_s_per_paper_excl_extract: (cpu / nf - extract_cpu).max(0.0),
         mock_cpu_s: mock_cpu,

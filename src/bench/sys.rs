@@ -37,6 +37,37 @@ pub fn process_cpu() -> Duration {
     cpu_of(libc::RUSAGE_SELF)
 }
 
+/// CPU time and context switches of the whole process so far, split.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub user: Duration,
+    pub system: Duration,
+    /// Voluntary context switches (waits: locks, I/O, sleeps).
+    pub voluntary_switches: u64,
+    /// Involuntary ones (preempted: more runnable threads than CPUs).
+    pub involuntary_switches: u64,
+}
+
+/// [`Usage`] of this process (zero when getrusage fails).
+pub fn process_usage() -> Usage {
+    rusage(libc::RUSAGE_SELF)
+        .map(|r| Usage {
+            user: timeval(r.ru_utime),
+            system: timeval(r.ru_stime),
+            voluntary_switches: r.ru_nvcsw.max(0) as u64,
+            involuntary_switches: r.ru_nivcsw.max(0) as u64,
+        })
+        .unwrap_or_default()
+}
+
+/// Threads of this process now (`Threads:` of `/proc/self/status`).
+pub fn threads() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// User + system CPU time of the calling thread so far (Linux).
 pub fn thread_cpu() -> Duration {
     cpu_of(libc::RUSAGE_THREAD)
@@ -115,5 +146,8 @@ mod tests {
         assert!(process_cpu() >= p0);
         assert!(process_cpu() >= thread_cpu());
         assert!(host_busy_cpu().is_some());
+        assert!(threads().unwrap() >= 1);
+        let u = process_usage();
+        assert!(u.user + u.system >= thread_cpu());
     }
 }

@@ -190,6 +190,17 @@ fn print_pipeline(r: &PipelineResult) {
             ),
         ),
         (
+            "CPU user / sys, context switches",
+            format!(
+                "{:.1} s / {:.1} s, {} voluntary, {} involuntary, up to {} threads",
+                r.cpu_user_s,
+                r.cpu_sys_s,
+                r.voluntary_switches,
+                r.involuntary_switches,
+                r.max_threads
+            ),
+        ),
+        (
             "CPU of the mock / of other processes",
             format!(
                 "{} / {} (host has {} CPUs)",
