@@ -473,20 +473,18 @@ impl Store {
         Ok(())
     }
 
-    /// Decode a stored input/output value of an execution row.
-    fn decode_row_value(
+    /// Every blob that `table` (a `(execution_id, hash)` reference table)
+    /// lists for `id`, decoded, by hash.
+    pub(crate) fn referenced_blobs(
         &self,
         conn: &rusqlite::Connection,
+        table: &str,
         id: &str,
-        v: Value,
-    ) -> Result<Value, StoreError> {
-        if !serde_json::to_string(&v).is_ok_and(|s| s.contains("\"$blob\"")) {
-            return Ok(v);
-        }
+    ) -> Result<HashMap<String, Value>, StoreError> {
         let mut st = conn
-            .prepare_cached(
-                "SELECT b.hash, b.data FROM machine_value_refs r JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT b.hash, b.data FROM {table} r JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = ?1"
+            ))
             .map_err(|e| self.err("reading blobs", e))?;
         let rows = st
             .query_map([id], |r| {
@@ -500,6 +498,20 @@ impl Store {
                 .map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
             map.insert(h, value);
         }
+        Ok(map)
+    }
+
+    /// Decode a stored input/output value of an execution row.
+    fn decode_row_value(
+        &self,
+        conn: &rusqlite::Connection,
+        id: &str,
+        v: Value,
+    ) -> Result<Value, StoreError> {
+        if !serde_json::to_string(&v).is_ok_and(|s| s.contains("\"$blob\"")) {
+            return Ok(v);
+        }
+        let map = self.referenced_blobs(conn, "machine_value_refs", id)?;
         blobs::decode(v, &map).map_err(|e| StoreError::Invalid(format!("execution {id}: {e}")))
     }
 

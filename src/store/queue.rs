@@ -749,25 +749,7 @@ impl Store {
         let Some((prep, expensive, wrap)) = row else {
             return Err(StoreError::NotFound(format!("paper {id} is not queued")));
         };
-        let mut blob_map = HashMap::new();
-        {
-            let mut st = conn
-                .prepare_cached(
-                    "SELECT b.hash, b.data FROM execution_blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = ?1",
-                )
-                .map_err(|e| self.err("reading blobs", e))?;
-            let rows = st
-                .query_map([id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-                })
-                .map_err(|e| self.err("reading blobs", e))?;
-            for r in rows {
-                let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
-                let v: Value = serde_json::from_slice(&data)
-                    .map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
-                blob_map.insert(h, v);
-            }
-        }
+        let blob_map = self.referenced_blobs(&conn, "execution_blob_refs", id)?;
         let mut out = Map::new();
         for (name, body) in [("prep", prep), ("expensive", expensive), ("wrap", wrap)] {
             let Some(body) = body else { continue };
