@@ -120,7 +120,7 @@ fn snapshots_round_trip_and_large_text_is_stored_once() {
     new_execution(&store, "e");
     let paper = "word ".repeat(20_000);
     let mut last = None;
-    let mut base = None;
+    let mut memo = paper_runner::store::Memo::default();
     for step in 0..30u64 {
         let mut ctx = Map::new();
         ctx.insert("paper".into(), json!(paper));
@@ -135,11 +135,9 @@ fn snapshots_round_trip_and_large_text_is_stored_once() {
             Event::StateExit
         };
         let s = snap("e", event, step, ctx);
-        let p = prepare(&s, base.as_ref());
+        let p = prepare(&s, &memo);
         let id = store.save_checkpoint(&p, None).unwrap();
-        if let Some(full) = p.full_context.clone() {
-            base = Some(paper_runner::store::Base { id, context: full });
-        }
+        memo.committed(id, p, &s);
         last = Some(s);
     }
     let got = store.latest("e").unwrap().unwrap();
@@ -260,7 +258,9 @@ fn prune_removes_old_checkpoints_blobs_and_keeps_results() {
                     "boom",
                 ));
             }
-            store.save_checkpoint(&prepare(&s, None), None).unwrap();
+            store
+                .save_checkpoint(&prepare(&s, &Default::default()), None)
+                .unwrap();
         }
     }
     assert_eq!(count(&store, "SELECT COUNT(*) FROM blobs"), 3);
@@ -310,7 +310,10 @@ fn concurrent_writers_never_see_database_is_locked() {
                     let mut ctx = Map::new();
                     ctx.insert("step".into(), json!(step));
                     s.save_checkpoint(
-                        &prepare(&snap(&format!("e{t}"), Event::StateExit, step, ctx), None),
+                        &prepare(
+                            &snap(&format!("e{t}"), Event::StateExit, step, ctx),
+                            &Default::default(),
+                        ),
                         None,
                     )
                     .unwrap();
@@ -322,4 +325,40 @@ fn concurrent_writers_never_see_database_is_locked() {
         h.join().unwrap();
     }
     assert_eq!(store.checkpoint_count(None).unwrap(), 800);
+}
+
+#[tokio::test]
+async fn a_blob_pruned_under_a_running_execution_is_stored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    new_execution(&store, "e");
+    let ckpt = SqliteCheckpointer::new(store.clone(), None);
+    let paper = "text ".repeat(5_000);
+    let mut ctx = Map::new();
+    ctx.insert("paper".into(), json!(paper));
+    ctx.insert("step".into(), json!(0));
+    ckpt.save(&snap("e", Event::StateEnter, 0, ctx.clone()))
+        .await
+        .unwrap();
+    // Someone removes the blob behind the writer's back (a foreign tool,
+    // or a prune bug): the next snapshot must not reference a missing blob.
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute_batch("DELETE FROM blob_refs; DELETE FROM blobs;")
+        .unwrap();
+    // Most keys change, so this is a full checkpoint that references the
+    // text the writer remembers storing.
+    for i in 0..20 {
+        ctx.insert(format!("k{i}"), json!(i));
+    }
+    ckpt.save(&snap("e", Event::StateExit, 1, ctx.clone()))
+        .await
+        .unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM blobs"), 1);
+    let got = store.latest("e").unwrap().unwrap();
+    assert_eq!(got.context, ctx);
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM pragma_foreign_key_check"),
+        0,
+        "every reference has its blob"
+    );
 }

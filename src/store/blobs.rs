@@ -51,7 +51,7 @@ fn encode_inner(v: &Value, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize)
     match v {
         Value::String(s) => {
             if s.len() + 2 >= BLOB_THRESHOLD {
-                return to_blob(v, blobs);
+                return to_blob(v, s.len() + 2, blobs);
             }
             (v.clone(), s.len() + 2)
         }
@@ -94,14 +94,19 @@ fn finish(
     blobs: &mut Vec<(String, Vec<u8>)>,
 ) -> (Value, usize) {
     if size >= BLOB_THRESHOLD {
-        to_blob(&encoded, blobs)
+        to_blob(&encoded, size, blobs)
     } else {
         (encoded, size)
     }
 }
 
-fn to_blob(v: &Value, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize) {
-    let bytes = serde_json::to_vec(v).unwrap_or_default();
+/// `size` is the approximate JSON size, so the buffer is allocated once
+/// (escapes may add a little).
+fn to_blob(v: &Value, size: usize, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value, usize) {
+    let mut bytes = Vec::with_capacity(size + size / 16 + 16);
+    if serde_json::to_writer(&mut bytes, v).is_err() {
+        bytes.clear();
+    }
     let hash = hash_bytes(&bytes);
     let mut m = Map::new();
     m.insert(BLOB_KEY.into(), Value::String(hash.clone()));

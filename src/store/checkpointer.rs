@@ -1,6 +1,6 @@
 //! The engine's `Checkpointer` over the SQLite store, fenced by a lease.
 
-use super::checkpoints::{prepare, Base, PreparedSnapshot};
+use super::checkpoints::{prepare, Memo, PreparedSnapshot};
 use super::db::Store;
 use super::error::StoreError;
 use super::leases::Fence;
@@ -24,8 +24,10 @@ pub struct SqliteCheckpointer {
     fence: Option<Fence>,
     saved: AtomicU64,
     crash: Option<String>,
-    /// Last full checkpoint per execution, for delta encoding.
-    bases: Mutex<HashMap<String, Base>>,
+    /// Per running execution: its delta base and the encoding of its large
+    /// values. Taken out while a save runs (saves of one execution are
+    /// sequential), put back after it committed.
+    memos: Mutex<HashMap<String, Memo>>,
 }
 
 impl SqliteCheckpointer {
@@ -35,31 +37,31 @@ impl SqliteCheckpointer {
             fence,
             saved: AtomicU64::new(0),
             crash: std::env::var(CRASH_ENV).ok().filter(|s| !s.is_empty()),
-            bases: Mutex::new(HashMap::new()),
+            memos: Mutex::new(HashMap::new()),
         }
     }
 
-    fn base(&self, execution_id: &str) -> Option<Base> {
-        let bases = match self.bases.lock() {
+    fn memos(&self) -> std::sync::MutexGuard<'_, HashMap<String, Memo>> {
+        match self.memos.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        };
-        bases.get(execution_id).cloned()
+        }
     }
 
-    /// A full checkpoint becomes the base of the next deltas; a terminal one
-    /// ends the execution's entry.
-    fn remember(&self, id: i64, p: PreparedSnapshot) {
-        let mut bases = match self.bases.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let key = p.execution_id().to_string();
-        if p.event().is_terminal() {
-            bases.remove(&key);
-        } else if let Some(context) = p.full_context {
-            bases.insert(key, Base { id, context });
-        }
+    /// Write one prepared snapshot on the blocking pool.
+    async fn write(
+        &self,
+        prepared: PreparedSnapshot,
+    ) -> Result<(i64, PreparedSnapshot), StoreError> {
+        let store = self.store.clone();
+        let fence = self.fence.clone();
+        tokio::task::spawn_blocking(move || {
+            store
+                .save_checkpoint(&prepared, fence.as_ref())
+                .map(|id| (id, prepared))
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("checkpoint task failed: {e}")))?
     }
 
     fn crash_hook(&self, n: u64, snap: &Snapshot) {
@@ -94,24 +96,20 @@ pub fn to_exec_error(e: StoreError) -> ExecError {
 #[async_trait]
 impl Checkpointer for SqliteCheckpointer {
     async fn save(&self, snap: &Snapshot) -> Result<(), ExecError> {
-        let base = self.base(&snap.execution_id);
-        let prepared = prepare(snap, base.as_ref());
-        let store = self.store.clone();
-        let fence = self.fence.clone();
-        let (id, prepared) = tokio::task::spawn_blocking(move || {
-            store
-                .save_checkpoint(&prepared, fence.as_ref())
-                .map(|id| (id, prepared))
-        })
-        .await
-        .map_err(|e| {
-            ExecError::new(
-                ErrorKind::Interrupted,
-                format!("checkpoint task failed: {e}"),
-            )
-        })?
+        let mut memo = self.memos().remove(&snap.execution_id).unwrap_or_default();
+        let (id, prepared) = match self.write(prepare(snap, &memo)).await {
+            Err(StoreError::MissingBlob(hash)) => {
+                tracing::warn!(%hash, "a blob this execution stored is gone; storing it again");
+                memo = Memo::default();
+                self.write(prepare(snap, &memo)).await
+            }
+            other => other,
+        }
         .map_err(to_exec_error)?;
-        self.remember(id, prepared);
+        if !snap.event.is_terminal() {
+            memo.committed(id, prepared, snap);
+            self.memos().insert(snap.execution_id.clone(), memo);
+        }
         let n = self.saved.fetch_add(1, Ordering::SeqCst) + 1;
         self.crash_hook(n, snap);
         Ok(())

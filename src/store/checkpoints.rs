@@ -52,12 +52,65 @@ struct Delta {
     unset: Vec<String>,
 }
 
-/// The last full checkpoint of an execution, kept in memory by the writer
-/// so the next snapshots can be stored as deltas against it.
+/// The last full checkpoint of an execution: the base of the next deltas.
 #[derive(Debug, Clone)]
 pub struct Base {
     pub id: i64,
     pub context: Map<String, Value>,
+}
+
+/// A large context value as last written: the value itself (to compare
+/// with), its encoded form and the blobs it is stored in.
+#[derive(Debug, Clone)]
+struct Large {
+    original: Value,
+    encoded: Value,
+    hashes: Vec<String>,
+}
+
+/// What the writer remembers about an execution between its snapshots.
+///
+/// Why: most snapshots carry the same paper and prompt texts as the one
+/// before. Comparing an unchanged 100 KiB text with its last written form
+/// is a `memcmp`; serialising and SHA-256 hashing it again at every state
+/// enter and exit was a third of the runner's CPU at 200 papers in flight.
+/// A memo is only updated after its snapshot committed, so every hash it
+/// knows is in the database (a running execution's blobs are never
+/// pruned; the write still checks, see [`StoreError::MissingBlob`]).
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    base: Option<Base>,
+    large: HashMap<String, Large>,
+}
+
+impl Memo {
+    /// The base the next delta would be written against.
+    pub fn base(&self) -> Option<&Base> {
+        self.base.as_ref()
+    }
+
+    /// Record a snapshot that committed as checkpoint `id`.
+    pub fn committed(&mut self, id: i64, p: PreparedSnapshot, snap: &Snapshot) {
+        if let Some(context) = p.full_context {
+            self.base = Some(Base { id, context });
+        }
+        for key in p.memo_dropped {
+            self.large.remove(&key);
+        }
+        for (key, encoded, hashes) in p.memo_fresh {
+            if let Some(original) = snap.context.get(&key) {
+                let original = original.clone();
+                self.large.insert(
+                    key,
+                    Large {
+                        original,
+                        encoded,
+                        hashes,
+                    },
+                );
+            }
+        }
+    }
 }
 
 /// A snapshot ready to be written (encoding done outside the transaction).
@@ -69,9 +122,17 @@ pub struct PreparedSnapshot {
     next_state: Option<String>,
     base_id: Option<i64>,
     body: Vec<u8>,
+    /// Blobs to store (new content).
     blobs: Vec<(String, Vec<u8>)>,
+    /// Blobs stored by an earlier snapshot of this execution that this one
+    /// references too (checked to exist, not rewritten).
+    known: Vec<String>,
     /// The encoded context, when this is a full checkpoint (becomes the new base).
-    pub full_context: Option<Map<String, Value>>,
+    full_context: Option<Map<String, Value>>,
+    /// Keys newly encoded into blobs: (key, encoded value, blob hashes).
+    memo_fresh: Vec<(String, Value, Vec<String>)>,
+    /// Keys the memo knew that are gone or no longer large.
+    memo_dropped: Vec<String>,
     /// For the execution row on terminal events (encoded: blob references).
     output_json: Option<String>,
     /// Blobs `output_json` references.
@@ -89,6 +150,10 @@ impl PreparedSnapshot {
     pub fn event(&self) -> Event {
         self.event
     }
+    /// Whether this is a full checkpoint (not a delta).
+    pub fn is_full(&self) -> bool {
+        self.full_context.is_some()
+    }
 }
 
 pub fn now() -> String {
@@ -103,23 +168,59 @@ fn add_blobs(into: &mut Vec<(String, Vec<u8>)>, more: Vec<(String, Vec<u8>)>) {
     }
 }
 
-/// Encode a snapshot: large values become blobs, and when `base` is given
-/// and most of the context is unchanged, only the changed keys are kept.
-pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
-    let encoded = blobs::encode_map(&snap.context);
-    let mut full = Map::with_capacity(encoded.len());
+fn add_hashes(into: &mut Vec<String>, more: &[String]) {
+    for h in more {
+        if !into.contains(h) {
+            into.push(h.clone());
+        }
+    }
+}
+
+/// Encode a snapshot: large values become blobs, and when the memo has a
+/// base and most of the context is unchanged, only the changed keys are
+/// kept. Large values unchanged since the memo's last snapshot reuse their
+/// encoding.
+pub fn prepare(snap: &Snapshot, memo: &Memo) -> PreparedSnapshot {
+    let base = memo.base.as_ref();
+    let mut full = Map::with_capacity(snap.context.len());
     let mut set = Map::new();
-    let mut all_blobs = Vec::new();
-    let mut changed_blobs = Vec::new();
-    for (k, Encoded { value, blobs }) in encoded {
-        let changed = base.is_none_or(|b| b.context.get(&k) != Some(&value));
+    // (new blobs, known hashes) of every key, and of the changed keys.
+    let (mut all_blobs, mut all_known) = (Vec::new(), Vec::new());
+    let (mut changed_blobs, mut changed_known) = (Vec::new(), Vec::new());
+    let mut memo_fresh = Vec::new();
+    let mut memo_dropped = Vec::new();
+    for (k, v) in &snap.context {
+        let (value, new_blobs, known) = match memo.large.get(k) {
+            Some(l) if l.original == *v => (l.encoded.clone(), Vec::new(), l.hashes.clone()),
+            cached => {
+                let Encoded { value, blobs } = blobs::encode(v);
+                if blobs.is_empty() {
+                    if cached.is_some() {
+                        memo_dropped.push(k.clone());
+                    }
+                } else {
+                    let hashes = blobs.iter().map(|(h, _)| h.clone()).collect();
+                    memo_fresh.push((k.clone(), value.clone(), hashes));
+                }
+                (value, blobs, Vec::new())
+            }
+        };
+        let changed = base.is_none_or(|b| b.context.get(k) != Some(&value));
         if changed {
             set.insert(k.clone(), value.clone());
-            add_blobs(&mut changed_blobs, blobs.clone());
+            add_blobs(&mut changed_blobs, new_blobs.clone());
+            add_hashes(&mut changed_known, &known);
         }
-        add_blobs(&mut all_blobs, blobs);
-        full.insert(k, value);
+        add_blobs(&mut all_blobs, new_blobs);
+        add_hashes(&mut all_known, &known);
+        full.insert(k.clone(), value);
     }
+    memo_dropped.extend(
+        memo.large
+            .keys()
+            .filter(|k| !snap.context.contains_key(*k))
+            .cloned(),
+    );
     let unset: Vec<String> = base
         .map(|b| {
             b.context
@@ -137,7 +238,11 @@ pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
     let full_size: usize = full.iter().map(|(k, v)| k.len() + approx_size(v)).sum();
     let use_delta = base.is_some() && delta_size * 2 < full_size;
 
-    let mut blobs_needed = if use_delta { changed_blobs } else { all_blobs };
+    let (mut blobs_needed, mut known) = if use_delta {
+        (changed_blobs, changed_known)
+    } else {
+        (all_blobs, all_known)
+    };
     let mut output_hashes = Vec::new();
     let output = snap.output.as_ref().map(|o| {
         let e = blobs::encode(o);
@@ -145,6 +250,7 @@ pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
         add_blobs(&mut blobs_needed, e.blobs);
         e.value
     });
+    known.retain(|h| !blobs_needed.iter().any(|(b, _)| b == h));
     let (context, delta, full_context, base_id) = if use_delta {
         (
             Value::Null,
@@ -183,7 +289,10 @@ pub fn prepare(snap: &Snapshot, base: Option<&Base>) -> PreparedSnapshot {
         base_id,
         body: serde_json::to_vec(&body).unwrap_or_default(),
         blobs: blobs_needed,
+        known,
         full_context,
+        memo_fresh,
+        memo_dropped,
         output_json,
         output_hashes,
         error: snap.error.clone(),
@@ -401,6 +510,16 @@ impl Store {
                     .map_err(e("storing blob"))?;
             }
         }
+        if !p.known.is_empty() {
+            let mut exists = tx
+                .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")
+                .map_err(e("checking blob"))?;
+            for hash in &p.known {
+                if !exists.exists([hash]).map_err(e("checking blob"))? {
+                    return Err(StoreError::MissingBlob(hash.clone()));
+                }
+            }
+        }
         tx.prepare_cached(
             "INSERT INTO checkpoints(execution_id, step, event, state, next_state, base_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
@@ -413,7 +532,7 @@ impl Store {
                     "INSERT OR IGNORE INTO blob_refs(checkpoint_id, hash) VALUES (?1, ?2)",
                 )
                 .map_err(e("referencing blob"))?;
-            for (hash, _) in &p.blobs {
+            for hash in p.blobs.iter().map(|(h, _)| h).chain(&p.known) {
                 ref_stmt
                     .execute(params![id, hash])
                     .map_err(e("referencing blob"))?;
@@ -695,4 +814,80 @@ fn synthesize(row: &ExecutionRow) -> Option<Snapshot> {
         error: row.error.clone(),
         totals: Totals::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn snap(step: u64, context: Map<String, Value>) -> Snapshot {
+        Snapshot {
+            execution_id: "e".into(),
+            parent_id: None,
+            machine_index: 0,
+            machine_name: "m".into(),
+            event: Event::StateExit,
+            state: Some("s".into()),
+            next_state: Some("s".into()),
+            step,
+            context,
+            output: None,
+            error: None,
+            totals: Totals::default(),
+        }
+    }
+
+    fn ctx(paper: &str, step: u64) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("paper".into(), json!(paper));
+        m.insert("step".into(), json!(step));
+        m
+    }
+
+    #[test]
+    fn unchanged_large_values_reuse_their_encoding() {
+        let a = "a".repeat(10_000);
+        let mut memo = Memo::default();
+        let s0 = snap(0, ctx(&a, 0));
+        let p0 = prepare(&s0, &memo);
+        assert!(p0.is_full());
+        assert_eq!(p0.blobs.len(), 1, "first snapshot stores the text");
+        let hash = p0.blobs[0].0.clone();
+        memo.committed(1, p0, &s0);
+
+        // Same text, another small change: a delta without the text.
+        let s1 = snap(1, ctx(&a, 1));
+        let p1 = prepare(&s1, &memo);
+        assert!(!p1.is_full());
+        assert!(p1.blobs.is_empty() && p1.known.is_empty());
+        memo.committed(2, p1, &s1);
+
+        // A full snapshot (most keys changed) references the text it
+        // already stored without carrying its bytes again.
+        let mut c2 = ctx(&a, 2);
+        for i in 0..20 {
+            c2.insert(format!("k{i}"), json!(i));
+        }
+        let s2 = snap(2, c2);
+        let p2 = prepare(&s2, &memo);
+        assert!(p2.is_full());
+        assert!(p2.blobs.is_empty());
+        assert_eq!(p2.known, vec![hash.clone()]);
+        memo.committed(3, p2, &s2);
+
+        // A changed text is encoded again.
+        let b = "b".repeat(10_000);
+        let s3 = snap(3, ctx(&b, 3));
+        let p3 = prepare(&s3, &memo);
+        assert_eq!(p3.blobs.len(), 1);
+        assert_ne!(p3.blobs[0].0, hash);
+        memo.committed(4, p3, &s3);
+
+        // A value that became small leaves the memo.
+        let s4 = snap(4, ctx("short", 4));
+        let p4 = prepare(&s4, &memo);
+        memo.committed(5, p4, &s4);
+        assert!(memo.large.is_empty());
+    }
 }

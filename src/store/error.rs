@@ -37,6 +37,10 @@ pub enum StoreError {
     LeaseLost { id: String, owner: String },
     #[error("{0}")]
     NotFound(String),
+    /// A snapshot referenced a blob an earlier snapshot stored, and it is
+    /// gone (pruned meanwhile); the writer re-encodes and stores it again.
+    #[error("blob {0} is no longer stored")]
+    MissingBlob(String),
     #[error("{0}")]
     Invalid(String),
 }

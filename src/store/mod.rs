@@ -14,7 +14,7 @@ mod prune;
 mod queue;
 
 pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_CODE};
-pub use checkpoints::{now, prepare, Base, ExecutionRow, PreparedSnapshot};
+pub use checkpoints::{now, prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
