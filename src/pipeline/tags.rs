@@ -10,6 +10,7 @@
 use indexmap::IndexMap;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -567,6 +568,10 @@ static GENERIC: LazyLock<HashSet<&'static str>> =
 pub struct Terminology {
     terms: Vec<Term>,
     domains: Vec<Domain>,
+    /// Token key of every alias → the terms (indexes, ascending) that have
+    /// it, so [`Terminology::canonical`] tests a handful of terms instead
+    /// of running all of their matchers.
+    by_key: HashMap<String, Vec<usize>>,
 }
 
 #[derive(Debug, Clone)]
@@ -634,7 +639,17 @@ impl Terminology {
                 triggers,
             });
         }
-        Ok(Terminology { terms, domains })
+        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in terms.iter().enumerate() {
+            for k in &t.keys {
+                by_key.entry(k.clone()).or_default().push(i);
+            }
+        }
+        Ok(Terminology {
+            terms,
+            domains,
+            by_key,
+        })
     }
 
     /// The terminology shipped in `machines/terminology.yml`. A unit test
@@ -645,6 +660,7 @@ impl Terminology {
             Terminology {
                 terms: Vec::new(),
                 domains: Vec::new(),
+                by_key: HashMap::new(),
             }
         })
     }
@@ -663,8 +679,25 @@ impl Terminology {
     /// vocabulary's terms or aliases.
     pub fn canonical(&self, text: &str) -> Option<&str> {
         let key = token_key(text);
-        self.terms
-            .iter()
+        // A term matches the whole text only if the text's key is one of
+        // its keys, or one with a plural "s"/"es" added (its matcher
+        // accepts those): only such terms are tested, in file order.
+        let mut candidates: Vec<usize> = [
+            Some(key.as_str()),
+            key.strip_suffix('s'),
+            key.strip_suffix("es"),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|k| self.by_key.get(k))
+        .flatten()
+        .copied()
+        .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .map(|i| &self.terms[i])
             .find(|t| {
                 t.keys.contains(&key)
                     || t.matcher
@@ -764,10 +797,17 @@ fn token_key(text: &str) -> String {
 }
 
 /// Lower-case words of `text`, split at anything not a letter or digit.
-fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+/// Words already in lower case are borrowed (most of a paper's words).
+fn words(text: &str) -> impl Iterator<Item = Cow<'_, str>> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(|w| {
+            if w.chars().any(char::is_uppercase) {
+                Cow::Owned(w.to_lowercase())
+            } else {
+                Cow::Borrowed(w)
+            }
+        })
 }
 
 /// What [`terminology_tags`] reads.
@@ -1170,30 +1210,48 @@ fn phrase_ok(window: &[String]) -> bool {
 /// texts, in one pass per text.
 struct PhraseCounter<'k> {
     phrases: HashSet<&'k str>,
+    /// Every leading word sequence of a phrase ("a", "a b" of "a b c"), so
+    /// a start position is given up as soon as it cannot become a phrase.
+    prefixes: HashSet<&'k str>,
     longest: usize,
 }
 
 impl<'k> PhraseCounter<'k> {
     fn new(keys: impl Iterator<Item = &'k str>) -> PhraseCounter<'k> {
         let phrases: HashSet<&str> = keys.collect();
+        let mut prefixes = HashSet::new();
+        for p in &phrases {
+            for (i, _) in p.match_indices(' ') {
+                prefixes.insert(&p[..i]);
+            }
+            prefixes.insert(*p);
+        }
         let longest = phrases
             .iter()
             .map(|k| k.split(' ').count())
             .max()
             .unwrap_or(0);
-        PhraseCounter { phrases, longest }
+        PhraseCounter {
+            phrases,
+            prefixes,
+            longest,
+        }
     }
 
     fn count(&self, text: &str) -> HashMap<&'k str, usize> {
-        let tokens: Vec<String> = words(text).collect();
+        let tokens: Vec<Cow<'_, str>> = words(text).collect();
         let mut counts = HashMap::new();
+        let mut key = String::new();
         for start in 0..tokens.len() {
-            let mut key = String::new();
+            key.clear();
             for token in tokens[start..].iter().take(self.longest) {
                 if !key.is_empty() {
                     key.push(' ');
                 }
                 key.push_str(token);
+                if !self.prefixes.contains(key.as_str()) {
+                    break;
+                }
                 if let Some(&k) = self.phrases.get(key.as_str()) {
                     *counts.entry(k).or_default() += 1;
                 }
@@ -1361,6 +1419,66 @@ mod tests {
             },
             t,
         )
+    }
+
+    /// What `canonical` computes, the slow way: every term in order.
+    fn canonical_by_scan<'t>(t: &'t Terminology, text: &str) -> Option<&'t str> {
+        let key = token_key(text);
+        t.terms
+            .iter()
+            .find(|term| {
+                term.keys.contains(&key)
+                    || term
+                        .matcher
+                        .find(text)
+                        .is_some_and(|m| m.start() == 0 && m.end() == text.len())
+            })
+            .map(|term| term.slug.as_str())
+    }
+
+    #[test]
+    fn phrase_counter_counts_every_start_including_nested_phrases() {
+        let c = PhraseCounter::new(
+            ["sparse attention", "attention", "sparse attention head"].into_iter(),
+        );
+        let n =
+            c.count("Sparse attention, sparse-attention heads; attention. Sparse attention head!");
+        assert_eq!(n.get("sparse attention"), Some(&3));
+        assert_eq!(n.get("attention"), Some(&4));
+        assert_eq!(
+            n.get("sparse attention head"),
+            Some(&1),
+            "'heads' is another word"
+        );
+    }
+
+    #[test]
+    fn canonical_lookup_agrees_with_a_scan_of_every_term() {
+        let t = Terminology::builtin();
+        let file: TerminologyFile = serde_yaml::from_str(BUILTIN_YAML).unwrap();
+        let mut texts = vec!["".to_string(), "attention".into(), "models".into()];
+        for (slug, aliases) in &file.terms {
+            for a in std::iter::once(slug).chain(aliases.iter().flatten()) {
+                for v in [
+                    a.clone(),
+                    a.to_lowercase(),
+                    a.to_uppercase(),
+                    format!("{a}s"),
+                    format!("{a}es"),
+                    format!("{}s", a.to_lowercase()),
+                    a.replace(' ', "-"),
+                    a.replace('-', " "),
+                    format!("{a} extra"),
+                    token_key(a),
+                    format!("{}s", token_key(a)),
+                ] {
+                    texts.push(v);
+                }
+            }
+        }
+        for text in &texts {
+            assert_eq!(t.canonical(text), canonical_by_scan(&t, text), "{text:?}");
+        }
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_value_refs",
         include_str!("../../migrations/0006_value_refs.sql"),
     ),
+    (
+        "0007_claim_index",
+        include_str!("../../migrations/0007_claim_index.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -331,37 +331,57 @@ impl Store {
         if req.phases.is_empty() {
             return Ok(None);
         }
-        let mut rank = String::from("CASE status");
-        let mut statuses = Vec::new();
-        for (i, p) in req.phases.iter().enumerate() {
-            rank.push_str(&format!(" WHEN '{}' THEN {i}", p.from_status()));
-            statuses.push(format!("'{}'", p.from_status()));
-        }
-        rank.push_str(" END");
-        let ttl_ms = req.ttl.as_millis() as i64;
-        let sql = format!(
-            "UPDATE executions SET {CLAIM_SET}
-             WHERE id = (SELECT id FROM executions
-                         WHERE status IN ({}) AND not_before <= ?2 AND cancel_requested = 0 {}
-                         ORDER BY (phase_execution IS NULL), {rank}, priority DESC, created_at, id
-                         LIMIT 1)
-             RETURNING {CLAIM_RETURNING}",
-            statuses.join(", "),
-            if req.resumable_only {
-                "AND phase_execution IS NOT NULL"
-            } else {
-                ""
-            }
-        );
         let owner = req.owner.to_string();
+        let ttl_ms = req.ttl.as_millis() as i64;
+        let claim_sql = format!(
+            "UPDATE executions SET {CLAIM_SET} WHERE id = ?5 AND status = ?6 RETURNING {CLAIM_RETURNING}"
+        );
         self.write("claiming work", |tx| {
+            let e = |err| self.err("claiming work", err);
+            // Resumable work of any listed phase first, then fresh work;
+            // each in phase order. Every lookup is the head of an index
+            // (executions_resumable / executions_ready), not a sort of the
+            // queue.
+            let mut found = None;
+            'search: for resumable in [true, false] {
+                if !resumable && req.resumable_only {
+                    break;
+                }
+                let sql = if resumable {
+                    "SELECT id FROM executions INDEXED BY executions_resumable
+                     WHERE status = ?1 AND phase_execution IS NOT NULL AND not_before <= ?2 AND cancel_requested = 0
+                     ORDER BY priority DESC, created_at, id LIMIT 1"
+                } else {
+                    "SELECT id FROM executions INDEXED BY executions_ready
+                     WHERE status = ?1 AND phase_execution IS NULL AND not_before <= ?2 AND cancel_requested = 0
+                     ORDER BY priority DESC, created_at, id LIMIT 1"
+                };
+                let mut st = tx.prepare_cached(sql).map_err(e)?;
+                for p in req.phases {
+                    let status = p.from_status();
+                    let id: Option<String> = st
+                        .query_row(params![status, req.now_ms], |r| r.get(0))
+                        .optional()
+                        .map_err(e)?;
+                    if let Some(id) = id {
+                        found = Some((id, status));
+                        break 'search;
+                    }
+                }
+            }
+            let Some((id, status)) = found else {
+                return Ok(None);
+            };
             let t = now();
             let row = tx
-                .query_row(&sql, params![owner, req.now_ms, ttl_ms, t], |r| {
-                    row_to_claim(r, &owner, ttl_ms)
+                .prepare_cached(&claim_sql)
+                .and_then(|mut st| {
+                    st.query_row(params![owner, req.now_ms, ttl_ms, t, id, status], |r| {
+                        row_to_claim(r, &owner, ttl_ms)
+                    })
+                    .optional()
                 })
-                .optional()
-                .map_err(|e| self.err("claiming work", e))?;
+                .map_err(e)?;
             self.claimed_event(tx, row.as_ref(), None)?;
             Ok(row)
         })
