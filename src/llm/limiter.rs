@@ -47,6 +47,27 @@ struct Schedule {
 struct Bucket {
     rate: Mutex<Option<Rate>>,
     schedule: tokio::sync::Mutex<Schedule>,
+    /// When a call asking now would start (copied out of `schedule` on
+    /// every change, so [`RateLimiter::backlog`] needs no async lock).
+    free_at: Mutex<Instant>,
+}
+
+impl Bucket {
+    /// The earliest start the next call could get (ignoring the window,
+    /// which only binds when the smooth schedule is already saturated).
+    fn set_free_at(&self, s: &Schedule, rate: Option<Rate>) {
+        let now = Instant::now();
+        let mut at = match rate {
+            Some(_) => s.tat.checked_sub(BURST).unwrap_or(now).max(now),
+            None => now,
+        };
+        if let Some(p) = s.paused_until {
+            at = at.max(p);
+        }
+        if let Ok(mut f) = self.free_at.lock() {
+            *f = at;
+        }
+    }
 }
 
 /// The process-wide limiter.
@@ -73,6 +94,7 @@ impl RateLimiter {
                     starts: VecDeque::new(),
                     paused_until: None,
                 }),
+                free_at: Mutex::new(Instant::now()),
             })
         });
         if let Ok(mut r) = b.rate.lock() {
@@ -114,9 +136,26 @@ impl RateLimiter {
                 }
                 None => s.starts.clear(),
             }
+            bucket.set_free_at(&s, rate);
             start
         };
         tokio::time::sleep_until(slot).await;
+    }
+
+    /// How long a call to `key` asking now would wait for its slot: how far
+    /// ahead the model is booked (zero for an unknown or idle model). The
+    /// scheduler does not claim more work for a model booked well ahead:
+    /// it would only hold a worker slot while waiting here.
+    pub fn backlog(&self, key: &str) -> Duration {
+        let Some(bucket) = self.bucket_existing(key) else {
+            return Duration::ZERO;
+        };
+        let free_at = bucket
+            .free_at
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|p| *p.into_inner());
+        free_at.saturating_duration_since(Instant::now())
     }
 
     /// Stop handing out slots for `key` for `secs` (a 429's retry_after, or a
@@ -132,6 +171,8 @@ impl RateLimiter {
         if s.paused_until.is_none_or(|p| p < until) {
             s.paused_until = Some(until);
         }
+        let rate = bucket.rate.lock().ok().and_then(|r| *r);
+        bucket.set_free_at(&s, rate);
         tracing::info!(
             model = key,
             pause_s = secs,
@@ -245,6 +286,36 @@ mod tests {
         // After that the spacing holds (one per second).
         limiter.acquire("m", Some(rate)).await;
         assert_eq!(Instant::now() - start, Duration::from_secs(11));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backlog_says_how_far_ahead_a_model_is_booked() {
+        let limiter = RateLimiter::new();
+        let rate = Rate::parse("60/m").unwrap();
+        assert_eq!(limiter.backlog("m"), Duration::ZERO, "unknown model");
+        // Two calls fit the 1 s burst tolerance; five more book 5 s ahead.
+        for _ in 0..2 {
+            limiter.acquire("m", Some(rate)).await;
+        }
+        assert_eq!(limiter.backlog("m"), Duration::from_secs(1));
+        let l = Arc::new(limiter);
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move { l.acquire("m", Some(rate)).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        while l.backlog("m") < Duration::from_secs(6) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(l.backlog("m"), Duration::from_secs(6));
+        for w in waiters {
+            w.await.unwrap();
+        }
+        // A pause books the model until it ends.
+        l.pause("m", 30.0).await;
+        assert_eq!(l.backlog("m"), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]

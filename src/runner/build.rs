@@ -202,19 +202,22 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         }
         None => None,
     };
+    let http = HttpAgent::new(Some(Ledger::new(store.clone())))
+        .map_err(|e| BuildError::Setup(e.message))?
+        .with_gate(Arc::new(breakers.clone()));
     let gates = Gates::new(
-        Some(breakers.clone()),
+        Some(breakers),
         budget,
         Some(store.clone()),
         phase_models,
         phase_calls,
         burst,
+    )
+    .with_limiter(
+        http.limiter().clone(),
+        Duration::from_secs_f64(cfg.scheduler.claim_backlog_secs.clamp(0.0, 86_400.0)),
     );
-    let agent: Arc<dyn Agent> = Arc::new(
-        HttpAgent::new(Some(Ledger::new(store.clone())))
-            .map_err(|e| BuildError::Setup(e.message))?
-            .with_gate(Arc::new(breakers)),
-    );
+    let agent: Arc<dyn Agent> = Arc::new(http);
     let s = &cfg.scheduler;
     let env = Arc::new(TaskEnv {
         store: store.clone(),

@@ -75,6 +75,10 @@ pub struct SchedulerConfig {
     pub retry_max_secs: u64,
     /// Daemon: how often to look for claimable work when idle, seconds.
     pub poll_interval_secs: f64,
+    /// Do not claim a phase while a model it calls is booked more than this
+    /// many seconds ahead by the rate limiter (the phase would only wait
+    /// in the limiter while holding a worker slot), seconds.
+    pub claim_backlog_secs: f64,
     /// SIGTERM: how long in-flight work may take to finish, seconds.
     pub drain_timeout_secs: u64,
     /// Cron expression (UTC, with seconds field as the `cron` crate wants,
@@ -173,6 +177,7 @@ impl Default for SchedulerConfig {
             retry_base_secs: 60,
             retry_max_secs: 3600,
             poll_interval_secs: 10.0,
+            claim_backlog_secs: 2.0,
             drain_timeout_secs: 60,
             prep_burst_cron: None,
             prep_burst_minutes: 60,
@@ -570,6 +575,12 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
         env_float
     ),
     env_override!(
+        "RUNNER_CLAIM_BACKLOG_SECS",
+        "scheduler.claim_backlog_secs",
+        |c| c.scheduler.claim_backlog_secs,
+        env_float
+    ),
+    env_override!(
         "RUNNER_DRAIN_TIMEOUT_SECS",
         "scheduler.drain_timeout_secs",
         |c| c.scheduler.drain_timeout_secs,
@@ -783,6 +794,14 @@ impl Config {
             s.poll_interval_secs.is_finite() && s.poll_interval_secs > 0.0,
             "scheduler.poll_interval_secs",
             format!("must be a positive number (got {})", s.poll_interval_secs),
+        );
+        check(
+            s.claim_backlog_secs.is_finite() && s.claim_backlog_secs >= 0.0,
+            "scheduler.claim_backlog_secs",
+            format!(
+                "must be a number of seconds, 0 or more (got {})",
+                s.claim_backlog_secs
+            ),
         );
         for (i, phase) in s.phase_order.iter().enumerate() {
             check(

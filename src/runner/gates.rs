@@ -11,11 +11,13 @@
 use super::breaker::Breakers;
 use super::budget::{Budget, BudgetUsage, ClassCalls};
 use super::phase::Phase;
+use crate::llm::RateLimiter;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The current mode, as shown in status and the systemd STATUS.
@@ -70,6 +72,9 @@ pub struct Gates {
     pub phase_models: HashMap<Phase, Vec<PhaseModel>>,
     pub phase_calls: HashMap<Phase, ClassCalls>,
     pub burst: Option<Burst>,
+    /// The agents' rate limiter and how far ahead a model may be booked
+    /// before its phases stop being claimed (see [`Gates::with_limiter`]).
+    pub limiter: Option<(Arc<RateLimiter>, Duration)>,
 }
 
 impl Gates {
@@ -88,7 +93,37 @@ impl Gates {
             phase_models,
             phase_calls,
             burst,
+            limiter: None,
         }
+    }
+
+    /// Do not claim a phase while a model it calls is booked more than
+    /// `max_backlog` ahead in `limiter`. Why: at the provider's limit, a
+    /// phase claimed for a saturated model only holds a worker slot while
+    /// its calls queue, and with every slot taken by phases of one model the
+    /// other model's limit goes unused (measured: cheap calls stopping for
+    /// 20 s at 1000 in flight while expensive phases filled the slots).
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>, max_backlog: Duration) -> Gates {
+        self.limiter = Some((limiter, max_backlog));
+        self
+    }
+
+    /// When a model of `phase` is booked more than the allowed backlog
+    /// ahead: how long until it no longer is. None: claim away.
+    pub fn booked_ahead(&self, phase: Phase) -> Option<Duration> {
+        let (limiter, max) = self.limiter.as_ref()?;
+        let (model, backlog) = self
+            .phase_models
+            .get(&phase)
+            .into_iter()
+            .flatten()
+            .map(|m| (display_model(&m.key), limiter.backlog(&m.key)))
+            .max_by_key(|(_, backlog)| *backlog)?;
+        if backlog <= *max {
+            return None;
+        }
+        tracing::debug!(%phase, model, backlog_ms = backlog.as_millis() as u64, "not claiming: model booked ahead");
+        Some(backlog - *max)
     }
 
     /// Today's usage, read from the ledger (never cached: a claim decided on
@@ -225,6 +260,7 @@ impl Gates {
             tracing::debug!(%phase, %why, "not claiming");
             return false;
         }
+
         if self.budget.is_some() {
             let usage = self.usage().await;
             if let Some(why) = self.budget_block(usage.as_ref(), phase, running) {
@@ -257,6 +293,54 @@ mod tests {
         );
         assert!(b.active_until(at(23, 30)).is_some());
         assert!(Burst::parse("not cron", 5).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_whose_model_is_booked_ahead_waits_for_the_backlog() {
+        let limiter = Arc::new(RateLimiter::new());
+        let model = |key: &str| PhaseModel {
+            key: key.into(),
+            provider: "p".into(),
+        };
+        let mut phase_models = HashMap::new();
+        phase_models.insert(Phase::Expensive, vec![model("u|big")]);
+        phase_models.insert(Phase::Wrap, vec![model("u|small")]);
+        let g = Gates {
+            phase_models,
+            ..Gates::default()
+        }
+        .with_limiter(limiter.clone(), Duration::from_secs(2));
+        assert_eq!(g.booked_ahead(Phase::Expensive), None);
+        // 60/m: each call books a second; the first two fit the burst.
+        let rate = crate::llm::Rate::parse("60/m").ok();
+        for _ in 0..2 {
+            limiter.acquire("u|big", rate).await;
+        }
+        // Four more queue at once (each books its slot before sleeping).
+        let queued: Vec<_> = (0..4)
+            .map(|_| {
+                let l = limiter.clone();
+                tokio::spawn(async move { l.acquire("u|big", rate).await })
+            })
+            .collect();
+        for _ in 0..2 {
+            tokio::task::yield_now().await;
+        }
+        while limiter.backlog("u|big") < Duration::from_secs(5) {
+            tokio::task::yield_now().await;
+        }
+        // Booked 5 s ahead with 2 s allowed: claimable again in 3 s.
+        assert_eq!(
+            g.booked_ahead(Phase::Expensive),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(g.booked_ahead(Phase::Wrap), None, "another model");
+        assert_eq!(g.booked_ahead(Phase::Prep), None, "no model known");
+        for q in queued {
+            q.await.unwrap();
+        }
+        // Once the queue has drained, claimable again.
+        assert_eq!(g.booked_ahead(Phase::Expensive), None);
     }
 
     #[tokio::test]

@@ -136,8 +136,12 @@ impl Scheduler {
             }
             // Fill every free slot.
             let mut claimed_any = false;
+            // Set when a phase waits only for its model's limiter backlog
+            // to shrink: look again then (and do not end a single pass).
+            let mut backlog_wait: Option<Duration> = None;
             while tasks.len() < self.settings.workers.max(1) {
-                let phases = self.claimable_phases(&mode, &running).await;
+                let (phases, wait) = self.claimable_phases(&mode, &running).await;
+                backlog_wait = wait;
                 let resumable_only = self.settings.mode == RunMode::ResumeOnly;
                 if phases.is_empty() {
                     break;
@@ -165,7 +169,11 @@ impl Scheduler {
                     task_stop.clone(),
                 ));
             }
-            if tasks.is_empty() && !claimed_any && self.settings.mode != RunMode::Daemon {
+            if tasks.is_empty()
+                && !claimed_any
+                && backlog_wait.is_none()
+                && self.settings.mode != RunMode::Daemon
+            {
                 break;
             }
             if self.notifier.is_enabled() {
@@ -177,11 +185,15 @@ impl Scheduler {
             if let Some(w) = self.notifier.watchdog_interval() {
                 poll = poll.min(w);
             }
-            let idle_wait = tokio::time::sleep(if tasks.is_empty() {
+            let mut wait = if tasks.is_empty() {
                 poll
             } else {
                 poll.max(Duration::from_millis(200))
-            });
+            };
+            if let Some(b) = backlog_wait {
+                wait = wait.min(b.max(Duration::from_millis(20)));
+            }
+            let idle_wait = tokio::time::sleep(wait);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 done = tasks.join_next(), if !tasks.is_empty() => {
@@ -294,12 +306,14 @@ impl Scheduler {
         }
     }
 
-    /// The phases that may be claimed now, in preference order.
+    /// The phases that may be claimed now, in preference order, and, when
+    /// some phase is held back only because its model is booked ahead, how
+    /// long until the earliest of them may be claimed.
     async fn claimable_phases(
         &self,
         mode: &ModeView,
         running: &HashMap<Phase, usize>,
-    ) -> Vec<Phase> {
+    ) -> (Vec<Phase>, Option<Duration>) {
         let mut order = self.settings.phase_order.clone();
         for p in Phase::ALL {
             if !order.contains(&p) {
@@ -320,6 +334,7 @@ impl Scheduler {
             }
         }
         let mut out = Vec::new();
+        let mut wait = None;
         for p in order {
             if mode.only_prep && p != Phase::Prep {
                 continue;
@@ -332,9 +347,13 @@ impl Scheduler {
             if !self.gates.phase_allowed(p, running).await {
                 continue;
             }
+            if let Some(w) = self.gates.booked_ahead(p) {
+                wait = Some(wait.map_or(w, |x: Duration| x.min(w)));
+                continue;
+            }
             out.push(p);
         }
-        out
+        (out, wait)
     }
 
     async fn claim(&self, phases: &[Phase], resumable_only: bool) -> Option<crate::store::Claim> {
