@@ -162,8 +162,16 @@ pub fn read_input(input: Option<&str>, file: Option<&Path>) -> anyhow::Result<Ma
     }
 }
 
+/// Threads for blocking work (SQLite, file writes). Why bounded: writes
+/// are serialised on one connection, so with tokio's default of 512, a
+/// thousand papers in flight parked hundreds of threads on the writer
+/// mutex, and their wake-ups cost more CPU than the writes; queued
+/// blocking tasks wait in tokio's queue instead.
+const BLOCKING_THREADS: usize = 32;
+
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
