@@ -179,10 +179,11 @@ fn configure(c: &Connection, opts: &StoreOptions) -> Result<(), rusqlite::Error>
     Ok(())
 }
 
-/// The writer does every write of the process, so it gets a larger page
-/// cache than the readers.
+/// The writer runs every write of the process: keep more of its prepared
+/// statements. Its page cache stays at SQLite's default (2 MiB): a 16 MiB
+/// cache measured ~4 ms more CPU per paper (commits walk the whole cache
+/// to drop pages past the end of the file).
 fn configure_writer(c: &Connection) -> Result<(), rusqlite::Error> {
-    c.pragma_update(None, "cache_size", -16_384)?;
     c.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
