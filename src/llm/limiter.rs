@@ -193,6 +193,15 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    /// No window of length `per` starting at a call holds more than `n`
+    /// calls (`times` sorted).
+    fn assert_at_most_per_window(times: &[Duration], n: usize, per: Duration) {
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().filter(|u| **u < *t + per).count();
+            assert!(in_window <= n, "{in_window} calls within {per:?} of {t:?}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn never_exceeds_the_rate_with_many_callers() {
         let limiter = Arc::new(RateLimiter::new());
@@ -212,13 +221,7 @@ mod tests {
         }
         times.sort();
         // In any 60 s window at most 30 calls start.
-        for (i, t) in times.iter().enumerate() {
-            let in_window = times[i..]
-                .iter()
-                .filter(|u| **u < *t + Duration::from_secs(60))
-                .count();
-            assert!(in_window <= 30, "{in_window} calls within 60 s of {t:?}");
-        }
+        assert_at_most_per_window(&times, 30, Duration::from_secs(60));
         // And the limiter is not idle: 50 calls at 2 s spacing take 98 s
         // (a burst tolerance lets some start earlier).
         let last = times.last().copied().unwrap_or_default();
@@ -255,13 +258,7 @@ mod tests {
             limiter.acquire("m", Some(rate)).await;
             times.push(Instant::now() - start);
         }
-        for (i, t) in times.iter().enumerate() {
-            let in_window = times[i..]
-                .iter()
-                .filter(|u| **u < *t + Duration::from_secs(1))
-                .count();
-            assert!(in_window <= 5, "{in_window} calls within 1 s of {t:?}");
-        }
+        assert_at_most_per_window(&times, 5, Duration::from_secs(1));
         // Long-run rate is the configured one (40 calls: ~8 s).
         let last = *times.last().unwrap();
         assert!(

@@ -33,12 +33,6 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
     s
 }
 
-/// Encode each value of a map on its own (the map itself never becomes a
-/// blob), so unchanged keys can be compared between snapshots.
-pub fn encode_map(m: &Map<String, Value>) -> Vec<(String, Encoded)> {
-    m.iter().map(|(k, v)| (k.clone(), encode(v))).collect()
-}
-
 /// Replace large parts of `v` by blob references.
 pub fn encode(v: &Value) -> Encoded {
     let mut blobs = Vec::new();

@@ -13,7 +13,7 @@ use crate::spec::Bundle;
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The row of one machine execution.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,11 +84,6 @@ pub struct Memo {
 }
 
 impl Memo {
-    /// The base the next delta would be written against.
-    pub fn base(&self) -> Option<&Base> {
-        self.base.as_ref()
-    }
-
     /// Record a snapshot that committed as checkpoint `id`.
     pub fn committed(&mut self, id: i64, p: PreparedSnapshot, snap: &Snapshot) {
         if let Some(context) = p.full_context {
@@ -184,9 +179,10 @@ pub fn prepare(snap: &Snapshot, memo: &Memo) -> PreparedSnapshot {
     let base = memo.base.as_ref();
     let mut full = Map::with_capacity(snap.context.len());
     let mut set = Map::new();
-    // (new blobs, known hashes) of every key, and of the changed keys.
+    // New blobs and known hashes of every key; the hashes the changed keys
+    // use pick from them when this becomes a delta.
     let (mut all_blobs, mut all_known) = (Vec::new(), Vec::new());
-    let (mut changed_blobs, mut changed_known) = (Vec::new(), Vec::new());
+    let mut changed_hashes: HashSet<String> = HashSet::new();
     let mut memo_fresh = Vec::new();
     let mut memo_dropped = Vec::new();
     for (k, v) in &snap.context {
@@ -208,8 +204,8 @@ pub fn prepare(snap: &Snapshot, memo: &Memo) -> PreparedSnapshot {
         let changed = base.is_none_or(|b| b.context.get(k) != Some(&value));
         if changed {
             set.insert(k.clone(), value.clone());
-            add_blobs(&mut changed_blobs, new_blobs.clone());
-            add_hashes(&mut changed_known, &known);
+            changed_hashes.extend(new_blobs.iter().map(|(h, _)| h.clone()));
+            changed_hashes.extend(known.iter().cloned());
         }
         add_blobs(&mut all_blobs, new_blobs);
         add_hashes(&mut all_known, &known);
@@ -238,11 +234,11 @@ pub fn prepare(snap: &Snapshot, memo: &Memo) -> PreparedSnapshot {
     let full_size: usize = full.iter().map(|(k, v)| k.len() + approx_size(v)).sum();
     let use_delta = base.is_some() && delta_size * 2 < full_size;
 
-    let (mut blobs_needed, mut known) = if use_delta {
-        (changed_blobs, changed_known)
-    } else {
-        (all_blobs, all_known)
-    };
+    let (mut blobs_needed, mut known) = (all_blobs, all_known);
+    if use_delta {
+        blobs_needed.retain(|(h, _)| changed_hashes.contains(h));
+        known.retain(|h| changed_hashes.contains(h));
+    }
     let mut output_hashes = Vec::new();
     let output = snap.output.as_ref().map(|o| {
         let e = blobs::encode(o);
