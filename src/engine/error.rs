@@ -28,13 +28,29 @@ pub enum ErrorKind {
     NotFound,
     /// A PDF that cannot be parsed (malformed, truncated, encrypted).
     PdfUnreadable,
+    /// A PDF over a configured limit (bytes, pages, memory): permanent.
+    PdfTooLarge,
+    /// PDF extraction past its wall-time limit: permanent.
+    PdfTimeout,
+    /// A provider response body over its size cap.
+    ResponseTooLarge,
+    /// Output of a shell action, hook or template over its cap.
+    OutputTooLarge,
+    /// Machine nesting deeper than the depth limit, or more child
+    /// executions than the total-children limit.
+    RecursionLimit,
+    /// A bug in the runner (a panic inside a task): retried at phase level.
+    Internal,
+    /// The host ran out of a resource (file descriptors, memory, disk):
+    /// says nothing about the paper, retried at phase level.
+    ResourceExhausted,
     /// The execution was stopped from outside (lease lost, cancel, shutdown).
     /// Never routed through `on_error`.
     Interrupted,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 26] = [
         ErrorKind::RateLimit,
         ErrorKind::Timeout,
         ErrorKind::ServerError,
@@ -53,6 +69,13 @@ impl ErrorKind {
         ErrorKind::MaxSteps,
         ErrorKind::NotFound,
         ErrorKind::PdfUnreadable,
+        ErrorKind::PdfTooLarge,
+        ErrorKind::PdfTimeout,
+        ErrorKind::ResponseTooLarge,
+        ErrorKind::OutputTooLarge,
+        ErrorKind::RecursionLimit,
+        ErrorKind::Internal,
+        ErrorKind::ResourceExhausted,
         ErrorKind::Interrupted,
     ];
 
@@ -76,6 +99,13 @@ impl ErrorKind {
             ErrorKind::MaxSteps => "max_steps",
             ErrorKind::NotFound => "not_found",
             ErrorKind::PdfUnreadable => "pdf_unreadable",
+            ErrorKind::PdfTooLarge => "pdf_too_large",
+            ErrorKind::PdfTimeout => "pdf_timeout",
+            ErrorKind::ResponseTooLarge => "response_too_large",
+            ErrorKind::OutputTooLarge => "output_too_large",
+            ErrorKind::RecursionLimit => "recursion_limit",
+            ErrorKind::Internal => "internal",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
             ErrorKind::Interrupted => "interrupted",
         }
     }

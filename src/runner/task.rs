@@ -72,6 +72,8 @@ fn retryable(e: &ExecError) -> bool {
                 | EmptyResponse
                 | PaymentRequired
                 | AuthError
+                | Internal
+                | ResourceExhausted
                 | Interrupted
         )
     };

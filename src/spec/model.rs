@@ -26,6 +26,13 @@ pub const ERROR_KINDS: &[&str] = &[
     "max_steps",
     "not_found",
     "pdf_unreadable",
+    "pdf_too_large",
+    "pdf_timeout",
+    "response_too_large",
+    "output_too_large",
+    "recursion_limit",
+    "internal",
+    "resource_exhausted",
 ];
 
 /// Every key a state may have (others are reported and ignored).
