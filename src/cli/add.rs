@@ -11,8 +11,10 @@
 
 use anyhow::Context;
 use clap::Args;
+use paper_runner::ops::text::escape_control;
 use paper_runner::pipeline::acquire::safe_id;
 use paper_runner::runner::build::open_store;
+use paper_runner::runner::config::{file_kind, read_text_capped};
 use paper_runner::runner::ingest::{
     self, add_paper_once, fetch_metadata_with, queued_version, FetchOptions, IngestError, PaperMeta,
 };
@@ -27,6 +29,10 @@ use std::time::Duration;
 const API_URL_ENV: &str = "RUNNER_ARXIV_API_URL";
 /// Titles are cut to this many characters in the `added` lines.
 const TITLE_CHARS: usize = 70;
+/// Largest `--file` of ids read: 16 MiB (hundreds of thousands of ids).
+const MAX_ID_FILE_BYTES: u64 = 16 << 20;
+/// Longest `--api-interval`: one hour.
+const MAX_API_INTERVAL_SECS: f64 = 3_600.0;
 
 #[derive(Args, Debug)]
 pub struct AddArgs {
@@ -53,8 +59,8 @@ pub struct AddArgs {
     /// Do not look up titles and abstracts on arXiv.
     #[arg(long)]
     pub offline: bool,
-    /// Seconds between arXiv API requests (arXiv asks for at least 3).
-    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    /// Seconds between arXiv API requests (arXiv asks for at least 3; 0 to 3600).
+    #[arg(long, default_value_t = 3.0, value_name = "SECS", value_parser = parse_api_interval)]
     pub api_interval: f64,
     /// First add the crawler DB's pending papers, then the ids given.
     #[arg(long, conflicts_with = "seed_only")]
@@ -117,11 +123,14 @@ fn add(config: Option<PathBuf>, a: AddArgs) -> Result<(), Fail> {
     } else {
         None
     };
-    let api_interval = Duration::try_from_secs_f64(a.api_interval).map_err(|_| {
-        bad_input(anyhow::anyhow!(
-            "--api-interval must be a number of seconds ≥ 0"
-        ))
-    })?;
+    let api_interval = Duration::try_from_secs_f64(a.api_interval)
+        .ok()
+        .filter(|d| d.as_secs_f64() <= MAX_API_INTERVAL_SECS)
+        .ok_or_else(|| {
+            bad_input(anyhow::anyhow!(
+                "--api-interval must be a number of seconds from 0 to {MAX_API_INTERVAL_SECS}"
+            ))
+        })?;
 
     let store = open_store(&cfg).map_err(|e| store_failure(e.into()))?;
     if let Some(db) = &crawler {
@@ -201,9 +210,10 @@ fn add(config: Option<PathBuf>, a: AddArgs) -> Result<(), Fail> {
 fn collect_ids(a: &AddArgs) -> Result<Vec<String>, Fail> {
     let mut ids: Vec<String> = a.ids.iter().map(|s| s.trim().to_string()).collect();
     if let Some(f) = &a.file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read {}", f.display()))
-            .map_err(bad_input)?;
+        // Bounded: `--file /dev/zero` (or a FIFO, or a huge file) is
+        // refused instead of read until memory runs out.
+        let text = read_text_capped(f, MAX_ID_FILE_BYTES)
+            .map_err(|e| bad_input(anyhow::anyhow!("--file {}: {e}", f.display())))?;
         ids.extend(
             text.lines()
                 .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
@@ -239,12 +249,39 @@ fn collect_ids(a: &AddArgs) -> Result<Vec<String>, Fail> {
     Ok(ids)
 }
 
+/// The `--pdf` as an absolute path. It must be a regular file: a FIFO
+/// would block the worker that opens it, a directory or device is no PDF.
 fn local_pdf(a: &AddArgs) -> Result<Option<String>, Fail> {
     let Some(p) = &a.pdf else { return Ok(None) };
     let abs = std::fs::canonicalize(p)
         .with_context(|| format!("--pdf {}", p.display()))
         .map_err(bad_input)?;
+    let meta = std::fs::metadata(&abs)
+        .with_context(|| format!("--pdf {}", p.display()))
+        .map_err(bad_input)?;
+    if !meta.is_file() {
+        return Err(bad_input(anyhow::anyhow!(
+            "--pdf {} is {}, not a regular file",
+            p.display(),
+            file_kind(&meta)
+        )));
+    }
     Ok(Some(abs.display().to_string()))
+}
+
+/// `--api-interval`: seconds, 0 to 3600 (`inf`, `NaN`, negatives refused).
+fn parse_api_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && (0.0..=MAX_API_INTERVAL_SECS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s} is out of range: allowed 0 to {MAX_API_INTERVAL_SECS} seconds"
+        ))
+    }
 }
 
 /// Seed from the crawler DB and report; a crawler DB problem is bad input.
@@ -306,9 +343,11 @@ fn lookup_metadata(cfg: &Config, ids: &[String], interval: Duration) -> HashMap<
     fetched.found
 }
 
-/// `Title…` cut for one line, or a note that prep will find it.
+/// `Title…` cut for one line (control characters escaped: titles come
+/// from arXiv or the command line), or a note that prep will find it.
 fn describe(title: Option<&str>) -> String {
-    match title.map(str::trim).filter(|t| !t.is_empty()) {
+    let title = title.map(escape_control);
+    match title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         None => "no title yet".into(),
         Some(t) if t.chars().count() > TITLE_CHARS => {
             let cut: String = t.chars().take(TITLE_CHARS).collect();

@@ -15,8 +15,8 @@ pub struct AuditArgs {
     /// Only the N most recent reports.
     #[arg(long)]
     pub latest: Option<usize>,
-    /// Minimum share of numbers that must occur in the paper.
-    #[arg(long, default_value_t = GROUNDING_THRESHOLD)]
+    /// Minimum share of numbers that must occur in the paper (0 to 1).
+    #[arg(long, default_value_t = GROUNDING_THRESHOLD, value_parser = parse_share)]
     pub threshold: f64,
     /// Print JSON.
     #[arg(long)]
@@ -63,5 +63,14 @@ pub fn run(a: AuditArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// A share from 0 to 1 (`NaN` and infinities refused at parse time).
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(_) => Err(format!("{s} is out of range: allowed 0 to 1")),
+        Err(_) => Err(format!("{s:?} is not a number from 0 to 1")),
     }
 }

@@ -20,29 +20,29 @@ pub enum BenchCmd {
 #[derive(Args, Debug)]
 pub struct PipelineArgs {
     /// Synthetic papers to run (use N >= 3 x workers for a steady-state window).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub papers: usize,
     /// Phases in flight at once.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub workers: usize,
     /// Mean mock latency per LLM call in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub latency_ms: u64,
     /// Latency varies uniformly by +/- this (default: half the mean).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub jitter_ms: Option<u64>,
     /// Provider limit of the cheap model, requests per minute (also the
     /// runner's rate_limit).
-    #[arg(long, default_value_t = 6000)]
+    #[arg(long, default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub rpm_cheap: u32,
     /// Provider limit of the expensive model, requests per minute.
-    #[arg(long, default_value_t = 4500)]
+    #[arg(long, default_value_t = 4500, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub rpm_expensive: u32,
     /// Run in (and keep) this directory instead of a temporary one.
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// PDFs extracted before the run to estimate extraction CPU per paper.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000))]
     pub calibration_papers: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -55,7 +55,7 @@ pub struct CheckpointArgs {
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Transitions per scenario.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
     pub transitions: usize,
     /// Fsync every commit (synchronous=FULL).
     #[arg(long)]

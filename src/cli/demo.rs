@@ -26,10 +26,10 @@ pub struct DemoArgs {
     #[arg(long, default_value = "demo")]
     pub dir: PathBuf,
     /// Phases in flight at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     pub workers: usize,
     /// Mean mock latency per LLM call in milliseconds.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub latency_ms: u64,
 }
 

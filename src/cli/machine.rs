@@ -30,8 +30,8 @@ pub struct DbArgs {
     /// SQLite database for checkpoints (enables durable execution).
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// Lease time-to-live in seconds (renewed every TTL/3).
-    #[arg(long, default_value_t = 300)]
+    /// Lease time-to-live in seconds (renewed every TTL/3; 1 to 86400).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub lease_ttl: u64,
     /// Fsync every commit (survives power loss; slower).
     #[arg(long)]

@@ -200,7 +200,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     }
     match command {
         Command::Machine(cmd) => machine::run(cmd),
-        Command::Prune(a) => prune::run(a),
+        Command::Prune(a) => prune::run(cli.config, a),
         Command::Add(a) => add::run(cli.config, a),
         Command::Demo(a) => demo::run(a),
         Command::Audit(a) => audit::run(a),

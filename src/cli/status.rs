@@ -3,6 +3,7 @@
 
 use clap::Args;
 use paper_runner::ops::status::{render_human, status_report};
+use paper_runner::ops::text::escape_report;
 use paper_runner::runner::Config;
 use paper_runner::store::{Store, StoreOptions};
 use std::path::{Path, PathBuf};
@@ -78,7 +79,9 @@ pub fn run(config: Option<PathBuf>, a: StatusArgs) -> ExitCode {
     } else if a.yaml {
         serde_yaml::to_string(&report).map_err(|e| e.to_string())
     } else {
-        Ok(render_human(&report))
+        // Model names, states, paths and breaker reasons come from outside:
+        // no raw control characters reach the terminal.
+        Ok(escape_report(&render_human(&report)))
     };
     match text {
         Ok(t) => {

@@ -6,6 +6,7 @@ pub mod http;
 pub mod metrics;
 pub mod show;
 pub mod status;
+pub mod text;
 
 use crate::store::StoreError;
 use chrono::{DateTime, Utc};

@@ -7,7 +7,8 @@
 //! execution rows and ledger rows stay, per-state spans go with their
 //! checkpoints.
 
-use super::{fit, human_duration_ms, ms_between, parse_ts, OpsError};
+use super::text::escape_control;
+use super::{human_duration_ms, ms_between, parse_ts, OpsError};
 use crate::store::ops::{CheckpointMark, LlmCallRow, MachineExecutionRow};
 use crate::store::{PaperEvent, PaperRow, Store};
 use serde::Serialize;
@@ -431,6 +432,14 @@ fn clock(ts: &str) -> String {
 
 fn dur(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".into(), human_duration_ms)
+}
+
+/// Every line and column of the human timeline goes through here: fields
+/// from outside (titles, state names, models, error messages) have their
+/// control characters escaped before being cut to width, so a title with
+/// ESC sequences cannot drive the operator's terminal.
+fn fit(s: &str, width: usize) -> String {
+    super::fit(&escape_control(s), width)
 }
 
 /// The timeline for a terminal (lines at most 80 columns, messages cut).

@@ -30,7 +30,7 @@ pub const DEFAULT_SAMPLES: u64 = 3;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BudgetError {
-    #[error("budget.day_start_utc '{0}' must be \"HH:MM\" in UTC (00:00 to 23:59)")]
+    #[error("budget.day_start_utc '{0}' must be \"HH:MM\" or \"H:MM\" in UTC (00:00 to 23:59)")]
     DayStart(String),
     #[error(
         "budget.classes: profile '{profile}' has class '{class}'; use \"cheap\" or \"expensive\""
@@ -202,12 +202,12 @@ impl Budget {
     }
 }
 
+/// `day_start_utc` through the config's own parser, so validation and the
+/// budget can never disagree about a value (they once did: `"7:00"`
+/// validated and then stopped the daemon here).
 fn parse_hh_mm(s: &str) -> Option<NaiveTime> {
-    let (h, m) = s.trim().split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    NaiveTime::from_hms_opt(h.parse().ok()?, m.parse().ok()?, 0)
+    let (h, m) = super::config::parse_hh_mm(s)?;
+    NaiveTime::from_hms_opt(h, m, 0)
 }
 
 /// A time in the ledger's `reserved_at` format (see `store::now`).
@@ -381,6 +381,13 @@ mod tests {
             (s, n),
             (at("2024-05-10T06:30:00Z"), at("2024-05-11T06:30:00Z"))
         );
+        // One-digit hours too: the config validates "7:00", so the budget
+        // must accept it (it once stopped the daemon instead).
+        let seven = budget(|c| c.day_start_utc = "7:00".into());
+        assert_eq!(
+            seven.day_bounds(at("2024-05-10T12:00:00Z")).0,
+            at("2024-05-10T07:00:00Z")
+        );
         let (s, _) = b.day_bounds(at("2024-05-10T05:00:00Z"));
         assert_eq!(s, at("2024-05-09T06:30:00Z"));
         let (s, _) = b.day_bounds(at("2024-05-10T06:30:00Z"));
@@ -394,7 +401,7 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused() {
-        for bad in ["6:30", "24:00", "06:60", "0630", "", "ab:cd"] {
+        for bad in ["24:00", "06:60", "0630", "", "ab:cd", "+6:30", "006:30"] {
             let cfg = BudgetConfig {
                 day_start_utc: bad.into(),
                 ..BudgetConfig::default()

@@ -302,6 +302,9 @@ pub enum ConfigError {
     NotFound { path: PathBuf, origin: &'static str },
     #[error("config file {}: cannot read: {message}", .path.display())]
     Read { path: PathBuf, message: String },
+    /// Larger than [`MAX_CONFIG_BYTES`]: not a config file.
+    #[error("config file {}: larger than the {limit}-byte limit for config files", .path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
     /// Bad TOML, an unknown key or a value of the wrong type. `message`
     /// already names the key.
     #[error("{}{}: {message}", .path.display(), position(.line, .column))]
@@ -376,20 +379,108 @@ pub fn load_with(
 }
 
 /// The file's text; `None` when the fallback file is simply absent.
+///
+/// Read with [`read_text_capped`]: a config is a few KiB, so anything
+/// larger than [`MAX_CONFIG_BYTES`] (or not a regular file at all, e.g.
+/// `--config /dev/zero` or a FIFO) is refused before it can eat memory or
+/// block the start.
 fn read_file(path: &Path, origin: Option<&'static str>) -> Result<Option<String>, ConfigError> {
-    match std::fs::read_to_string(path) {
+    match read_text_capped(path, MAX_CONFIG_BYTES) {
         Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match origin {
+        Err(CappedReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => match origin {
             Some(origin) => Err(ConfigError::NotFound {
                 path: path.to_path_buf(),
                 origin,
             }),
             None => Ok(None),
         },
+        Err(CappedReadError::TooLarge { limit }) => Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        }),
         Err(e) => Err(ConfigError::Read {
             path: path.to_path_buf(),
             message: e.to_string(),
         }),
+    }
+}
+
+/// Largest config file read: 1 MiB.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Why [`read_text_capped`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum CappedReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A directory, device, FIFO or socket: reading it could block forever
+    /// (FIFO) or never end (`/dev/zero`).
+    #[error("not a regular file ({kind})")]
+    NotRegular { kind: &'static str },
+    #[error("larger than the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("not UTF-8 text")]
+    NotUtf8,
+}
+
+/// Reads a small text file from outside (config, id lists) safely: the
+/// path must be a regular file (checked on the open descriptor, which is
+/// opened non-blocking so a FIFO cannot stall the open itself) and at most
+/// `limit` bytes are read (`limit + 1` are asked for, so a file that grows
+/// meanwhile is still caught).
+pub fn read_text_capped(path: &Path, limit: u64) -> Result<String, CappedReadError> {
+    use std::io::Read as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(CappedReadError::NotRegular {
+            kind: file_kind(&meta),
+        });
+    }
+    if meta.len() > limit {
+        return Err(CappedReadError::TooLarge { limit });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(CappedReadError::TooLarge { limit });
+    }
+    String::from_utf8(bytes).map_err(|_| CappedReadError::NotUtf8)
+}
+
+/// What kind of non-regular file `meta` describes, for error messages.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -723,8 +814,10 @@ fn cron_detail(expr: &str, message: &str) -> String {
     out
 }
 
-/// "HH:MM" (hour may be one digit) → (hour, minute).
-fn parse_hh_mm(s: &str) -> Option<(u32, u32)> {
+/// The one parser of `budget.day_start_utc` (validation and the budget
+/// both use it, so a value that validates is a value the budget accepts):
+/// "HH:MM" or "H:MM" in UTC, 00:00 to 23:59 → (hour, minute).
+pub fn parse_hh_mm(s: &str) -> Option<(u32, u32)> {
     let (h, m) = s.trim().split_once(':')?;
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
     if !digits(h) || h.len() > 2 || !digits(m) || m.len() != 2 {
@@ -734,6 +827,58 @@ fn parse_hh_mm(s: &str) -> Option<(u32, u32)> {
     (h < 24 && m < 60).then_some((h, m))
 }
 
+/// The allowed range (inclusive) of every numeric option. [`Config::validate`]
+/// refuses a value outside, naming the key, the value and the range.
+///
+/// Why bounds and not just "positive": every deadline the runner derives
+/// from these (now + lease TTL, base × 2^attempt, window × 1000, …) must stay
+/// far from integer overflow. An unbounded `lease_ttl_secs = 9.3e15` once
+/// wrapped `lease_until` negative, and a second daemon reaped the first
+/// one's live claims. The maxima are generous for real use and small enough
+/// that any product or sum of them with "now" fits an `i64` of milliseconds.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// Claim/lease TTL: 5 s (renewals every TTL/3 need some slack) to 24 h.
+    pub const LEASE_TTL_SECS: RangeInclusive<u64> = 5..=86_400;
+    pub const WORKERS: RangeInclusive<usize> = 1..=4096;
+    /// A per-phase cap (0 = that phase is never claimed).
+    pub const PHASE_CAP: RangeInclusive<usize> = 0..=4096;
+    pub const PREPPED_LOW_WATERMARK: RangeInclusive<usize> = 0..=10_000_000;
+    pub const MAX_ATTEMPTS: RangeInclusive<u32> = 1..=100;
+    /// Retry delays: up to 7 days.
+    pub const RETRY_SECS: RangeInclusive<u64> = 0..=604_800;
+    pub const POLL_INTERVAL_SECS: RangeInclusive<f64> = 0.01..=3_600.0;
+    pub const CLAIM_BACKLOG_SECS: RangeInclusive<f64> = 0.0..=86_400.0;
+    pub const DRAIN_TIMEOUT_SECS: RangeInclusive<u64> = 0..=86_400;
+    /// Prep-burst window: 1 minute to 1 day.
+    pub const PREP_BURST_MINUTES: RangeInclusive<u64> = 1..=1_440;
+    /// Daily request budgets (0 = nothing of that class today).
+    pub const BUDGET: RangeInclusive<u64> = 0..=1_000_000_000;
+    pub const PROMPT_TOKEN_BUDGET: RangeInclusive<usize> = 1..=10_000_000;
+    pub const BREAKER_THRESHOLD: RangeInclusive<u32> = 1..=100_000;
+    /// Breaker window and open periods: 1 s to 7 days.
+    pub const BREAKER_SECS: RangeInclusive<u64> = 1..=604_800;
+    pub const SEED_INTERVAL_SECS: RangeInclusive<u64> = 1..=604_800;
+    pub const SEED_LIMIT: RangeInclusive<usize> = 0..=10_000_000;
+}
+
+/// `None` when `value` is in `range`; else the problem, naming the value
+/// and the range (NaN and infinities are never in a range).
+fn out_of_range<T: PartialOrd + fmt::Display>(
+    value: T,
+    range: &std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Option<String> {
+    (!range.contains(&value)).then(|| {
+        format!(
+            "{value} is out of range: allowed {} to {}{unit}",
+            range.start(),
+            range.end()
+        )
+    })
+}
+
 impl Config {
     /// Checks every value that the types alone do not constrain and reports
     /// all problems at once. Call it after the command-line flags are
@@ -741,6 +886,15 @@ impl Config {
     /// positive poll interval, a parseable cron) instead of re-checking.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        let mut range = |key: &str, problem: Option<String>| {
+            if let Some(message) = problem {
+                problems.push(Problem {
+                    key: key.to_string(),
+                    message,
+                });
+            }
+        };
+        self.check_ranges(&mut range);
         let mut check = |ok: bool, key: &str, message: String| {
             if !ok {
                 problems.push(Problem {
@@ -750,11 +904,6 @@ impl Config {
             }
         };
 
-        check(
-            self.prompt_token_budget >= 1,
-            "prompt_token_budget",
-            "must be at least 1".into(),
-        );
         for (key, url) in [
             ("pdf_base_url", &self.pdf_base_url),
             ("arxiv_api_url", &self.arxiv_api_url),
@@ -768,39 +917,11 @@ impl Config {
 
         let s = &self.scheduler;
         check(
-            s.workers >= 1,
-            "scheduler.workers",
-            "must be at least 1".into(),
-        );
-        check(
-            s.lease_ttl_secs >= 1,
-            "scheduler.lease_ttl_secs",
-            "must be at least 1".into(),
-        );
-        check(
-            s.max_attempts >= 1,
-            "scheduler.max_attempts",
-            "must be at least 1".into(),
-        );
-        check(
             s.retry_base_secs <= s.retry_max_secs,
             "scheduler.retry_max_secs",
             format!(
                 "must not be below scheduler.retry_base_secs ({})",
                 s.retry_base_secs
-            ),
-        );
-        check(
-            s.poll_interval_secs.is_finite() && s.poll_interval_secs > 0.0,
-            "scheduler.poll_interval_secs",
-            format!("must be a positive number (got {})", s.poll_interval_secs),
-        );
-        check(
-            s.claim_backlog_secs.is_finite() && s.claim_backlog_secs >= 0.0,
-            "scheduler.claim_backlog_secs",
-            format!(
-                "must be a number of seconds, 0 or more (got {})",
-                s.claim_backlog_secs
             ),
         );
         for (i, phase) in s.phase_order.iter().enumerate() {
@@ -826,18 +947,16 @@ impl Config {
                     ),
                 );
             }
-            check(
-                s.prep_burst_minutes >= 1,
-                "scheduler.prep_burst_minutes",
-                "must be at least 1 when prep_burst_cron is set".into(),
-            );
         }
 
         let b = &self.budget;
         check(
             parse_hh_mm(&b.day_start_utc).is_some(),
             "budget.day_start_utc",
-            format!("{:?} is not a time HH:MM (00:00 to 23:59)", b.day_start_utc),
+            format!(
+                "{:?} is not a time HH:MM or H:MM in UTC (00:00 to 23:59)",
+                b.day_start_utc
+            ),
         );
         for (profile, class) in &b.classes {
             check(
@@ -848,17 +967,6 @@ impl Config {
         }
 
         let br = &self.breaker;
-        for (key, value) in [
-            (
-                "breaker.rate_limit_threshold",
-                u64::from(br.rate_limit_threshold),
-            ),
-            ("breaker.error_threshold", u64::from(br.error_threshold)),
-            ("breaker.window_secs", br.window_secs),
-            ("breaker.open_base_secs", br.open_base_secs),
-        ] {
-            check(value >= 1, key, "must be at least 1".into());
-        }
         check(
             br.open_base_secs <= br.open_max_secs,
             "breaker.open_max_secs",
@@ -866,12 +974,6 @@ impl Config {
                 "must not be below breaker.open_base_secs ({})",
                 br.open_base_secs
             ),
-        );
-
-        check(
-            self.seed.interval_secs >= 1,
-            "seed.interval_secs",
-            "must be at least 1".into(),
         );
 
         let o = &self.ops;
@@ -912,6 +1014,99 @@ impl Config {
         } else {
             Err(ConfigError::Invalid { problems })
         }
+    }
+
+    /// Every numeric option against its range in [`limits`], in the order
+    /// the keys appear in the file. `report(key, problem)` collects.
+    fn check_ranges(&self, report: &mut dyn FnMut(&str, Option<String>)) {
+        use limits as l;
+        const S: &str = " seconds";
+        report(
+            "prompt_token_budget",
+            out_of_range(self.prompt_token_budget, &l::PROMPT_TOKEN_BUDGET, ""),
+        );
+        let s = &self.scheduler;
+        report(
+            "scheduler.workers",
+            out_of_range(s.workers, &l::WORKERS, ""),
+        );
+        for (phase, cap) in &s.phase_caps {
+            report(
+                &format!("scheduler.phase_caps.{phase}"),
+                out_of_range(*cap, &l::PHASE_CAP, ""),
+            );
+        }
+        if let Some(w) = s.prepped_low_watermark {
+            report(
+                "scheduler.prepped_low_watermark",
+                out_of_range(w, &l::PREPPED_LOW_WATERMARK, ""),
+            );
+        }
+        report(
+            "scheduler.lease_ttl_secs",
+            out_of_range(s.lease_ttl_secs, &l::LEASE_TTL_SECS, S),
+        );
+        report(
+            "scheduler.max_attempts",
+            out_of_range(s.max_attempts, &l::MAX_ATTEMPTS, ""),
+        );
+        report(
+            "scheduler.retry_base_secs",
+            out_of_range(s.retry_base_secs, &l::RETRY_SECS, S),
+        );
+        report(
+            "scheduler.retry_max_secs",
+            out_of_range(s.retry_max_secs, &l::RETRY_SECS, S),
+        );
+        report(
+            "scheduler.poll_interval_secs",
+            out_of_range(s.poll_interval_secs, &l::POLL_INTERVAL_SECS, S),
+        );
+        report(
+            "scheduler.claim_backlog_secs",
+            out_of_range(s.claim_backlog_secs, &l::CLAIM_BACKLOG_SECS, S),
+        );
+        report(
+            "scheduler.drain_timeout_secs",
+            out_of_range(s.drain_timeout_secs, &l::DRAIN_TIMEOUT_SECS, S),
+        );
+        report(
+            "scheduler.prep_burst_minutes",
+            out_of_range(s.prep_burst_minutes, &l::PREP_BURST_MINUTES, " minutes"),
+        );
+        let b = &self.budget;
+        for (key, value) in [
+            ("budget.daily", b.daily),
+            ("budget.cheap", b.cheap),
+            ("budget.expensive", b.expensive),
+        ] {
+            if let Some(v) = value {
+                report(key, out_of_range(v, &l::BUDGET, " requests"));
+            }
+        }
+        let br = &self.breaker;
+        report(
+            "breaker.rate_limit_threshold",
+            out_of_range(br.rate_limit_threshold, &l::BREAKER_THRESHOLD, ""),
+        );
+        report(
+            "breaker.error_threshold",
+            out_of_range(br.error_threshold, &l::BREAKER_THRESHOLD, ""),
+        );
+        for (key, value) in [
+            ("breaker.window_secs", br.window_secs),
+            ("breaker.open_base_secs", br.open_base_secs),
+            ("breaker.open_max_secs", br.open_max_secs),
+        ] {
+            report(key, out_of_range(value, &l::BREAKER_SECS, S));
+        }
+        if let Some(n) = self.seed.limit {
+            report("seed.limit", out_of_range(n, &l::SEED_LIMIT, ""));
+        }
+        report(
+            "seed.interval_secs",
+            out_of_range(self.seed.interval_secs, &l::SEED_INTERVAL_SECS, S),
+        );
     }
 }
 

@@ -110,9 +110,69 @@ fn to_blob(v: &Value, size: usize, blobs: &mut Vec<(String, Vec<u8>)>) -> (Value
     (Value::Object(m), 80)
 }
 
+/// Deepest nesting [`decode`] follows: containers entered plus blob
+/// references followed. The encoder never produces more than twice the
+/// depth of the original value (and serde_json parses at most 128 levels),
+/// so this only ever stops a corrupt or hostile database, e.g. a blob that
+/// refers to itself, before it overflows the stack.
+pub const MAX_DECODE_DEPTH: usize = 512;
+
+/// Most JSON nodes one [`decode`] may produce. Blobs are shared, so a
+/// crafted set of blobs that each refer to the next one twice would expand
+/// exponentially; a real context (texts are single nodes however long) is
+/// thousands of nodes, and 4 M nodes is at least 8 MB of JSON.
+pub const MAX_DECODE_NODES: u64 = 4_000_000;
+
+/// Why a stored value could not be put back together. Every variant means
+/// the stored data is corrupt (or was pruned away): decoding it again
+/// gives the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("blob {0} is missing")]
+    Missing(String),
+    #[error("corrupt data: blob references nest deeper than {limit} levels (a blob that refers to itself?)")]
+    TooDeep { limit: usize },
+    #[error("corrupt data: the value expands to more than {limit} nodes")]
+    TooLarge { limit: u64 },
+}
+
 /// Put blobs back; `blobs` maps every hash the value uses (transitively) to
-/// its stored (encoded) value.
-pub fn decode(v: Value, blobs: &HashMap<String, Value>) -> Result<Value, String> {
+/// its stored (encoded) value. Bounded in depth ([`MAX_DECODE_DEPTH`]) and
+/// size ([`MAX_DECODE_NODES`]): corrupt data is an error, never a stack
+/// overflow or an allocation storm.
+pub fn decode(v: Value, blobs: &HashMap<String, Value>) -> Result<Value, DecodeError> {
+    let mut budget = Budget {
+        nodes: 0,
+        max_nodes: MAX_DECODE_NODES,
+    };
+    decode_at(v, blobs, 0, &mut budget)
+}
+
+/// Nodes produced so far by one [`decode`] and its cap.
+struct Budget {
+    nodes: u64,
+    max_nodes: u64,
+}
+
+fn decode_at(
+    v: Value,
+    blobs: &HashMap<String, Value>,
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Value, DecodeError> {
+    if depth > MAX_DECODE_DEPTH {
+        return Err(DecodeError::TooDeep {
+            limit: MAX_DECODE_DEPTH,
+        });
+    }
+    budget.nodes += 1;
+    if budget.nodes > budget.max_nodes {
+        return Err(DecodeError::TooLarge {
+            limit: budget.max_nodes,
+        });
+    }
+    let nodes = budget;
+    let next = depth + 1;
     match v {
         Value::Object(mut m) => {
             if m.len() == 1 {
@@ -120,26 +180,26 @@ pub fn decode(v: Value, blobs: &HashMap<String, Value>) -> Result<Value, String>
                     let stored = blobs
                         .get(h)
                         .cloned()
-                        .ok_or_else(|| format!("blob {h} is missing"))?;
-                    return decode(stored, blobs);
+                        .ok_or_else(|| DecodeError::Missing(h.clone()))?;
+                    return decode_at(stored, blobs, next, nodes);
                 }
                 if let Some(Value::Object(inner)) = m.remove(LITERAL_KEY) {
                     let mut out = Map::with_capacity(inner.len());
                     for (k, x) in inner {
-                        out.insert(k, decode(x, blobs)?);
+                        out.insert(k, decode_at(x, blobs, next, nodes)?);
                     }
                     return Ok(Value::Object(out));
                 }
             }
             let mut out = Map::with_capacity(m.len());
             for (k, x) in m {
-                out.insert(k, decode(x, blobs)?);
+                out.insert(k, decode_at(x, blobs, next, nodes)?);
             }
             Ok(Value::Object(out))
         }
         Value::Array(items) => items
             .into_iter()
-            .map(|x| decode(x, blobs))
+            .map(|x| decode_at(x, blobs, next, nodes))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other),
@@ -187,6 +247,66 @@ mod tests {
         let items: Vec<Value> = (0..2000).map(|i| json!(i)).collect();
         let (_, n) = roundtrip(json!({"list": items, "k": "v"}));
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_blob_that_refers_to_itself_is_an_error_not_a_stack_overflow() {
+        let h = "a".repeat(64);
+        let mut map = HashMap::new();
+        map.insert(h.clone(), json!({ "$blob": h }));
+        let err = decode(json!({ "$blob": h }), &map).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::TooDeep {
+                limit: MAX_DECODE_DEPTH
+            }
+        );
+        assert!(err.to_string().contains("corrupt data"), "{err}");
+        // Two blobs referring to each other.
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let mut map = HashMap::new();
+        map.insert(a.clone(), json!([{ "$blob": b }]));
+        map.insert(b.clone(), json!({"x": { "$blob": a }}));
+        assert!(matches!(
+            decode(json!({ "$blob": a }), &map),
+            Err(DecodeError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn a_blob_chain_that_doubles_at_each_step_is_refused() {
+        // blob i = [ref(i+1), ref(i+1)]: 2^40 nodes if expanded. (A small
+        // cap keeps the test fast; `decode` uses MAX_DECODE_NODES.)
+        let hash = |i: usize| format!("{i:064}");
+        let mut map = HashMap::new();
+        for i in 0..40 {
+            let r = json!({ "$blob": hash(i + 1) });
+            map.insert(hash(i), json!([r.clone(), r]));
+        }
+        map.insert(hash(40), json!("leaf"));
+        let mut budget = Budget {
+            nodes: 0,
+            max_nodes: 10_000,
+        };
+        assert_eq!(
+            decode_at(json!({ "$blob": hash(0) }), &map, 0, &mut budget),
+            Err(DecodeError::TooLarge { limit: 10_000 })
+        );
+    }
+
+    #[test]
+    fn deep_but_legitimate_values_decode() {
+        let mut v = json!("x".repeat(5000));
+        for _ in 0..120 {
+            v = json!({ "k": v, "pad": "y".repeat(100) });
+        }
+        roundtrip(v);
+    }
+
+    #[test]
+    fn missing_blobs_are_named() {
+        let err = decode(json!({ "$blob": "f00" }), &HashMap::new()).unwrap_err();
+        assert_eq!(err.to_string(), "blob f00 is missing");
     }
 
     #[test]

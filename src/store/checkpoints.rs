@@ -688,12 +688,13 @@ impl Store {
             (Some(_), None) => return Err(bad("delta without a base".into())),
             (None, _) => body.context,
         };
-        let context = match blobs::decode(encoded_context, &blobs).map_err(bad)? {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
+        let context =
+            match blobs::decode(encoded_context, &blobs).map_err(|e| bad(e.to_string()))? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
         let output = match body.output {
-            Some(o) => Some(blobs::decode(o, &blobs).map_err(bad)?),
+            Some(o) => Some(blobs::decode(o, &blobs).map_err(|e| bad(e.to_string()))?),
             None => None,
         };
         let event = parse_event(&event).ok_or_else(|| {

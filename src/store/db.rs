@@ -68,6 +68,7 @@ impl Store {
         opts: &StoreOptions,
         version: Option<i64>,
     ) -> Result<Store, StoreError> {
+        check_db_path(path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
@@ -186,6 +187,70 @@ fn configure(c: &Connection, opts: &StoreOptions) -> Result<(), rusqlite::Error>
 fn configure_writer(c: &Connection) -> Result<(), rusqlite::Error> {
     c.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// The database must be a regular file, or not exist yet: SQLite would
+/// otherwise "open" a device such as `/dev/null` (creating
+/// `/dev/null-journal` beside it, or failing later with a confusing I/O
+/// error), block on a FIFO, or fail on a directory with a generic message.
+/// A missing file's parent must be a directory (or not exist yet, to be
+/// created).
+fn check_db_path(path: &Path) -> Result<(), StoreError> {
+    let refuse = |message: String| StoreError::Open {
+        path: path.to_path_buf(),
+        message,
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) => Err(refuse(format!(
+            "{} is {}, not a database file (give the path of a regular file, or of one to create)",
+            path.display(),
+            describe_kind(&m)
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(dir) => match std::fs::metadata(dir) {
+                    Ok(m) if !m.is_dir() => Err(refuse(format!(
+                        "its folder {} is {}, not a directory",
+                        dir.display(),
+                        describe_kind(&m)
+                    ))),
+                    _ => Ok(()),
+                },
+                None => Ok(()),
+            }
+        }
+        Err(e) => Err(refuse(format!("cannot inspect the path: {e}"))),
+    }
+}
+
+/// "a directory", "a character device", … for error messages.
+fn describe_kind(m: &std::fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
 }
 
 fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {

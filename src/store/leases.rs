@@ -15,6 +15,26 @@ use std::time::Duration;
 /// Default lease time-to-live.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
 
+/// Longest lease or claim the store grants: 24 h, the top of the config's
+/// `scheduler.lease_ttl_secs` range. A longer TTL that got past validation
+/// is cut to this, so a deadline can never wrap (an unchecked
+/// `ttl.as_millis() as i64` once turned 9.3e15 s into a negative
+/// `lease_until`, and another daemon reaped the live claims).
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(86_400);
+
+/// A TTL in milliseconds, cut to [`MAX_LEASE_TTL`].
+pub fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.min(MAX_LEASE_TTL).as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The deadline of a lease taken at `now_ms` (epoch milliseconds) for
+/// `ttl`: the TTL cut to [`MAX_LEASE_TTL`] and the sum saturating, so even
+/// an absurd `now_ms` or TTL gives a deadline in the future, never a wrapped
+/// one in the past.
+pub fn lease_deadline_ms(now_ms: i64, ttl: Duration) -> i64 {
+    now_ms.saturating_add(ttl_ms(ttl))
+}
+
 /// Proof of holding a lease: checked on every write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
@@ -51,6 +71,11 @@ fn hostname() -> String {
 
 /// True when `owner` names a process on this host that no longer runs, so
 /// its lease can be taken over without waiting out the TTL.
+///
+/// A zombie (exited, not yet reaped by its parent) or a process being torn
+/// down still has a `/proc/<pid>` entry, and `kill(pid, 0)` succeeds on it,
+/// yet it will never renew a lease again: its state in `/proc/<pid>/stat`
+/// (`Z` or `X`) counts it as dead.
 pub fn owner_is_dead(owner: &str) -> bool {
     let mut parts = owner.split(':');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
@@ -59,12 +84,32 @@ pub fn owner_is_dead(owner: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    if host != hostname() || pid == std::process::id() {
+    if pid == 0 || host != hostname() || pid == std::process::id() {
         return false;
     }
     let proc_root = std::path::Path::new("/proc");
     // Only trust the check where /proc exists (Linux).
-    proc_root.join("self").exists() && !proc_root.join(pid.to_string()).exists()
+    if !proc_root.join("self").exists() {
+        return false;
+    }
+    match std::fs::read(proc_root.join(pid.to_string()).join("stat")) {
+        Ok(stat) => matches!(proc_state(&stat), Some(b'Z' | b'X' | b'x')),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        // Unreadable for another reason (permissions, races): alive unless
+        // the directory itself is gone.
+        Err(_) => !proc_root.join(pid.to_string()).exists(),
+    }
+}
+
+/// The state letter of a `/proc/<pid>/stat` line: `pid (comm) S …`. The
+/// command name may itself contain spaces and parentheses, so the state is
+/// the first field after the *last* `)`.
+fn proc_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(close + 1..)?
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace())
 }
 
 fn epoch_ms() -> i64 {
@@ -106,7 +151,7 @@ impl Fence {
 impl Store {
     /// Take the lease on `id` for `owner`, or say who holds it.
     pub fn acquire_lease(&self, id: &str, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
-        let ttl_ms = ttl.as_millis() as i64;
+        let ttl = ttl.min(MAX_LEASE_TTL);
         let token = self.write("acquiring lease", |tx| {
             let now_ms = epoch_ms();
             let row: Option<(String, i64, i64)> = tx
@@ -138,7 +183,7 @@ impl Store {
                 "INSERT INTO execution_leases(execution_id, owner_id, lease_until, fencing_token, acquired_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT(execution_id) DO UPDATE SET owner_id = ?2, lease_until = ?3, fencing_token = ?4, acquired_at = ?5, updated_at = ?5",
-                params![id, owner, now_ms + ttl_ms, token, now()],
+                params![id, owner, lease_deadline_ms(now_ms, ttl), token, now()],
             )
             .map_err(|e| self.err("writing lease", e))?;
             Ok(token)
@@ -159,7 +204,7 @@ impl Store {
             lease.fence.check(tx, self)?;
             tx.execute(
                 "UPDATE execution_leases SET lease_until = ?2, updated_at = ?3 WHERE execution_id = ?1",
-                params![lease.fence.execution_id, epoch_ms() + lease.ttl.as_millis() as i64, now()],
+                params![lease.fence.execution_id, lease_deadline_ms(epoch_ms(), lease.ttl), now()],
             )
             .map_err(|e| self.err("renewing lease", e))?;
             Ok(())

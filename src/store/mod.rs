@@ -17,8 +17,10 @@ pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_
 pub use checkpoints::{now, prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
+pub use leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
 pub use phase::{Phase, STATUSES};
+pub use prune::check_backup_target;
 pub use prune::{PrunePolicy, PruneReport};
 pub use queue::{
     now_ms, paper_id, AddOutcome, Claim, ClaimRequest, FailOutcome, NewPaper, PaperEvent, PaperRow,

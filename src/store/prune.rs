@@ -44,9 +44,14 @@ pub struct PruneReport {
     pub bytes_after: u64,
 }
 
+/// The timestamp `age` ago. An age beyond what dates can express means
+/// "keep everything" (the earliest date), never "now": an absurd retention
+/// must not prune all.
 fn cutoff(age: Duration) -> String {
-    let t =
-        chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+    let t = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
@@ -154,19 +159,100 @@ impl Store {
     }
 
     /// Write a compacted copy of the database to `dest` (`VACUUM INTO`).
+    ///
+    /// Atomic and never overwriting: the copy is written to a temporary
+    /// name beside `dest`, synced, and then linked to `dest`, which fails if
+    /// `dest` appeared meanwhile; a failed or interrupted backup leaves no
+    /// half-written file under the requested name.
     pub fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
-        if dest.exists() {
-            return Err(StoreError::Invalid(format!(
-                "backup target {} already exists; choose a new path",
+        check_backup_target(dest)?;
+        let tmp = temp_name(dest);
+        let result = self.backup_via(&tmp, dest);
+        // The temporary name is gone after a successful link; after any
+        // failure, remove what VACUUM INTO may have left.
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    fn backup_via(&self, tmp: &Path, dest: &Path) -> Result<u64, StoreError> {
+        let failed = |what: &str, e: std::io::Error| {
+            StoreError::Invalid(format!(
+                "backup {} not written: {what}: {e}",
                 dest.display()
-            )));
-        }
+            ))
+        };
         let conn = self.conn()?;
-        let target = dest.to_string_lossy().to_string();
+        let target = tmp.to_string_lossy().to_string();
         conn.execute("VACUUM INTO ?1", [target])
             .map_err(|e| self.err("writing backup", e))?;
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| failed("syncing the copy", e))?;
+        match std::fs::hard_link(tmp, dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(exists_error(dest));
+            }
+            // A filesystem without hard links: rename, after one more look.
+            Err(_) if !dest.exists() => {
+                std::fs::rename(tmp, dest).map_err(|e| failed("renaming the copy", e))?
+            }
+            Err(_) => return Err(exists_error(dest)),
+        }
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
         std::fs::metadata(dest)
             .map(|m| m.len())
-            .map_err(|e| StoreError::Invalid(format!("backup {} not written: {e}", dest.display())))
+            .map_err(|e| failed("reading its size", e))
     }
+}
+
+/// Whether `dest` can take a backup: it must not exist (a backup never
+/// overwrites anything) and its folder must be an existing directory.
+/// `runner prune --backup` checks this before pruning, so a refused
+/// backup leaves the database untouched.
+pub fn check_backup_target(dest: &Path) -> Result<(), StoreError> {
+    if std::fs::symlink_metadata(dest).is_ok() {
+        return Err(exists_error(dest));
+    }
+    let dir = match dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d,
+        None => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(StoreError::Invalid(format!(
+            "backup target {}: {} is not a directory",
+            dest.display(),
+            dir.display()
+        ))),
+        Err(e) => Err(StoreError::Invalid(format!(
+            "backup target {}: folder {}: {e}",
+            dest.display(),
+            dir.display()
+        ))),
+    }
+}
+
+fn exists_error(dest: &Path) -> StoreError {
+    StoreError::Invalid(format!(
+        "backup target {} already exists; choose a new path (a backup never overwrites)",
+        dest.display()
+    ))
+}
+
+/// A hidden name beside `dest`, unique to this call.
+fn temp_name(dest: &Path) -> std::path::PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "backup".into());
+    dest.with_file_name(format!(
+        ".{name}.tmp-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ))
 }

@@ -12,6 +12,7 @@ use super::blobs;
 use super::checkpoints::now;
 use super::db::Store;
 use super::error::StoreError;
+use super::leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};
 use super::phase::Phase;
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
@@ -151,10 +152,11 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// Delay before attempt `attempt + 1`: base × 2^(attempt-1), capped.
     pub fn delay_ms(&self, attempt: u32) -> i64 {
-        let base = self.base.as_millis() as i64;
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let shift = attempt.saturating_sub(1).min(30);
-        base.saturating_mul(1i64 << shift)
-            .min(self.max.as_millis() as i64)
+        ms(self.base)
+            .saturating_mul(1i64 << shift)
+            .min(ms(self.max))
     }
 
     /// Delay after a rollback of attempt `attempt` by the reaper: none the
@@ -175,14 +177,15 @@ pub fn now_ms() -> i64 {
 }
 
 /// A claim's column updates: working status, one more attempt of that
-/// phase, the claim itself (owner ?1, lease until ?2 + ?3, a new fencing
-/// token) and timestamps (?4).
+/// phase, the claim itself (owner ?1, lease until ?2 — computed in Rust by
+/// `lease_deadline_ms`, which cannot wrap — and a new fencing token) and
+/// timestamps (?3).
 const CLAIM_SET: &str = "status = CASE status WHEN 'pending' THEN 'prepping' WHEN 'prepped' THEN 'analyzing' WHEN 'analyzed' THEN 'wrapping' END,
     attempts_prep = attempts_prep + (status = 'pending'),
     attempts_expensive = attempts_expensive + (status = 'prepped'),
     attempts_wrap = attempts_wrap + (status = 'analyzed'),
-    owner_id = ?1, lease_until = ?2 + ?3, fencing_token = fencing_token + 1,
-    updated_at = ?4, phase_started_at = ?4";
+    owner_id = ?1, lease_until = ?2, fencing_token = fencing_token + 1,
+    updated_at = ?3, phase_started_at = ?3";
 
 /// What a claim returns, read by [`row_to_claim`].
 const CLAIM_RETURNING: &str = "id, arxiv_id, status, fencing_token, attempts_prep, attempts_expensive, attempts_wrap, phase_execution, title, abstract, pdf_path";
@@ -332,9 +335,10 @@ impl Store {
             return Ok(None);
         }
         let owner = req.owner.to_string();
-        let ttl_ms = req.ttl.as_millis() as i64;
+        let ttl_ms = ttl_ms(req.ttl);
+        let until = lease_deadline_ms(req.now_ms, req.ttl);
         let claim_sql = format!(
-            "UPDATE executions SET {CLAIM_SET} WHERE id = ?5 AND status = ?6 RETURNING {CLAIM_RETURNING}"
+            "UPDATE executions SET {CLAIM_SET} WHERE id = ?4 AND status = ?5 RETURNING {CLAIM_RETURNING}"
         );
         self.write("claiming work", |tx| {
             let e = |err| self.err("claiming work", err);
@@ -376,7 +380,7 @@ impl Store {
             let row = tx
                 .prepare_cached(&claim_sql)
                 .and_then(|mut st| {
-                    st.query_row(params![owner, req.now_ms, ttl_ms, t, id, status], |r| {
+                    st.query_row(params![owner, until, t, id, status], |r| {
                         row_to_claim(r, &owner, ttl_ms)
                     })
                     .optional()
@@ -398,19 +402,21 @@ impl Store {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Claim>, StoreError> {
-        let ttl_ms = ttl.as_millis() as i64;
+        let ttl_ms = ttl_ms(ttl);
         let key = id_or_arxiv.trim().to_string();
         let sql = format!(
             "UPDATE executions SET {CLAIM_SET}
-             WHERE (id = ?5 OR arxiv_id = ?5 OR id = 'paper:' || ?5)
+             WHERE (id = ?4 OR arxiv_id = ?4 OR id = 'paper:' || ?4)
                AND status IN ('pending', 'prepped', 'analyzed') AND cancel_requested = 0
              RETURNING {CLAIM_RETURNING}"
         );
         self.write("claiming paper", |tx| {
             let row = tx
-                .query_row(&sql, params![owner, now_ms(), ttl_ms, now(), key], |r| {
-                    row_to_claim(r, owner, ttl_ms)
-                })
+                .query_row(
+                    &sql,
+                    params![owner, lease_deadline_ms(now_ms(), ttl), now(), key],
+                    |r| row_to_claim(r, owner, ttl_ms),
+                )
                 .optional()
                 .map_err(|e| self.err("claiming paper", e))?;
             self.claimed_event(tx, row.as_ref(), Some("runner resume"))?;
@@ -476,7 +482,10 @@ impl Store {
             self.check_claim(tx, c)?;
             tx.execute(
                 "UPDATE executions SET lease_until = ?2 WHERE id = ?1",
-                params![c.id, now_ms() + c.ttl_ms],
+                params![
+                    c.id,
+                    now_ms().saturating_add(c.ttl_ms.clamp(0, ttl_ms(MAX_LEASE_TTL)))
+                ],
             )
             .map_err(|e| self.err("renewing claim", e))?;
             Ok(())
@@ -594,7 +603,7 @@ impl Store {
             self.check_claim(tx, c)?;
             let outcome = if retryable && c.attempt < policy.max_attempts {
                 FailOutcome::RetryLater {
-                    not_before_ms: now_ms() + policy.delay_ms(c.attempt),
+                    not_before_ms: now_ms().saturating_add(policy.delay_ms(c.attempt)),
                 }
             } else {
                 FailOutcome::Failed
@@ -706,7 +715,7 @@ impl Store {
                 };
                 let outcome = if attempt < policy.max_attempts {
                     FailOutcome::RetryLater {
-                        not_before_ms: now + policy.reap_delay_ms(attempt),
+                        not_before_ms: now.saturating_add(policy.reap_delay_ms(attempt)),
                     }
                 } else {
                     FailOutcome::Failed
