@@ -1472,6 +1472,153 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_values_name_key_value_and_range() {
+        let mut c = Config::default();
+        c.scheduler.lease_ttl_secs = 9_300_000_000_000_000;
+        let p = problems(&c);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            p[0].to_string(),
+            "scheduler.lease_ttl_secs: 9300000000000000 is out of range: allowed 5 to 86400 seconds"
+        );
+        c.scheduler.lease_ttl_secs = 4;
+        assert_eq!(problem_keys(&c), ["scheduler.lease_ttl_secs"]);
+        c.scheduler.lease_ttl_secs = 5;
+        c.validate().unwrap();
+        c.scheduler.lease_ttl_secs = 86_400;
+        c.validate().unwrap();
+
+        let mut c = Config::default();
+        c.scheduler.poll_interval_secs = f64::INFINITY;
+        c.scheduler.claim_backlog_secs = -1.0;
+        c.scheduler.retry_max_secs = u64::MAX;
+        c.scheduler.drain_timeout_secs = u64::MAX;
+        c.scheduler.prep_burst_minutes = u64::MAX;
+        c.scheduler.phase_caps.insert(Phase::Prep, usize::MAX);
+        c.budget.daily = Some(u64::MAX);
+        c.breaker.open_max_secs = u64::MAX;
+        c.breaker.window_secs = 0;
+        c.seed.interval_secs = u64::MAX;
+        c.prompt_token_budget = 0;
+        assert_eq!(
+            problem_keys(&c),
+            [
+                "prompt_token_budget",
+                "scheduler.phase_caps.prep",
+                "scheduler.retry_max_secs",
+                "scheduler.poll_interval_secs",
+                "scheduler.claim_backlog_secs",
+                "scheduler.drain_timeout_secs",
+                "scheduler.prep_burst_minutes",
+                "budget.daily",
+                "breaker.window_secs",
+                "breaker.open_max_secs",
+                "seed.interval_secs",
+            ]
+        );
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("scheduler.poll_interval_secs: inf is out of range: allowed 0.01 to 3600 seconds"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_env_lease_ttl_out_of_range_is_refused_by_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_of(&[("RUNNER_LEASE_TTL_SECS", "9300000000000000")]);
+        let c = load_with(None, &env, &dir.path().join("config.toml"))
+            .unwrap()
+            .config;
+        assert_eq!(problem_keys(&c), ["scheduler.lease_ttl_secs"]);
+    }
+
+    #[test]
+    fn the_maxima_keep_every_deadline_in_range() {
+        use crate::store::{lease_deadline_ms, RetryPolicy};
+        use std::time::Duration;
+        let now = chrono::Utc::now().timestamp_millis();
+        let ttl = Duration::from_secs(*limits::LEASE_TTL_SECS.end());
+        let until = lease_deadline_ms(now, ttl);
+        let exact = now.checked_add(i64::try_from(ttl.as_millis()).unwrap());
+        assert_eq!(Some(until), exact, "no clamping needed at the maximum");
+        assert_eq!(
+            crate::store::MAX_LEASE_TTL.as_secs(),
+            *limits::LEASE_TTL_SECS.end(),
+            "the store's clamp is the config's maximum"
+        );
+        let retry = RetryPolicy {
+            max_attempts: *limits::MAX_ATTEMPTS.end(),
+            base: Duration::from_secs(*limits::RETRY_SECS.end()),
+            max: Duration::from_secs(*limits::RETRY_SECS.end()),
+        };
+        let delay = retry.delay_ms(retry.max_attempts);
+        assert!(now.checked_add(delay).is_some());
+        for secs in [
+            *limits::BREAKER_SECS.end(),
+            *limits::SEED_INTERVAL_SECS.end(),
+            *limits::DRAIN_TIMEOUT_SECS.end(),
+        ] {
+            assert!(now.checked_add((secs as i64) * 1000).is_some());
+        }
+        assert!(chrono::TimeDelta::try_minutes(*limits::PREP_BURST_MINUTES.end() as i64).is_some());
+        Duration::try_from_secs_f64(*limits::POLL_INTERVAL_SECS.end()).unwrap();
+        Duration::try_from_secs_f64(*limits::CLAIM_BACKLOG_SECS.end()).unwrap();
+    }
+
+    #[test]
+    fn day_start_has_one_parser() {
+        // "7:00" validates, and the budget takes it: no daemon stop.
+        let mut c = Config::default();
+        c.budget.day_start_utc = "7:00".into();
+        c.validate().unwrap();
+        crate::runner::budget::Budget::new(c.budget.clone()).unwrap();
+        for bad in ["7", "7:0", "24:00", "07:60", " : ", "٧:00"] {
+            c.budget.day_start_utc = bad.into();
+            assert_eq!(problem_keys(&c), ["budget.day_start_utc"], "{bad:?}");
+            assert!(crate::runner::budget::Budget::new(c.budget.clone()).is_err());
+        }
+    }
+
+    #[test]
+    fn config_files_are_read_with_a_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        let mut text = String::from("# padding\n");
+        while text.len() as u64 <= MAX_CONFIG_BYTES {
+            text.push_str(&"#".repeat(1023));
+            text.push('\n');
+        }
+        std::fs::write(&big, &text).unwrap();
+        let err = load_with(Some(&big), &no_env, Path::new("absent")).unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { limit, .. } if limit == MAX_CONFIG_BYTES));
+        assert!(err.to_string().contains("big.toml"), "{err}");
+        assert!(err.to_string().contains("1048576-byte limit"), "{err}");
+
+        let err = load_with(Some(dir.path()), &no_env, Path::new("absent")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file (a directory)"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn devices_and_fifos_are_refused_without_reading_or_blocking() {
+        let err = load_with(Some(Path::new("/dev/zero")), &no_env, Path::new("absent")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/dev/zero: cannot read: not a regular file (a character device)"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // No writer: a blocking open would hang here forever.
+        let err = read_text_capped(&fifo, 100).unwrap_err();
+        assert!(matches!(err, CappedReadError::NotRegular { kind: "a FIFO" }), "{err}");
+    }
+
+    #[test]
     fn line_column_counts_characters() {
         let text = "a = 1\n[é]\nbé = 2\n";
         let offset = text.find("= 2").unwrap();

@@ -207,7 +207,12 @@ fn check_db_path(path: &Path) -> Result<(), StoreError> {
             path.display(),
             describe_kind(&m)
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             match path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 Some(dir) => match std::fs::metadata(dir) {
                     Ok(m) if !m.is_dir() => Err(refuse(format!(
@@ -250,6 +255,43 @@ fn describe_kind(m: &std::fs::Metadata) -> &'static str {
         "a regular file"
     } else {
         "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn dev_null_is_refused_and_nothing_is_created_beside_it() {
+        let err = Store::open(Path::new("/dev/null"), &StoreOptions::default())
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::Open { .. }), "{err}");
+        assert!(
+            err.to_string().contains("a character device, not a database file"),
+            "{err}"
+        );
+        assert!(!Path::new("/dev/null-journal").exists());
+        assert!(!Path::new("/dev/null-wal").exists());
+    }
+
+    #[test]
+    fn directories_and_file_parents_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open(dir.path(), &StoreOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let err = Store::open(&file.join("q.db"), &StoreOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("is a regular file, not a directory"), "{err}");
+        // A fresh path in a missing folder is still fine (folders are created).
+        Store::open(&dir.path().join("new/q.db"), &StoreOptions::default()).unwrap();
     }
 }
 

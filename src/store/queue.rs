@@ -1049,6 +1049,66 @@ mod tests {
     };
 
     #[test]
+    fn an_absurd_ttl_cannot_wrap_the_claim_into_the_past() {
+        // 9.3e15 s once became a negative lease_until, and any other
+        // daemon's reaper rolled the live claim back.
+        let (_d, s) = store();
+        add(&s, "a", 0);
+        let now = now_ms();
+        for ttl in [Duration::from_secs(9_300_000_000_000_000), Duration::MAX] {
+            let c = s
+                .claim(&ClaimRequest {
+                    ttl,
+                    ..req("first:1:0", &[Phase::Prep])
+                })
+                .unwrap()
+                .unwrap();
+            assert_eq!(c.ttl_ms, 86_400_000, "cut to MAX_LEASE_TTL");
+            let until = s.paper("a").unwrap().unwrap().lease_until_ms.unwrap();
+            assert!(
+                until > now && until <= now_ms() + 86_400_000,
+                "lease_until {until}"
+            );
+            // Another daemon's reaper leaves the live claim alone.
+            assert!(s.reap(now_ms(), &POLICY, |_| false).unwrap().is_empty());
+            s.renew_claim(&c).unwrap();
+            assert!(s.paper("a").unwrap().unwrap().lease_until_ms.unwrap() > now);
+            s.release_claim(&c, "test").unwrap();
+        }
+        // An absurd "now" saturates instead of overflowing.
+        let c = s
+            .claim(&ClaimRequest {
+                ttl: Duration::MAX,
+                now_ms: i64::MAX - 5,
+                ..req("first:1:0", &[Phase::Prep])
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.paper("a").unwrap().unwrap().lease_until_ms,
+            Some(i64::MAX)
+        );
+        s.release_claim(&c, "test").unwrap();
+        let c = s
+            .claim_paper("a", "first:1:0", Duration::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.ttl_ms, 86_400_000);
+    }
+
+    #[test]
+    fn retry_delays_saturate() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::MAX,
+            max: Duration::MAX,
+        };
+        assert_eq!(p.delay_ms(u32::MAX), i64::MAX);
+        assert_eq!(p.reap_delay_ms(2), i64::MAX);
+        assert_eq!(now_ms().saturating_add(p.delay_ms(5)), i64::MAX);
+    }
+
+    #[test]
     fn adding_twice_is_a_noop() {
         let (_d, s) = store();
         add(&s, "2401.00001", 0);
