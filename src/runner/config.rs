@@ -1518,7 +1518,9 @@ mod tests {
         );
         let msg = c.validate().unwrap_err().to_string();
         assert!(
-            msg.contains("scheduler.poll_interval_secs: inf is out of range: allowed 0.01 to 3600 seconds"),
+            msg.contains(
+                "scheduler.poll_interval_secs: inf is out of range: allowed 0.01 to 3600 seconds"
+            ),
             "{msg}"
         );
     }
@@ -1596,13 +1598,17 @@ mod tests {
         assert!(err.to_string().contains("1048576-byte limit"), "{err}");
 
         let err = load_with(Some(dir.path()), &no_env, Path::new("absent")).unwrap_err();
-        assert!(err.to_string().contains("not a regular file (a directory)"), "{err}");
+        assert!(
+            err.to_string().contains("not a regular file (a directory)"),
+            "{err}"
+        );
     }
 
     #[cfg(unix)]
     #[test]
     fn devices_and_fifos_are_refused_without_reading_or_blocking() {
-        let err = load_with(Some(Path::new("/dev/zero")), &no_env, Path::new("absent")).unwrap_err();
+        let err =
+            load_with(Some(Path::new("/dev/zero")), &no_env, Path::new("absent")).unwrap_err();
         assert!(
             err.to_string()
                 .contains("/dev/zero: cannot read: not a regular file (a character device)"),
@@ -1615,7 +1621,10 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // No writer: a blocking open would hang here forever.
         let err = read_text_capped(&fifo, 100).unwrap_err();
-        assert!(matches!(err, CappedReadError::NotRegular { kind: "a FIFO" }), "{err}");
+        assert!(
+            matches!(err, CappedReadError::NotRegular { kind: "a FIFO" }),
+            "{err}"
+        );
     }
 
     #[test]

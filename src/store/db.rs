@@ -270,7 +270,8 @@ mod tests {
             .unwrap();
         assert!(matches!(err, StoreError::Open { .. }), "{err}");
         assert!(
-            err.to_string().contains("a character device, not a database file"),
+            err.to_string()
+                .contains("a character device, not a database file"),
             "{err}"
         );
         assert!(!Path::new("/dev/null-journal").exists());
@@ -289,7 +290,11 @@ mod tests {
         let err = Store::open(&file.join("q.db"), &StoreOptions::default())
             .err()
             .unwrap();
-        assert!(err.to_string().contains("is a regular file, not a directory"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("is a regular file, not a directory"),
+            "{err}"
+        );
         // A fresh path in a missing folder is still fine (folders are created).
         Store::open(&dir.path().join("new/q.db"), &StoreOptions::default()).unwrap();
     }

@@ -135,7 +135,10 @@ mod tests {
             "cut to MAX_LEASE_TTL"
         );
         assert_eq!(lease_deadline_ms(i64::MAX - 1, Duration::MAX), i64::MAX);
-        assert_eq!(ttl_ms(Duration::from_secs(9_300_000_000_000_000)), 86_400_000);
+        assert_eq!(
+            ttl_ms(Duration::from_secs(9_300_000_000_000_000)),
+            86_400_000
+        );
     }
 
     #[test]
@@ -173,7 +176,10 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no zombie");
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(std::path::Path::new(&stat).exists(), "/proc entry still there");
+        assert!(
+            std::path::Path::new(&stat).exists(),
+            "/proc entry still there"
+        );
         assert!(owner_is_dead(&owner(zombie.id())), "zombie counts as dead");
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
