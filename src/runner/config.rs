@@ -423,12 +423,18 @@ pub enum CappedReadError {
     NotUtf8,
 }
 
-/// Reads a small text file from outside (config, id lists) safely: the
-/// path must be a regular file (checked on the open descriptor, which is
-/// opened non-blocking so a FIFO cannot stall the open itself) and at most
-/// `limit` bytes are read (`limit + 1` are asked for, so a file that grows
-/// meanwhile is still caught).
+/// Reads a small text file from outside (config, id lists) safely; see
+/// [`read_bytes_capped`].
 pub fn read_text_capped(path: &Path, limit: u64) -> Result<String, CappedReadError> {
+    String::from_utf8(read_bytes_capped(path, limit)?).map_err(|_| CappedReadError::NotUtf8)
+}
+
+/// Reads a file from outside safely: the path must be a regular file
+/// (checked on the open descriptor, which is opened non-blocking so a FIFO
+/// cannot stall the open itself) and at most `limit` bytes are read
+/// (`limit + 1` are asked for, so a file that grows meanwhile is still
+/// caught).
+pub fn read_bytes_capped(path: &Path, limit: u64) -> Result<Vec<u8>, CappedReadError> {
     use std::io::Read as _;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -452,7 +458,7 @@ pub fn read_text_capped(path: &Path, limit: u64) -> Result<String, CappedReadErr
     if bytes.len() as u64 > limit {
         return Err(CappedReadError::TooLarge { limit });
     }
-    String::from_utf8(bytes).map_err(|_| CappedReadError::NotUtf8)
+    Ok(bytes)
 }
 
 /// What kind of non-regular file `meta` describes, for error messages.

@@ -258,6 +258,16 @@ fn describe_kind(m: &std::fs::Metadata) -> &'static str {
     }
 }
 
+fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
+    match StoreError::sqlite(path, "opening", e) {
+        StoreError::Sqlite { source, .. } => StoreError::Open {
+            path: path.to_path_buf(),
+            message: source.to_string(),
+        },
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,15 +307,5 @@ mod tests {
         );
         // A fresh path in a missing folder is still fine (folders are created).
         Store::open(&dir.path().join("new/q.db"), &StoreOptions::default()).unwrap();
-    }
-}
-
-fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
-    match StoreError::sqlite(path, "opening", e) {
-        StoreError::Sqlite { source, .. } => StoreError::Open {
-            path: path.to_path_buf(),
-            message: source.to_string(),
-        },
-        other => other,
     }
 }

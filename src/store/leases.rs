@@ -122,71 +122,6 @@ fn ms_to_rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_never_wrap() {
-        assert_eq!(lease_deadline_ms(1_000, Duration::from_secs(5)), 6_000);
-        assert_eq!(
-            lease_deadline_ms(1_000, Duration::MAX),
-            1_000 + 86_400_000,
-            "cut to MAX_LEASE_TTL"
-        );
-        assert_eq!(lease_deadline_ms(i64::MAX - 1, Duration::MAX), i64::MAX);
-        assert_eq!(
-            ttl_ms(Duration::from_secs(9_300_000_000_000_000)),
-            86_400_000
-        );
-    }
-
-    #[test]
-    fn proc_state_is_read_after_the_last_parenthesis() {
-        assert_eq!(proc_state(b"42 (sleep) S 1 2 3"), Some(b'S'));
-        assert_eq!(proc_state(b"42 (a) Z (b)) Z 1"), Some(b'Z'));
-        assert_eq!(proc_state(b"42 (we ird) R 1"), Some(b'R'));
-        assert_eq!(proc_state(b"garbage"), None);
-        assert_eq!(proc_state(b"1 (x)"), None);
-    }
-
-    #[test]
-    fn owners_of_other_hosts_and_malformed_owners_are_alive() {
-        assert!(!owner_is_dead("some-other-host:1:00000000"));
-        assert!(!owner_is_dead("nonsense"));
-        assert!(!owner_is_dead(&format!("{}:notapid:0", hostname())));
-        assert!(!owner_is_dead(&format!("{}:0:0", hostname())));
-        assert!(!owner_is_dead(&owner_id()), "this process");
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_zombie_owner_is_dead_and_a_running_one_is_not() {
-        let owner = |pid: u32| format!("{}:{pid}:0000abcd", hostname());
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        assert!(!owner_is_dead(&owner(sleeper.id())), "running");
-        // `true` exits at once; not waited for, it stays a zombie.
-        let zombie = std::process::Command::new("true").spawn().unwrap();
-        let stat = format!("/proc/{}/stat", zombie.id());
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::fs::read(&stat).ok().and_then(|s| proc_state(&s)) != Some(b'Z') {
-            assert!(std::time::Instant::now() < deadline, "no zombie");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(
-            std::path::Path::new(&stat).exists(),
-            "/proc entry still there"
-        );
-        assert!(owner_is_dead(&owner(zombie.id())), "zombie counts as dead");
-        sleeper.kill().unwrap();
-        sleeper.wait().unwrap();
-        drop(zombie);
-    }
-}
-
 impl Fence {
     /// Fail with `LeaseLost` unless the lease row still has our owner and token.
     pub(crate) fn check(&self, tx: &Transaction<'_>, store: &Store) -> Result<(), StoreError> {
@@ -308,5 +243,70 @@ impl Store {
             .map_err(|e| self.err("releasing lease", e))?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_never_wrap() {
+        assert_eq!(lease_deadline_ms(1_000, Duration::from_secs(5)), 6_000);
+        assert_eq!(
+            lease_deadline_ms(1_000, Duration::MAX),
+            1_000 + 86_400_000,
+            "cut to MAX_LEASE_TTL"
+        );
+        assert_eq!(lease_deadline_ms(i64::MAX - 1, Duration::MAX), i64::MAX);
+        assert_eq!(
+            ttl_ms(Duration::from_secs(9_300_000_000_000_000)),
+            86_400_000
+        );
+    }
+
+    #[test]
+    fn proc_state_is_read_after_the_last_parenthesis() {
+        assert_eq!(proc_state(b"42 (sleep) S 1 2 3"), Some(b'S'));
+        assert_eq!(proc_state(b"42 (a) Z (b)) Z 1"), Some(b'Z'));
+        assert_eq!(proc_state(b"42 (we ird) R 1"), Some(b'R'));
+        assert_eq!(proc_state(b"garbage"), None);
+        assert_eq!(proc_state(b"1 (x)"), None);
+    }
+
+    #[test]
+    fn owners_of_other_hosts_and_malformed_owners_are_alive() {
+        assert!(!owner_is_dead("some-other-host:1:00000000"));
+        assert!(!owner_is_dead("nonsense"));
+        assert!(!owner_is_dead(&format!("{}:notapid:0", hostname())));
+        assert!(!owner_is_dead(&format!("{}:0:0", hostname())));
+        assert!(!owner_is_dead(&owner_id()), "this process");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_zombie_owner_is_dead_and_a_running_one_is_not() {
+        let owner = |pid: u32| format!("{}:{pid}:0000abcd", hostname());
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(!owner_is_dead(&owner(sleeper.id())), "running");
+        // `true` exits at once; not waited for, it stays a zombie.
+        let zombie = std::process::Command::new("true").spawn().unwrap();
+        let stat = format!("/proc/{}/stat", zombie.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read(&stat).ok().and_then(|s| proc_state(&s)) != Some(b'Z') {
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            std::path::Path::new(&stat).exists(),
+            "/proc entry still there"
+        );
+        assert!(owner_is_dead(&owner(zombie.id())), "zombie counts as dead");
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        drop(zombie);
     }
 }
