@@ -18,6 +18,19 @@
 //! Slots are handed out under a FIFO-fair async mutex, so queued calls wait
 //! their turn instead of being refused. A 429 (or `X-RateLimit-Remaining:
 //! 0`) pauses the model until the provider's reset.
+//!
+//! A model with **no configured rate** is not sent an unbounded burst
+//! either: it gets an adaptive in-flight window (TCP slow start): at most
+//! [`INITIAL_WINDOW`] calls in flight at first, one more per success (never
+//! more than the provider's reported `X-RateLimit-Remaining`), back to one
+//! on a 429. Why: with no limit known, four phases × three parallel calls
+//! sent at once against a provider allowing 2 requests/min collected ten
+//! 429s and opened the breaker; with the window the provider's own
+//! remaining count stops the model before the first 429.
+//!
+//! [`RateLimiter::try_acquire`] does not wait for a slot further ahead than
+//! the caller allows: the runner parks the phase instead of holding a
+//! worker slot while the model is paused.
 
 use super::profile::Rate;
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +56,19 @@ struct Schedule {
     paused_until: Option<Instant>,
 }
 
+/// In-flight calls a model without a configured rate may start with.
+pub const INITIAL_WINDOW: u32 = 2;
+/// Largest adaptive window (a healthy unlimited provider is never held back
+/// by it in practice).
+pub const MAX_WINDOW: u32 = 4096;
+
+/// The adaptive in-flight window of a model without a configured rate.
+#[derive(Debug)]
+struct Window {
+    cwnd: u32,
+    in_flight: u32,
+}
+
 #[derive(Debug)]
 struct Bucket {
     rate: Mutex<Option<Rate>>,
@@ -50,22 +76,103 @@ struct Bucket {
     /// When a call asking now would start (copied out of `schedule` on
     /// every change, so [`RateLimiter::backlog`] needs no async lock).
     free_at: Mutex<Instant>,
+    window: Mutex<Window>,
+    /// Woken when a window slot frees or the window grows.
+    window_changed: tokio::sync::Notify,
+}
+
+/// The start a call asking at `now` would get: after any pause, on the
+/// smooth schedule, and within the exact window.
+fn next_start(s: &Schedule, rate: Option<Rate>, now: Instant) -> Instant {
+    let mut start = now;
+    if let Some(p) = s.paused_until {
+        start = start.max(p);
+    }
+    if let Some(r) = rate {
+        let count = r.count.max(1) as usize;
+        if let Some(earliest) = s.tat.checked_sub(BURST) {
+            start = start.max(earliest);
+        }
+        if s.starts.len() >= count {
+            let oldest = s.starts[s.starts.len() - count];
+            start = start.max(oldest + r.per + window_margin(r.per));
+        }
+    }
+    start
 }
 
 impl Bucket {
-    /// The earliest start the next call could get (ignoring the window,
-    /// which only binds when the smooth schedule is already saturated).
+    /// The earliest start the next call could get (the same rule
+    /// [`RateLimiter::try_acquire`] books by, so a phase the scheduler may
+    /// claim is never parked by the limiter at once).
     fn set_free_at(&self, s: &Schedule, rate: Option<Rate>) {
-        let now = Instant::now();
-        let mut at = match rate {
-            Some(_) => s.tat.checked_sub(BURST).unwrap_or(now).max(now),
-            None => now,
-        };
-        if let Some(p) = s.paused_until {
-            at = at.max(p);
-        }
+        let at = next_start(s, rate, Instant::now());
         if let Ok(mut f) = self.free_at.lock() {
             *f = at;
+        }
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        match self.window.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// What a finished call tells the adaptive window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SlotOutcome {
+    /// The provider answered; `remaining` is its `X-RateLimit-Remaining`.
+    Answered { remaining: Option<f64> },
+    /// A 429.
+    RateLimited,
+    /// Anything else (says nothing about capacity).
+    Other,
+}
+
+/// A call's place in its model's in-flight window (models without a
+/// configured rate only). Dropping it frees the place; [`Slot::finish`]
+/// also adapts the window.
+#[derive(Debug)]
+pub struct Slot {
+    window: Option<Arc<Bucket>>,
+}
+
+impl Slot {
+    /// The call came back with `outcome`: grow the window on an answer (at
+    /// most to the provider's remaining count), shrink it to one on a 429.
+    pub fn finish(mut self, outcome: SlotOutcome) {
+        let Some(b) = self.window.take() else { return };
+        {
+            let mut w = b.window();
+            w.in_flight = w.in_flight.saturating_sub(1);
+            match outcome {
+                SlotOutcome::Answered { remaining } => {
+                    let mut grown = w.cwnd.saturating_add(1).min(MAX_WINDOW);
+                    if let Some(r) = remaining.filter(|r| r.is_finite() && *r >= 0.0) {
+                        // Never more in flight than the provider says is left
+                        // (at least one: a zero pauses the model instead).
+                        grown = grown.min((r.min(MAX_WINDOW as f64) as u32).max(1));
+                    }
+                    w.cwnd = grown;
+                }
+                SlotOutcome::RateLimited => w.cwnd = 1,
+                SlotOutcome::Other => {}
+            }
+        }
+        b.window_changed.notify_waiters();
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(b) = self.window.take() {
+            {
+                let mut w = b.window();
+                w.in_flight = w.in_flight.saturating_sub(1);
+            }
+            b.window_changed.notify_waiters();
         }
     }
 }
@@ -95,6 +202,11 @@ impl RateLimiter {
                     paused_until: None,
                 }),
                 free_at: Mutex::new(Instant::now()),
+                window: Mutex::new(Window {
+                    cwnd: INITIAL_WINDOW,
+                    in_flight: 0,
+                }),
+                window_changed: tokio::sync::Notify::new(),
             })
         });
         if let Ok(mut r) = b.rate.lock() {
@@ -103,31 +215,62 @@ impl RateLimiter {
         b.clone()
     }
 
-    /// Wait for this model's next slot.
-    pub async fn acquire(&self, key: &str, rate: Option<Rate>) {
+    /// Wait for this model's next slot (however far ahead it is).
+    pub async fn acquire(&self, key: &str, rate: Option<Rate>) -> Slot {
+        match self.try_acquire(key, rate, None).await {
+            Ok(slot) => slot,
+            // Unreachable without a limit; never wait forever regardless.
+            Err(_) => Slot { window: None },
+        }
+    }
+
+    /// Wait for this model's next slot unless it starts more than
+    /// `max_wait` from now: then nothing is booked and the wait it would
+    /// have had is returned, so the caller can give its worker back.
+    /// Models without a rate first wait for a place in their in-flight
+    /// window (bounded by the latency of the calls ahead, not booked).
+    pub async fn try_acquire(
+        &self,
+        key: &str,
+        rate: Option<Rate>,
+        max_wait: Option<Duration>,
+    ) -> Result<Slot, Duration> {
         let bucket = self.bucket(key, rate);
         let rate = bucket.rate.lock().ok().and_then(|r| *r);
-        let slot = {
+        let slot = match rate {
+            Some(_) => Slot { window: None },
+            None => loop {
+                let notified = bucket.window_changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                {
+                    let mut w = bucket.window();
+                    if w.in_flight < w.cwnd.max(1) {
+                        w.in_flight += 1;
+                        break Slot {
+                            window: Some(bucket.clone()),
+                        };
+                    }
+                }
+                notified.await;
+            },
+        };
+        let start = {
             let mut s = bucket.schedule.lock().await;
             let now = Instant::now();
-            let mut start = now;
-            if let Some(p) = s.paused_until {
-                if p > start {
-                    start = p;
-                } else {
-                    s.paused_until = None;
+            if s.paused_until.is_some_and(|p| p <= now) {
+                s.paused_until = None;
+            }
+            let start = next_start(&s, rate, now);
+            if let Some(max) = max_wait {
+                let wait = start.saturating_duration_since(now);
+                if wait > max {
+                    return Err(wait);
                 }
             }
             match rate {
                 Some(r) => {
                     let count = r.count.max(1) as usize;
-                    if let Some(earliest) = s.tat.checked_sub(BURST) {
-                        start = start.max(earliest);
-                    }
-                    if s.starts.len() >= count {
-                        let oldest = s.starts[s.starts.len() - count];
-                        start = start.max(oldest + r.per + window_margin(r.per));
-                    }
                     s.starts.push_back(start);
                     while s.starts.len() > count {
                         s.starts.pop_front();
@@ -139,7 +282,8 @@ impl RateLimiter {
             bucket.set_free_at(&s, rate);
             start
         };
-        tokio::time::sleep_until(slot).await;
+        tokio::time::sleep_until(start).await;
+        Ok(slot)
     }
 
     /// How long a call to `key` asking now would wait for its slot: how far

@@ -47,7 +47,7 @@
 
 use super::config::BreakerConfig;
 use crate::engine::ErrorKind;
-use crate::llm::gate::{CallGate, CallPermit};
+use crate::llm::gate::{BlockReason, Blocked, CallGate, CallPermit};
 use crate::store::{now as now_text, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::params;
@@ -604,6 +604,35 @@ impl Breakers {
     /// waiting, and a dropped probe admission hands the probe on.
     pub async fn admit(&self, model_key: &str, provider: &str) -> Admission {
         loop {
+            if let Ok(a) = self.admit_within(model_key, provider, None).await {
+                return a;
+            }
+        }
+    }
+
+    /// Like [`admit`](Self::admit), but wait at most `max_wait` (tokio
+    /// time): an open period ending later, or a probe still out when it
+    /// runs out, is reported as [`Blocked`] at once so the caller can park
+    /// instead of holding a worker slot. A probe in flight is waited for up
+    /// to `max_wait` because its outcome usually comes within a call's
+    /// latency (and parking the probe's siblings would abort the probe).
+    pub async fn try_admit(
+        &self,
+        model_key: &str,
+        provider: &str,
+        max_wait: Duration,
+    ) -> Result<Admission, Blocked> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        self.admit_within(model_key, provider, Some(deadline)).await
+    }
+
+    async fn admit_within(
+        &self,
+        model_key: &str,
+        provider: &str,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Admission, Blocked> {
+        loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);
             // Register before looking, so a change between the look and the
@@ -632,30 +661,51 @@ impl Breakers {
                             changed.push(model_key.to_string());
                             Ok(Some(id))
                         }
-                        BreakerState::Open => Err(e.open_until.map(|u| u.saturating_sub(now))),
-                        BreakerState::HalfOpen => Err(None),
+                        BreakerState::Open => Err((e.open_until, block_reason(e))),
+                        BreakerState::HalfOpen => Err((None, block_reason(e))),
                     },
                 }
             };
             self.changed(&changed);
-            match decision {
+            let (until, reason) = match decision {
                 Ok(probe) => {
-                    return Admission {
+                    return Ok(Admission {
                         breakers: self.clone(),
                         key: model_key.to_string(),
                         provider: provider.to_string(),
                         probe,
                         done: false,
-                    }
+                    })
                 }
-                Err(Some(ms)) => {
-                    let wait = Duration::from_millis(u64::try_from(ms.max(1)).unwrap_or(1));
+                Err(x) => x,
+            };
+            let blocked = Blocked {
+                reason,
+                until_ms: until,
+            };
+            // How long until the open period ends (None: a probe is out).
+            let wait = until.map(|u| {
+                Duration::from_millis(u64::try_from(u.saturating_sub(now).max(1)).unwrap_or(1))
+            });
+            match (deadline, wait) {
+                (Some(d), Some(w)) if tokio::time::Instant::now() + w > d => return Err(blocked),
+                (Some(d), None) if tokio::time::Instant::now() >= d => return Err(blocked),
+                _ => {}
+            }
+            match (wait, deadline) {
+                (Some(w), _) => {
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep(w) => {}
                         _ = notified => {}
                     }
                 }
-                Err(None) => notified.await,
+                (None, Some(d)) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(d) => {}
+                        _ = notified => {}
+                    }
+                }
+                (None, None) => notified.await,
             }
         }
     }
@@ -680,6 +730,15 @@ impl Breakers {
         if changed {
             self.changed(&[key.to_string()]);
         }
+    }
+}
+
+/// What an open (or probing) breaker tells a caller that will not wait.
+fn block_reason(e: &Entry) -> BlockReason {
+    if e.is_payment_blocked() {
+        BlockReason::PaymentRequired
+    } else {
+        BlockReason::BreakerOpen
     }
 }
 
@@ -739,6 +798,16 @@ impl CallPermit for Admission {
 impl CallGate for Breakers {
     async fn before_call(&self, model_key: &str, provider: &str) -> Box<dyn CallPermit> {
         Box::new(self.admit(model_key, provider).await)
+    }
+
+    async fn try_before_call(
+        &self,
+        model_key: &str,
+        provider: &str,
+        max_wait: Duration,
+    ) -> Result<Box<dyn CallPermit>, Blocked> {
+        let a = self.try_admit(model_key, provider, max_wait).await?;
+        Ok(Box::new(a))
     }
 }
 

@@ -86,6 +86,14 @@ pub struct SchedulerConfig {
     pub prep_burst_cron: Option<String>,
     /// Length of that window in minutes.
     pub prep_burst_minutes: u64,
+    /// Longest a phase may run (per attempt), seconds: past it the phase is
+    /// stopped and failed as a retryable `timeout` naming its state.
+    pub phase_timeout_secs: u64,
+    /// A call that would wait longer than this for its model (breaker open,
+    /// limiter paused or booked ahead) parks its phase — the claim goes
+    /// back and the worker slot is freed — instead of waiting, seconds (at
+    /// least `claim_backlog_secs` is used).
+    pub park_after_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,6 +189,8 @@ impl Default for SchedulerConfig {
             drain_timeout_secs: 60,
             prep_burst_cron: None,
             prep_burst_minutes: 60,
+            phase_timeout_secs: 1800,
+            park_after_secs: 10.0,
         }
     }
 }
@@ -801,6 +811,22 @@ impl Config {
             format!(
                 "must be a number of seconds, 0 or more (got {})",
                 s.claim_backlog_secs
+            ),
+        );
+        check(
+            (1..=7 * 86_400).contains(&s.phase_timeout_secs),
+            "scheduler.phase_timeout_secs",
+            format!(
+                "must be between 1 and 604800 seconds (got {})",
+                s.phase_timeout_secs
+            ),
+        );
+        check(
+            s.park_after_secs.is_finite() && (0.0..=86_400.0).contains(&s.park_after_secs),
+            "scheduler.park_after_secs",
+            format!(
+                "must be between 0 and 86400 seconds (got {})",
+                s.park_after_secs
             ),
         );
         for (i, phase) in s.phase_order.iter().enumerate() {
