@@ -379,7 +379,16 @@ async fn park(env: &Arc<TaskEnv>, claim: &Claim, e: &DriveError) -> TaskOutcome 
     let Some(p) = e.park() else {
         return release(env, claim, &e.to_string()).await;
     };
-    let why = e.to_string();
+    let until = p
+        .until_ms
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        .map(|t| t.format(" until %H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let model = p
+        .model
+        .rsplit_once('|')
+        .map_or(p.model.as_str(), |(_, m)| m);
+    let why = format!("parked: model {model} is {}{until}", p.reason);
     tracing::info!(paper = %claim.arxiv_id, phase = %claim.phase, model = %p.model, reason = %p.reason, until_ms = p.until_ms, "phase parked: worker slot given back");
     match release(env, claim, &why).await {
         TaskOutcome::Released { .. } => TaskOutcome::Parked {
