@@ -28,8 +28,8 @@
 //! 429s and opened the breaker; with the window the provider's own
 //! remaining count stops the model before the first 429.
 //!
-//! [`RateLimiter::try_acquire`] does not wait for a slot further ahead than
-//! the caller allows: the runner parks the phase instead of holding a
+//! [`RateLimiter::try_acquire`] does not wait out a provider's pause longer
+//! than the caller allows: the runner parks the phase instead of holding a
 //! worker slot while the model is paused.
 
 use super::profile::Rate;
@@ -224,9 +224,10 @@ impl RateLimiter {
         }
     }
 
-    /// Wait for this model's next slot unless it starts more than
-    /// `max_wait` from now: then nothing is booked and the wait it would
-    /// have had is returned, so the caller can give its worker back.
+    /// Wait for this model's next slot unless the model is paused by its
+    /// provider (a 429's Retry-After, a zero remaining count) for more than
+    /// `max_wait`: then nothing is booked and the wait the call would have
+    /// had is returned, so the caller can give its worker back.
     /// Models without a rate first wait for a place in their in-flight
     /// window (bounded by the latency of the calls ahead, not booked).
     pub async fn try_acquire(
@@ -262,10 +263,13 @@ impl RateLimiter {
                 s.paused_until = None;
             }
             let start = next_start(&s, rate, now);
-            if let Some(max) = max_wait {
-                let wait = start.saturating_duration_since(now);
-                if wait > max {
-                    return Err(wait);
+            // Only a provider's pause parks: waiting for a slot at the
+            // configured pace is the steady state (the scheduler's claim
+            // backlog bounds it), and parking there would throw away the
+            // booked slots of the call's siblings.
+            if let (Some(max), Some(p)) = (max_wait, s.paused_until) {
+                if p.saturating_duration_since(now) > max {
+                    return Err(start.saturating_duration_since(now));
                 }
             }
             match rate {
@@ -457,6 +461,88 @@ mod tests {
         // A pause books the model until it ends.
         l.pause("m", 30.0).await;
         assert_eq!(l.backlog("m"), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_model_parks_callers_and_books_nothing() {
+        let limiter = RateLimiter::new();
+        let rate = Rate::parse("60/m").ok();
+        let _ = limiter.acquire("m", rate).await;
+        limiter.pause("m", 60.0).await;
+        let before = limiter.backlog("m");
+        let start = Instant::now();
+        let wait = limiter
+            .try_acquire("m", rate, Some(Duration::from_secs(10)))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(Instant::now(), start, "did not wait");
+        assert_eq!(wait, Duration::from_secs(60));
+        assert_eq!(limiter.backlog("m"), before, "nothing booked");
+        // A caller allowed to wait that long gets the slot after the pause.
+        let slot = limiter
+            .try_acquire("m", rate, Some(Duration::from_secs(61)))
+            .await;
+        assert!(slot.is_ok());
+        assert_eq!(Instant::now() - start, Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_at_the_configured_rate_never_parks() {
+        let limiter = RateLimiter::new();
+        let rate = Rate::parse("60/m").ok();
+        let start = Instant::now();
+        for _ in 0..5 {
+            let r = limiter.try_acquire("m", rate, Some(Duration::ZERO)).await;
+            assert!(r.is_ok());
+        }
+        // Two in the burst, then one a second.
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
+    }
+
+    /// Polls `fut` once: whether it finished at once.
+    async fn ready_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
+        tokio::time::timeout(Duration::from_millis(1), fut)
+            .await
+            .ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unrated_models_get_a_slow_start_window() {
+        let limiter = Arc::new(RateLimiter::new());
+        // Two in flight at first; the third waits for one of them.
+        let a = limiter.acquire("u", None).await;
+        let b = limiter.acquire("u", None).await;
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        // An answer grows the window by one: two more may go.
+        a.finish(SlotOutcome::Answered { remaining: None });
+        let c = ready_now(limiter.acquire("u", None)).await.unwrap();
+        let d = ready_now(limiter.acquire("u", None)).await.unwrap();
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        // Never more in flight than the provider says is left.
+        c.finish(SlotOutcome::Answered {
+            remaining: Some(1.0),
+        });
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        // A 429 shrinks it to one; dropped slots free their place.
+        d.finish(SlotOutcome::RateLimited);
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        drop(b);
+        let e = ready_now(limiter.acquire("u", None)).await.unwrap();
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        drop(e);
+        // A rated model has no window.
+        let rate = Rate::parse("6000/m").ok();
+        let held: Vec<Slot> = futures_all(&limiter, rate, 10).await;
+        assert_eq!(held.len(), 10);
+    }
+
+    async fn futures_all(l: &RateLimiter, rate: Option<Rate>, n: usize) -> Vec<Slot> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(ready_now(l.acquire("rated", rate)).await.unwrap());
+        }
+        v
     }
 
     #[tokio::test(start_paused = true)]

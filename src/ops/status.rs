@@ -453,6 +453,7 @@ fn derived_blocked(i: &ModeInputs<'_>) -> Vec<BlockedModel> {
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         until_ms,
         phases: vec![Phase::Expensive],
+        brief: false,
     };
     let expensive_models: Vec<(String, String)> = match i.needs {
         Some(n) => n.models.clone(),

@@ -1022,6 +1022,81 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn try_admit_reports_a_long_block_instead_of_waiting() {
+        let b = breakers(tokio_clock());
+        // Closed: admitted at once.
+        let a = b.try_admit(KEY, "p", Duration::ZERO).await.unwrap();
+        a.record(&CallOutcome::Ok);
+        for _ in 0..5 {
+            b.record(KEY, "p", fail(ErrorKind::RateLimit));
+        }
+        // Open for 30 s: a caller allowed 10 s is told so at once, with
+        // the end of the period, and nothing changes.
+        let start = tokio::time::Instant::now();
+        let blocked = b.try_admit(KEY, "p", Duration::from_secs(10)).await;
+        assert_eq!(tokio::time::Instant::now(), start, "did not wait");
+        let blocked = blocked.err().unwrap();
+        assert_eq!(blocked.reason, BlockReason::BreakerOpen);
+        assert_eq!(blocked.until_ms, Some(T0 + 30_000));
+        assert_eq!(b.state(KEY).state, BreakerState::Open);
+        // A caller allowed longer than the period waits and probes.
+        let probe = b
+            .try_admit(KEY, "p", Duration::from_secs(40))
+            .await
+            .unwrap();
+        assert!(probe.is_probe());
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(30));
+        // While the probe is out, others wait for it up to their limit...
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { b.try_admit(KEY, "p", Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished());
+        // ... and are let through as soon as it succeeds.
+        probe.record(&CallOutcome::Ok);
+        let a = waiting.await.unwrap().unwrap();
+        assert!(!a.is_probe());
+        a.record(&CallOutcome::Ok);
+        assert_eq!(b.state(KEY).state, BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_outlasting_the_wait_parks_the_others_and_402_says_so() {
+        let b = breakers(tokio_clock());
+        for _ in 0..5 {
+            b.record(KEY, "p", fail(ErrorKind::RateLimit));
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let probe = b.try_admit(KEY, "p", Duration::ZERO).await.unwrap();
+        assert!(probe.is_probe());
+        let start = tokio::time::Instant::now();
+        let blocked = b
+            .try_admit(KEY, "p", Duration::from_secs(2))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(2));
+        assert_eq!(
+            blocked,
+            Blocked {
+                reason: BlockReason::BreakerOpen,
+                until_ms: None
+            }
+        );
+        drop(probe);
+        // Out of credits: the whole provider, reason payment_required.
+        let other = "http://p/v1|other";
+        b.record(other, "p", fail(ErrorKind::PaymentRequired));
+        let blocked = b
+            .try_admit("http://p/v1|third", "p", Duration::from_secs(1))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(blocked.reason, BlockReason::PaymentRequired);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_failed_probe_sends_waiters_back_to_wait_for_the_doubled_period() {
         let b = breakers(tokio_clock());
         b.record(KEY, "p", fail(ErrorKind::PaymentRequired));

@@ -225,8 +225,9 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
     )
     .with_limiter(
         http.limiter().clone(),
-        Duration::from_secs_f64(cfg.scheduler.claim_backlog_secs.clamp(0.0, 86_400.0)),
-    );
+        Duration::from_secs_f64(claim_backlog),
+    )
+    .with_park_after(Duration::from_secs_f64(park_after));
     let agent: Arc<dyn Agent> = Arc::new(http);
     let s = &cfg.scheduler;
     let env = Arc::new(TaskEnv {

@@ -43,6 +43,7 @@ impl ModeView {
         let mut b: Vec<_> = self
             .blocked
             .iter()
+            .filter(|m| !m.brief)
             .map(|m| (m.key.clone(), m.reason))
             .collect();
         b.sort();
@@ -54,6 +55,7 @@ impl ModeView {
     pub fn blocked_text(&self) -> String {
         self.blocked
             .iter()
+            .filter(|m| !m.brief)
             .map(BlockedModel::text)
             .collect::<Vec<_>>()
             .join("; ")
@@ -74,6 +76,13 @@ pub struct BlockedModel {
     pub until_ms: Option<i64>,
     /// The phases that call it (and so are not claimed).
     pub phases: Vec<Phase>,
+    /// A pacing hold shorter than the park threshold (the limiter has the
+    /// model booked a few seconds ahead at its configured rate): its
+    /// phases wait for the next claim, but it changes neither the mode nor
+    /// the "models blocked" log line, which would otherwise flap at every
+    /// saturated second.
+    #[serde(skip)]
+    pub brief: bool,
 }
 
 impl BlockedModel {
@@ -141,6 +150,9 @@ pub struct Gates {
     /// The agents' rate limiter and how far ahead a model may be booked
     /// before its phases stop being claimed (see [`Gates::with_limiter`]).
     pub limiter: Option<(Arc<RateLimiter>, Duration)>,
+    /// Holds longer than this are "long" (see [`BlockedModel::brief`]):
+    /// the agent's park threshold.
+    pub park_after: Duration,
 }
 
 impl Gates {
@@ -160,6 +172,7 @@ impl Gates {
             phase_calls,
             burst,
             limiter: None,
+            park_after: Duration::ZERO,
         }
     }
 
@@ -171,6 +184,13 @@ impl Gates {
     /// 20 s at 1000 in flight while expensive phases filled the slots).
     pub fn with_limiter(mut self, limiter: Arc<RateLimiter>, max_backlog: Duration) -> Gates {
         self.limiter = Some((limiter, max_backlog));
+        self
+    }
+
+    /// Holds of a model shorter than `d` do not change the mode (see
+    /// [`BlockedModel::brief`]); use the agent's park threshold.
+    pub fn with_park_after(mut self, d: Duration) -> Gates {
+        self.park_after = d;
         self
     }
 
@@ -283,7 +303,11 @@ impl Gates {
     /// phase's class spent (given what is in flight).
     pub async fn blocked_models(&self, running: &HashMap<Phase, usize>) -> Vec<BlockedModel> {
         let mut out: Vec<BlockedModel> = Vec::new();
+        let now_ms = Utc::now().timestamp_millis();
+        let long_ms = i64::try_from(self.park_after.as_millis()).unwrap_or(i64::MAX / 2);
         let mut add = |key: &str, reason: BlockReason, until_ms: Option<i64>, phase: Phase| {
+            let brief = reason == BlockReason::RateLimited
+                && until_ms.is_some_and(|u| u.saturating_sub(now_ms) <= long_ms);
             if let Some(b) = out.iter_mut().find(|b| b.key == key && b.reason == reason) {
                 if !b.phases.contains(&phase) {
                     b.phases.push(phase);
@@ -299,9 +323,9 @@ impl Gates {
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 until_ms,
                 phases: vec![phase],
+                brief,
             });
         };
-        let now_ms = Utc::now().timestamp_millis();
         let usage = match &self.budget {
             Some(_) => self.usage().await,
             None => None,
@@ -384,10 +408,9 @@ impl Gates {
         if let Some(why) = self.budget_block(usage.as_ref(), Phase::Expensive, &HashMap::new()) {
             return prep_only(why, blocked);
         }
-        if let Some(b) = blocked
-            .iter()
-            .find(|b| b.reason == BlockReason::RateLimited && b.phases.contains(&Phase::Expensive))
-        {
+        if let Some(b) = blocked.iter().find(|b| {
+            b.reason == BlockReason::RateLimited && !b.brief && b.phases.contains(&Phase::Expensive)
+        }) {
             let why = format!("expensive paused: {}", b.text());
             return prep_only(why, blocked);
         }
@@ -501,6 +524,57 @@ mod tests {
         }
         // Once the queue has drained, claimable again.
         assert_eq!(g.booked_ahead(Phase::Expensive), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_expensive_model_means_prep_only_with_reason_and_end() {
+        let limiter = Arc::new(RateLimiter::new());
+        let model = |key: &str| PhaseModel {
+            key: key.into(),
+            provider: "p".into(),
+        };
+        let mut phase_models = HashMap::new();
+        phase_models.insert(Phase::Expensive, vec![model("u|big")]);
+        phase_models.insert(Phase::Wrap, vec![model("u|small")]);
+        let g = Gates {
+            phase_models,
+            ..Gates::default()
+        }
+        .with_limiter(limiter.clone(), Duration::from_secs(2))
+        .with_park_after(Duration::from_secs(10));
+        let normal = g.mode(false).await;
+        assert!(!normal.prep_only);
+        assert!(normal.blocked.is_empty());
+        // A provider's Retry-After of 60 s on the expensive model.
+        let _ = limiter.acquire("u|big", None).await;
+        limiter.pause("u|big", 60.0).await;
+        let m = g.mode(false).await;
+        assert!(m.prep_only && !m.only_prep, "{m:?}");
+        assert!(
+            m.reason
+                .starts_with("expensive paused: big rate_limited until "),
+            "{m:?}"
+        );
+        assert_eq!(m.blocked.len(), 1);
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.model.as_str(), b.reason),
+            ("big", BlockReason::RateLimited)
+        );
+        assert_eq!(b.phases, vec![Phase::Expensive]);
+        assert!(!b.brief);
+        assert!(b.until.is_some() && b.until_ms.is_some());
+        // The log line changes only when the set changes, not as the
+        // deadline moves.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let later = g.mode(false).await;
+        assert_eq!(later.signature(), m.signature());
+        assert!(later.blocked_text().contains("big rate_limited until"));
+        // Past the pause: normal again.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let after = g.mode(false).await;
+        assert!(!after.prep_only);
+        assert_ne!(after.signature(), m.signature());
     }
 
     #[tokio::test]
