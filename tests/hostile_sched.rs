@@ -412,24 +412,7 @@ impl Action for Boom {
 async fn a_panicking_phase_is_failed_as_internal_and_its_claim_given_back() {
     let site = Site::new("", "[scheduler]\nworkers = 2\nretry_base_secs = 3600\n").await;
     site.add_papers(0, 2);
-    let mut cfg = paper_runner::runner::config::load(Some(&site.path().join("config.toml")))
-        .unwrap()
-        .config;
-    // Built-in defaults stay relative to the working directory: pin them.
-    cfg.db = site.path().join("data/runner.db");
-    cfg.machines_dir = site.path().join("machines");
-    cfg.pdf_dir = site.path().join("pdfs");
-    cfg.reports_dir = site.path().join("reports");
-    cfg.scheduler.lease_ttl_secs = 3600;
-    let built = build(
-        &cfg,
-        &RunOptions {
-            mode: RunMode::SinglePass,
-            prep_only: false,
-        },
-    )
-    .unwrap();
-    let mut scheduler = built.scheduler;
+    let mut scheduler = in_process(&site, |c| c.scheduler.lease_ttl_secs = 3600);
     let env = &scheduler.env;
     let mut actions = env.actions.clone();
     actions.register("acquire_pdf", Arc::new(Boom));
@@ -465,4 +448,106 @@ async fn a_panicking_phase_is_failed_as_internal_and_its_claim_given_back() {
         )
         .unwrap();
     assert!(msg.contains("boom in a phase task"), "{msg}");
+}
+
+/// Build the scheduler in-process for `site` (paths pinned to the site).
+fn in_process(
+    site: &Site,
+    tweak: impl FnOnce(&mut paper_runner::runner::Config),
+) -> paper_runner::runner::scheduler::Scheduler {
+    let mut cfg = paper_runner::runner::config::load(Some(&site.path().join("config.toml")))
+        .unwrap()
+        .config;
+    cfg.db = site.path().join("data/runner.db");
+    cfg.machines_dir = site.path().join("machines");
+    cfg.pdf_dir = site.path().join("pdfs");
+    cfg.reports_dir = site.path().join("reports");
+    tweak(&mut cfg);
+    build(
+        &cfg,
+        &RunOptions {
+            mode: RunMode::SinglePass,
+            prep_only: false,
+        },
+    )
+    .unwrap()
+    .scheduler
+}
+
+/// A drive stopped from outside (here: the phase deadline) stops its lease
+/// renewer with it: the machine lease, given back, stays given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_drive_leaves_no_lease_renewer_running() {
+    let site = Site::new("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
+    let prep = site.path().join("machines/prep.yml");
+    let text = std::fs::read_to_string(&prep).unwrap().replace(
+        "    acquire:\n      type: initial\n      action: acquire_pdf\n",
+        "    acquire:\n      type: initial\n      action: shell\n      command: [sleep, \"30\"]\n      timeout: 60\n",
+    );
+    std::fs::write(&prep, text).unwrap();
+    site.add_papers(0, 1);
+    let scheduler = in_process(&site, |c| {
+        c.scheduler.phase_timeout_secs = 1;
+        c.scheduler.lease_ttl_secs = 1;
+    });
+    let summary = scheduler
+        .run(CancellationToken::new(), CancellationToken::new())
+        .await;
+    assert_eq!(summary.retry_later, 1, "{summary:?}");
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM execution_leases WHERE lease_until > 0"),
+        0
+    );
+    // The renewer ran every 333 ms; had it outlived the drive it would
+    // have pushed the lease forward again by now.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM execution_leases WHERE lease_until > 0"),
+        0,
+        "a renewer outlived its drive"
+    );
+}
+
+/// SIGHUP and SIGQUIT drain like SIGTERM: in-flight work finishes or is
+/// given back, nothing stays claimed, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_sigquit_drain_like_sigterm() {
+    for signal in ["-HUP", "-QUIT"] {
+        let site = Site::new("latency_ms: 150\n", "").await;
+        site.add_papers(0, 3);
+        let child = site.spawn(&[
+            "--daemon",
+            "--workers",
+            "2",
+            "--poll-interval",
+            "0.1",
+            "--drain-timeout",
+            "30",
+        ]);
+        tokio::task::block_in_place(|| {
+            site.wait_for("work in flight", Duration::from_secs(60), |s| {
+                s.scalar("SELECT COUNT(*) FROM executions WHERE status IN ('prepping','analyzing','wrapping')") > 0
+            })
+        });
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+        let err = stderr(&out);
+        assert!(
+            out.status.success(),
+            "{signal}: exit {:?}: {err}",
+            out.status
+        );
+        assert!(err.contains("stop requested"), "{signal}: {err}");
+        assert_eq!(
+            site.scalar("SELECT COUNT(*) FROM executions WHERE owner_id IS NOT NULL"),
+            0,
+            "{signal}"
+        );
+        site.assert_ledger_clean();
+    }
 }
