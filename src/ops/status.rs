@@ -775,10 +775,24 @@ mod tests {
             ("open", Some(60))
         );
         assert_eq!(exp_open.model, "exp");
+        let m = decide(0, std::slice::from_ref(&exp_open), Some(&needs));
         assert_eq!(
-            decide(0, std::slice::from_ref(&exp_open), Some(&needs)).reason,
+            m.reason,
             "breaker open for exp (rate_limit) until 10:01:00Z"
         );
+        // The blocked model, its reason and its end, for status and /status.
+        assert_eq!(m.blocked.len(), 1);
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.model.as_str(), b.reason, b.until_ms),
+            ("exp", BlockReason::BreakerOpen, Some(now_ms + 60_000))
+        );
+        assert_eq!(b.phases, vec![Phase::Expensive]);
+        assert_eq!(b.text(), "exp breaker_open until 10:01:00Z (expensive)");
+        // A spent budget blocks the expensive models until the day resets.
+        let spent = decide(3, &[], Some(&needs));
+        assert_eq!(spent.blocked.len(), 1);
+        assert_eq!(spent.blocked[0].reason, BlockReason::Budget);
         // The cheap model's breaker does not stop the expensive phase...
         let cheap_open = breaker_report(
             row(
