@@ -2,13 +2,12 @@
 //! engine with the SQLite checkpointer, renew the lease every TTL/3, and stop
 //! at once if the lease is taken over.
 
-use crate::engine::{ActionRegistry, Agent, Engine, ErrorKind, Event, ExecError, Snapshot};
+use crate::engine::{ActionRegistry, Agent, Engine, ErrorKind, Event, ExecError, Parked, Snapshot};
 use crate::spec::Bundle;
 use crate::store::{owner_id, Lease, SqliteCheckpointer, Store, StoreError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Why a durable run did not produce an output.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +20,19 @@ pub enum DriveError {
     Exec(ExecError),
     #[error("{0}")]
     Store(StoreError),
+}
+
+impl DriveError {
+    /// The park, when the drive stopped because a model it calls is
+    /// blocked: `Exec` with an `interrupted` error carrying the typed
+    /// [`Parked`] marker (not a failure; the state in flight re-runs on
+    /// resume).
+    pub fn park(&self) -> Option<&Parked> {
+        match self {
+            DriveError::Exec(e) => e.park(),
+            _ => None,
+        }
+    }
 }
 
 /// How to begin. Either way, where to start is decided only after the lease
@@ -115,25 +127,29 @@ impl Driver {
             self.actions.clone(),
             checkpointer,
         );
-        let (lost_tx, mut lost_rx) = watch::channel::<Option<String>>(None);
-        let renewer = tokio::spawn(renew_loop(self.store.clone(), lease.clone(), lost_tx));
+        // The renewer is a future of this drive, not a spawned task: it
+        // stops with the drive however the drive ends (finished, failed,
+        // or dropped by a cancel, a phase deadline or shutdown), so no
+        // renewer outlives its execution and keeps a lease alive.
+        let renewer = renew_loop(self.store.clone(), lease.clone());
         let run = async {
             match begin {
                 Start::Fresh(input) => engine.run(id, input).await,
                 Start::Resume(snap) => engine.resume(*snap).await,
             }
         };
+        let mut lost = false;
         let result = tokio::select! {
             r = run => r,
-            who = lost_rx.wait_for(Option::is_some) => {
-                let who = who.map(|w| w.clone().unwrap_or_default()).unwrap_or_default();
+            who = renewer => {
+                lost = true;
                 Err(ExecError::new(ErrorKind::Interrupted, who))
             }
         };
-        renewer.abort();
         // Only a lost lease leaves the lease alone (someone else holds it);
         // other interruptions (a failing store) still release ours.
-        let lost = matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted && e.message.contains(LEASE_LOST));
+        let lost = lost
+            || matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted && e.message.contains(LEASE_LOST));
         if !lost {
             self.release(id, &lease).await;
         } else if let Err(e) = &result {
@@ -173,8 +189,9 @@ impl Driver {
     }
 }
 
-/// Renew every TTL/3; on loss, say who holds it now.
-async fn renew_loop(store: Store, lease: Lease, lost: watch::Sender<Option<String>>) {
+/// Renew every TTL/3; returns only when the lease is lost, saying who
+/// holds it now.
+async fn renew_loop(store: Store, lease: Lease) -> String {
     let every = (lease.ttl / 3).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
@@ -182,10 +199,7 @@ async fn renew_loop(store: Store, lease: Lease, lost: watch::Sender<Option<Strin
         let l = lease.clone();
         match tokio::task::spawn_blocking(move || s.renew_lease(&l)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e @ StoreError::LeaseLost { .. })) => {
-                let _ = lost.send(Some(e.to_string()));
-                return;
-            }
+            Ok(Err(e @ StoreError::LeaseLost { .. })) => return e.to_string(),
             Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
             Err(e) => tracing::warn!(error = %e, "lease renewal task failed"),
         }

@@ -264,7 +264,7 @@ async fn status_show_retry_cancel_resume_report_what_they_did() {
     assert_eq!(s["breakers"], json!([]));
     assert_eq!(
         s["mode"],
-        json!({"mode": "normal", "prep_only": false, "only_prep": false, "reason": "", "source": "derived"})
+        json!({"mode": "normal", "prep_only": false, "only_prep": false, "reason": "", "source": "derived", "blocked": []})
     );
     let b = &s["budget"];
     has_keys(b, &["day_started_at", "resets_at", "classes", "total"]);

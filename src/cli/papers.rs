@@ -185,6 +185,9 @@ fn outcome_text(o: &TaskOutcome) -> String {
         TaskOutcome::RetryLater { kind } => format!("failed ({kind}), will retry later"),
         TaskOutcome::Failed { kind } => format!("failed ({kind})"),
         TaskOutcome::Released { why } => format!("given back ({why})"),
+        TaskOutcome::Parked { model, reason, .. } => {
+            format!("parked ({model} {reason}), resumes when it is usable")
+        }
         TaskOutcome::Lost => "claim lost to another process".into(),
     }
 }
@@ -195,6 +198,7 @@ fn outcome_json(r: &TaskReport) -> Value {
         TaskOutcome::RetryLater { kind } => ("retry_later", Some(kind.clone())),
         TaskOutcome::Failed { kind } => ("failed", Some(kind.clone())),
         TaskOutcome::Released { why } => ("released", Some(why.clone())),
+        TaskOutcome::Parked { reason, .. } => ("parked", Some(reason.clone())),
         TaskOutcome::Lost => ("lost", None),
     };
     json!({

@@ -106,17 +106,36 @@ pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::
     Ok(cfg)
 }
 
+/// Exit code of a one-shot run (`runner` without `--daemon`) that finished
+/// but met a panicked task or a store/I/O error (e.g. a full disk): the
+/// work is safe at its checkpoints, but the run did not do what it was
+/// asked. 1, like every other failure of the command.
+pub const EXIT_TROUBLE: u8 = 1;
+/// Exit code after a second signal stopped the run at once.
+pub const EXIT_KILLED: u8 = 130;
+
 pub fn run(config: Option<PathBuf>, f: RunFlags) -> ExitCode {
     match run_inner(config, f) {
         Ok(s) => {
             let done: u64 = s.finished.values().sum();
             eprintln!(
-                "runner: {done} phase(s) finished ({}), {} to retry later, {} failed, {} given back",
+                "runner: {done} phase(s) finished ({}), {} to retry later, {} failed, {} given back, {} parked",
                 fmt_counts(&s),
                 s.retry_later,
                 s.failed,
-                s.released
+                s.released,
+                s.parked
             );
+            if s.killed {
+                return ExitCode::from(EXIT_KILLED);
+            }
+            if s.had_trouble() {
+                eprintln!(
+                    "error: {} phase task(s) panicked and {} store error(s) occurred; work is kept at its last checkpoint (see the log)",
+                    s.panicked, s.store_errors
+                );
+                return ExitCode::from(EXIT_TROUBLE);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -147,7 +166,7 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
         RunMode::SinglePass
     };
     let rt = super::machine::runtime()?;
-    rt.block_on(async move {
+    let summary = rt.block_on(async move {
         let built = build(
             &cfg,
             &RunOptions {
@@ -195,8 +214,14 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
         if let Some((_, handle)) = progress {
             handle.finish();
         }
-        Ok(summary)
-    })
+        Ok::<_, anyhow::Error>(summary)
+    })?;
+    if summary.killed {
+        // Stopped at once: do not wait for blocking work still running
+        // (a stuck extraction would keep the process alive).
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    }
+    Ok(summary)
 }
 
 async fn seed_once(store: &paper_runner::store::Store, cfg: &Config) -> anyhow::Result<()> {
@@ -231,41 +256,67 @@ fn spawn_reseeder(store: paper_runner::store::Store, cfg: Config, shutdown: Canc
     });
 }
 
-/// First SIGTERM/SIGINT: stop claiming and drain. Second: stop at once
-/// (everything stays resumable from its checkpoints).
+/// First SIGTERM, SIGINT, SIGHUP or SIGQUIT: stop claiming and drain
+/// (SIGHUP reloads nothing: a changed config needs a restart, and a drain
+/// is the safe way to stop). Second: stop at once through the `kill` token
+/// (the scheduler aborts its tasks and returns; everything stays resumable
+/// from its checkpoints); if the process is still alive
+/// [`KILL_GRACE`] later (blocking work that cannot be interrupted), it exits
+/// with code 130.
 /// The handler is installed before this returns (a signal sent right after
 /// start-up is not lost); must be called inside the runtime.
 pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken) {
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    tokio::spawn(async move {
-        let mut term = match term {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
-        let mut seen = 0;
-        loop {
-            tokio::select! {
-                _ = term.recv() => {}
-                r = tokio::signal::ctrl_c() => {
-                    if r.is_err() {
-                        return;
-                    }
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut streams = Vec::new();
+    for (kind, name) in [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ] {
+        match signal(kind) {
+            Ok(s) => streams.push((s, name)),
+            Err(e) => tracing::warn!(error = %e, "cannot listen for {name}"),
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    for (mut stream, name) in streams {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(name).is_err() {
+                    return;
                 }
             }
+        });
+    }
+    drop(tx);
+    tokio::spawn(async move {
+        let mut seen = 0;
+        while let Some(name) = rx.recv().await {
             seen += 1;
             if seen == 1 {
                 tracing::warn!(
+                    signal = name,
                     "stop requested: finishing in-flight work (signal again to stop at once)"
                 );
                 shutdown.cancel();
             } else {
-                tracing::warn!("stopping at once; in-flight work resumes from its checkpoints");
+                tracing::warn!(
+                    signal = name,
+                    "stopping at once; in-flight work resumes from its checkpoints"
+                );
+                shutdown.cancel();
                 kill.cancel();
-                std::process::exit(130);
+                tokio::spawn(async {
+                    tokio::time::sleep(KILL_GRACE).await;
+                    std::process::exit(i32::from(EXIT_KILLED));
+                });
             }
         }
     });
 }
+
+/// How long a second signal waits for the scheduler to stop before the
+/// process exits regardless.
+pub const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

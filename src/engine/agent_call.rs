@@ -182,6 +182,15 @@ impl Run {
             }
         }
         results.sort_by_key(|(i, _)| *i);
+        // A sample stopped from outside (lease lost, parked) stops the
+        // state: answering with the samples that did finish would silently
+        // change the result. The settled samples are reused on resume.
+        if let Some((_, Err(e))) = results
+            .iter()
+            .find(|(_, r)| matches!(r, Err(e) if e.kind == ErrorKind::Interrupted))
+        {
+            return Err(e.clone());
+        }
         let mut payloads = Vec::new();
         let mut first_err = None;
         for (_, r) in &results {

@@ -217,11 +217,16 @@ impl Run {
             })?;
             let f = f?;
             self.totals.add(f.totals);
-            if matches!(&f.result, Err(e) if e.kind == ErrorKind::Interrupted) {
-                return Err(ExecError::new(
-                    ErrorKind::Interrupted,
-                    format!("child '{label}' was interrupted"),
-                ));
+            if let Err(e) = &f.result {
+                if e.kind == ErrorKind::Interrupted {
+                    // Stop at once (dropping the set aborts the siblings;
+                    // the finished ones are re-attached on resume), keeping
+                    // a park marker so the runner gives the slot back.
+                    return Err(ExecError {
+                        message: format!("child '{label}' was interrupted: {}", e.message),
+                        ..e.clone()
+                    });
+                }
             }
             done.push((i, label, f.result));
         }
@@ -252,6 +257,9 @@ impl Run {
                 self.totals.add(f.totals);
                 match f.result {
                     Ok(v) => return Ok(Some((label, v))),
+                    // An interrupted (e.g. parked) child is not a failed
+                    // one: the whole state stops and re-runs on resume.
+                    Err(e) if e.kind == ErrorKind::Interrupted => return Err(e),
                     Err(e) => errors.push((label, e)),
                 }
             }

@@ -141,6 +141,25 @@ pub struct ExecError {
     /// Seconds the provider asked us to wait (429/503), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<f64>,
+    /// Set when the execution stopped because something it needs is
+    /// unavailable for a while (kind [`ErrorKind::Interrupted`]): not a
+    /// failure, the state in flight re-runs on resume. Typed so the runner
+    /// can tell a park from a lost lease without reading the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<Box<Parked>>,
+}
+
+/// Why an execution gave its worker back: a model it calls is blocked
+/// (breaker open, rate-limited far ahead, provider out of credits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The blocked resource: a model's limiter key (`base_url|model`).
+    pub model: String,
+    /// `breaker_open`, `rate_limited`, `payment_required` or `budget`.
+    pub reason: String,
+    /// When it is expected to be usable again (unix ms), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
 }
 
 impl ExecError {
@@ -149,7 +168,24 @@ impl ExecError {
             kind,
             message: message.into(),
             retry_after: None,
+            parked: None,
         }
+    }
+
+    /// The execution stops (kind `interrupted`, never routed through
+    /// `on_error`, no `machine_failed` checkpoint) because `p` is blocked.
+    pub fn parked(p: Parked, message: impl Into<String>) -> ExecError {
+        ExecError {
+            kind: ErrorKind::Interrupted,
+            message: message.into(),
+            retry_after: None,
+            parked: Some(Box::new(p)),
+        }
+    }
+
+    /// The park, when this error is one.
+    pub fn park(&self) -> Option<&Parked> {
+        self.parked.as_deref()
     }
 }
 

@@ -16,5 +16,5 @@ pub use action::{Action, ActionArgs, ActionRegistry};
 pub use agent::{Agent, AgentRequest, AgentResult, NoLlm, Usage};
 pub use agent_call::retry_delay;
 pub use checkpoint::{Checkpointer, Event, MemoryCheckpoints, NoCheckpoints, Snapshot, Totals};
-pub use error::{ErrorKind, ExecError};
+pub use error::{ErrorKind, ExecError, Parked};
 pub use exec::Engine;

@@ -8,11 +8,11 @@
 //! `model_not_found` switch the call to the profile's `fallback`.
 
 use super::errors::{self, Target};
-use super::gate::{CallGate, CallOutcome};
+use super::gate::{BlockReason, CallGate, CallOutcome, CallPermit};
 use super::ledger::{Ledger, Reservation, Settlement};
-use super::limiter::RateLimiter;
+use super::limiter::{RateLimiter, Slot, SlotOutcome};
 use super::profile::ModelProfile;
-use crate::engine::{Agent, AgentRequest, AgentResult, ErrorKind, ExecError, Usage};
+use crate::engine::{Agent, AgentRequest, AgentResult, ErrorKind, ExecError, Parked, Usage};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -28,6 +28,8 @@ pub struct HttpAgent {
     limiter: Arc<RateLimiter>,
     ledger: Option<Ledger>,
     gate: Option<Arc<dyn CallGate>>,
+    /// See [`HttpAgent::with_parking`].
+    park_after: Option<std::time::Duration>,
 }
 
 impl HttpAgent {
@@ -47,6 +49,7 @@ impl HttpAgent {
             limiter: Arc::new(RateLimiter::new()),
             ledger,
             gate: None,
+            park_after: None,
         })
     }
 
@@ -113,15 +116,8 @@ impl HttpAgent {
             ),
             None => None,
         };
-        // The gate comes before the limiter: a call held back by an open
-        // breaker must not hold a limiter slot meanwhile. If anything below
-        // returns early, the permit is dropped uncompleted, which tells the
-        // gate the attempt was abandoned.
-        let permit = match &self.gate {
-            Some(g) => Some(g.before_call(&p.limiter_key(), &p.provider).await),
-            None => None,
-        };
-        self.limiter.acquire(&p.limiter_key(), p.rate_limit).await;
+        // Gate and limiter (or park); see `wait_turn`.
+        let (permit, slot) = self.wait_turn(&p).await?;
         let row = match &self.ledger {
             Some(l) => Some(blocking(l.clone(), reservation.clone(), |l, r| l.reserve(&r)).await?),
             None => None,
@@ -131,6 +127,7 @@ impl HttpAgent {
         if let Some(permit) = permit {
             permit.complete(&CallOutcome::of(&result));
         }
+        slot.finish(SlotOutcome::of(&result));
         if let (Some(l), Some(id)) = (&self.ledger, row) {
             let s = Settlement {
                 http_status: status,
@@ -147,6 +144,51 @@ impl HttpAgent {
             }
         }
         result
+    }
+
+    /// Park instead of waiting: a call whose model is blocked for longer
+    /// than `max_wait` (breaker open, limiter paused or booked further
+    /// ahead, provider out of credits) returns an `interrupted` error with
+    /// a [`Parked`](crate::engine::Parked) marker at once — before a ledger
+    /// row is reserved, so nothing is sent or recorded — and the runner
+    /// gives the phase's worker slot back. Without it calls wait (`machine
+    /// run`, tests).
+    pub fn with_parking(mut self, max_wait: std::time::Duration) -> Self {
+        self.park_after = Some(max_wait);
+        self
+    }
+
+    /// The gate, then the limiter (a call held back by an open breaker must
+    /// not hold a limiter slot meanwhile). If anything after returns early,
+    /// the permit is dropped uncompleted, which tells the gate the attempt
+    /// was abandoned.
+    async fn wait_turn(
+        &self,
+        p: &ModelProfile,
+    ) -> Result<(Option<Box<dyn CallPermit>>, Slot), ExecError> {
+        let key = p.limiter_key();
+        let permit = match (&self.gate, self.park_after) {
+            (Some(g), Some(max)) => match g.try_before_call(&key, &p.provider, max).await {
+                Ok(permit) => Some(permit),
+                Err(b) => return Err(parked(p, b.reason, b.until_ms)),
+            },
+            (Some(g), None) => Some(g.before_call(&key, &p.provider).await),
+            (None, _) => None,
+        };
+        let slot = match self
+            .limiter
+            .try_acquire(&key, p.rate_limit, self.park_after)
+            .await
+        {
+            Ok(slot) => slot,
+            Err(wait) => {
+                let until = chrono::Utc::now()
+                    .timestamp_millis()
+                    .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2));
+                return Err(parked(p, BlockReason::RateLimited, Some(until)));
+            }
+        };
+        Ok((permit, slot))
     }
 
     /// Send one request; returns the HTTP status (if any) and the outcome.
@@ -217,6 +259,48 @@ impl Agent for HttpAgent {
             _ => first,
         }
     }
+}
+
+/// The error that parks a call to `p`'s model.
+fn parked(p: &ModelProfile, reason: BlockReason, until_ms: Option<i64>) -> ExecError {
+    let until = until_ms
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        .map(|t| t.format(" until %H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    tracing::info!(model = %p.model, reason = reason.as_str(), until_ms, "model blocked: parking the call");
+    ExecError::parked(
+        Parked {
+            model: p.limiter_key(),
+            reason: reason.as_str().to_string(),
+            until_ms,
+        },
+        format!("parked: model {} is {reason}{until}", p.model),
+    )
+}
+
+impl SlotOutcome {
+    fn of(r: &Result<AgentResult, ExecError>) -> SlotOutcome {
+        match r {
+            Ok(res) => SlotOutcome::Answered {
+                remaining: requests_remaining(res),
+            },
+            Err(e) if e.kind == ErrorKind::RateLimit => SlotOutcome::RateLimited,
+            Err(_) => SlotOutcome::Other,
+        }
+    }
+}
+
+/// The provider's remaining request count from an answer's rate-limit
+/// windows (`X-RateLimit-Remaining[-Requests]`), if it sent one.
+fn requests_remaining(res: &AgentResult) -> Option<f64> {
+    res.rate_limit
+        .as_ref()?
+        .get("windows")?
+        .as_array()?
+        .iter()
+        .filter(|w| w.get("name").and_then(Value::as_str) == Some("requests"))
+        .filter_map(|w| w.get("remaining").and_then(Value::as_f64))
+        .reduce(f64::min)
 }
 
 /// Run a ledger operation on the blocking pool; store errors stop the state

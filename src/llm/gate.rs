@@ -8,6 +8,7 @@
 
 use crate::engine::{ErrorKind, ExecError};
 use async_trait::async_trait;
+use serde::Serialize;
 
 /// What one HTTP attempt came to, as far as a gate cares.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +48,47 @@ pub trait CallPermit: Send {
     fn complete(self: Box<Self>, outcome: &CallOutcome);
 }
 
+/// Why a model cannot be called now (shown by `status`, carried by a park).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockReason {
+    /// Its circuit breaker is open (or its half-open probe is in flight).
+    BreakerOpen,
+    /// The rate limiter has it booked far ahead (a provider's Retry-After
+    /// pause, or pacing at the configured rate).
+    RateLimited,
+    /// The daily budget of its class is spent.
+    Budget,
+    /// Its provider answered 402 (out of credits).
+    PaymentRequired,
+}
+
+impl BlockReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockReason::BreakerOpen => "breaker_open",
+            BlockReason::RateLimited => "rate_limited",
+            BlockReason::Budget => "budget",
+            BlockReason::PaymentRequired => "payment_required",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A call that was not let through because waiting would take too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    pub reason: BlockReason,
+    /// When the model is expected to be usable again (unix ms); None while
+    /// it is unknown (a probe in flight).
+    pub until_ms: Option<i64>,
+}
+
 /// A gate in front of every real HTTP attempt.
 #[async_trait]
 pub trait CallGate: Send + Sync {
@@ -54,6 +96,20 @@ pub trait CallGate: Send + Sync {
     /// the rate limiter. May wait (e.g. while the model's breaker is open).
     /// `model_key` is [`ModelProfile::limiter_key`](super::ModelProfile::limiter_key).
     async fn before_call(&self, model_key: &str, provider: &str) -> Box<dyn CallPermit>;
+
+    /// Like [`before_call`](Self::before_call), but wait at most
+    /// `max_wait`: a model blocked for longer is reported instead, so the
+    /// caller can give its worker slot back (park) rather than hold it.
+    /// The default waits as long as `before_call` does.
+    async fn try_before_call(
+        &self,
+        model_key: &str,
+        provider: &str,
+        max_wait: std::time::Duration,
+    ) -> Result<Box<dyn CallPermit>, Blocked> {
+        let _ = max_wait;
+        Ok(self.before_call(model_key, provider).await)
+    }
 }
 
 /// A permit that observes nothing (for gates that only wait).

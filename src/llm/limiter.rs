@@ -18,6 +18,19 @@
 //! Slots are handed out under a FIFO-fair async mutex, so queued calls wait
 //! their turn instead of being refused. A 429 (or `X-RateLimit-Remaining:
 //! 0`) pauses the model until the provider's reset.
+//!
+//! A model with **no configured rate** is not sent an unbounded burst
+//! either: it gets an adaptive in-flight window (TCP slow start): at most
+//! [`INITIAL_WINDOW`] calls in flight at first, one more per success (never
+//! more than the provider's reported `X-RateLimit-Remaining`), back to one
+//! on a 429. Why: with no limit known, four phases × three parallel calls
+//! sent at once against a provider allowing 2 requests/min collected ten
+//! 429s and opened the breaker; with the window the provider's own
+//! remaining count stops the model before the first 429.
+//!
+//! [`RateLimiter::try_acquire`] does not wait out a provider's pause longer
+//! than the caller allows: the runner parks the phase instead of holding a
+//! worker slot while the model is paused.
 
 use super::profile::Rate;
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +56,19 @@ struct Schedule {
     paused_until: Option<Instant>,
 }
 
+/// In-flight calls a model without a configured rate may start with.
+pub const INITIAL_WINDOW: u32 = 2;
+/// Largest adaptive window (a healthy unlimited provider is never held back
+/// by it in practice).
+pub const MAX_WINDOW: u32 = 4096;
+
+/// The adaptive in-flight window of a model without a configured rate.
+#[derive(Debug)]
+struct Window {
+    cwnd: u32,
+    in_flight: u32,
+}
+
 #[derive(Debug)]
 struct Bucket {
     rate: Mutex<Option<Rate>>,
@@ -50,22 +76,103 @@ struct Bucket {
     /// When a call asking now would start (copied out of `schedule` on
     /// every change, so [`RateLimiter::backlog`] needs no async lock).
     free_at: Mutex<Instant>,
+    window: Mutex<Window>,
+    /// Woken when a window slot frees or the window grows.
+    window_changed: tokio::sync::Notify,
+}
+
+/// The start a call asking at `now` would get: after any pause, on the
+/// smooth schedule, and within the exact window.
+fn next_start(s: &Schedule, rate: Option<Rate>, now: Instant) -> Instant {
+    let mut start = now;
+    if let Some(p) = s.paused_until {
+        start = start.max(p);
+    }
+    if let Some(r) = rate {
+        let count = r.count.max(1) as usize;
+        if let Some(earliest) = s.tat.checked_sub(BURST) {
+            start = start.max(earliest);
+        }
+        if s.starts.len() >= count {
+            let oldest = s.starts[s.starts.len() - count];
+            start = start.max(oldest + r.per + window_margin(r.per));
+        }
+    }
+    start
 }
 
 impl Bucket {
-    /// The earliest start the next call could get (ignoring the window,
-    /// which only binds when the smooth schedule is already saturated).
+    /// The earliest start the next call could get (the same rule
+    /// [`RateLimiter::try_acquire`] books by, so a phase the scheduler may
+    /// claim is never parked by the limiter at once).
     fn set_free_at(&self, s: &Schedule, rate: Option<Rate>) {
-        let now = Instant::now();
-        let mut at = match rate {
-            Some(_) => s.tat.checked_sub(BURST).unwrap_or(now).max(now),
-            None => now,
-        };
-        if let Some(p) = s.paused_until {
-            at = at.max(p);
-        }
+        let at = next_start(s, rate, Instant::now());
         if let Ok(mut f) = self.free_at.lock() {
             *f = at;
+        }
+    }
+
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        match self.window.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// What a finished call tells the adaptive window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SlotOutcome {
+    /// The provider answered; `remaining` is its `X-RateLimit-Remaining`.
+    Answered { remaining: Option<f64> },
+    /// A 429.
+    RateLimited,
+    /// Anything else (says nothing about capacity).
+    Other,
+}
+
+/// A call's place in its model's in-flight window (models without a
+/// configured rate only). Dropping it frees the place; [`Slot::finish`]
+/// also adapts the window.
+#[derive(Debug)]
+pub struct Slot {
+    window: Option<Arc<Bucket>>,
+}
+
+impl Slot {
+    /// The call came back with `outcome`: grow the window on an answer (at
+    /// most to the provider's remaining count), shrink it to one on a 429.
+    pub fn finish(mut self, outcome: SlotOutcome) {
+        let Some(b) = self.window.take() else { return };
+        {
+            let mut w = b.window();
+            w.in_flight = w.in_flight.saturating_sub(1);
+            match outcome {
+                SlotOutcome::Answered { remaining } => {
+                    let mut grown = w.cwnd.saturating_add(1).min(MAX_WINDOW);
+                    if let Some(r) = remaining.filter(|r| r.is_finite() && *r >= 0.0) {
+                        // Never more in flight than the provider says is left
+                        // (at least one: a zero pauses the model instead).
+                        grown = grown.min((r.min(MAX_WINDOW as f64) as u32).max(1));
+                    }
+                    w.cwnd = grown;
+                }
+                SlotOutcome::RateLimited => w.cwnd = 1,
+                SlotOutcome::Other => {}
+            }
+        }
+        b.window_changed.notify_waiters();
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(b) = self.window.take() {
+            {
+                let mut w = b.window();
+                w.in_flight = w.in_flight.saturating_sub(1);
+            }
+            b.window_changed.notify_waiters();
         }
     }
 }
@@ -95,6 +202,11 @@ impl RateLimiter {
                     paused_until: None,
                 }),
                 free_at: Mutex::new(Instant::now()),
+                window: Mutex::new(Window {
+                    cwnd: INITIAL_WINDOW,
+                    in_flight: 0,
+                }),
+                window_changed: tokio::sync::Notify::new(),
             })
         });
         if let Ok(mut r) = b.rate.lock() {
@@ -103,31 +215,66 @@ impl RateLimiter {
         b.clone()
     }
 
-    /// Wait for this model's next slot.
-    pub async fn acquire(&self, key: &str, rate: Option<Rate>) {
+    /// Wait for this model's next slot (however far ahead it is).
+    pub async fn acquire(&self, key: &str, rate: Option<Rate>) -> Slot {
+        match self.try_acquire(key, rate, None).await {
+            Ok(slot) => slot,
+            // Unreachable without a limit; never wait forever regardless.
+            Err(_) => Slot { window: None },
+        }
+    }
+
+    /// Wait for this model's next slot unless the model is paused by its
+    /// provider (a 429's Retry-After, a zero remaining count) for more than
+    /// `max_wait`: then nothing is booked and the wait the call would have
+    /// had is returned, so the caller can give its worker back.
+    /// Models without a rate first wait for a place in their in-flight
+    /// window (bounded by the latency of the calls ahead, not booked).
+    pub async fn try_acquire(
+        &self,
+        key: &str,
+        rate: Option<Rate>,
+        max_wait: Option<Duration>,
+    ) -> Result<Slot, Duration> {
         let bucket = self.bucket(key, rate);
         let rate = bucket.rate.lock().ok().and_then(|r| *r);
-        let slot = {
+        let slot = match rate {
+            Some(_) => Slot { window: None },
+            None => loop {
+                let notified = bucket.window_changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                {
+                    let mut w = bucket.window();
+                    if w.in_flight < w.cwnd.max(1) {
+                        w.in_flight += 1;
+                        break Slot {
+                            window: Some(bucket.clone()),
+                        };
+                    }
+                }
+                notified.await;
+            },
+        };
+        let start = {
             let mut s = bucket.schedule.lock().await;
             let now = Instant::now();
-            let mut start = now;
-            if let Some(p) = s.paused_until {
-                if p > start {
-                    start = p;
-                } else {
-                    s.paused_until = None;
+            if s.paused_until.is_some_and(|p| p <= now) {
+                s.paused_until = None;
+            }
+            let start = next_start(&s, rate, now);
+            // Only a provider's pause parks: waiting for a slot at the
+            // configured pace is the steady state (the scheduler's claim
+            // backlog bounds it), and parking there would throw away the
+            // booked slots of the call's siblings.
+            if let (Some(max), Some(p)) = (max_wait, s.paused_until) {
+                if p.saturating_duration_since(now) > max {
+                    return Err(start.saturating_duration_since(now));
                 }
             }
             match rate {
                 Some(r) => {
                     let count = r.count.max(1) as usize;
-                    if let Some(earliest) = s.tat.checked_sub(BURST) {
-                        start = start.max(earliest);
-                    }
-                    if s.starts.len() >= count {
-                        let oldest = s.starts[s.starts.len() - count];
-                        start = start.max(oldest + r.per + window_margin(r.per));
-                    }
                     s.starts.push_back(start);
                     while s.starts.len() > count {
                         s.starts.pop_front();
@@ -139,7 +286,8 @@ impl RateLimiter {
             bucket.set_free_at(&s, rate);
             start
         };
-        tokio::time::sleep_until(slot).await;
+        tokio::time::sleep_until(start).await;
+        Ok(slot)
     }
 
     /// How long a call to `key` asking now would wait for its slot: how far
@@ -313,6 +461,88 @@ mod tests {
         // A pause books the model until it ends.
         l.pause("m", 30.0).await;
         assert_eq!(l.backlog("m"), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_model_parks_callers_and_books_nothing() {
+        let limiter = RateLimiter::new();
+        let rate = Rate::parse("60/m").ok();
+        let _ = limiter.acquire("m", rate).await;
+        limiter.pause("m", 60.0).await;
+        let before = limiter.backlog("m");
+        let start = Instant::now();
+        let wait = limiter
+            .try_acquire("m", rate, Some(Duration::from_secs(10)))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(Instant::now(), start, "did not wait");
+        assert_eq!(wait, Duration::from_secs(60));
+        assert_eq!(limiter.backlog("m"), before, "nothing booked");
+        // A caller allowed to wait that long gets the slot after the pause.
+        let slot = limiter
+            .try_acquire("m", rate, Some(Duration::from_secs(61)))
+            .await;
+        assert!(slot.is_ok());
+        assert_eq!(Instant::now() - start, Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_at_the_configured_rate_never_parks() {
+        let limiter = RateLimiter::new();
+        let rate = Rate::parse("60/m").ok();
+        let start = Instant::now();
+        for _ in 0..5 {
+            let r = limiter.try_acquire("m", rate, Some(Duration::ZERO)).await;
+            assert!(r.is_ok());
+        }
+        // Two in the burst, then one a second.
+        assert_eq!(Instant::now() - start, Duration::from_secs(3));
+    }
+
+    /// Polls `fut` once: whether it finished at once.
+    async fn ready_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
+        tokio::time::timeout(Duration::from_millis(1), fut)
+            .await
+            .ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unrated_models_get_a_slow_start_window() {
+        let limiter = Arc::new(RateLimiter::new());
+        // Two in flight at first; the third waits for one of them.
+        let a = limiter.acquire("u", None).await;
+        let b = limiter.acquire("u", None).await;
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        // An answer grows the window by one: two more may go.
+        a.finish(SlotOutcome::Answered { remaining: None });
+        let c = ready_now(limiter.acquire("u", None)).await.unwrap();
+        let d = ready_now(limiter.acquire("u", None)).await.unwrap();
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        // Never more in flight than the provider says is left.
+        c.finish(SlotOutcome::Answered {
+            remaining: Some(1.0),
+        });
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        // A 429 shrinks it to one; dropped slots free their place.
+        d.finish(SlotOutcome::RateLimited);
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        drop(b);
+        let e = ready_now(limiter.acquire("u", None)).await.unwrap();
+        assert!(ready_now(limiter.acquire("u", None)).await.is_none());
+        drop(e);
+        // A rated model has no window.
+        let rate = Rate::parse("6000/m").ok();
+        let held: Vec<Slot> = futures_all(&limiter, rate, 10).await;
+        assert_eq!(held.len(), 10);
+    }
+
+    async fn futures_all(l: &RateLimiter, rate: Option<Rate>, n: usize) -> Vec<Slot> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(ready_now(l.acquire("rated", rate)).await.unwrap());
+        }
+        v
     }
 
     #[tokio::test(start_paused = true)]

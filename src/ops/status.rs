@@ -6,11 +6,12 @@
 //! decide; a running daemon passes its own [`ModeView`] instead.
 
 use super::{fit, fmt_ts, human_duration_ms, parse_ts, OpsError};
+use crate::llm::gate::BlockReason;
 use crate::llm::ModelProfile;
 use crate::runner::budget::{self, Budget, BudgetUsage, ClassCalls};
 use crate::runner::build;
 use crate::runner::config::Config;
-use crate::runner::gates::{Burst, ModeView};
+use crate::runner::gates::{BlockedModel, Burst, ModeView};
 use crate::runner::scheduler::RunnerStats;
 use crate::store::ops::{BreakerRow, WorkingRow};
 use crate::store::{Phase, Store};
@@ -27,9 +28,12 @@ pub struct StatusReport {
     pub total: u64,
     /// Papers per status, every status present, in flow order.
     pub counts: IndexMap<String, u64>,
-    /// Papers claimable now per phase (not waiting for a retry delay or
-    /// cancelled; budget and breakers not applied).
+    /// Papers claimable now per phase: ready (not waiting for a retry
+    /// delay, not cancelled) and not held by the mode or a blocked model.
     pub claimable: IndexMap<String, u64>,
+    /// Papers ready but held per phase (its model is blocked, or the mode
+    /// claims only prep); see `mode.blocked` for why and until when.
+    pub held: IndexMap<String, u64>,
     pub in_flight: Vec<InFlightPaper>,
     pub budget: BudgetReport,
     pub breakers: Vec<BreakerReport>,
@@ -135,6 +139,11 @@ pub struct ModeReport {
     /// "runner" (a running daemon's own view) or "derived" (from the
     /// database: budget and breakers).
     pub source: String,
+    /// Each blocked model: reason (breaker_open, rate_limited, budget,
+    /// payment_required), until when, and the phases it holds. A limiter
+    /// pause (rate_limited) lives in the daemon's memory: only the
+    /// daemon's own view (`/status`) can show it.
+    pub blocked: Vec<BlockedModel>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,11 +164,7 @@ pub fn status_report(
 ) -> Result<StatusReport, OpsError> {
     let now_ms = now.timestamp_millis();
     let counts: IndexMap<String, u64> = store.status_counts()?.into_iter().collect();
-    let claimable = store
-        .claimable_counts(now_ms)?
-        .into_iter()
-        .map(|(p, n)| (p.name().to_string(), n))
-        .collect();
+    let ready = store.claimable_counts(now_ms)?;
     let in_flight = store
         .working_papers()?
         .into_iter()
@@ -194,6 +199,16 @@ pub fn status_report(
             mode_report(&view, "derived")
         }
     };
+    // Claimable now = ready and not held by the mode or a blocked model.
+    let mut claimable = IndexMap::new();
+    let mut held = IndexMap::new();
+    for (p, n) in ready {
+        let is_held = (mode.only_prep && p != Phase::Prep)
+            || mode.blocked.iter().any(|b| b.phases.contains(&p));
+        let (now_n, held_n) = if is_held { (0, n) } else { (n, 0) };
+        claimable.insert(p.name().to_string(), now_n);
+        held.insert(p.name().to_string(), held_n);
+    }
     let done_since =
         |d: ChronoDuration| store.count_events_since("finished", Phase::Wrap, &fmt_ts(now - d));
     let oldest_pending = store.oldest_pending()?.map(|p| PendingReport {
@@ -208,6 +223,7 @@ pub fn status_report(
         total: counts.values().sum(),
         counts,
         claimable,
+        held,
         in_flight,
         budget,
         breakers,
@@ -346,10 +362,12 @@ pub struct ModeInputs<'a> {
 /// breaker, provider out of credits), when its worst case does not fit the
 /// budget left, or inside a prep-burst window.
 pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
+    let blocked = derived_blocked(i);
     let prep_only = |reason: String| ModeView {
         prep_only: true,
         only_prep: false,
         reason,
+        blocked: blocked.clone(),
     };
     let needed = |b: &BreakerReport| {
         i.needs
@@ -407,6 +425,7 @@ pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
                 prep_only: true,
                 only_prep: true,
                 reason: format!("prep burst until {}", until.format("%H:%MZ")),
+                blocked,
             };
         }
     }
@@ -414,7 +433,73 @@ pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
         prep_only: false,
         only_prep: false,
         reason: String::new(),
+        blocked,
     }
+}
+
+/// The blocked models the database shows: breakers that block (open, or
+/// a probe out; 402s provider-wide) and, when the expensive phase's worst
+/// case does not fit the budget left, its models. Only the expensive
+/// phase's models are known here (None: every blocking breaker counts).
+fn derived_blocked(i: &ModeInputs<'_>) -> Vec<BlockedModel> {
+    let payment = crate::engine::ErrorKind::PaymentRequired.as_str();
+    let mut out: Vec<BlockedModel> = Vec::new();
+    let entry = |key: &str, reason: BlockReason, until_ms: Option<i64>| BlockedModel {
+        model: display_model(key).to_string(),
+        key: key.to_string(),
+        reason,
+        until: until_ms
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        until_ms,
+        phases: vec![Phase::Expensive],
+        brief: false,
+    };
+    let expensive_models: Vec<(String, String)> = match i.needs {
+        Some(n) => n.models.clone(),
+        None => i
+            .breakers
+            .iter()
+            .map(|b| (b.key.clone(), b.provider.clone()))
+            .collect(),
+    };
+    for (key, provider) in &expensive_models {
+        let payment_block = i.breakers.iter().find(|b| {
+            b.blocking && b.reason.as_deref() == Some(payment) && b.provider == *provider
+        });
+        let own = i.breakers.iter().find(|b| b.blocking && b.key == *key);
+        let until = |b: &BreakerReport| {
+            b.open_until
+                .as_deref()
+                .and_then(parse_ts)
+                .filter(|_| b.state == "open")
+                .map(|t| t.timestamp_millis())
+        };
+        if let Some(b) = payment_block {
+            out.push(entry(key, BlockReason::PaymentRequired, until(b)));
+        } else if let Some(b) = own {
+            out.push(entry(key, BlockReason::BreakerOpen, until(b)));
+        }
+    }
+    let need = i.needs.map_or(
+        ClassCalls {
+            cheap: 0,
+            expensive: 1,
+        },
+        |n| n.calls,
+    );
+    if !i.budget.fits(i.usage, &need) {
+        for (key, _) in &expensive_models {
+            if !out.iter().any(|b| b.key == *key) {
+                out.push(entry(
+                    key,
+                    BlockReason::Budget,
+                    Some(i.usage.resets_at.timestamp_millis()),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn mode_report(m: &ModeView, source: &str) -> ModeReport {
@@ -424,6 +509,7 @@ fn mode_report(m: &ModeView, source: &str) -> ModeReport {
         only_prep: m.only_prep,
         reason: m.reason.clone(),
         source: source.into(),
+        blocked: m.blocked.clone(),
     }
 }
 
@@ -478,6 +564,18 @@ pub fn render_human(r: &StatusReport) -> String {
         .map(|(p, n)| format!("{p} {n}"))
         .collect();
     let _ = writeln!(o, "claimable now: {}", claimable.join(", "));
+    let held: Vec<String> = r
+        .held
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect();
+    if !held.is_empty() {
+        let _ = writeln!(o, "{}", fit(&format!("held: {}", held.join(", ")), 80));
+    }
+    for b in &r.mode.blocked {
+        let _ = writeln!(o, "{}", fit(&format!("blocked: {}", b.text()), 80));
+    }
     let _ = writeln!(
         o,
         "done: {} in the last hour, {} in the last day",
@@ -677,10 +775,24 @@ mod tests {
             ("open", Some(60))
         );
         assert_eq!(exp_open.model, "exp");
+        let m = decide(0, std::slice::from_ref(&exp_open), Some(&needs));
         assert_eq!(
-            decide(0, std::slice::from_ref(&exp_open), Some(&needs)).reason,
+            m.reason,
             "breaker open for exp (rate_limit) until 10:01:00Z"
         );
+        // The blocked model, its reason and its end, for status and /status.
+        assert_eq!(m.blocked.len(), 1);
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.model.as_str(), b.reason, b.until_ms),
+            ("exp", BlockReason::BreakerOpen, Some(now_ms + 60_000))
+        );
+        assert_eq!(b.phases, vec![Phase::Expensive]);
+        assert_eq!(b.text(), "exp breaker_open until 10:01:00Z (expensive)");
+        // A spent budget blocks the expensive models until the day resets.
+        let spent = decide(3, &[], Some(&needs));
+        assert_eq!(spent.blocked.len(), 1);
+        assert_eq!(spent.blocked[0].reason, BlockReason::Budget);
         // The cheap model's breaker does not stop the expensive phase...
         let cheap_open = breaker_report(
             row(

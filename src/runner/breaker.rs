@@ -47,7 +47,7 @@
 
 use super::config::BreakerConfig;
 use crate::engine::ErrorKind;
-use crate::llm::gate::{CallGate, CallPermit};
+use crate::llm::gate::{BlockReason, Blocked, CallGate, CallPermit};
 use crate::store::{now as now_text, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::params;
@@ -604,6 +604,35 @@ impl Breakers {
     /// waiting, and a dropped probe admission hands the probe on.
     pub async fn admit(&self, model_key: &str, provider: &str) -> Admission {
         loop {
+            if let Ok(a) = self.admit_within(model_key, provider, None).await {
+                return a;
+            }
+        }
+    }
+
+    /// Like [`admit`](Self::admit), but wait at most `max_wait` (tokio
+    /// time): an open period ending later, or a probe still out when it
+    /// runs out, is reported as [`Blocked`] at once so the caller can park
+    /// instead of holding a worker slot. A probe in flight is waited for up
+    /// to `max_wait` because its outcome usually comes within a call's
+    /// latency (and parking the probe's siblings would abort the probe).
+    pub async fn try_admit(
+        &self,
+        model_key: &str,
+        provider: &str,
+        max_wait: Duration,
+    ) -> Result<Admission, Blocked> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        self.admit_within(model_key, provider, Some(deadline)).await
+    }
+
+    async fn admit_within(
+        &self,
+        model_key: &str,
+        provider: &str,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Admission, Blocked> {
+        loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);
             // Register before looking, so a change between the look and the
@@ -632,30 +661,51 @@ impl Breakers {
                             changed.push(model_key.to_string());
                             Ok(Some(id))
                         }
-                        BreakerState::Open => Err(e.open_until.map(|u| u.saturating_sub(now))),
-                        BreakerState::HalfOpen => Err(None),
+                        BreakerState::Open => Err((e.open_until, block_reason(e))),
+                        BreakerState::HalfOpen => Err((None, block_reason(e))),
                     },
                 }
             };
             self.changed(&changed);
-            match decision {
+            let (until, reason) = match decision {
                 Ok(probe) => {
-                    return Admission {
+                    return Ok(Admission {
                         breakers: self.clone(),
                         key: model_key.to_string(),
                         provider: provider.to_string(),
                         probe,
                         done: false,
-                    }
+                    })
                 }
-                Err(Some(ms)) => {
-                    let wait = Duration::from_millis(u64::try_from(ms.max(1)).unwrap_or(1));
+                Err(x) => x,
+            };
+            let blocked = Blocked {
+                reason,
+                until_ms: until,
+            };
+            // How long until the open period ends (None: a probe is out).
+            let wait = until.map(|u| {
+                Duration::from_millis(u64::try_from(u.saturating_sub(now).max(1)).unwrap_or(1))
+            });
+            match (deadline, wait) {
+                (Some(d), Some(w)) if tokio::time::Instant::now() + w > d => return Err(blocked),
+                (Some(d), None) if tokio::time::Instant::now() >= d => return Err(blocked),
+                _ => {}
+            }
+            match (wait, deadline) {
+                (Some(w), _) => {
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep(w) => {}
                         _ = notified => {}
                     }
                 }
-                Err(None) => notified.await,
+                (None, Some(d)) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(d) => {}
+                        _ = notified => {}
+                    }
+                }
+                (None, None) => notified.await,
             }
         }
     }
@@ -680,6 +730,15 @@ impl Breakers {
         if changed {
             self.changed(&[key.to_string()]);
         }
+    }
+}
+
+/// What an open (or probing) breaker tells a caller that will not wait.
+fn block_reason(e: &Entry) -> BlockReason {
+    if e.is_payment_blocked() {
+        BlockReason::PaymentRequired
+    } else {
+        BlockReason::BreakerOpen
     }
 }
 
@@ -739,6 +798,16 @@ impl CallPermit for Admission {
 impl CallGate for Breakers {
     async fn before_call(&self, model_key: &str, provider: &str) -> Box<dyn CallPermit> {
         Box::new(self.admit(model_key, provider).await)
+    }
+
+    async fn try_before_call(
+        &self,
+        model_key: &str,
+        provider: &str,
+        max_wait: Duration,
+    ) -> Result<Box<dyn CallPermit>, Blocked> {
+        let a = self.try_admit(model_key, provider, max_wait).await?;
+        Ok(Box::new(a))
     }
 }
 
@@ -950,6 +1019,81 @@ mod tests {
             a.record(&CallOutcome::Ok);
         }
         assert_eq!(b.state(KEY).state, BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn try_admit_reports_a_long_block_instead_of_waiting() {
+        let b = breakers(tokio_clock());
+        // Closed: admitted at once.
+        let a = b.try_admit(KEY, "p", Duration::ZERO).await.unwrap();
+        a.record(&CallOutcome::Ok);
+        for _ in 0..5 {
+            b.record(KEY, "p", fail(ErrorKind::RateLimit));
+        }
+        // Open for 30 s: a caller allowed 10 s is told so at once, with
+        // the end of the period, and nothing changes.
+        let start = tokio::time::Instant::now();
+        let blocked = b.try_admit(KEY, "p", Duration::from_secs(10)).await;
+        assert_eq!(tokio::time::Instant::now(), start, "did not wait");
+        let blocked = blocked.err().unwrap();
+        assert_eq!(blocked.reason, BlockReason::BreakerOpen);
+        assert_eq!(blocked.until_ms, Some(T0 + 30_000));
+        assert_eq!(b.state(KEY).state, BreakerState::Open);
+        // A caller allowed longer than the period waits and probes.
+        let probe = b
+            .try_admit(KEY, "p", Duration::from_secs(40))
+            .await
+            .unwrap();
+        assert!(probe.is_probe());
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(30));
+        // While the probe is out, others wait for it up to their limit...
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { b.try_admit(KEY, "p", Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished());
+        // ... and are let through as soon as it succeeds.
+        probe.record(&CallOutcome::Ok);
+        let a = waiting.await.unwrap().unwrap();
+        assert!(!a.is_probe());
+        a.record(&CallOutcome::Ok);
+        assert_eq!(b.state(KEY).state, BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_outlasting_the_wait_parks_the_others_and_402_says_so() {
+        let b = breakers(tokio_clock());
+        for _ in 0..5 {
+            b.record(KEY, "p", fail(ErrorKind::RateLimit));
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let probe = b.try_admit(KEY, "p", Duration::ZERO).await.unwrap();
+        assert!(probe.is_probe());
+        let start = tokio::time::Instant::now();
+        let blocked = b
+            .try_admit(KEY, "p", Duration::from_secs(2))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(2));
+        assert_eq!(
+            blocked,
+            Blocked {
+                reason: BlockReason::BreakerOpen,
+                until_ms: None
+            }
+        );
+        drop(probe);
+        // Out of credits: the whole provider, reason payment_required.
+        let other = "http://p/v1|other";
+        b.record(other, "p", fail(ErrorKind::PaymentRequired));
+        let blocked = b
+            .try_admit("http://p/v1|third", "p", Duration::from_secs(1))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(blocked.reason, BlockReason::PaymentRequired);
     }
 
     #[tokio::test(start_paused = true)]

@@ -202,9 +202,19 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         }
         None => None,
     };
+    // Calls whose model is blocked longer than this park their phase (the
+    // worker slot goes to prep) instead of waiting; never less than the
+    // claim backlog, so a phase the gates let through is not parked at once.
+    let claim_backlog = cfg.scheduler.claim_backlog_secs.clamp(0.0, 86_400.0);
+    let park_after = cfg
+        .scheduler
+        .park_after_secs
+        .clamp(0.0, 86_400.0)
+        .max(claim_backlog);
     let http = HttpAgent::new(Some(Ledger::new(store.clone())))
         .map_err(|e| BuildError::Setup(e.message))?
-        .with_gate(Arc::new(breakers.clone()));
+        .with_gate(Arc::new(breakers.clone()))
+        .with_parking(Duration::from_secs_f64(park_after));
     let gates = Gates::new(
         Some(breakers),
         budget,
@@ -215,8 +225,9 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
     )
     .with_limiter(
         http.limiter().clone(),
-        Duration::from_secs_f64(cfg.scheduler.claim_backlog_secs.clamp(0.0, 86_400.0)),
-    );
+        Duration::from_secs_f64(claim_backlog),
+    )
+    .with_park_after(Duration::from_secs_f64(park_after));
     let agent: Arc<dyn Agent> = Arc::new(http);
     let s = &cfg.scheduler;
     let env = Arc::new(TaskEnv {
@@ -232,6 +243,8 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         },
         configs: Mutex::new(HashMap::new()),
         models: models.into_iter().collect(),
+        phase_timeout: Duration::from_secs(s.phase_timeout_secs.clamp(1, 7 * 86_400)),
+        trouble: Default::default(),
     });
     let settings = SchedulerSettings {
         mode: opts.mode,

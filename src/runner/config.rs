@@ -86,6 +86,14 @@ pub struct SchedulerConfig {
     pub prep_burst_cron: Option<String>,
     /// Length of that window in minutes.
     pub prep_burst_minutes: u64,
+    /// Longest a phase may run (per attempt), seconds: past it the phase is
+    /// stopped and failed as a retryable `timeout` naming its state.
+    pub phase_timeout_secs: u64,
+    /// A call that would wait longer than this for its model (breaker open,
+    /// limiter paused or booked ahead) parks its phase — the claim goes
+    /// back and the worker slot is freed — instead of waiting, seconds (at
+    /// least `claim_backlog_secs` is used).
+    pub park_after_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,6 +189,8 @@ impl Default for SchedulerConfig {
             drain_timeout_secs: 60,
             prep_burst_cron: None,
             prep_burst_minutes: 60,
+            phase_timeout_secs: 1800,
+            park_after_secs: 10.0,
         }
     }
 }
@@ -857,6 +867,10 @@ pub mod limits {
     pub const POLL_INTERVAL_SECS: RangeInclusive<f64> = 0.01..=3_600.0;
     pub const CLAIM_BACKLOG_SECS: RangeInclusive<f64> = 0.0..=86_400.0;
     pub const DRAIN_TIMEOUT_SECS: RangeInclusive<u64> = 0..=86_400;
+    /// Deadline of one phase: 1 s to 7 days.
+    pub const PHASE_TIMEOUT_SECS: RangeInclusive<u64> = 1..=604_800;
+    /// Longest a call waits for its model before its phase parks.
+    pub const PARK_AFTER_SECS: RangeInclusive<f64> = 0.0..=86_400.0;
     /// Prep-burst window: 1 minute to 1 day.
     pub const PREP_BURST_MINUTES: RangeInclusive<u64> = 1..=1_440;
     /// Daily request budgets (0 = nothing of that class today).
@@ -1075,6 +1089,14 @@ impl Config {
         report(
             "scheduler.drain_timeout_secs",
             out_of_range(s.drain_timeout_secs, &l::DRAIN_TIMEOUT_SECS, S),
+        );
+        report(
+            "scheduler.phase_timeout_secs",
+            out_of_range(s.phase_timeout_secs, &l::PHASE_TIMEOUT_SECS, S),
+        );
+        report(
+            "scheduler.park_after_secs",
+            out_of_range(s.park_after_secs, &l::PARK_AFTER_SECS, S),
         );
         report(
             "scheduler.prep_burst_minutes",

@@ -11,6 +11,7 @@
 use super::breaker::Breakers;
 use super::budget::{Budget, BudgetUsage, ClassCalls};
 use super::phase::Phase;
+use crate::llm::gate::BlockReason;
 use crate::llm::RateLimiter;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
@@ -30,6 +31,80 @@ pub struct ModeView {
     pub only_prep: bool,
     /// Why prep-only ("--prep-only", "breaker open: …", "expensive budget spent", …); empty when normal.
     pub reason: String,
+    /// Every model whose phases are not claimed now, why, and until when.
+    pub blocked: Vec<BlockedModel>,
+}
+
+impl ModeView {
+    /// What a change worth one log line is: mode and the blocked models
+    /// with their reasons (not their deadlines, which move with every
+    /// Retry-After).
+    pub fn signature(&self) -> (bool, bool, Vec<(String, BlockReason)>) {
+        let mut b: Vec<_> = self
+            .blocked
+            .iter()
+            .filter(|m| !m.brief)
+            .map(|m| (m.key.clone(), m.reason))
+            .collect();
+        b.sort();
+        (self.prep_only, self.only_prep, b)
+    }
+
+    /// One line naming each blocked model, its reason and its end:
+    /// `claude-sonnet-4 rate_limited until 12:01:07Z (expensive)`.
+    pub fn blocked_text(&self) -> String {
+        self.blocked
+            .iter()
+            .filter(|m| !m.brief)
+            .map(BlockedModel::text)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A model whose phases are held back, as `status` and the log show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockedModel {
+    /// The model id (the limiter key without its base URL).
+    pub model: String,
+    /// The limiter key `base_url|model`.
+    pub key: String,
+    /// breaker_open, rate_limited, budget or payment_required.
+    pub reason: BlockReason,
+    /// When it ends (RFC 3339, UTC); None while unknown (a probe in flight).
+    pub until: Option<String>,
+    pub until_ms: Option<i64>,
+    /// The phases that call it (and so are not claimed).
+    pub phases: Vec<Phase>,
+    /// A pacing hold shorter than the park threshold (the limiter has the
+    /// model booked a few seconds ahead at its configured rate): its
+    /// phases wait for the next claim, but it changes neither the mode nor
+    /// the "models blocked" log line, which would otherwise flap at every
+    /// saturated second.
+    #[serde(skip)]
+    pub brief: bool,
+}
+
+impl BlockedModel {
+    pub fn text(&self) -> String {
+        let until = self
+            .until_ms
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .map(|t| t.format(" until %H:%M:%SZ").to_string())
+            .unwrap_or_else(|| " (probe in flight)".into());
+        let until = if self.reason == BlockReason::BreakerOpen || self.until_ms.is_some() {
+            until
+        } else {
+            String::new()
+        };
+        let phases: Vec<&str> = self.phases.iter().map(|p| p.name()).collect();
+        format!(
+            "{} {}{until} ({})",
+            self.model,
+            self.reason,
+            phases.join(", ")
+        )
+    }
 }
 
 /// A model a phase calls: (limiter key, provider).
@@ -75,6 +150,9 @@ pub struct Gates {
     /// The agents' rate limiter and how far ahead a model may be booked
     /// before its phases stop being claimed (see [`Gates::with_limiter`]).
     pub limiter: Option<(Arc<RateLimiter>, Duration)>,
+    /// Holds longer than this are "long" (see [`BlockedModel::brief`]):
+    /// the agent's park threshold.
+    pub park_after: Duration,
 }
 
 impl Gates {
@@ -94,6 +172,7 @@ impl Gates {
             phase_calls,
             burst,
             limiter: None,
+            park_after: Duration::ZERO,
         }
     }
 
@@ -105,6 +184,13 @@ impl Gates {
     /// 20 s at 1000 in flight while expensive phases filled the slots).
     pub fn with_limiter(mut self, limiter: Arc<RateLimiter>, max_backlog: Duration) -> Gates {
         self.limiter = Some((limiter, max_backlog));
+        self
+    }
+
+    /// Holds of a model shorter than `d` do not change the mode (see
+    /// [`BlockedModel::brief`]); use the agent's park threshold.
+    pub fn with_park_after(mut self, d: Duration) -> Gates {
+        self.park_after = d;
         self
     }
 
@@ -211,27 +297,122 @@ impl Gates {
         ))
     }
 
+    /// Every model whose phases cannot be claimed now, and why: provider
+    /// out of credits, breaker open (or probing), limiter booked beyond the
+    /// claim backlog (a Retry-After pause or pacing), or the budget of the
+    /// phase's class spent (given what is in flight).
+    pub async fn blocked_models(&self, running: &HashMap<Phase, usize>) -> Vec<BlockedModel> {
+        let mut out: Vec<BlockedModel> = Vec::new();
+        let now_ms = Utc::now().timestamp_millis();
+        let long_ms = i64::try_from(self.park_after.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut add = |key: &str, reason: BlockReason, until_ms: Option<i64>, phase: Phase| {
+            let brief = reason == BlockReason::RateLimited
+                && until_ms.is_some_and(|u| u.saturating_sub(now_ms) <= long_ms);
+            if let Some(b) = out.iter_mut().find(|b| b.key == key && b.reason == reason) {
+                if !b.phases.contains(&phase) {
+                    b.phases.push(phase);
+                }
+                return;
+            }
+            out.push(BlockedModel {
+                model: display_model(key).to_string(),
+                key: key.to_string(),
+                reason,
+                until: until_ms
+                    .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                until_ms,
+                phases: vec![phase],
+                brief,
+            });
+        };
+        let usage = match &self.budget {
+            Some(_) => self.usage().await,
+            None => None,
+        };
+        for phase in Phase::ALL {
+            let models = self.phase_models.get(&phase).cloned().unwrap_or_default();
+            if let Some(breakers) = &self.breakers {
+                let blocked = breakers.blocked_providers();
+                for m in &models {
+                    if blocked.contains(&m.provider) {
+                        let until = breakers
+                            .all()
+                            .into_iter()
+                            .filter(|(_, v)| {
+                                v.provider.as_deref() == Some(m.provider.as_str())
+                                    && v.reason.as_deref()
+                                        == Some(crate::engine::ErrorKind::PaymentRequired.as_str())
+                            })
+                            .filter_map(|(_, v)| v.open_until_ms)
+                            .max();
+                        add(&m.key, BlockReason::PaymentRequired, until, phase);
+                    } else if breakers.is_open(&m.key) {
+                        let v = breakers.state(&m.key);
+                        let until = v
+                            .open_until_ms
+                            .filter(|_| v.state == super::breaker::BreakerState::Open);
+                        add(&m.key, BlockReason::BreakerOpen, until, phase);
+                    }
+                }
+            }
+            if let Some((limiter, max)) = &self.limiter {
+                for m in &models {
+                    let backlog = limiter.backlog(&m.key);
+                    if backlog > *max {
+                        let ms = i64::try_from(backlog.as_millis()).unwrap_or(i64::MAX / 2);
+                        add(
+                            &m.key,
+                            BlockReason::RateLimited,
+                            Some(now_ms.saturating_add(ms)),
+                            phase,
+                        );
+                    }
+                }
+            }
+            if self.budget.is_some() && self.budget_block(usage.as_ref(), phase, running).is_some()
+            {
+                let until = usage.as_ref().map(|u| u.resets_at.timestamp_millis());
+                for m in &models {
+                    add(&m.key, BlockReason::Budget, until, phase);
+                }
+            }
+        }
+        out
+    }
+
     /// The mode: prep-only when asked, or when the expensive phase cannot be
-    /// claimed (breaker, 402, budget), or inside a prep-burst window.
+    /// claimed (breaker, 402, budget, its model paused by the rate limiter
+    /// beyond the claim backlog), or inside a prep-burst window. `blocked`
+    /// lists every held model whatever the mode.
     pub async fn mode(&self, prep_only_flag: bool) -> ModeView {
-        let prep_only = |reason: String| ModeView {
+        let blocked = self.blocked_models(&HashMap::new()).await;
+        let prep_only = |reason: String, blocked: Vec<BlockedModel>| ModeView {
             prep_only: true,
             only_prep: false,
             reason,
+            blocked,
         };
         if prep_only_flag {
             return ModeView {
                 prep_only: true,
                 only_prep: true,
                 reason: "--prep-only".into(),
+                blocked,
             };
         }
         if let Some(why) = self.model_block(Phase::Expensive) {
-            return prep_only(why);
+            return prep_only(why, blocked);
         }
         let usage = self.usage().await;
         if let Some(why) = self.budget_block(usage.as_ref(), Phase::Expensive, &HashMap::new()) {
-            return prep_only(why);
+            return prep_only(why, blocked);
+        }
+        if let Some(b) = blocked.iter().find(|b| {
+            b.reason == BlockReason::RateLimited && !b.brief && b.phases.contains(&Phase::Expensive)
+        }) {
+            let why = format!("expensive paused: {}", b.text());
+            return prep_only(why, blocked);
         }
         if let Some(b) = &self.burst {
             if let Some(until) = b.active_until(Utc::now()) {
@@ -243,6 +424,7 @@ impl Gates {
                         prep_only: true,
                         only_prep: true,
                         reason: format!("prep burst until {}", until.format("%H:%MZ")),
+                        blocked,
                     };
                 }
             }
@@ -251,6 +433,7 @@ impl Gates {
             prep_only: false,
             only_prep: false,
             reason: String::new(),
+            blocked,
         }
     }
 
@@ -341,6 +524,57 @@ mod tests {
         }
         // Once the queue has drained, claimable again.
         assert_eq!(g.booked_ahead(Phase::Expensive), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_expensive_model_means_prep_only_with_reason_and_end() {
+        let limiter = Arc::new(RateLimiter::new());
+        let model = |key: &str| PhaseModel {
+            key: key.into(),
+            provider: "p".into(),
+        };
+        let mut phase_models = HashMap::new();
+        phase_models.insert(Phase::Expensive, vec![model("u|big")]);
+        phase_models.insert(Phase::Wrap, vec![model("u|small")]);
+        let g = Gates {
+            phase_models,
+            ..Gates::default()
+        }
+        .with_limiter(limiter.clone(), Duration::from_secs(2))
+        .with_park_after(Duration::from_secs(10));
+        let normal = g.mode(false).await;
+        assert!(!normal.prep_only);
+        assert!(normal.blocked.is_empty());
+        // A provider's Retry-After of 60 s on the expensive model.
+        let _ = limiter.acquire("u|big", None).await;
+        limiter.pause("u|big", 60.0).await;
+        let m = g.mode(false).await;
+        assert!(m.prep_only && !m.only_prep, "{m:?}");
+        assert!(
+            m.reason
+                .starts_with("expensive paused: big rate_limited until "),
+            "{m:?}"
+        );
+        assert_eq!(m.blocked.len(), 1);
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.model.as_str(), b.reason),
+            ("big", BlockReason::RateLimited)
+        );
+        assert_eq!(b.phases, vec![Phase::Expensive]);
+        assert!(!b.brief);
+        assert!(b.until.is_some() && b.until_ms.is_some());
+        // The log line changes only when the set changes, not as the
+        // deadline moves.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let later = g.mode(false).await;
+        assert_eq!(later.signature(), m.signature());
+        assert!(later.blocked_text().contains("big rate_limited until"));
+        // Past the pause: normal again.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let after = g.mode(false).await;
+        assert!(!after.prep_only);
+        assert_ne!(after.signature(), m.signature());
     }
 
     #[tokio::test]

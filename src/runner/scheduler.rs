@@ -10,7 +10,8 @@ use super::gates::{Gates, ModeView};
 use super::phase::Phase;
 use super::systemd::Notifier;
 use super::task::{run_claim, PhaseMachine, TaskEnv, TaskOutcome, TaskReport};
-use crate::store::{now_ms, ClaimRequest, Reaped};
+use crate::llm::gate::BlockReason;
+use crate::store::{now_ms, Claim, ClaimRequest, Reaped};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ pub struct RunnerStats {
     pub retried: HashMap<String, u64>,
     pub failed: HashMap<String, u64>,
     pub released: u64,
+    /// Phases that gave their slot back because a model they call is blocked.
+    pub parked: u64,
     pub lost: u64,
     pub reaped: u64,
     pub mode: Option<ModeView>,
@@ -88,9 +91,28 @@ pub struct RunSummary {
     pub failed: u64,
     pub retry_later: u64,
     pub released: u64,
+    /// Phases parked because a model they call is blocked (not failures).
+    pub parked: u64,
     pub reaped: u64,
+    /// Phase tasks that panicked (each failed as `internal` and settled).
+    pub panicked: u64,
+    /// Store or I/O errors met while claiming, checkpointing or settling
+    /// (a full disk, a broken database): the work is safe at its last
+    /// checkpoint, but a single pass reports it with a non-zero exit.
+    pub store_errors: u64,
     /// True when the drain timeout passed with work still in flight.
     pub drain_timed_out: bool,
+    /// True when a second signal stopped the drain at once.
+    pub killed: bool,
+}
+
+impl RunSummary {
+    /// Whether a one-shot run should exit non-zero: a task panicked or the
+    /// store failed (the process could not do what it was asked, although
+    /// nothing committed was lost).
+    pub fn had_trouble(&self) -> bool {
+        self.panicked > 0 || self.store_errors > 0
+    }
 }
 
 impl Scheduler {
@@ -99,7 +121,12 @@ impl Scheduler {
     /// back so a restart resumes it at once). `kill` cancels the drain.
     pub async fn run(&self, shutdown: CancellationToken, kill: CancellationToken) -> RunSummary {
         let mut summary = RunSummary::default();
+        let trouble_before = self.env.trouble.counts();
         let mut tasks: JoinSet<TaskReport> = JoinSet::new();
+        // The claim of every task, so a task that dies without a report
+        // (aborted, or a panic that escaped its own guard) is given back
+        // at once instead of holding its claim until the lease expires.
+        let mut claims: HashMap<tokio::task::Id, Claim> = HashMap::new();
         let mut running: HashMap<Phase, usize> = HashMap::new();
         let task_stop = CancellationToken::new();
         let mut last_reap: Option<Instant> = None;
@@ -111,7 +138,7 @@ impl Scheduler {
             if last_reap.is_none_or(|t| t.elapsed() >= self.settings.reap_interval) {
                 let first = last_reap.is_none();
                 last_reap = Some(Instant::now());
-                for r in self.reap().await {
+                for r in self.reap(&mut summary).await {
                     summary.reaped += 1;
                     tracing::warn!(paper = %r.id, phase = %r.phase, owner = ?r.owner, outcome = ?r.outcome, "reaped an expired claim");
                 }
@@ -123,17 +150,26 @@ impl Scheduler {
             // The watchdog is fed from this loop, so a stuck loop is noticed.
             self.notifier.watchdog();
             let mode = self.gates.mode(self.settings.prep_only).await;
-            if last_mode.as_ref() != Some(&mode) {
+            let changed = last_mode.as_ref().map(ModeView::signature) != Some(mode.signature());
+            if changed {
                 if mode.prep_only {
                     tracing::warn!(reason = %mode.reason, "prep-only mode");
                 } else if last_mode.is_some() {
                     tracing::warn!("normal mode: every phase may be claimed again");
                 }
-                if let Ok(mut s) = self.stats.lock() {
-                    s.mode = Some(mode.clone());
+                // The one line that says why something does not move.
+                if mode.blocked.is_empty() {
+                    if last_mode.is_some() {
+                        tracing::info!("no model blocked");
+                    }
+                } else {
+                    tracing::info!(blocked = %mode.blocked_text(), "models blocked; their phases are not claimed");
                 }
-                last_mode = Some(mode.clone());
             }
+            if let Ok(mut s) = self.stats.lock() {
+                s.mode = Some(mode.clone());
+            }
+            last_mode = Some(mode.clone());
             // Fill every free slot.
             let mut claimed_any = false;
             // Set when a phase waits only for its model's limiter backlog
@@ -146,8 +182,15 @@ impl Scheduler {
                 if phases.is_empty() {
                     break;
                 }
-                let claim = self.claim(&phases, resumable_only).await;
+                let claim = self.claim(&phases, resumable_only, &mut summary).await;
                 let Some(claim) = claim else { break };
+                let Some(machine) = self.machines.get(&claim.phase).cloned() else {
+                    // Not claimable by construction; never hold such a claim.
+                    tracing::error!(paper = %claim.arxiv_id, phase = %claim.phase, "claimed a phase with no machine loaded; giving it back");
+                    self.release_now(&claim, "no machine loaded for this phase")
+                        .await;
+                    break;
+                };
                 claimed_any = true;
                 *running.entry(claim.phase).or_default() += 1;
                 if let Ok(mut s) = self.stats.lock() {
@@ -159,19 +202,22 @@ impl Scheduler {
                         started_ms: now_ms(),
                     });
                 }
-                let Some(machine) = self.machines.get(&claim.phase).cloned() else {
-                    continue;
-                };
-                tasks.spawn(run_claim(
+                let handle = tasks.spawn(run_claim(
                     self.env.clone(),
                     machine,
-                    claim,
+                    claim.clone(),
                     task_stop.clone(),
                 ));
+                claims.insert(handle.id(), claim);
             }
+            // Phases held only until a breaker's open period or a limiter
+            // pause ends: look again then, and do not end a single pass
+            // while ready work waits for them.
+            let blocked_wait = self.blocked_wait(&mode).await;
             if tasks.is_empty()
                 && !claimed_any
                 && backlog_wait.is_none()
+                && blocked_wait.is_none()
                 && self.settings.mode != RunMode::Daemon
             {
                 break;
@@ -190,15 +236,15 @@ impl Scheduler {
             } else {
                 poll.max(Duration::from_millis(200))
             };
-            if let Some(b) = backlog_wait {
+            for b in [backlog_wait, blocked_wait].into_iter().flatten() {
                 wait = wait.min(b.max(Duration::from_millis(20)));
             }
             let idle_wait = tokio::time::sleep(wait);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                done = tasks.join_next(), if !tasks.is_empty() => {
+                done = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     if let Some(done) = done {
-                        self.record(done, &mut running, &mut summary);
+                        self.record(done, &mut claims, &mut running, &mut summary).await;
                     }
                 }
                 _ = idle_wait => {}
@@ -217,9 +263,9 @@ impl Scheduler {
             let mut stopping = false;
             while !tasks.is_empty() {
                 tokio::select! {
-                    done = tasks.join_next() => {
+                    done = tasks.join_next_with_id() => {
                         if let Some(done) = done {
-                            self.record(done, &mut running, &mut summary);
+                            self.record(done, &mut claims, &mut running, &mut summary).await;
                         }
                     }
                     _ = &mut deadline, if !stopping => {
@@ -230,13 +276,74 @@ impl Scheduler {
                         task_stop.cancel();
                     }
                     _ = kill.cancelled() => {
+                        // Second signal: stop at once. Everything stays
+                        // resumable from its checkpoints; the claims left
+                        // are rolled back by the reaper (dead owner).
+                        summary.killed = true;
                         tasks.abort_all();
                         break;
                     }
                 }
             }
         }
+        let (panics, store_errors) = self.env.trouble.counts();
+        summary.panicked += panics.saturating_sub(trouble_before.0);
+        summary.store_errors += store_errors.saturating_sub(trouble_before.1);
         summary
+    }
+
+    /// How long until a model holding ready work may be usable again
+    /// (breaker open period, limiter pause), if any phase with ready work
+    /// is held only by such a temporary block. None: nothing to wait for
+    /// (budget and 402 blocks last until the day resets or credits return).
+    async fn blocked_wait(&self, mode: &ModeView) -> Option<Duration> {
+        let now = now_ms();
+        let mut wait: Option<Duration> = None;
+        let mut phases: Vec<Phase> = Vec::new();
+        for b in &mode.blocked {
+            let w = match (b.reason, b.until_ms) {
+                (BlockReason::BreakerOpen | BlockReason::RateLimited, Some(u)) => {
+                    Duration::from_millis(u64::try_from(u.saturating_sub(now)).unwrap_or(0))
+                }
+                // A probe in flight: its outcome comes within a call.
+                (BlockReason::BreakerOpen, None) => Duration::from_secs(1),
+                _ => continue,
+            };
+            wait = Some(wait.map_or(w, |x: Duration| x.min(w)));
+            phases.extend(b.phases.iter().copied());
+        }
+        let wait = wait?;
+        if self.settings.mode == RunMode::Daemon {
+            return Some(wait);
+        }
+        // A one-shot run waits only when there is held work to run.
+        let store = self.env.store.clone();
+        let ready = tokio::task::spawn_blocking(move || store.claimable_counts(now_ms()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let resumable_only = self.settings.mode == RunMode::ResumeOnly;
+        let held = ready
+            .iter()
+            .any(|(p, n)| *n > 0 && phases.contains(p) && self.machines.contains_key(p));
+        // Resume-only runs wait only for work they could resume; the count
+        // above does not tell resumable from fresh, so they do not wait.
+        (held && !resumable_only).then_some(wait)
+    }
+
+    /// Give a claim back at once (a task that died, a phase with no machine).
+    async fn release_now(&self, claim: &Claim, why: &str) {
+        let (store, c, w) = (self.env.store.clone(), claim.clone(), why.to_string());
+        match tokio::task::spawn_blocking(move || store.release_claim(&c, &w)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(paper = %claim.arxiv_id, error = %e, "cannot give the claim back; it will expire")
+            }
+            Err(e) => {
+                tracing::warn!(paper = %claim.arxiv_id, error = %e, "cannot give the claim back; it will expire")
+            }
+        }
     }
 
     /// One line for the systemd STATUS: counts, mode, in flight.
@@ -252,24 +359,46 @@ impl Scheduler {
             .filter(|(_, n)| *n > 0)
             .map(|(s, n)| format!("{s} {n}"))
             .collect();
-        let mode = if mode.prep_only {
+        let mut line = if mode.prep_only {
             format!("prep-only ({})", mode.reason)
         } else {
             "normal".to_string()
         };
-        format!("{mode}; in flight {in_flight}; {}", counts.join(", "))
+        if !mode.blocked.is_empty() {
+            line.push_str(&format!("; blocked: {}", mode.blocked_text()));
+        }
+        format!("{line}; in flight {in_flight}; {}", counts.join(", "))
     }
 
-    fn record(
+    async fn record(
         &self,
-        done: Result<TaskReport, tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, TaskReport), tokio::task::JoinError>,
+        claims: &mut HashMap<tokio::task::Id, Claim>,
         running: &mut HashMap<Phase, usize>,
         summary: &mut RunSummary,
     ) {
         let report = match done {
-            Ok(r) => r,
+            Ok((id, r)) => {
+                claims.remove(&id);
+                r
+            }
             Err(e) => {
-                tracing::error!(error = %e, "a phase task panicked or was aborted; its claim will expire and be reaped");
+                // Only possible for an aborted task or a panic outside the
+                // task's own guard: give the claim back now.
+                let claim = claims.remove(&e.id());
+                if e.is_panic() {
+                    summary.panicked += 1;
+                }
+                tracing::error!(error = %e, "a phase task panicked or was aborted; giving its claim back");
+                if let Some(c) = claim {
+                    self.release_now(&c, "phase task died").await;
+                    if let Some(n) = running.get_mut(&c.phase) {
+                        *n = n.saturating_sub(1);
+                    }
+                    if let Ok(mut s) = self.stats.lock() {
+                        s.in_flight.retain(|f| f.id != c.id);
+                    }
+                }
                 return;
             }
         };
@@ -296,6 +425,10 @@ impl Scheduler {
                 TaskOutcome::Released { .. } => {
                     summary.released += 1;
                     s.released += 1;
+                }
+                TaskOutcome::Parked { .. } => {
+                    summary.parked += 1;
+                    s.parked += 1;
                 }
                 TaskOutcome::Lost => s.lost += 1,
             }
@@ -339,6 +472,11 @@ impl Scheduler {
             if mode.only_prep && p != Phase::Prep {
                 continue;
             }
+            // A phase with no machine loaded is never claimed (its claim
+            // could only be held until it expired).
+            if !self.machines.contains_key(&p) {
+                continue;
+            }
             if let Some(cap) = self.settings.phase_caps.get(&p) {
                 if running.get(&p).copied().unwrap_or(0) >= *cap {
                     continue;
@@ -356,7 +494,12 @@ impl Scheduler {
         (out, wait)
     }
 
-    async fn claim(&self, phases: &[Phase], resumable_only: bool) -> Option<crate::store::Claim> {
+    async fn claim(
+        &self,
+        phases: &[Phase],
+        resumable_only: bool,
+        summary: &mut RunSummary,
+    ) -> Option<Claim> {
         let store = self.env.store.clone();
         let owner = self.env.owner.clone();
         let ttl = self.env.lease_ttl;
@@ -374,6 +517,7 @@ impl Scheduler {
         match r {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
+                summary.store_errors += 1;
                 tracing::error!(error = %e, "claim failed");
                 None
             }
@@ -384,7 +528,7 @@ impl Scheduler {
         }
     }
 
-    async fn reap(&self) -> Vec<Reaped> {
+    async fn reap(&self, summary: &mut RunSummary) -> Vec<Reaped> {
         let store = self.env.store.clone();
         let policy = self.env.retry;
         let r = tokio::task::spawn_blocking(move || {
@@ -399,6 +543,7 @@ impl Scheduler {
                 v
             }
             Ok(Err(e)) => {
+                summary.store_errors += 1;
                 tracing::error!(error = %e, "reaper failed");
                 Vec::new()
             }

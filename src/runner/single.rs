@@ -101,6 +101,16 @@ pub async fn run_paper(
             continue;
         };
         let Some(machine) = s.machines.get(&claim.phase).cloned() else {
+            // Give the claim back at once rather than hold it until it
+            // expires (nothing could ever run it here).
+            let (store, c) = (s.env.store.clone(), claim.clone());
+            let released = tokio::task::spawn_blocking(move || {
+                store.release_claim(&c, "no machine loaded for this phase")
+            })
+            .await;
+            if !matches!(released, Ok(Ok(()))) {
+                tracing::warn!(paper = %claim.arxiv_id, "cannot give the claim back; it will expire");
+            }
             return Err(SingleError::NoMachine(claim.phase));
         };
         let report = run_claim(s.env.clone(), machine, claim, stop.clone()).await;

@@ -8,7 +8,10 @@ use crate::spec::Bundle;
 use crate::store::{Claim, FailOutcome, RetryPolicy, Store, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -42,6 +45,15 @@ pub enum TaskOutcome {
     Failed { kind: String },
     /// Given back without counting (shutdown, cancel, someone else's lease).
     Released { why: String },
+    /// Given back without counting because a model it calls is blocked
+    /// (`reason`: breaker_open, rate_limited, payment_required, budget);
+    /// its machine execution stays at its last checkpoint and is resumed
+    /// first once the model is usable again.
+    Parked {
+        model: String,
+        reason: String,
+        until_ms: Option<i64>,
+    },
     /// The claim was lost to another process; nothing was written.
     Lost,
 }
@@ -58,6 +70,31 @@ pub struct TaskEnv {
     pub configs: Mutex<HashMap<String, Arc<Bundle>>>,
     /// Model ids the phases use, for the report's frontmatter.
     pub models: Vec<String>,
+    /// `scheduler.phase_timeout_secs`: a phase running longer is stopped
+    /// and failed (retryably) as a `timeout`.
+    pub phase_timeout: Duration,
+    /// Panics and store errors met by tasks (a one-shot run exits non-zero).
+    pub trouble: Trouble,
+}
+
+/// Counters of what a one-shot run must not report as success.
+#[derive(Debug, Default)]
+pub struct Trouble {
+    pub panics: std::sync::atomic::AtomicU64,
+    pub store_errors: std::sync::atomic::AtomicU64,
+}
+
+impl Trouble {
+    fn store_error(&self) {
+        self.store_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (panics, store errors) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.panics.load(Relaxed), self.store_errors.load(Relaxed))
+    }
 }
 
 /// Kinds that say nothing about the paper: the phase is tried again later.
@@ -140,7 +177,10 @@ fn phase_input(env: &TaskEnv, claim: &Claim) -> Result<Map<String, Value>, Store
     Ok(input)
 }
 
-/// Run one claimed phase to its end and settle the paper row.
+/// Run one claimed phase to its end and settle the paper row. A panic
+/// anywhere in the phase's own task is caught here: the phase is failed as
+/// a retryable `internal` error and its claim settled at once (not held
+/// until the lease expires).
 pub async fn run_claim(
     env: Arc<TaskEnv>,
     machine: PhaseMachine,
@@ -149,9 +189,34 @@ pub async fn run_claim(
 ) -> TaskReport {
     let span = tracing::info_span!("phase", paper = %claim.arxiv_id, phase = %claim.phase, attempt = claim.attempt);
     let started = Instant::now();
-    let outcome = drive_claim(&env, &machine, &claim, stop)
-        .instrument(span)
-        .await;
+    let drive = {
+        let (env, claim) = (env.clone(), claim.clone());
+        async move { drive_claim(&env, &machine, &claim, stop).await }
+    };
+    let outcome = match CatchUnwind(Box::pin(drive.instrument(span.clone()))).await {
+        Ok(o) => o,
+        Err(panic) => {
+            let what = panic_text(panic.as_ref());
+            env.trouble
+                .panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async {
+                tracing::error!(paper = %claim.arxiv_id, "phase task panicked: {what}");
+                // The drive was unwound mid-state: its machine lease goes back.
+                if let Some(exec_id) = current_execution(&env, &claim).await {
+                    let (s, owner) = (env.store.clone(), env.owner.clone());
+                    let _ = blocking(move || s.release_lease_of(&exec_id, &owner)).await;
+                }
+                let e = ExecError::new(
+                    ErrorKind::Internal,
+                    format!("phase {} panicked: {what}", claim.phase),
+                );
+                fail(&env, &claim, &e, started.elapsed().as_millis() as i64).await
+            }
+            .instrument(span)
+            .await
+        }
+    };
     TaskReport {
         id: claim.id.clone(),
         arxiv_id: claim.arxiv_id.clone(),
@@ -161,10 +226,47 @@ pub async fn run_claim(
     }
 }
 
+/// A boxed future whose panics come back as `Err` (the `futures` crate's
+/// `catch_unwind`, without the dependency).
+struct CatchUnwind<T>(Pin<Box<dyn Future<Output = T> + Send>>);
+
+impl<T> Future for CatchUnwind<T> {
+    type Output = Result<T, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => Poll::Ready(Err(p)),
+        }
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".into())
+}
+
+/// The phase's machine execution as the row names it now (None before one
+/// was created or when the row cannot be read).
+async fn current_execution(env: &Arc<TaskEnv>, claim: &Claim) -> Option<String> {
+    let (s, id) = (env.store.clone(), claim.id.clone());
+    blocking(move || s.paper(&id))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.phase_execution)
+}
+
 enum Stop {
     Lost(String),
     Cancelled,
     Shutdown,
+    /// `phase_timeout` passed.
+    Deadline,
 }
 
 async fn drive_claim(
@@ -199,16 +301,21 @@ async fn drive_claim(
     );
     driver.owner = env.owner.clone();
     let keeper = keep_claim(env.store.clone(), claim.clone(), stop.clone());
+    let deadline = tokio::time::sleep(env.phase_timeout);
+    // Dropping the drive (any branch but the first) drops the engine's
+    // futures: its children's JoinSets abort them, and the lease renewer
+    // (owned by the drive) stops.
     let result = tokio::select! {
         r = driver.drive(&exec_id, begin) => Ok(r),
         s = keeper => Err(s),
+        _ = deadline => Err(Stop::Deadline),
     };
     match result {
         Err(Stop::Lost(who)) => {
             tracing::warn!(paper = %claim.arxiv_id, "claim lost to {who}; stopped without writing");
             TaskOutcome::Lost
         }
-        Err(stop @ (Stop::Cancelled | Stop::Shutdown)) => {
+        Err(stop @ (Stop::Cancelled | Stop::Shutdown | Stop::Deadline)) => {
             // The drive was dropped mid-state: give its machine lease back too.
             let (s, id, owner) = (env.store.clone(), exec_id.clone(), env.owner.clone());
             if let Err(e) = blocking(move || s.release_lease_of(&id, &owner)).await {
@@ -216,6 +323,19 @@ async fn drive_claim(
             }
             let why = match stop {
                 Stop::Cancelled => "cancelled by operator",
+                Stop::Deadline => {
+                    let state = current_state(env, &exec_id).await;
+                    let e = ExecError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "phase {} passed its deadline of {}s in state '{}'",
+                            claim.phase,
+                            env.phase_timeout.as_secs(),
+                            state.as_deref().unwrap_or("(not started)")
+                        ),
+                    );
+                    return fail(env, claim, &e, elapsed_ms()).await;
+                }
                 _ => "runner shutting down",
             };
             release(env, claim, why).await
@@ -226,14 +346,57 @@ async fn drive_claim(
             release(env, claim, &e.to_string()).await
         }
         Ok(Err(DriveError::Store(e))) => settle_store_error(env, claim, e, elapsed_ms()).await,
+        Ok(Err(e)) if e.park().is_some() => park(env, claim, &e).await,
         Ok(Err(DriveError::Exec(e))) if e.kind == ErrorKind::Interrupted => {
             if e.message.contains("was taken over by") {
                 TaskOutcome::Lost
             } else {
+                // A failed checkpoint or ledger write: the store is in
+                // trouble (disk full, I/O error); the work is safe at its
+                // last checkpoint.
+                env.trouble.store_error();
                 release(env, claim, &e.message).await
             }
         }
         Ok(Err(DriveError::Exec(e))) => fail(env, claim, &e, elapsed_ms()).await,
+    }
+}
+
+/// The state execution `exec_id` is in, from its latest checkpoint: the
+/// state entered, or the next one after an exit.
+async fn current_state(env: &Arc<TaskEnv>, exec_id: &str) -> Option<String> {
+    let (s, id) = (env.store.clone(), exec_id.to_string());
+    let snap = blocking(move || s.latest(&id)).await.ok().flatten()?;
+    match snap.event {
+        crate::engine::Event::StateEnter => snap.state,
+        _ => snap.next_state.or(snap.state),
+    }
+}
+
+/// A model of the phase is blocked: give the claim back without counting
+/// an attempt; the machine execution stays at its last checkpoint.
+async fn park(env: &Arc<TaskEnv>, claim: &Claim, e: &DriveError) -> TaskOutcome {
+    let Some(p) = e.park() else {
+        return release(env, claim, &e.to_string()).await;
+    };
+    let until = p
+        .until_ms
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        .map(|t| t.format(" until %H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let model = p
+        .model
+        .rsplit_once('|')
+        .map_or(p.model.as_str(), |(_, m)| m);
+    let why = format!("parked: model {model} is {}{until}", p.reason);
+    tracing::info!(paper = %claim.arxiv_id, phase = %claim.phase, model = %p.model, reason = %p.reason, until_ms = p.until_ms, "phase parked: worker slot given back");
+    match release(env, claim, &why).await {
+        TaskOutcome::Released { .. } => TaskOutcome::Parked {
+            model: p.model.clone(),
+            reason: p.reason.clone(),
+            until_ms: p.until_ms,
+        },
+        other => other,
     }
 }
 
@@ -378,6 +541,7 @@ async fn finish(env: &Arc<TaskEnv>, claim: &Claim, output: Value, ms: i64) -> Ta
             TaskOutcome::Lost
         }
         Err(e) => {
+            env.trouble.store_error();
             tracing::error!(paper = %claim.arxiv_id, error = %e, "cannot save phase result; the claim will expire and the phase resume");
             TaskOutcome::Released { why: e.to_string() }
         }
@@ -399,7 +563,11 @@ async fn fail(env: &Arc<TaskEnv>, claim: &Claim, e: &ExecError, ms: i64) -> Task
             TaskOutcome::Failed { kind }
         }
         Err(StoreError::LeaseLost { .. }) => TaskOutcome::Lost,
-        Err(e) => TaskOutcome::Released { why: e.to_string() },
+        Err(e) => {
+            env.trouble.store_error();
+            tracing::error!(paper = %claim.arxiv_id, error = %e, "cannot record the failure; the claim will expire");
+            TaskOutcome::Released { why: e.to_string() }
+        }
     }
 }
 
@@ -409,6 +577,7 @@ async fn release(env: &Arc<TaskEnv>, claim: &Claim, why: &str) -> TaskOutcome {
         Ok(()) => TaskOutcome::Released { why: why.into() },
         Err(StoreError::LeaseLost { .. }) => TaskOutcome::Lost,
         Err(e) => {
+            env.trouble.store_error();
             tracing::warn!(paper = %claim.arxiv_id, error = %e, "cannot release claim; it will expire");
             TaskOutcome::Released { why: why.into() }
         }
@@ -430,6 +599,7 @@ async fn settle_store_error(
             fail(env, claim, &err, ms).await
         }
         other => {
+            env.trouble.store_error();
             tracing::error!(paper = %claim.arxiv_id, error = %other, "store error");
             release(env, claim, &other.to_string()).await
         }
