@@ -52,6 +52,8 @@ pub struct Config {
     pub breaker: BreakerConfig,
     pub seed: SeedConfig,
     pub ops: OpsConfig,
+    /// Limits on one PDF extraction (a worker process per PDF).
+    pub pdf: crate::pipeline::pdf_child::PdfConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,6 +163,7 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             seed: SeedConfig::default(),
             ops: OpsConfig::default(),
+            pdf: Default::default(),
         }
     }
 }
@@ -750,6 +753,9 @@ impl Config {
             }
         };
 
+        for (key, message) in self.pdf.problems() {
+            check(false, key, message);
+        }
         check(
             self.prompt_token_budget >= 1,
             "prompt_token_budget",
