@@ -723,3 +723,21 @@ proptest! {
         }
     }
 }
+
+/// Extraction time by page count (run by hand: `cargo test --release
+/// --test hostile_pdf -- --ignored --nocapture page_count_timing`).
+#[test]
+#[ignore]
+fn page_count_timing() {
+    for n in [500, 1000, 2000, 4000] {
+        let bytes = many_pages(n);
+        let started = Instant::now();
+        let limits = ExtractLimits {
+            max_pages: 1_000_000,
+            ..ExtractLimits::default()
+        };
+        let pages = extract_bytes_limited(&bytes, &limits).unwrap().pages;
+        assert_eq!(pages.len(), n);
+        eprintln!("{n} pages: {:?}", started.elapsed());
+    }
+}
