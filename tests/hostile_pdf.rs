@@ -580,6 +580,101 @@ async fn hostile_files_do_not_stop_a_good_one_running_beside_them() {
     assert_eq!(c.unwrap().pages.len(), 5);
 }
 
+/// `runner extract` goes through the same worker and limits, from the
+/// config file's `[pdf]` section, and names the error kind and the file.
+#[test]
+fn runner_extract_uses_the_worker_and_the_config_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[pdf]\nmax_pages = 5\ntimeout_secs = 20\n").unwrap();
+    let run = |pdf: &Path| {
+        std::process::Command::new(runner_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("extract")
+            .arg(pdf)
+            .output()
+            .unwrap()
+    };
+    let long = write_pdf(dir.path(), "long.pdf", &many_pages(6));
+    let out = run(&long);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: pdf_too_large:"), "{err}");
+    assert!(err.contains("long.pdf"), "{err}");
+    assert!(err.contains("more than 5 pages (pdf.max_pages)"), "{err}");
+
+    let cycle = write_pdf(dir.path(), "cycle.pdf", &parent_cycle());
+    let out = run(&cycle);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: pdf_unreadable:"), "{err}");
+
+    let ok = write_pdf(dir.path(), "ok.pdf", &many_pages(5));
+    let out = std::process::Command::new(runner_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["extract", "--json"])
+        .arg(&ok)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["pages"], 5, "{report}");
+
+    std::fs::write(&config, "[pdf]\nmax_pages = 0\n").unwrap();
+    let out = run(&ok);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pdf.max_pages"), "{err}");
+}
+
+/// The `extract_text` action of the pipeline (as the daemon builds it from
+/// the config) fails a hostile paper with the exact kind and the file in
+/// the message, and fills the context for a good one.
+#[tokio::test]
+async fn extract_text_action_reports_the_limit_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = paper_runner::runner::Config::default();
+    cfg.pdf.max_pages = 5;
+    cfg.reports_dir = dir.path().join("reports");
+    let registry = paper_runner::runner::build::pipeline_actions(&cfg).unwrap();
+    let action = registry.get("extract_text").unwrap();
+    let state = paper_runner::spec::StateDef::default();
+    let args = paper_runner::engine::ActionArgs {
+        execution_id: "x",
+        state_name: "extract",
+        state: &state,
+        input: Default::default(),
+        machine_dir: dir.path(),
+    };
+    let args = &args;
+    let run = |pdf: PathBuf| {
+        let mut ctx = serde_json::Map::new();
+        ctx.insert("pdf_path".into(), pdf.display().to_string().into());
+        async move {
+            let r = action.run(&mut ctx, args).await;
+            (r, ctx)
+        }
+    };
+    let long = write_pdf(dir.path(), "long.pdf", &many_pages(6));
+    let (r, _) = run(long).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::PdfTooLarge, "{e}");
+    assert!(e.message.contains("long.pdf"), "{e}");
+
+    let bomb = write_pdf(dir.path(), "bomb.pdf", &flate_bomb(false));
+    let (r, _) = run(bomb).await;
+    assert_eq!(r.unwrap_err().kind, ErrorKind::PdfTooLarge);
+
+    let (r, ctx) = run(write_pdf(dir.path(), "ok.pdf", &many_pages(2))).await;
+    r.unwrap();
+    assert_eq!(ctx["pages"], 2);
+}
+
 // ---------------------------------------------------------------------------
 // Mutated real PDFs: no panic, no hang
 // ---------------------------------------------------------------------------

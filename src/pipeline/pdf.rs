@@ -17,9 +17,17 @@
 //!   publisher tools write a two-column page column by column, so stream
 //!   order is column order; pdftotext's geometric block ordering scored
 //!   *worse* than stream order on our tagged two-column papers.
-//! * **Repairs before extraction.** Two known holes are patched in the
-//!   parsed document: text drawn with the `'` / `"` operators (which the
-//!   crate drops) and pages without a `/MediaBox` (on which it panics).
+//! * **Repairs before extraction.** Known holes are patched in the parsed
+//!   document: text drawn with the `'` / `"` operators (which the crate
+//!   drops), pages without a `/MediaBox` (on which it panics), and
+//!   `/Parent` links that loop (on which its inherited-attribute lookup
+//!   never ends).
+//! * **Limits.** The page count is checked before any page is extracted
+//!   (the crate looks each page up through the whole page tree, so time
+//!   grows with the square of the page count), and page content streams
+//!   are inflated with a cap (a decompression bomb is [`PdfError::TooLarge`]).
+//!   Wall time and memory are the worker process's business
+//!   (`pdf_child`): the runner never calls this module in its own process.
 //! * **Containment.** The crate has many `unwrap()`s on document structure
 //!   (text shown before a font is set, a broken font), so every page runs under
 //!   `catch_unwind`; a page that fails is left empty, a document where every
