@@ -31,9 +31,9 @@ fn build_pdf(objects: &[Obj]) -> Vec<u8> {
     let mut offsets = Vec::new();
     for (i, obj) in objects.iter().enumerate() {
         offsets.push(out.len());
-        write!(out, "{} 0 obj\n", i + 1).unwrap();
+        writeln!(out, "{} 0 obj", i + 1).unwrap();
         match obj {
-            Obj::Dict(d) => write!(out, "{d}\n").unwrap(),
+            Obj::Dict(d) => writeln!(out, "{d}").unwrap(),
             Obj::Stream(d, bytes) => {
                 let d = d.trim_end_matches(">>");
                 write!(out, "{d} /Length {} >>\nstream\n", bytes.len()).unwrap();
@@ -46,7 +46,7 @@ fn build_pdf(objects: &[Obj]) -> Vec<u8> {
     let xref = out.len();
     write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).unwrap();
     for o in offsets {
-        write!(out, "{o:010} 00000 n \n").unwrap();
+        writeln!(out, "{o:010} 00000 n ").unwrap();
     }
     write!(
         out,

@@ -504,10 +504,10 @@ fn limit(resource: libc::c_int, soft: u64, hard: u64) -> std::io::Result<()> {
         if libc::getrlimit(resource as _, &mut current) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let max = current.rlim_max as u64;
+        let max = current.rlim_max;
         let wanted = libc::rlimit {
-            rlim_cur: soft.min(hard).min(max) as libc::rlim_t,
-            rlim_max: hard.min(max) as libc::rlim_t,
+            rlim_cur: soft.min(hard).min(max),
+            rlim_max: hard.min(max),
         };
         if libc::setrlimit(resource as _, &wanted) != 0 {
             return Err(std::io::Error::last_os_error());
