@@ -22,9 +22,10 @@
 //!   drops), pages without a `/MediaBox` (on which it panics), and
 //!   `/Parent` links that loop (on which its inherited-attribute lookup
 //!   never ends).
-//! * **Limits.** The page count is checked before any page is extracted
-//!   (the crate looks each page up through the whole page tree, so time
-//!   grows with the square of the page count), and page content streams
+//! * **Limits.** The page count is checked before any page is extracted,
+//!   pages are shown to the crate in chunks (it looks each page up through
+//!   the whole page tree, which made time grow with the square of the page
+//!   count; see `extract_in_chunks`), and page content streams
 //!   are inflated with a cap (a decompression bomb is [`PdfError::TooLarge`]).
 //!   Wall time and memory are the worker process's business
 //!   (`pdf_child`): the runner never calls this module in its own process.
@@ -101,8 +102,7 @@ impl PdfError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtractLimits {
     /// More pages than this is [`PdfError::TooLarge`], decided before any
-    /// page is extracted: pdf-extract looks every page up through the whole
-    /// page tree, so time grows with the square of the page count.
+    /// page is extracted, so a page-count bomb costs one tree walk.
     pub max_pages: usize,
     /// A page content stream that inflates past this many bytes is
     /// [`PdfError::TooLarge`] (a decompression bomb), found by a capped
@@ -250,7 +250,7 @@ pub fn extract_bytes_limited(
     if boxed > 0 {
         tracing::debug!(pages = boxed, "gave pages without /MediaBox a default one");
     }
-    let results = extract_pages(&doc, &page_numbers);
+    let results = extract_in_chunks(&mut doc, &page_numbers);
     let failed = results.iter().filter(|r| r.is_err()).count();
     if failed == results.len() {
         let first = results
@@ -571,6 +571,47 @@ const MIN_PAGES_PER_WORKER: usize = 2;
 /// almost perfectly; the cap keeps one big PDF from monopolising a shared
 /// machine where several papers are being prepared at once.
 const MAX_WORKERS: usize = 4;
+
+/// Pages per chunk of [`extract_in_chunks`].
+const CHUNK_PAGES: usize = 64;
+
+/// Extracts every page, [`CHUNK_PAGES`] at a time, with the root page
+/// node's `/Kids` pointing at just that chunk's pages.
+///
+/// pdf-extract's `output_doc_page` enumerates the whole page tree to find
+/// one page, so a document's extraction cost grows with the square of its
+/// page count (measured, test build: 2000 one-line pages 4.4 s, 4000 pages
+/// 21 s). Showing it one chunk at a time makes each lookup cost at most a
+/// chunk: 2000 pages 0.13 s, 4000 0.26 s, 10000 0.67 s.
+/// Inherited attributes are found through `/Parent`, which stays as it was.
+/// Falls back to the whole tree when the root cannot be rewritten.
+fn extract_in_chunks(doc: &mut Document, page_numbers: &[u32]) -> Vec<Result<String, String>> {
+    use pdf_extract::Object;
+    let pages = doc.get_pages();
+    let root = doc
+        .catalog()
+        .and_then(|c| c.get(b"Pages"))
+        .and_then(Object::as_reference)
+        .ok();
+    let ids: Option<Vec<_>> = page_numbers.iter().map(|n| pages.get(n).copied()).collect();
+    let (Some(root), Some(ids)) = (root, ids) else {
+        return extract_pages(doc, page_numbers);
+    };
+    if page_numbers.len() <= CHUNK_PAGES || doc.get_dictionary(root).is_err() {
+        return extract_pages(doc, page_numbers);
+    }
+    let mut results = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK_PAGES) {
+        let kids: Vec<Object> = chunk.iter().map(|&id| Object::Reference(id)).collect();
+        if let Ok(node) = doc.get_object_mut(root).and_then(Object::as_dict_mut) {
+            node.set("Kids", Object::Array(kids));
+            node.set("Count", chunk.len() as i64);
+        }
+        let numbers: Vec<u32> = (1..=chunk.len() as u32).collect();
+        results.extend(extract_pages(doc, &numbers));
+    }
+    results
+}
 
 /// Extracts the given pages, in their order, spreading them over a few
 /// scoped threads. Each result is the page text or why the page failed.
