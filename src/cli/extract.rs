@@ -1,10 +1,43 @@
 //! `runner extract FILE.pdf [--json]`: the prep phase's text extraction and
-//! cleaning on one PDF, for checking what the prompts will see.
+//! cleaning on one PDF, for checking what the prompts will see. Extraction
+//! runs in a worker process under the config's `[pdf]` limits, exactly as
+//! in the pipeline; the worker is this binary's hidden `__extract-pdf`
+//! subcommand ([`worker`]).
 
-use paper_runner::pipeline::{clean, pdf};
+use paper_runner::pipeline::clean;
+use paper_runner::pipeline::pdf::ExtractLimits;
+use paper_runner::pipeline::pdf_child::{self, PdfWorker};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Arguments of the hidden worker subcommand (set by `pdf_child`, not by
+/// people).
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    pub max_pages: usize,
+    #[arg(long)]
+    pub max_file_bytes: u64,
+    #[arg(long)]
+    pub max_stream_bytes: u64,
+    pub file: PathBuf,
+}
+
+/// The worker process: one extraction, the reply on stdout.
+pub fn worker(a: WorkerArgs) -> ExitCode {
+    let limits = ExtractLimits {
+        max_pages: a.max_pages,
+        max_stream_bytes: a.max_stream_bytes,
+    };
+    let mut out = std::io::stdout().lock();
+    ExitCode::from(pdf_child::run_worker(
+        &a.file,
+        a.max_file_bytes,
+        &limits,
+        &mut out,
+    ))
+}
 
 #[derive(clap::Args, Debug)]
 pub struct ExtractArgs {
@@ -15,12 +48,34 @@ pub struct ExtractArgs {
     pub json: bool,
 }
 
-pub fn run(a: ExtractArgs) -> ExitCode {
+pub fn run(config: Option<std::path::PathBuf>, a: ExtractArgs) -> ExitCode {
     let started = std::time::Instant::now();
-    let extracted = match pdf::extract_file(&a.file) {
+    let cfg = match super::config_file(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = cfg.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let worker = PdfWorker::new(cfg.pdf.clone());
+    let extracted = match runtime.block_on(worker.extract(&a.file)) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: pdf_unreadable: {}: {e}", a.file.display());
+            eprintln!("error: {}: {}: {e}", e.kind(), a.file.display());
             return ExitCode::FAILURE;
         }
     };

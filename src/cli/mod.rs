@@ -83,6 +83,9 @@ pub enum Command {
     Cancel(papers::CancelArgs),
     /// Drive one paper's remaining phases now, in the foreground.
     Resume(papers::ResumeArgs),
+    /// Internal: one PDF extraction in a worker process (see pipeline::pdf_child).
+    #[command(name = "__extract-pdf", hide = true)]
+    ExtractPdfWorker(extract::WorkerArgs),
 }
 
 /// How log lines are written.
@@ -204,7 +207,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Add(a) => add::run(cli.config, a),
         Command::Demo(a) => demo::run(a),
         Command::Audit(a) => audit::run(a),
-        Command::Extract(a) => extract::run(a),
+        Command::Extract(a) => extract::run(cli.config, a),
+        Command::ExtractPdfWorker(a) => extract::worker(a),
         Command::Bench(cmd) => bench::run(cmd),
         Command::MockLlm(a) => mock_llm::run(a),
         Command::Status(a) => status::run(cli.config, a),

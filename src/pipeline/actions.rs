@@ -5,8 +5,9 @@
 //! cleaning, FTS queries) runs on the blocking pool.
 
 use super::acquire::{AcquireConfig, Acquirer};
+use super::pdf_child::{PdfConfig, PdfWorker};
 use super::report::{self, Frontmatter};
-use super::{clean, corpus, judge, pdf, tags};
+use super::{clean, corpus, judge, tags};
 use crate::engine::{Action, ActionArgs, ActionRegistry, ErrorKind, ExecError};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -25,6 +26,8 @@ pub struct PipelineConfig {
     pub prompt_token_budget: usize,
     /// Terminology file (canonical term → aliases); None = built-in.
     pub terminology: Option<PathBuf>,
+    /// Limits on each PDF extraction (run in a worker process).
+    pub pdf: PdfConfig,
 }
 
 impl Default for PipelineConfig {
@@ -35,6 +38,7 @@ impl Default for PipelineConfig {
             corpus_db: None,
             prompt_token_budget: 24_000,
             terminology: None,
+            pdf: PdfConfig::default(),
         }
     }
 }
@@ -58,7 +62,12 @@ pub fn register(registry: &mut ActionRegistry, cfg: PipelineConfig) -> Result<()
     let cfg = Arc::new(cfg);
     let acquirer = Arc::new(Acquirer::new(cfg.acquire.clone())?);
     registry.register("acquire_pdf", Arc::new(AcquirePdf { acquirer }));
-    registry.register("extract_text", Arc::new(ExtractText));
+    registry.register(
+        "extract_text",
+        Arc::new(ExtractText {
+            worker: PdfWorker::new(cfg.pdf.clone()),
+        }),
+    );
     registry.register("clean_text", Arc::new(CleanText { cfg: cfg.clone() }));
     registry.register(
         "corpus_signals",
@@ -142,7 +151,11 @@ impl Action for AcquirePdf {
     }
 }
 
-struct ExtractText;
+/// Extracts in a worker process (see `pdf_child`): a hostile PDF can cost
+/// this paper its phase, never the daemon its memory, a slot or a lease.
+struct ExtractText {
+    worker: PdfWorker,
+}
 
 #[async_trait]
 impl Action for ExtractText {
@@ -153,9 +166,11 @@ impl Action for ExtractText {
     ) -> Result<Option<Value>, ExecError> {
         let path = PathBuf::from(need(ctx, "pdf_path", "extract_text")?);
         let shown = path.display().to_string();
-        let pages = blocking("extract_text", move || pdf::extract_file(&path))
-            .await?
-            .map_err(|e| ExecError::new(ErrorKind::PdfUnreadable, format!("{shown}: {e}")))?;
+        let pages = self
+            .worker
+            .extract(&path)
+            .await
+            .map_err(|e| ExecError::new(e.kind(), format!("{shown}: {e}")))?;
         ctx.insert("pages".into(), json!(pages.pages.len()));
         ctx.insert("raw_pages".into(), json!(pages.pages));
         Ok(None)

@@ -9,5 +9,6 @@ pub mod clean;
 pub mod corpus;
 pub mod judge;
 pub mod pdf;
+pub mod pdf_child;
 pub mod report;
 pub mod tags;

@@ -44,6 +44,7 @@ pub fn pipeline_actions(cfg: &Config) -> Result<ActionRegistry, BuildError> {
         corpus_db: cfg.corpus_db.clone(),
         prompt_token_budget: cfg.prompt_token_budget,
         terminology: cfg.terminology.clone(),
+        pdf: cfg.pdf.clone(),
     };
     register(&mut r, pc).map_err(|e| BuildError::Setup(e.message))?;
     Ok(r)

@@ -52,6 +52,8 @@ pub struct Config {
     pub breaker: BreakerConfig,
     pub seed: SeedConfig,
     pub ops: OpsConfig,
+    /// Limits on one PDF extraction (a worker process per PDF).
+    pub pdf: crate::pipeline::pdf_child::PdfConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -169,6 +171,7 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             seed: SeedConfig::default(),
             ops: OpsConfig::default(),
+            pdf: Default::default(),
         }
     }
 }
@@ -924,6 +927,9 @@ impl Config {
             }
         };
 
+        for (key, message) in self.pdf.problems() {
+            check(false, key, message);
+        }
         for (key, url) in [
             ("pdf_base_url", &self.pdf_base_url),
             ("arxiv_api_url", &self.arxiv_api_url),
