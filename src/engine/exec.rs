@@ -323,9 +323,8 @@ impl Run {
         match start {
             Start::Fresh(input) => {
                 let vars = Vars::from_pairs([("input", Value::Object(input))]);
-                self.ctx = Templates::render_map(&self.def().context, &vars).map_err(|e| {
-                    ExecError::new(ErrorKind::TemplateError, format!("context: {e}"))
-                })?;
+                self.ctx = Templates::render_map(&self.def().context, &vars)
+                    .map_err(|e| super::state::template_err("context", e))?;
                 let initial = self.def().initial.clone();
                 self.inject_machine(None);
                 self.checkpoint(Event::MachineStart, None, Some(&initial), None, None)
