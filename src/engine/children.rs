@@ -48,9 +48,21 @@ impl Run {
                     "no child machine named",
                 ));
             };
-            let f = self
-                .launch(name, spec.machine, &spec.label, spec.input, &lineage)
-                .await?;
+            // On its own task, like fan-out children: polled inline, every
+            // nesting level would add its poll frames to this thread's stack
+            // (debug builds overflowed a 2 MiB worker at 64 levels). The set
+            // aborts the child if this state is dropped, as inline would.
+            let mut set = JoinSet::new();
+            set.spawn(self.launch(name, spec.machine, &spec.label, spec.input, &lineage));
+            let f = match set.join_next().await {
+                Some(joined) => joined.map_err(join_err)??,
+                None => {
+                    return Err(ExecError::new(
+                        ErrorKind::Internal,
+                        "child task vanished",
+                    ))
+                }
+            };
             self.totals.add(f.totals);
             return f.result.map_err(|e| child_failed(&spec.label, &e));
         }
@@ -261,9 +273,7 @@ impl Run {
         }
         let mut done = Vec::new();
         while let Some(j) = set.join_next().await {
-            let (i, label, f) = j.map_err(|e| {
-                ExecError::new(ErrorKind::ChildFailed, format!("child task failed: {e}"))
-            })?;
+            let (i, label, f) = j.map_err(join_err)?;
             let f = f?;
             self.totals.add(f.totals);
             if matches!(&f.result, Err(e) if e.kind == ErrorKind::Interrupted) {
@@ -302,9 +312,7 @@ impl Run {
         let wait = async {
             let mut errors = Vec::new();
             while let Some(j) = set.join_next().await {
-                let (label, f) = j.map_err(|e| {
-                    ExecError::new(ErrorKind::ChildFailed, format!("child task failed: {e}"))
-                })?;
+                let (label, f) = j.map_err(join_err)?;
                 let f = f?;
                 self.totals.add(f.totals);
                 match f.result {
@@ -335,6 +343,17 @@ impl Run {
         // Dropping the set aborts the children still running.
         Ok(winner.map(|(l, v)| vec![(l, Ok(v))]).unwrap_or_default())
     }
+}
+
+/// A child task that panicked is a runner bug (`internal`); one that was
+/// cancelled is reported as a failed child.
+fn join_err(e: tokio::task::JoinError) -> ExecError {
+    let kind = if e.is_panic() {
+        ErrorKind::Internal
+    } else {
+        ErrorKind::ChildFailed
+    };
+    ExecError::new(kind, format!("child task failed: {e}"))
 }
 
 fn child_failed(label: &str, e: &ExecError) -> ExecError {
