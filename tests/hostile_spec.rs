@@ -118,14 +118,27 @@ fn recursive_machines_are_rejected_by_check_and_run() {
     let o = runner(&["machine", "check", "a.yml"], dir.path(), t);
     assert_eq!(code(&o), 2);
     let out = stdout(&o);
-    assert!(out.contains("a.yml: state 'go': machine 'a' can reach itself"), "{out}");
-    assert!(out.contains("b.yml: state 'back': machine 'b' can reach itself"), "{out}");
-    assert!(out.contains("a.yml state 'go' → b.yml state 'back' → a.yml"), "{out}");
+    assert!(
+        out.contains("a.yml: state 'go': machine 'a' can reach itself"),
+        "{out}"
+    );
+    assert!(
+        out.contains("b.yml: state 'back': machine 'b' can reach itself"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a.yml state 'go' → b.yml state 'back' → a.yml"),
+        "{out}"
+    );
     // `run` refuses before anything runs: exit 2, not SIGABRT or 4 GB.
     for f in ["self.yml", "a.yml", "fan.yml"] {
         let o = runner(&["machine", "run", f], dir.path(), t);
         assert_eq!(code(&o), 2, "{f}: {}", stderr(&o));
-        assert!(stderr(&o).contains("can reach itself"), "{f}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("can reach itself"),
+            "{f}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -143,9 +156,17 @@ fn chains_deeper_than_the_nesting_limit_fail_check() {
             "  states:\n    start: {type: initial, transitions: [{to: done}]}\n    done: {type: final}\n"
                 .to_string()
         };
-        write(dir.path(), &format!("m{i}.yml"), &format!("{HEAD}data:\n  name: m{i}\n{body}"));
+        write(
+            dir.path(),
+            &format!("m{i}.yml"),
+            &format!("{HEAD}data:\n  name: m{i}\n{body}"),
+        );
     }
-    let o = runner(&["machine", "check", "m0.yml"], dir.path(), Duration::from_secs(30));
+    let o = runner(
+        &["machine", "check", "m0.yml"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
     assert_eq!(code(&o), 2, "{}", stdout(&o));
     assert!(
         stdout(&o).contains(&format!(
@@ -156,7 +177,11 @@ fn chains_deeper_than_the_nesting_limit_fail_check() {
         stdout(&o)
     );
     // Exactly at the limit is fine.
-    let o = runner(&["machine", "check", "m2.yml"], dir.path(), Duration::from_secs(30));
+    let o = runner(
+        &["machine", "check", "m2.yml"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
     assert_eq!(code(&o), 0, "{}", stdout(&o));
 }
 
@@ -170,10 +195,16 @@ fn huge_durations_fail_check_instead_of_panicking_at_run() {
             "{HEAD}data:\n  states:\n    start: {{type: initial, transitions: [{{to: wait}}]}}\n    wait: {{action: shell, command: [\"true\"], timeout: 1e20, transitions: [{{to: done}}]}}\n    done: {{type: final}}\n"
         ),
     );
-    let o = runner(&["machine", "run", "t.yml"], dir.path(), Duration::from_secs(30));
+    let o = runner(
+        &["machine", "run", "t.yml"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("t.yml: state 'wait': timeout must be a number of seconds above 0 and at most 86400"),
+        stderr(&o).contains(
+            "t.yml: state 'wait': timeout must be a number of seconds above 0 and at most 86400"
+        ),
         "{}",
         stderr(&o)
     );
@@ -190,7 +221,11 @@ fn huge_durations_fail_check_instead_of_panicking_at_run() {
             "{HEAD}data:\n  agents:\n    a: {{spec: flatagent, spec_version: \"4.2.1\", data: {{prompt: {{user: hi}}}}}}\n  states:\n    start: {{type: initial, transitions: [{{to: ask}}]}}\n    ask: {{agent: a, transitions: [{{to: done}}]}}\n    done: {{type: final}}\n"
         ),
     );
-    let o = runner(&["machine", "check", "agent.yml"], dir.path(), Duration::from_secs(30));
+    let o = runner(
+        &["machine", "check", "agent.yml"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
     assert_eq!(code(&o), 2, "{}", stdout(&o));
     assert!(
         stdout(&o).contains("state 'ask': agent 'a': model: `timeout` must be a number of seconds"),
@@ -206,7 +241,11 @@ fn deep_yaml_fails_fast_and_duplicate_keys_are_errors() {
     write(dir.path(), "deepmap.yml", &"{a: ".repeat(50 * 1024));
     for f in ["deep.yml", "deepmap.yml"] {
         let started = Instant::now();
-        let o = runner(&["machine", "check", f], dir.path(), Duration::from_secs(30));
+        let o = runner(
+            &["machine", "check", f],
+            dir.path(),
+            Duration::from_secs(30),
+        );
         assert_eq!(code(&o), 2);
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -214,7 +253,8 @@ fn deep_yaml_fails_fast_and_duplicate_keys_are_errors() {
             started.elapsed()
         );
         assert!(
-            stdout(&o).contains(&format!("{f}:1:")) && stdout(&o).contains("nesting deeper than 64 levels"),
+            stdout(&o).contains(&format!("{f}:1:"))
+                && stdout(&o).contains("nesting deeper than 64 levels"),
             "{}",
             stdout(&o)
         );
@@ -226,13 +266,13 @@ fn deep_yaml_fails_fast_and_duplicate_keys_are_errors() {
             "{HEAD}data:\n  states:\n    start: {{type: initial, transitions: [{{to: done}}]}}\n    done: {{type: final, output: {{a: 1, a: 2}}}}\n"
         ),
     );
-    let o = runner(&["machine", "run", "dup.yml"], dir.path(), Duration::from_secs(30));
-    assert_eq!(code(&o), 2);
-    assert!(
-        stderr(&o).contains("duplicate key 'a'"),
-        "{}",
-        stderr(&o)
+    let o = runner(
+        &["machine", "run", "dup.yml"],
+        dir.path(),
+        Duration::from_secs(30),
     );
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("duplicate key 'a'"), "{}", stderr(&o));
     // A duplicate inside an agent file and a prompt file too.
     std::fs::create_dir(dir.path().join("ag")).unwrap();
     write(
@@ -252,7 +292,11 @@ fn deep_yaml_fails_fast_and_duplicate_keys_are_errors() {
             "{HEAD}data:\n  agents: {{a: ag/a.yml}}\n  states:\n    start: {{type: initial, transitions: [{{to: ask}}]}}\n    ask: {{agent: a, transitions: [{{to: done}}]}}\n    done: {{type: final}}\n"
         ),
     );
-    let o = runner(&["machine", "check", "uses_agent.yml"], dir.path(), Duration::from_secs(30));
+    let o = runner(
+        &["machine", "check", "uses_agent.yml"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
     assert_eq!(code(&o), 2);
     assert!(
         stdout(&o).contains("p.yml:") && stdout(&o).contains("duplicate key 'user'"),
@@ -267,10 +311,22 @@ fn oversized_and_special_files_are_refused() {
     let mut big = format!("{HEAD}data:\n  states:\n    start: {{type: final}}\n");
     big.push_str(&"# padding\n".repeat(500_000));
     write(dir.path(), "big.yml", &big);
-    let o = runner(&["machine", "check", "big.yml"], dir.path(), Duration::from_secs(30));
+    let o = runner(
+        &["machine", "check", "big.yml"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
     assert_eq!(code(&o), 2);
-    assert!(stdout(&o).contains("big.yml: file is too large"), "{}", stdout(&o));
-    let o = runner(&["machine", "check", "/dev/zero"], dir.path(), Duration::from_secs(30));
+    assert!(
+        stdout(&o).contains("big.yml: file is too large"),
+        "{}",
+        stdout(&o)
+    );
+    let o = runner(
+        &["machine", "check", "/dev/zero"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
     assert_eq!(code(&o), 2);
     assert!(stdout(&o).contains("not a regular file"), "{}", stdout(&o));
 }
@@ -287,10 +343,17 @@ fn endless_template_loop_is_a_template_error() {
             "{HEAD}data:\n  states:\n    start: {{type: initial, transitions: [{{to: done}}]}}\n    done:\n      type: final\n      output:\n        text: \"{{% for i in range(100000) %}}{{% for j in range(100000) %}}x{{% endfor %}}{{% endfor %}}\"\n"
         ),
     );
-    let o = runner(&["machine", "run", "loop.yml"], dir.path(), Duration::from_secs(60));
+    let o = runner(
+        &["machine", "run", "loop.yml"],
+        dir.path(),
+        Duration::from_secs(60),
+    );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("error: template_error: state 'done': output"), "{e}");
+    assert!(
+        e.contains("error: template_error: state 'done': output"),
+        "{e}"
+    );
     assert!(e.contains("fuel"), "{e}");
 }
 
@@ -304,7 +367,11 @@ fn huge_template_output_is_output_too_large() {
             "{HEAD}data:\n  context:\n    seed: \"{{{{ 'x' * 1000 }}}}\"\n  states:\n    start:\n      type: initial\n      output_to_context:\n        blob: \"{{% for i in range(10000) %}}{{{{ context.seed }}}}{{% endfor %}}\"\n      transitions: [{{to: done}}]\n    done: {{type: final, output: {{n: \"{{{{ context.blob | length }}}}\"}}}}\n"
         ),
     );
-    let o = runner(&["machine", "run", "big.yml"], dir.path(), Duration::from_secs(60));
+    let o = runner(
+        &["machine", "run", "big.yml"],
+        dir.path(),
+        Duration::from_secs(60),
+    );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
@@ -330,7 +397,11 @@ fn foreach_fan_out_over_the_limit_is_a_recursion_limit() {
         ),
     );
     let t = Duration::from_secs(60);
-    let o = runner(&["machine", "run", "fan.yml", "--input", r#"{"n": 5000}"#], dir.path(), t);
+    let o = runner(
+        &["machine", "run", "fan.yml", "--input", r#"{"n": 5000}"#],
+        dir.path(),
+        t,
+    );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(
         stderr(&o).contains("error: recursion_limit: state 'fan': state 'fan' would start 5000 child machines at once; the limit per state is 500"),
@@ -338,7 +409,11 @@ fn foreach_fan_out_over_the_limit_is_a_recursion_limit() {
         stderr(&o)
     );
     // Under the limit it runs.
-    let o = runner(&["machine", "run", "fan.yml", "--input", r#"{"n": 20}"#], dir.path(), t);
+    let o = runner(
+        &["machine", "run", "fan.yml", "--input", r#"{"n": 20}"#],
+        dir.path(),
+        t,
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
         serde_json::from_str::<Value>(stdout(&o).trim()).unwrap(),
@@ -412,8 +487,9 @@ fn self_recursion_stops_at_the_depth_limit_without_overflowing() {
     let e = run_on_worker(engine(b));
     assert_eq!(e.kind, ErrorKind::RecursionLimit, "{e}");
     assert!(
-        e.message
-            .contains("would start a child machine at nesting level 17, deeper than the limit of 16"),
+        e.message.contains(
+            "would start a child machine at nesting level 17, deeper than the limit of 16"
+        ),
         "{e}"
     );
 }
@@ -441,14 +517,21 @@ fn self_fan_out_stops_at_the_total_children_limit() {
         max_fanout: 10,
     }));
     assert_eq!(e.kind, ErrorKind::RecursionLimit, "{e}");
-    assert!(e.message.contains("the limit per root execution is 40"), "{e}");
+    assert!(
+        e.message.contains("the limit per root execution is 40"),
+        "{e}"
+    );
 }
 
 #[test]
 fn allow_failures_does_not_hide_a_recursion_limit() {
     let b = self_calling_bundle(MachineTarget::One("me".into()), Some("{{ [1] }}"));
     let mut b = (*b).clone();
-    b.machines[0].states.get_mut("again").unwrap().allow_failures = true;
+    b.machines[0]
+        .states
+        .get_mut("again")
+        .unwrap()
+        .allow_failures = true;
     let e = run_on_worker(engine(Arc::new(b)));
     assert_eq!(e.kind, ErrorKind::RecursionLimit, "{e}");
 }

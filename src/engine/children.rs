@@ -56,12 +56,7 @@ impl Run {
             set.spawn(self.launch(name, spec.machine, &spec.label, spec.input, &lineage));
             let f = match set.join_next().await {
                 Some(joined) => joined.map_err(join_err)??,
-                None => {
-                    return Err(ExecError::new(
-                        ErrorKind::Internal,
-                        "child task vanished",
-                    ))
-                }
+                None => return Err(ExecError::new(ErrorKind::Internal, "child task vanished")),
             };
             self.totals.add(f.totals);
             return f.result.map_err(|e| child_failed(&spec.label, &e));
@@ -330,14 +325,12 @@ impl Run {
             ))
         };
         let winner = match timeout.and_then(crate::spec::limits::duration_from_secs) {
-            Some(d) => tokio::time::timeout(d, wait)
-                .await
-                .map_err(|_| {
-                    ExecError::new(
-                        ErrorKind::Timeout,
-                        format!("no child finished within {}s", d.as_secs_f64()),
-                    )
-                })??,
+            Some(d) => tokio::time::timeout(d, wait).await.map_err(|_| {
+                ExecError::new(
+                    ErrorKind::Timeout,
+                    format!("no child finished within {}s", d.as_secs_f64()),
+                )
+            })??,
             None => wait.await?,
         };
         // Dropping the set aborts the children still running.

@@ -88,7 +88,10 @@ mod tests {
             }
         }
         assert_eq!(duration_from_secs(1e20), Some(Duration::from_secs(86_400)));
-        assert_eq!(duration_from_secs(f64::INFINITY), Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            duration_from_secs(f64::INFINITY),
+            Some(Duration::from_secs(86_400))
+        );
         assert_eq!(duration_from_secs(2.5), Some(Duration::from_millis(2500)));
         assert_eq!(duration_from_secs(-3.0), None);
         assert_eq!(duration_from_secs(f64::NAN), None);

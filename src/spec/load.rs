@@ -929,11 +929,17 @@ fn check_model_numbers(model: &Map<String, Value>) -> Result<(), String> {
         Some(Value::Number(n)) => {
             super::limits::check_secs("`timeout`", n.as_f64().unwrap_or(f64::NAN))?;
         }
-        Some(other) => return Err(format!("`timeout` must be a number of seconds, got {other}")),
+        Some(other) => {
+            return Err(format!(
+                "`timeout` must be a number of seconds, got {other}"
+            ))
+        }
     }
     match model.get("max_tokens") {
         None | Some(Value::Null) => {}
-        Some(v) if v.as_u64().is_some_and(|n| n > 0 && n <= u64::from(u32::MAX)) => {}
+        Some(v)
+            if v.as_u64()
+                .is_some_and(|n| n > 0 && n <= u64::from(u32::MAX)) => {}
         Some(other) => {
             return Err(format!(
                 "`max_tokens` must be a whole number from 1 to {}, got {other}",
@@ -985,7 +991,10 @@ mod hardening_tests {
         }
         let (v, errs) = parse(&"[".repeat(200_000), "deep.json");
         assert!(v.is_none());
-        assert!(errs[0].contains("JSON syntax error: nesting deeper"), "{errs:?}");
+        assert!(
+            errs[0].contains("JSON syntax error: nesting deeper"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -1001,7 +1010,10 @@ mod hardening_tests {
     fn duplicate_keys_are_errors_at_every_level() {
         let cases = [
             ("a: 1\na: 2\n", "duplicate key 'a'"),
-            ("data:\n  context:\n    x: 1\n    x: 2\n", "duplicate key 'x'"),
+            (
+                "data:\n  context:\n    x: 1\n    x: 2\n",
+                "duplicate key 'x'",
+            ),
             (
                 "data:\n  states:\n    s: {type: initial}\n    s: {type: final}\n",
                 "duplicate key 's'",
@@ -1012,7 +1024,8 @@ mod hardening_tests {
             let (v, errs) = parse(text, "dup.yml");
             assert!(v.is_none(), "{text}");
             assert!(
-                errs.iter().any(|e| e.starts_with("dup.yml:") && e.contains(want)),
+                errs.iter()
+                    .any(|e| e.starts_with("dup.yml:") && e.contains(want)),
                 "{text}: {errs:?}"
             );
         }
