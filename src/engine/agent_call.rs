@@ -259,12 +259,13 @@ mod tests {
         let cap = Duration::from_secs(86_400);
         assert_eq!(retry_delay(2.0, 0.1, Some(1e20)), cap);
         assert_eq!(retry_delay(2.0, 0.1, Some(f64::INFINITY)), cap);
-        assert_eq!(retry_delay(1e300, 0.5, None), cap);
+        let d = retry_delay(1e300, 0.5, None);
+        assert!(d <= cap && d >= cap / 2, "{d:?}");
         assert_eq!(
             retry_delay(f64::NAN, f64::NAN, Some(f64::NAN)),
             Duration::ZERO
         );
         assert_eq!(retry_delay(-5.0, 0.0, Some(-1.0)), Duration::ZERO);
-        assert_eq!(retry_delay(f64::INFINITY, 1.0, None), cap);
+        assert!(retry_delay(f64::INFINITY, 1.0, None) <= cap);
     }
 }
