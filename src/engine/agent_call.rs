@@ -159,7 +159,11 @@ impl Run {
         base: AgentRequest,
         exec: &ExecutionDef,
     ) -> Result<Value, ExecError> {
-        let n = exec.n_samples.unwrap_or(DEFAULT_SAMPLES).max(1);
+        // Bounded here too: a stored bundle may predate the loader's check.
+        let n = exec
+            .n_samples
+            .unwrap_or(DEFAULT_SAMPLES)
+            .clamp(1, crate::spec::limits::MAX_SAMPLES);
         let mut set = tokio::task::JoinSet::new();
         for sample in 0..n {
             let mut req = base.clone();
@@ -220,14 +224,29 @@ impl Run {
     }
 }
 
-/// `max(backoff ± jitter, retry_after)`.
+/// `max(backoff ± jitter, retry_after)`, at most
+/// [`MAX_DURATION_SECS`](crate::spec::limits::MAX_DURATION_SECS). Never
+/// panics: `backoff` may come from an old stored bundle and `retry_after`
+/// from a provider header (`1e20` once aborted the task here).
 pub fn retry_delay(backoff: f64, jitter: f64, retry_after: Option<f64>) -> Duration {
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let max = crate::spec::limits::MAX_DURATION_SECS;
+    // NaN → 0, ±inf → 0/max, so the jitter arithmetic stays finite.
+    let backoff = if backoff.is_nan() {
+        0.0
+    } else {
+        backoff.clamp(0.0, max)
+    };
     let spread = backoff * jitter * (fastrand::f64() * 2.0 - 1.0);
-    let mut secs = (backoff + spread).max(0.0);
-    if let Some(ra) = retry_after.filter(|r| r.is_finite() && *r > 0.0) {
+    let mut secs = backoff + spread;
+    if let Some(ra) = retry_after.filter(|r| !r.is_nan()) {
         secs = secs.max(ra);
     }
-    Duration::from_secs_f64(secs)
+    crate::spec::limits::duration_from_secs(secs).unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]
@@ -242,5 +261,20 @@ mod tests {
         }
         assert_eq!(retry_delay(2.0, 0.0, Some(30.0)).as_secs_f64(), 30.0);
         assert_eq!(retry_delay(2.0, 0.0, None).as_secs_f64(), 2.0);
+    }
+
+    #[test]
+    fn hostile_numbers_do_not_panic() {
+        let cap = Duration::from_secs(86_400);
+        assert_eq!(retry_delay(2.0, 0.1, Some(1e20)), cap);
+        assert_eq!(retry_delay(2.0, 0.1, Some(f64::INFINITY)), cap);
+        let d = retry_delay(1e300, 0.5, None);
+        assert!(d <= cap && d >= cap / 2, "{d:?}");
+        assert_eq!(
+            retry_delay(f64::NAN, f64::NAN, Some(f64::NAN)),
+            Duration::ZERO
+        );
+        assert_eq!(retry_delay(-5.0, 0.0, Some(-1.0)), Duration::ZERO);
+        assert!(retry_delay(f64::INFINITY, 1.0, None) <= cap);
     }
 }

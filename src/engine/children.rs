@@ -8,12 +8,12 @@
 
 use super::checkpoint::Event;
 use super::error::{ErrorKind, ExecError};
-use super::exec::{execute, Finished, Run, Start};
+use super::exec::{execute, Finished, Lineage, Run, Start};
 use super::state::template_err;
 use crate::expr::{Templates, Vars};
 use crate::spec::StateDef;
 use serde_json::{json, Map, Value};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -39,6 +39,7 @@ impl Run {
         state: &StateDef,
     ) -> Result<Value, ExecError> {
         let (specs, shape) = self.plan_children(state)?;
+        let lineage = self.admit(name, specs.len())?;
         let any = state.mode.as_deref() == Some("any");
         if let Shape::Single = shape {
             let Some(spec) = specs.into_iter().next() else {
@@ -47,18 +48,70 @@ impl Run {
                     "no child machine named",
                 ));
             };
-            let f = self
-                .launch(name, spec.machine, &spec.label, spec.input)
-                .await?;
+            // On its own task, like fan-out children: polled inline, every
+            // nesting level would add its poll frames to this thread's stack
+            // (debug builds overflowed a 2 MiB worker at 64 levels). The set
+            // aborts the child if this state is dropped, as inline would.
+            let mut set = JoinSet::new();
+            set.spawn(self.launch(name, spec.machine, &spec.label, spec.input, &lineage));
+            let f = match set.join_next().await {
+                Some(joined) => joined.map_err(join_err)??,
+                None => return Err(ExecError::new(ErrorKind::Internal, "child task vanished")),
+            };
             self.totals.add(f.totals);
             return f.result.map_err(|e| child_failed(&spec.label, &e));
         }
         let results = if any {
-            self.run_any(name, specs, state.timeout).await?
+            self.run_any(name, specs, state.timeout, &lineage).await?
         } else {
-            self.run_settled(name, specs).await?
+            self.run_settled(name, specs, &lineage).await?
         };
         assemble(results, &shape, state.allow_failures || any)
+    }
+
+    /// Check `n` new children of state `name` against the engine's
+    /// [`Limits`](super::exec::Limits) and book them against the root's
+    /// total; returns the lineage the children run under. Nothing is
+    /// launched when a limit is hit, so a refused fan-out costs nothing.
+    fn admit(&self, name: &str, n: usize) -> Result<Lineage, ExecError> {
+        let limits = self.shared.limits;
+        let depth = self.lineage.depth + 1;
+        if depth > limits.max_depth {
+            return Err(ExecError::new(
+                ErrorKind::RecursionLimit,
+                format!(
+                    "machine '{}' state '{name}' would start a child machine at nesting level {depth}, \
+                     deeper than the limit of {} (is the machine recursive?)",
+                    self.def().name,
+                    limits.max_depth
+                ),
+            ));
+        }
+        if n > limits.max_fanout {
+            return Err(ExecError::new(
+                ErrorKind::RecursionLimit,
+                format!(
+                    "state '{name}' would start {n} child machines at once; the limit per state is {}",
+                    limits.max_fanout
+                ),
+            ));
+        }
+        let before = self.lineage.children.fetch_add(n, Ordering::SeqCst);
+        let total = before.saturating_add(n);
+        if total > limits.max_children {
+            return Err(ExecError::new(
+                ErrorKind::RecursionLimit,
+                format!(
+                    "state '{name}' would bring this execution tree to {total} child machines; \
+                     the limit per root execution is {}",
+                    limits.max_children
+                ),
+            ));
+        }
+        Ok(Lineage {
+            depth,
+            children: self.lineage.children.clone(),
+        })
     }
 
     /// Work out which children to run with which input.
@@ -178,8 +231,10 @@ impl Run {
         machine: usize,
         label: &str,
         input: Map<String, Value>,
+        lineage: &Lineage,
     ) -> super::exec::BoxFuture<Result<Finished, ExecError>> {
         let shared = self.shared.clone();
+        let lineage = lineage.clone();
         let id = self.child_id(state, label);
         let parent = self.id.clone();
         Box::pin(async move {
@@ -192,7 +247,7 @@ impl Run {
                     Start::From(Box::new(s))
                 }
             };
-            Ok(execute(shared, machine, id, Some(parent), start).await)
+            Ok(execute(shared, machine, id, Some(parent), lineage, start).await)
         }
         // Children run on their own tasks: carry the parent's state span
         // over so their log lines keep the paper and parent context.
@@ -203,18 +258,17 @@ impl Run {
         &mut self,
         state: &str,
         specs: Vec<ChildSpec>,
+        lineage: &Lineage,
     ) -> Result<Vec<(String, Result<Value, ExecError>)>, ExecError> {
         let mut set = JoinSet::new();
         for (i, s) in specs.into_iter().enumerate() {
-            let fut = self.launch(state, s.machine, &s.label, s.input);
+            let fut = self.launch(state, s.machine, &s.label, s.input, lineage);
             let label = s.label;
             set.spawn(async move { (i, label, fut.await) });
         }
         let mut done = Vec::new();
         while let Some(j) = set.join_next().await {
-            let (i, label, f) = j.map_err(|e| {
-                ExecError::new(ErrorKind::ChildFailed, format!("child task failed: {e}"))
-            })?;
+            let (i, label, f) = j.map_err(join_err)?;
             let f = f?;
             self.totals.add(f.totals);
             if let Err(e) = &f.result {
@@ -228,6 +282,13 @@ impl Run {
                     });
                 }
             }
+            // A limit of the whole tree is not one child's failure:
+            // `allow_failures` must not turn it into an `_error` entry.
+            if let Err(e) = &f.result {
+                if e.kind == ErrorKind::RecursionLimit {
+                    return Err(child_failed(&label, e));
+                }
+            }
             done.push((i, label, f.result));
         }
         done.sort_by_key(|(i, _, _)| *i);
@@ -239,20 +300,19 @@ impl Run {
         state: &str,
         specs: Vec<ChildSpec>,
         timeout: Option<f64>,
+        lineage: &Lineage,
     ) -> Result<Vec<(String, Result<Value, ExecError>)>, ExecError> {
         let total = specs.len();
         let mut set = JoinSet::new();
         for s in specs {
-            let fut = self.launch(state, s.machine, &s.label, s.input);
+            let fut = self.launch(state, s.machine, &s.label, s.input, lineage);
             let label = s.label;
             set.spawn(async move { (label, fut.await) });
         }
         let wait = async {
             let mut errors = Vec::new();
             while let Some(j) = set.join_next().await {
-                let (label, f) = j.map_err(|e| {
-                    ExecError::new(ErrorKind::ChildFailed, format!("child task failed: {e}"))
-                })?;
+                let (label, f) = j.map_err(join_err)?;
                 let f = f?;
                 self.totals.add(f.totals);
                 match f.result {
@@ -260,6 +320,9 @@ impl Run {
                     // An interrupted (e.g. parked) child is not a failed
                     // one: the whole state stops and re-runs on resume.
                     Err(e) if e.kind == ErrorKind::Interrupted => return Err(e),
+                    Err(e) if e.kind == ErrorKind::RecursionLimit => {
+                        return Err(child_failed(&label, &e))
+                    }
                     Err(e) => errors.push((label, e)),
                 }
             }
@@ -269,12 +332,13 @@ impl Run {
                 format!("all {total} children failed ({})", detail.join("; ")),
             ))
         };
-        let winner = match timeout.filter(|t| t.is_finite() && *t > 0.0) {
-            Some(t) => tokio::time::timeout(Duration::from_secs_f64(t), wait)
-                .await
-                .map_err(|_| {
-                    ExecError::new(ErrorKind::Timeout, format!("no child finished within {t}s"))
-                })??,
+        let winner = match timeout.and_then(crate::spec::limits::duration_from_secs) {
+            Some(d) => tokio::time::timeout(d, wait).await.map_err(|_| {
+                ExecError::new(
+                    ErrorKind::Timeout,
+                    format!("no child finished within {}s", d.as_secs_f64()),
+                )
+            })??,
             None => wait.await?,
         };
         // Dropping the set aborts the children still running.
@@ -282,9 +346,27 @@ impl Run {
     }
 }
 
+/// A child task that panicked is a runner bug (`internal`); one that was
+/// cancelled is reported as a failed child.
+fn join_err(e: tokio::task::JoinError) -> ExecError {
+    let kind = if e.is_panic() {
+        ErrorKind::Internal
+    } else {
+        ErrorKind::ChildFailed
+    };
+    ExecError::new(kind, format!("child task failed: {e}"))
+}
+
 fn child_failed(label: &str, e: &ExecError) -> ExecError {
     if e.kind == ErrorKind::Interrupted {
         return e.clone();
+    }
+    // Keep the kind up the tree, so the root reports `recursion_limit`.
+    if e.kind == ErrorKind::RecursionLimit {
+        return ExecError {
+            message: format!("child machine '{label}': {}", e.message),
+            ..e.clone()
+        };
     }
     ExecError::new(
         ErrorKind::ChildFailed,

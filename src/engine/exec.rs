@@ -17,10 +17,63 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tracing::Instrument;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pub use crate::spec::limits::{MAX_CHILDREN_PER_ROOT, MAX_FANOUT_PER_STATE, MAX_NESTING_DEPTH};
+
+/// Bounds on child machines, so a recursive or exploding machine fails with
+/// `recursion_limit` instead of overflowing the stack or allocating without
+/// bound. `check` already rejects machines that can reach themselves; these
+/// guard bundles stored before that check existed, data-driven `foreach`
+/// fan-out, and deep-but-acyclic chains.
+///
+/// The stack does not grow with nesting: every child (blocking
+/// `machine: x` included) runs on its own task, so a parent only awaits a
+/// join handle; `tests/hostile_spec.rs` runs 256 levels on a 2 MiB worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of child machines below a root execution (the root is
+    /// level 0; a child at level `max_depth + 1` is refused).
+    pub max_depth: usize,
+    /// Child executions (at every level, re-attached ones included) one root
+    /// execution may start in total.
+    pub max_children: usize,
+    /// Children one state may start at once (`foreach` items or a
+    /// `machine:` list).
+    pub max_fanout: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: MAX_NESTING_DEPTH,
+            max_children: MAX_CHILDREN_PER_ROOT,
+            max_fanout: MAX_FANOUT_PER_STATE,
+        }
+    }
+}
+
+/// Where an execution sits in its root's tree: its nesting level and the
+/// root's running count of child executions.
+#[derive(Clone)]
+pub(crate) struct Lineage {
+    pub depth: usize,
+    pub children: Arc<AtomicUsize>,
+}
+
+impl Lineage {
+    /// A root execution: level 0, no children yet.
+    pub fn root() -> Lineage {
+        Lineage {
+            depth: 0,
+            children: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
 
 /// Everything executions of one bundle share (children included).
 pub(crate) struct Shared {
@@ -30,6 +83,7 @@ pub(crate) struct Shared {
     pub checkpoints: Arc<dyn Checkpointer>,
     /// Agents by (machine index, name), shared so requests don't copy prompts.
     pub agents: HashMap<(usize, String), Arc<AgentDef>>,
+    pub limits: Limits,
 }
 
 /// How an execution begins.
@@ -70,8 +124,29 @@ impl Engine {
                 agent,
                 checkpoints,
                 agents,
+                limits: Limits::default(),
             }),
         }
+    }
+
+    /// The same engine with other child-machine limits (tests lower them;
+    /// the defaults are [`Limits::default`]).
+    pub fn with_limits(self, limits: Limits) -> Engine {
+        let s = &self.shared;
+        Engine {
+            shared: Arc::new(Shared {
+                bundle: s.bundle.clone(),
+                actions: s.actions.clone(),
+                agent: s.agent.clone(),
+                checkpoints: s.checkpoints.clone(),
+                agents: s.agents.clone(),
+                limits,
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.shared.limits
     }
 
     pub fn bundle(&self) -> &Arc<Bundle> {
@@ -90,6 +165,7 @@ impl Engine {
             root,
             execution_id.to_string(),
             None,
+            Lineage::root(),
             Start::Fresh(input),
         )
         .await
@@ -113,6 +189,7 @@ impl Engine {
             m,
             id,
             parent,
+            Lineage::root(),
             Start::From(Box::new(snapshot)),
         )
         .await
@@ -126,6 +203,7 @@ pub(crate) fn execute(
     m: usize,
     id: String,
     parent: Option<String>,
+    lineage: Lineage,
     start: Start,
 ) -> BoxFuture<Finished> {
     let name = shared.bundle.machines[m].name.clone();
@@ -154,6 +232,7 @@ pub(crate) fn execute(
                 m,
                 id,
                 parent,
+                lineage,
                 ctx: Map::new(),
                 step: 0,
                 totals: Totals::default(),
@@ -181,6 +260,7 @@ pub(crate) struct Run {
     pub m: usize,
     pub id: String,
     pub parent: Option<String>,
+    pub lineage: Lineage,
     pub ctx: Map<String, Value>,
     pub step: u64,
     pub totals: Totals,
@@ -241,9 +321,8 @@ impl Run {
         match start {
             Start::Fresh(input) => {
                 let vars = Vars::from_pairs([("input", Value::Object(input))]);
-                self.ctx = Templates::render_map(&self.def().context, &vars).map_err(|e| {
-                    ExecError::new(ErrorKind::TemplateError, format!("context: {e}"))
-                })?;
+                self.ctx = Templates::render_map(&self.def().context, &vars)
+                    .map_err(|e| super::state::template_err("context", e))?;
                 let initial = self.def().initial.clone();
                 self.inject_machine(None);
                 self.checkpoint(Event::MachineStart, None, Some(&initial), None, None)

@@ -18,3 +18,4 @@ pub use agent_call::retry_delay;
 pub use checkpoint::{Checkpointer, Event, MemoryCheckpoints, NoCheckpoints, Snapshot, Totals};
 pub use error::{ErrorKind, ExecError, Parked};
 pub use exec::Engine;
+pub use exec::{Limits, MAX_CHILDREN_PER_ROOT, MAX_FANOUT_PER_STATE, MAX_NESTING_DEPTH};

@@ -10,8 +10,16 @@ use crate::spec::StateDef;
 use serde_json::{Map, Value};
 use std::path::Path;
 
+/// A template failure as the engine reports it: `output_too_large` when
+/// the result was over [`MAX_TEMPLATE_OUTPUT`](crate::expr::template::MAX_TEMPLATE_OUTPUT),
+/// `template_error` otherwise (including running out of fuel).
 pub(crate) fn template_err(what: &str, e: TemplateError) -> ExecError {
-    ExecError::new(ErrorKind::TemplateError, format!("{what}: {e}"))
+    let kind = if e.is_too_large() {
+        ErrorKind::OutputTooLarge
+    } else {
+        ErrorKind::TemplateError
+    };
+    ExecError::new(kind, format!("{what}: {e}"))
 }
 
 impl Run {

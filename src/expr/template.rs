@@ -19,6 +19,16 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
+/// Instructions one template render (or one `{{ expr }}` evaluation) may
+/// execute. Why: a loop in a machine file (or over a huge list from a
+/// paper) must end; real prompts use a few thousand.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
+/// Largest result of one template, in bytes: rendered text, or a typed
+/// value as JSON. Prompts carry a paper's whole text, so the cap sits above
+/// any text a model's context window could take (4 MiB ≈ 1M tokens).
+pub const MAX_TEMPLATE_OUTPUT: usize = 4 * 1024 * 1024;
+
 /// A template that failed to parse or to render.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TemplateError {
@@ -26,6 +36,62 @@ pub enum TemplateError {
     Syntax { template: String, message: String },
     #[error("template {template:?}: {message}")]
     Render { template: String, message: String },
+    /// The result would be larger than [`MAX_TEMPLATE_OUTPUT`].
+    #[error("template {template:?}: output is larger than {limit} bytes")]
+    TooLarge { template: String, limit: usize },
+}
+
+impl TemplateError {
+    /// True when the template's result was over its size cap (the engine
+    /// reports `output_too_large` rather than `template_error`).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, TemplateError::TooLarge { .. })
+    }
+}
+
+/// An `io::Write` that keeps at most `limit` bytes and fails past it, so a
+/// render stops as soon as its output is too large instead of after
+/// building all of it.
+struct CappedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl CappedWriter {
+    fn new(limit: usize) -> CappedWriter {
+        CappedWriter {
+            buf: Vec::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("template output too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A minijinja value as JSON, serialised through a [`CappedWriter`]: a lazy
+/// sequence such as `[1] * 1000000000` is cut off at the cap instead of
+/// being materialised. `Err(None)` = over the cap.
+fn bounded_json(value: &MjValue, limit: usize) -> Result<Value, Option<String>> {
+    let mut w = CappedWriter::new(limit);
+    match serde_json::to_writer(&mut w, value) {
+        Ok(()) => serde_json::from_slice(&w.buf).map_err(|e| Some(e.to_string())),
+        Err(_) if w.overflowed => Err(None),
+        Err(e) => Err(Some(e.to_string())),
+    }
 }
 
 /// How a string in a machine file is interpreted.
@@ -200,7 +266,16 @@ impl Templates {
         }
         let env = Self::env();
         let tmpl = env.template_from_str(s).map_err(|e| syntax(s, &e))?;
-        tmpl.render(vars.mj()).map_err(|e| render_err(s, &e))
+        let mut out = CappedWriter::new(MAX_TEMPLATE_OUTPUT);
+        match tmpl.render_captured_to(vars.mj(), &mut out) {
+            Ok(_) => {}
+            Err(e) if out.overflowed || is_oversize(&e) => return Err(too_large(s)),
+            Err(e) => return Err(render_err(s, &e)),
+        }
+        String::from_utf8(out.buf).map_err(|e| TemplateError::Render {
+            template: excerpt(s),
+            message: format!("output is not UTF-8: {e}"),
+        })
     }
 
     fn eval_expression(src: &str, expr: &str, vars: &Vars) -> Result<Value, TemplateError> {
@@ -213,9 +288,12 @@ impl Templates {
                 message: format!("'{expr}' is undefined"),
             });
         }
-        serde_json::to_value(&v).map_err(|e| TemplateError::Render {
-            template: excerpt(src),
-            message: format!("result is not JSON-representable: {e}"),
+        bounded_json(&v, MAX_TEMPLATE_OUTPUT).map_err(|e| match e {
+            None => too_large(src),
+            Some(e) => TemplateError::Render {
+                template: excerpt(src),
+                message: format!("result is not JSON-representable: {e}"),
+            },
         })
     }
 
@@ -287,6 +365,18 @@ fn describe(e: &minijinja::Error) -> String {
     msg
 }
 
+/// The error [`to_json`] raises for a value over the cap.
+fn is_oversize(e: &minijinja::Error) -> bool {
+    e.kind() == ErrorKind::WriteFailure && e.detail().is_some_and(|d| d.contains("larger than"))
+}
+
+fn too_large(src: &str) -> TemplateError {
+    TemplateError::TooLarge {
+        template: excerpt(src),
+        limit: MAX_TEMPLATE_OUTPUT,
+    }
+}
+
 fn syntax(src: &str, e: &minijinja::Error) -> TemplateError {
     TemplateError::Syntax {
         template: excerpt(src),
@@ -295,10 +385,13 @@ fn syntax(src: &str, e: &minijinja::Error) -> TemplateError {
 }
 
 fn render_err(src: &str, e: &minijinja::Error) -> TemplateError {
-    let message = if e.kind() == ErrorKind::UndefinedError {
-        format!("{} (an undefined variable or key)", describe(e))
-    } else {
-        describe(e)
+    let message = match e.kind() {
+        ErrorKind::UndefinedError => format!("{} (an undefined variable or key)", describe(e)),
+        ErrorKind::OutOfFuel => format!(
+            "{} (more than {TEMPLATE_FUEL} steps: an endless or very long loop?)",
+            describe(e)
+        ),
+        _ => describe(e),
     };
     TemplateError::Render {
         template: excerpt(src),
@@ -309,6 +402,7 @@ fn render_err(src: &str, e: &minijinja::Error) -> TemplateError {
 fn build_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_formatter(format_value);
     env.add_filter("tojson", tojson);
@@ -327,7 +421,12 @@ fn format_value(
     let text = match value.kind() {
         ValueKind::Bool => Some(if value.is_true() { "True" } else { "False" }.to_string()),
         ValueKind::None => Some("None".to_string()),
-        ValueKind::Seq | ValueKind::Map => Some(pyjson::dumps(&to_json(value)?, None)),
+        // Iterables too: minijinja's own printing of a lazy sequence
+        // (`[1] * 1000000000`) walks every item even after the output
+        // writer has refused more; the JSON conversion stops at the cap.
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+            Some(pyjson::dumps(&to_json(value)?, None))
+        }
         _ => None,
     };
     match text {
@@ -339,11 +438,16 @@ fn format_value(
 }
 
 fn to_json(value: &MjValue) -> Result<Value, minijinja::Error> {
-    serde_json::to_value(value).map_err(|e| {
-        minijinja::Error::new(
+    bounded_json(value, MAX_TEMPLATE_OUTPUT).map_err(|e| match e {
+        // The render's own writer would refuse it anyway: say why.
+        None => minijinja::Error::new(
+            ErrorKind::WriteFailure,
+            format!("value is larger than {MAX_TEMPLATE_OUTPUT} bytes as JSON"),
+        ),
+        Some(e) => minijinja::Error::new(
             ErrorKind::InvalidOperation,
             format!("value is not JSON-representable: {e}"),
-        )
+        ),
     })
 }
 
@@ -591,5 +695,76 @@ mod tests {
             &v,
         );
         assert_eq!(r, Ok(json!({"a": [8, {"b": 1}], "c": 1})));
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+
+    fn vars() -> Vars {
+        Vars::from_pairs([("context", json!({"s": "abc", "n": 3}))])
+    }
+
+    #[test]
+    fn endless_loops_run_out_of_fuel() {
+        let loops = [
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+            "{% for x in [1] * 1000000000 %}{% endfor %}",
+        ];
+        for t in loops {
+            let started = Instant::now();
+            let e = Templates::render_text(t, &vars()).unwrap_err();
+            assert!(!e.is_too_large(), "{e}");
+            assert!(matches!(e, TemplateError::Render { .. }), "{e}");
+            assert!(started.elapsed() < Duration::from_secs(10), "{t}");
+        }
+        let e = Templates::render_text(loops[0], &vars()).unwrap_err();
+        assert!(e.to_string().contains("fuel"), "{e}");
+    }
+
+    #[test]
+    fn huge_output_is_refused() {
+        let cases = [
+            // A loop writing 1 KiB a time.
+            "{% for i in range(100000) %}{{ 'x' * 1024 }}{% endfor %}",
+            // One giant value printed as text.
+            "big: {{ 'x' * 50000000 }}",
+            // A lazy sequence printed as JSON text.
+            "{{ [1, 2, 3] * 1000000000 }} tail",
+            "{{ ([1, 2, 3] * 1000000000) | tojson }} tail",
+        ];
+        for t in cases {
+            let e = Templates::render_text(t, &vars()).unwrap_err();
+            assert!(e.is_too_large(), "{t}: {e}");
+        }
+        // Typed single expressions: the JSON value is capped as well.
+        for t in ["{{ [1, 2] * 1000000000 }}", "{{ 'y' * 50000000 }}"] {
+            let e = Templates::render_str(t, &vars()).unwrap_err();
+            assert!(e.is_too_large(), "{t}: {e}");
+        }
+    }
+
+    #[test]
+    fn ordinary_templates_still_render() {
+        let v = vars();
+        assert_eq!(
+            Templates::render_text("{% for i in range(3) %}{{ context.s }}{% endfor %}", &v)
+                .unwrap(),
+            "abcabcabc"
+        );
+        let big = "x".repeat(MAX_TEMPLATE_OUTPUT - 10);
+        let v = Vars::from_pairs([("context", json!({ "t": big }))]);
+        assert_eq!(
+            Templates::render_text("{{ context.t }}", &v).unwrap().len(),
+            MAX_TEMPLATE_OUTPUT - 10
+        );
+        assert_eq!(
+            Templates::render_str("{{ [1, 2] * 2 }}", &vars()).unwrap(),
+            json!([1, 2, 1, 2])
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! instead, which breaks agents kept in their own folder.
 
 use super::diag::Diagnostics;
+use super::limits::{MAX_FILE_BYTES, MAX_NESTING};
 use super::model::{
     AgentDef, Bundle, FallbackProfile, MachineDef, PromptDef, StateDef, STATE_KEYS,
 };
@@ -58,6 +59,9 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
     }
     let label = path.display().to_string();
     let root = loader.load_machine_file(path, &label);
+    if let Some(root) = root {
+        validate::validate_bundle(&loader.machines, root, &mut loader.diags);
+    }
     let bundle = match root {
         Some(root) if !loader.diags.has_errors() => Some(Bundle {
             root,
@@ -73,6 +77,12 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
 
 /// Parse YAML or JSON text into a JSON value, reporting syntax errors with
 /// line and column.
+///
+/// Hardened for files from outside: a flow nesting deeper than
+/// [`MAX_NESTING`] is refused before the YAML parser sees it (its cost grows
+/// with the square of the depth), and a key repeated in one mapping is an
+/// error instead of silently replacing the earlier value (serde_yaml and
+/// serde_json both keep the last one when building a `Value`).
 pub fn parse_document(
     text: &str,
     path: &Path,
@@ -80,28 +90,181 @@ pub fn parse_document(
     diags: &mut Diagnostics,
 ) -> Option<Value> {
     let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
-    if is_json {
-        return match serde_json::from_str::<Value>(text) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                diags.syntax(
-                    label,
-                    Some((e.line(), e.column())),
-                    format!("JSON syntax error: {e}"),
-                );
-                None
-            }
-        };
-    }
-    match serde_yaml::from_str::<Value>(text) {
+    let kind = if is_json { "JSON" } else { "YAML" };
+    match parse_value(text, is_json) {
         Ok(v) => Some(v),
-        Err(e) => {
-            let loc = e.location().map(|l| (l.line(), l.column()));
-            let msg = strip_location(&e.to_string());
-            diags.syntax(label, loc, format!("YAML syntax error: {msg}"));
+        Err(ParseError { message, location }) => {
+            diags.syntax(label, location, format!("{kind} syntax error: {message}"));
             None
         }
     }
+}
+
+/// A document that did not parse: message without location, and the
+/// 1-based (line, column) when the parser knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub message: String,
+    pub location: Option<(usize, usize)>,
+}
+
+/// Parse YAML (or JSON when `json`) into a JSON value with the same
+/// hardening as [`parse_document`]: bounded flow nesting, no duplicate keys.
+/// For any caller that reads YAML/JSON given by a user (input files).
+pub fn parse_value(text: &str, json: bool) -> Result<Value, ParseError> {
+    if let Some(location) = too_deep(text, MAX_NESTING) {
+        return Err(ParseError {
+            message: format!("nesting deeper than {MAX_NESTING} levels"),
+            location: Some(location),
+        });
+    }
+    if json {
+        return serde_json::from_str::<StrictValue>(text)
+            .map(|v| v.0)
+            .map_err(|e| ParseError {
+                message: strip_location(&e.to_string()),
+                location: Some((e.line(), e.column())),
+            });
+    }
+    serde_yaml::from_str::<StrictValue>(text)
+        .map(|v| v.0)
+        .map_err(|e| ParseError {
+            message: strip_location(&e.to_string()),
+            location: e.location().map(|l| (l.line(), l.column())),
+        })
+}
+
+/// Where the bracket nesting of `text` first exceeds `limit`, if it does.
+/// Counts every `[`/`{` against every `]`/`}`, quoted or not: this can only
+/// over-estimate the real flow nesting (brackets in strings add to it), so
+/// a document that passes cannot be deeper than `limit`, and a real file
+/// would need `limit` unclosed brackets in its text to be refused.
+fn too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut col) = (0usize, 1usize, 0usize);
+    for c in text.chars() {
+        col += 1;
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some((line, col));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            '\n' => {
+                line += 1;
+                col = 0;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A JSON value deserialised from YAML or JSON that refuses duplicate keys.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML/JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+        Ok(match i64::try_from(v) {
+            Ok(i) => Value::from(i),
+            Err(_) => Value::from(v as f64),
+        })
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+        Ok(match u64::try_from(v) {
+            Ok(u) => Value::from(u),
+            Err(_) => Value::from(v as f64),
+        })
+    }
+    /// Non-finite floats (`.inf`, `.nan`) become null, as with `Value`.
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::Deserialize::deserialize(d).map(|v: StrictValue| v.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key '{key}' (a later value would silently replace the earlier one)"
+                )));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Read a machine, agent, prompt or profile file: a regular file (a FIFO
+/// would block the loader, a device could be endless) of at most
+/// [`MAX_FILE_BYTES`], in UTF-8.
+pub fn read_file_capped(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read file: not a regular file".into());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("file is not UTF-8: {e}"))
+}
+
+fn too_large(len: u64) -> String {
+    format!("file is too large ({len} bytes; machine, agent, prompt and profile files may have at most {MAX_FILE_BYTES} bytes)")
 }
 
 /// serde_yaml appends " at line X column Y" to messages; we print the
@@ -131,11 +294,10 @@ struct Doc {
 
 impl Loader<'_> {
     fn read_doc(&mut self, path: &Path, label: &str) -> Option<Doc> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match read_file_capped(path) {
             Ok(t) => t,
             Err(e) => {
-                self.diags
-                    .error(label, None, format!("cannot read file: {e}"));
+                self.diags.error(label, None, e);
                 return None;
             }
         };
@@ -489,8 +651,7 @@ impl Loader<'_> {
                 }
                 let plabel = path.display().to_string();
                 let mut sub = Diagnostics::default();
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {plabel}: {e}"))?;
+                let text = read_file_capped(&path).map_err(|e| format!("{plabel}: {e}"))?;
                 let doc = parse_document(&text, &path, &plabel, &mut sub);
                 let Some(doc) = doc else {
                     self.diags.items.extend(sub.items);
@@ -569,6 +730,7 @@ impl Loader<'_> {
             return Err(format!("prompt: {e}"));
         }
         let (profile_name, model) = self.resolve_model(data, dir, catalog)?;
+        check_model_numbers(&model).map_err(|e| format!("model: {e}"))?;
         let fallback = match model.get("fallback") {
             None | Some(Value::Null) => None,
             Some(Value::String(f)) => {
@@ -576,6 +738,7 @@ impl Loader<'_> {
                     format!("fallback profile '{f}' needs a profiles.yml, and none was found")
                 })?;
                 let fb = cat.resolve(Some(f)).map_err(|e| format!("fallback: {e}"))?;
+                check_model_numbers(&fb).map_err(|e| format!("fallback profile '{f}': {e}"))?;
                 Some(FallbackProfile {
                     name: f.clone(),
                     model: fb,
@@ -609,8 +772,7 @@ impl Loader<'_> {
                     ));
                 }
                 let plabel = path.display().to_string();
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {plabel}: {e}"))?;
+                let text = read_file_capped(&path).map_err(|e| format!("{plabel}: {e}"))?;
                 let mut sub = Diagnostics::default();
                 let Some(doc) = parse_document(&text, &path, &plabel, &mut sub) else {
                     self.diags.items.extend(sub.items);
@@ -759,6 +921,35 @@ fn prompt_from_data(data: &Map<String, Value>) -> Result<PromptDef, String> {
     })
 }
 
+/// Range-check the numbers of a resolved model config that become a
+/// `Duration` or a count at call time.
+fn check_model_numbers(model: &Map<String, Value>) -> Result<(), String> {
+    match model.get("timeout") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) => {
+            super::limits::check_secs("`timeout`", n.as_f64().unwrap_or(f64::NAN))?;
+        }
+        Some(other) => {
+            return Err(format!(
+                "`timeout` must be a number of seconds, got {other}"
+            ))
+        }
+    }
+    match model.get("max_tokens") {
+        None | Some(Value::Null) => {}
+        Some(v)
+            if v.as_u64()
+                .is_some_and(|n| n > 0 && n <= u64::from(u32::MAX)) => {}
+        Some(other) => {
+            return Err(format!(
+                "`max_tokens` must be a whole number from 1 to {}, got {other}",
+                u32::MAX
+            ))
+        }
+    }
+    Ok(())
+}
+
 fn check_prompt(p: &PromptDef) -> Result<(), String> {
     use crate::expr::Templates;
     for (what, t) in [
@@ -771,4 +962,128 @@ fn check_prompt(p: &PromptDef) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn parse(text: &str, name: &str) -> (Option<Value>, Vec<String>) {
+        let mut d = Diagnostics::default();
+        let v = parse_document(text, Path::new(name), name, &mut d);
+        (v, d.items.iter().map(|x| x.to_string()).collect())
+    }
+
+    #[test]
+    fn deep_brackets_fail_fast_with_location() {
+        for text in ["[".repeat(200_000), "{a: ".repeat(50_000)] {
+            let t = Instant::now();
+            let (v, errs) = parse(&text, "deep.yml");
+            assert!(v.is_none());
+            assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(
+                errs[0].starts_with("deep.yml:1:")
+                    && errs[0].contains(": YAML syntax error: nesting deeper than 64 levels"),
+                "{errs:?}"
+            );
+        }
+        let (v, errs) = parse(&"[".repeat(200_000), "deep.json");
+        assert!(v.is_none());
+        assert!(
+            errs[0].contains("JSON syntax error: nesting deeper"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn moderate_nesting_and_balanced_brackets_in_text_are_fine() {
+        let nested = format!("x: {}1{}", "[".repeat(60), "]".repeat(60));
+        assert!(parse(&nested, "ok.yml").0.is_some());
+        // Thousands of balanced brackets in a template are text, not depth.
+        let prompt = format!("user: |\n  {}\n", "{{ input.x }} [a] ".repeat(5_000));
+        assert!(parse(&prompt, "p.yml").0.is_some());
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_at_every_level() {
+        let cases = [
+            ("a: 1\na: 2\n", "duplicate key 'a'"),
+            (
+                "data:\n  context:\n    x: 1\n    x: 2\n",
+                "duplicate key 'x'",
+            ),
+            (
+                "data:\n  states:\n    s: {type: initial}\n    s: {type: final}\n",
+                "duplicate key 's'",
+            ),
+            ("l: [{k: 1, k: 2}]\n", "duplicate key 'k'"),
+        ];
+        for (text, want) in cases {
+            let (v, errs) = parse(text, "dup.yml");
+            assert!(v.is_none(), "{text}");
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with("dup.yml:") && e.contains(want)),
+                "{text}: {errs:?}"
+            );
+        }
+        let (v, errs) = parse(r#"{"a": {"b": 1, "b": 2}}"#, "dup.json");
+        assert!(v.is_none());
+        assert!(errs[0].contains("duplicate key 'b'"), "{errs:?}");
+    }
+
+    #[test]
+    fn values_keep_their_types() {
+        let (v, _) = parse(
+            "a: 1\nb: -2\nc: 1.5\nd: .inf\ne: null\nf: [x, true]\ng: 99999999999999999999999\n1: k\n",
+            "t.yml",
+        );
+        let v = v.unwrap();
+        assert_eq!(v["a"], serde_json::json!(1));
+        assert_eq!(v["b"], serde_json::json!(-2));
+        assert_eq!(v["c"], serde_json::json!(1.5));
+        assert_eq!(v["d"], Value::Null);
+        assert_eq!(v["e"], Value::Null);
+        assert_eq!(v["f"], serde_json::json!(["x", true]));
+        assert!(v["g"].is_number());
+        assert_eq!(v["1"], serde_json::json!("k"));
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let t = Instant::now();
+        let (v, errs) = parse(&text, "bomb.yml");
+        assert!(v.is_none(), "an alias bomb must not expand");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(errs[0].contains("YAML syntax error"), "{errs:?}");
+    }
+
+    #[test]
+    fn reads_are_capped_and_need_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yml");
+        std::fs::write(&big, vec![b'#'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
+        let e = read_file_capped(&big).unwrap_err();
+        assert!(e.contains("file is too large"), "{e}");
+        let e = read_file_capped(dir.path()).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.path().join("fifo.yml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_file_capped(&fifo).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = read_file_capped(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, [0xff, 0xfe]).unwrap();
+        assert!(read_file_capped(&bad).unwrap_err().contains("not UTF-8"));
+    }
 }

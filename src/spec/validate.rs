@@ -5,6 +5,7 @@
 //! and each problem names the file and the state.
 
 use super::diag::Diagnostics;
+use super::limits::{check_secs, MAX_BACKOFFS, MAX_SAMPLES};
 use super::model::{MachineDef, OnError, StateDef, ERROR_KINDS};
 use crate::expr::{Condition, Templates};
 use serde_json::Value;
@@ -123,6 +124,11 @@ fn check_state(
         }
         if let Some(c) = &t.condition {
             check_condition(file, name, c, diags);
+        }
+    }
+    if let Some(t) = s.timeout {
+        if let Err(e) = check_secs("timeout", t) {
+            diags.error(file, st, e);
         }
     }
     check_on_error(def, name, s, diags);
@@ -265,11 +271,28 @@ fn check_execution(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics
         ),
     }
     if let Some(b) = &ex.backoffs {
-        if b.iter().any(|x| !x.is_finite() || *x < 0.0) {
+        // 0 is allowed here (retry at once); a timeout of 0 is not.
+        if let Some(x) = b
+            .iter()
+            .find(|x| !x.is_finite() || **x < 0.0 || **x > super::limits::MAX_DURATION_SECS)
+        {
             diags.error(
                 file,
                 Some(name),
-                "execution.backoffs must be non-negative seconds",
+                format!(
+                    "execution.backoffs must be non-negative seconds, at most {} (24 h), got {x}",
+                    super::limits::MAX_DURATION_SECS
+                ),
+            );
+        }
+        if b.len() > MAX_BACKOFFS {
+            diags.error(
+                file,
+                Some(name),
+                format!(
+                    "execution.backoffs has {} entries; at most {MAX_BACKOFFS} retries are allowed",
+                    b.len()
+                ),
             );
         }
     }
@@ -278,8 +301,14 @@ fn check_execution(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics
             diags.error(file, Some(name), "execution.jitter must be between 0 and 1");
         }
     }
-    if ex.n_samples == Some(0) {
-        diags.error(file, Some(name), "execution.n_samples must be at least 1");
+    match ex.n_samples {
+        Some(0) => diags.error(file, Some(name), "execution.n_samples must be at least 1"),
+        Some(n) if n > MAX_SAMPLES => diags.error(
+            file,
+            Some(name),
+            format!("execution.n_samples is {n}; at most {MAX_SAMPLES} samples are allowed"),
+        ),
+        _ => {}
     }
 }
 
@@ -386,6 +415,163 @@ fn check_hooks(def: &MachineDef, diags: &mut Diagnostics) {
             &def.file,
             None,
             "lifecycle_hooks are not loaded; machine start/end are emitted as tracing events",
+        );
+    }
+}
+
+/// Bundle-wide checks of `machine:` references, run once every machine is
+/// loaded: no machine may reach itself (directly, a↔b, or a longer cycle,
+/// through lists and `foreach` too), and no chain of nested machines may be
+/// deeper than the engine's nesting limit. Recursion has no base case a
+/// machine file can express safely: at run time it only ends at the
+/// engine's limits, after starting up to a thousand child executions.
+pub fn validate_bundle(machines: &[MachineDef], root: usize, diags: &mut Diagnostics) {
+    // Edges: machine index → (state name, child index), in file order.
+    let edges: Vec<Vec<(&str, usize)>> = machines
+        .iter()
+        .map(|def| {
+            let mut out = Vec::new();
+            for (sname, s) in &def.states {
+                let Some(target) = &s.machine else { continue };
+                for item in target.items() {
+                    if let Some(&child) = def.machines.get(item.name()) {
+                        if child < machines.len() {
+                            out.push((sname.as_str(), child));
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let mut reported: HashSet<Vec<usize>> = HashSet::new();
+    for cycle in find_cycles(&edges) {
+        // One report per cycle, whichever machine it was found from.
+        let mut key: Vec<usize> = cycle.iter().map(|(m, _)| *m).collect();
+        key.sort_unstable();
+        if !reported.insert(key) {
+            continue;
+        }
+        let path: Vec<String> = cycle
+            .iter()
+            .map(|(m, st)| format!("{} state '{st}'", machines[*m].file))
+            .chain(std::iter::once(machines[cycle[0].0].file.clone()))
+            .collect();
+        for (m, st) in &cycle {
+            diags.error(
+                &machines[*m].file,
+                Some(st),
+                format!(
+                    "machine '{}' can reach itself through `machine:` references ({}); recursive machines are not allowed",
+                    machines[*m].name,
+                    path.join(" → ")
+                ),
+            );
+        }
+    }
+    if reported.is_empty() && root < machines.len() {
+        check_depth(machines, &edges, root, diags);
+    }
+}
+
+/// Cycles in the reference graph, each as the (machine, state) hops from
+/// the cycle's first machine back to it. Iterative DFS: the graph comes
+/// from files, so no recursion over it.
+fn find_cycles(edges: &[Vec<(&str, usize)>]) -> Vec<Vec<(usize, String)>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let n = edges.len();
+    let mut mark = vec![Mark::New; n];
+    let mut cycles = Vec::new();
+    for start in 0..n {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // Stack of (node, next edge index); `path` holds the hops taken.
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        let mut path: Vec<(usize, String)> = Vec::new();
+        mark[start] = Mark::OnPath;
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = *top;
+            top.1 += 1;
+            if let Some(&(state, child)) = edges[node].get(next) {
+                match mark[child] {
+                    Mark::New => {
+                        path.push((node, state.to_string()));
+                        mark[child] = Mark::OnPath;
+                        stack.push((child, 0));
+                    }
+                    Mark::OnPath => {
+                        // The cycle: from `child`'s hop on the path to here.
+                        let from = path.iter().position(|(m, _)| *m == child);
+                        let mut cyc: Vec<(usize, String)> = match from {
+                            Some(i) => path[i..].to_vec(),
+                            None => Vec::new(),
+                        };
+                        cyc.push((node, state.to_string()));
+                        cycles.push(cyc);
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark[node] = Mark::Done;
+                stack.pop();
+                path.pop();
+            }
+        }
+    }
+    cycles
+}
+
+/// With no cycles: the longest chain of nested machines from the root must
+/// fit the engine's nesting limit.
+fn check_depth(
+    machines: &[MachineDef],
+    edges: &[Vec<(&str, usize)>],
+    root: usize,
+    diags: &mut Diagnostics,
+) {
+    let limit = super::limits::MAX_NESTING_DEPTH;
+    // height[m]: levels of children below m (0 = calls no machine).
+    // Post-order without recursion; the graph is acyclic here.
+    let mut height: Vec<Option<usize>> = vec![None; machines.len()];
+    let mut stack = vec![(root, false)];
+    while let Some((m, expanded)) = stack.pop() {
+        if height[m].is_some() {
+            continue;
+        }
+        if expanded {
+            let h = edges[m]
+                .iter()
+                .map(|(_, c)| height[*c].map_or(0, |h| h + 1))
+                .max()
+                .unwrap_or(0);
+            height[m] = Some(h);
+        } else {
+            stack.push((m, true));
+            for (_, c) in &edges[m] {
+                if height[*c].is_none() {
+                    stack.push((*c, false));
+                }
+            }
+        }
+    }
+    let depth = height[root].unwrap_or(0);
+    if depth > limit {
+        let deepest = edges[root]
+            .iter()
+            .max_by_key(|(_, c)| height[*c].unwrap_or(0))
+            .map(|(s, _)| *s);
+        diags.error(
+            &machines[root].file,
+            deepest,
+            format!(
+                "child machines nest {depth} levels deep from here; the engine allows at most {limit}"
+            ),
         );
     }
 }
