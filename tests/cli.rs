@@ -136,3 +136,22 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("/nonexistent/m.yml: cannot read file"));
 }
+
+/// `--input-file` is read like a machine file: a regular file of bounded
+/// size, no duplicate keys. `/dev/zero` used to be read until memory ran out.
+#[test]
+fn input_file_is_bounded_and_strict() {
+    let machine = fixture("valid/unreachable.yml");
+    let out = runner(&["machine", "run", s(&machine), "--input-file", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let dup = dir.path().join("input.yml");
+    std::fs::write(&dup, "x: 1\nx: 2\n").unwrap();
+    let out = runner(&["machine", "run", s(&machine), "--input-file", s(&dup)]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("duplicate key 'x'"), "{stderr}");
+}

@@ -148,10 +148,21 @@ pub fn read_input(input: Option<&str>, file: Option<&Path>) -> anyhow::Result<Ma
     let v: Value = match (input, file) {
         (Some(s), _) => serde_json::from_str(s).context("--input is not valid JSON")?,
         (None, Some(p)) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read input file {}", p.display()))?;
-            serde_yaml::from_str(&text)
-                .with_context(|| format!("input file {} is not valid JSON/YAML", p.display()))?
+            // Same hardening as machine files: a regular file of bounded
+            // size, bounded nesting, no duplicate keys.
+            let text = paper_runner::spec::load::read_file_capped(p)
+                .map_err(|e| anyhow::anyhow!("input file {}: {e}", p.display()))?;
+            paper_runner::spec::load::parse_value(&text, false).map_err(|e| {
+                let at = e
+                    .location
+                    .map(|(l, c)| format!(":{l}:{c}"))
+                    .unwrap_or_default();
+                anyhow::anyhow!(
+                    "input file {}{at} is not valid JSON/YAML: {}",
+                    p.display(),
+                    e.message
+                )
+            })?
         }
         (None, None) => Value::Object(Map::new()),
     };
