@@ -510,11 +510,13 @@ fn spawn_err(name: &str, dir: &Path, e: &std::io::Error) -> ExecError {
     let kind = match e.raw_os_error() {
         // fork/exec: out of processes (RLIMIT_NPROC) or memory.
         Some(libc::EAGAIN) => ErrorKind::ResourceExhausted,
-        Some(libc::E2BIG) => return action_err(format!(
+        Some(libc::E2BIG) => {
+            return action_err(format!(
             "cannot start command {name:?} in {}: its arguments and template values are too large \
                  for a command line ({e}); let the command read the context from stdin instead",
             dir.display()
-        )),
+        ))
+        }
         _ => io_error_kind(e),
     };
     ExecError::new(
