@@ -243,9 +243,7 @@ fn script_index(argv: &[String]) -> Option<usize> {
         return None;
     }
     for (i, a) in argv.iter().enumerate().skip(1) {
-        let Some(opts) = a.strip_prefix('-') else {
-            return None;
-        };
+        let opts = a.strip_prefix('-')?;
         if opts.is_empty()
             || opts.starts_with('-')
             || !opts.chars().all(|c| c.is_ascii_alphabetic())

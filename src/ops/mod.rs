@@ -48,8 +48,8 @@ pub fn raise_fd_limit() -> std::io::Result<FdBudget> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let was = lim.rlim_cur as u64;
-    let hard = lim.rlim_max as u64;
+    let was: u64 = lim.rlim_cur;
+    let hard: u64 = lim.rlim_max;
     let target = if lim.rlim_max == libc::RLIM_INFINITY {
         CEILING
     } else {
@@ -63,7 +63,7 @@ pub fn raise_fd_limit() -> std::io::Result<FdBudget> {
         });
     }
     let new = libc::rlimit {
-        rlim_cur: target as libc::rlim_t,
+        rlim_cur: target,
         rlim_max: lim.rlim_max,
     };
     // SAFETY: setrlimit reads the struct we pass and nothing else.
@@ -138,7 +138,7 @@ mod tests {
     fn the_fd_limit_is_raised_to_the_hard_limit() {
         let b = raise_fd_limit().unwrap();
         assert!(b.now >= b.was);
-        assert!(b.now <= b.hard || b.hard == libc::RLIM_INFINITY as u64);
+        assert!(b.now <= b.hard || b.hard == libc::RLIM_INFINITY);
         // Idempotent: a second call finds nothing to raise.
         let again = raise_fd_limit().unwrap();
         assert_eq!(again.was, b.now);
