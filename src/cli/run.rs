@@ -158,6 +158,15 @@ fn fmt_counts(s: &RunSummary) -> String {
 
 fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary> {
     let cfg = load_config(config.as_deref(), &f)?;
+    match paper_runner::ops::raise_fd_limit() {
+        Ok(b) => tracing::info!(
+            limit = b.now,
+            raised_from = b.was,
+            ops_connections = cfg.ops.listen.as_ref().map(|_| cfg.ops.max_connections),
+            "file descriptor budget"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
+    }
     let mode = if f.daemon {
         RunMode::Daemon
     } else if f.resume_only {

@@ -44,7 +44,7 @@ impl ActionRegistry {
         let mut r = ActionRegistry::default();
         r.register("set", Arc::new(SetAction));
         r.register("log", Arc::new(LogAction));
-        r.register("shell", Arc::new(Shell));
+        r.register("shell", Arc::new(Shell::default()));
         r.register("fail", Arc::new(FailAction));
         r
     }

@@ -132,6 +132,37 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// The kind an I/O failure of an action reports.
+///
+/// Running out of a host resource — file descriptors (`EMFILE`, `ENFILE`),
+/// memory (`ENOMEM`), buffer space (`ENOBUFS`), disk space or quota
+/// (`ENOSPC`, `EDQUOT`) — says nothing about the paper: it is
+/// [`ErrorKind::ResourceExhausted`], which the runner retries, so a busy or
+/// full host never fails a paper permanently. Anything else is an
+/// [`ErrorKind::ActionError`]; callers with a more precise kind for their
+/// own failures (e.g. `not_found`) check for `ResourceExhausted` first.
+pub fn io_error_kind(e: &std::io::Error) -> ErrorKind {
+    let exhausted = matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOMEM
+                | libc::ENOBUFS
+                | libc::ENOSPC
+                | libc::EDQUOT
+        )
+    ) || matches!(
+        e.kind(),
+        std::io::ErrorKind::OutOfMemory | std::io::ErrorKind::StorageFull
+    );
+    if exhausted {
+        ErrorKind::ResourceExhausted
+    } else {
+        ErrorKind::ActionError
+    }
+}
+
 /// An error raised while executing a state, or the error an execution ended with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{kind}: {message}")]
@@ -204,6 +235,36 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&ErrorKind::RateLimit).ok().as_deref(),
             Some("\"rate_limit\"")
+        );
+    }
+
+    #[test]
+    fn host_exhaustion_is_retryable_and_other_io_errors_are_not() {
+        use std::io::Error;
+        for code in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+            libc::ENOBUFS,
+            libc::ENOSPC,
+            libc::EDQUOT,
+        ] {
+            assert_eq!(
+                io_error_kind(&Error::from_raw_os_error(code)),
+                ErrorKind::ResourceExhausted,
+                "errno {code}"
+            );
+        }
+        for code in [libc::ENOENT, libc::EACCES, libc::EISDIR, libc::EIO] {
+            assert_eq!(
+                io_error_kind(&Error::from_raw_os_error(code)),
+                ErrorKind::ActionError,
+                "errno {code}"
+            );
+        }
+        assert_eq!(
+            io_error_kind(&Error::from(std::io::ErrorKind::OutOfMemory)),
+            ErrorKind::ResourceExhausted
         );
     }
 }

@@ -11,6 +11,23 @@
 //! request needs `Authorization: Bearer <token>`. A listener that is not
 //! on loopback always needs one: without a token configured it answers 401
 //! to everything (fail closed) rather than publish the queue to the network.
+//!
+//! Bounds (`[ops]`): the endpoint must never take from the runner's own
+//! work, and a client can hold a connection before any auth check, so
+//! connections are bounded in number and in time. At most
+//! `max_connections` are open; a connection past the cap closes the open
+//! connection that has been idle longest (one with no request being
+//! handled), or is closed at once when every connection is busy — so a pile
+//! of idle or half-sent connections cannot lock `/healthz` out, and the
+//! endpoint never holds more than `max_connections` descriptors. A request
+//! head must arrive within `header_timeout_secs` (hyper's header-read
+//! timer, which also bounds the wait for the next request on a kept-alive
+//! connection), a handler must answer within `request_timeout_secs` (503
+//! otherwise), and a connection on which no byte moves for
+//! `idle_timeout_secs` while none of its requests is being handled (a
+//! client that stopped reading) is closed. Failed `accept`s (e.g. the
+//! process out of descriptors) are logged and retried after a pause; they
+//! never end the endpoint.
 
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::status::{status_report, StatusReport};
@@ -24,8 +41,22 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What the endpoint serves from.
@@ -94,16 +125,327 @@ pub async fn serve(
         token: token.map(Arc::from),
         closed,
     };
+    let limits = Limits::from_config(&state.config.ops);
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/status", get(status_handler))
         .route("/healthz", get(healthz))
         .layer(middleware::from_fn_with_state(access, require_token))
         .with_state(state);
-    tracing::info!(%addr, "ops endpoint listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    tracing::info!(
+        %addr,
+        max_connections = limits.max_connections,
+        header_timeout_secs = limits.header_timeout.as_secs(),
+        idle_timeout_secs = limits.idle_timeout.as_secs(),
+        request_timeout_secs = limits.request_timeout.as_secs(),
+        "ops endpoint listening"
+    );
+    serve_bounded(listener, app, limits, shutdown).await;
+    Ok(())
+}
+
+/// The endpoint's bounds (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Limits {
+    /// From `[ops]`; values are range-checked by config validation, and
+    /// clamped here again so an unvalidated config cannot disable a bound.
+    pub fn from_config(o: &crate::runner::config::OpsConfig) -> Limits {
+        let secs = |s: u64| Duration::from_secs(s.clamp(1, 3600));
+        Limits {
+            max_connections: (o.max_connections as usize).clamp(1, 4096),
+            header_timeout: secs(o.header_timeout_secs),
+            idle_timeout: secs(o.idle_timeout_secs),
+            request_timeout: secs(o.request_timeout_secs),
+        }
+    }
+}
+
+/// Largest request head (and read buffer) a connection may use.
+const MAX_BUF: usize = 64 * 1024;
+
+/// Pause after a failed `accept` (out of descriptors: retrying at once
+/// would spin) and how often such failures are logged.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a new connection waits for the slot of the idle connection it
+/// displaced.
+const EVICT_WAIT: Duration = Duration::from_secs(1);
+
+/// One open connection, as the accept loop sees it.
+struct ConnState {
+    /// Requests of this connection being handled now.
+    busy: AtomicUsize,
+    /// Milliseconds after `epoch` of the last byte moved or request ended.
+    last_active_ms: AtomicU64,
+    epoch: Instant,
+    /// Cancelled to close the connection at once (displaced at the cap).
+    close: CancellationToken,
+}
+
+impl ConnState {
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis().min(u64::MAX as u128) as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+/// Open connections by id, so the accept loop can displace an idle one.
+#[derive(Default)]
+struct Registry {
+    conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<ConnState>>> {
+        match self.conns.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Close the connection idle longest among those with no request being
+    /// handled; false when every connection is busy.
+    fn displace_idle(&self) -> bool {
+        let conns = self.lock();
+        let victim = conns
+            .values()
+            .filter(|c| c.busy.load(Ordering::SeqCst) == 0 && !c.close.is_cancelled())
+            .max_by_key(|c| c.idle_for());
+        match victim {
+            Some(c) => {
+                c.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The accept loop: a semaphore bounds the connections, each served by
+/// hyper with the header timer, and watched for idleness.
+async fn serve_bounded(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let registry = Arc::new(Registry::default());
+    let mut tasks = JoinSet::new();
+    let mut next_id: u64 = 0;
+    let mut last_accept_log: Option<Instant> = None;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                if last_accept_log.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                    tracing::warn!(error = %e, "ops endpoint cannot accept a connection; retrying");
+                    last_accept_log = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+                continue;
+            }
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) if registry.displace_idle() => {
+                match tokio::time::timeout(EVICT_WAIT, slots.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        tracing::debug!("ops endpoint at its connection cap: connection refused");
+                        continue;
+                    }
+                }
+            }
+            Err(_) => {
+                tracing::debug!("ops endpoint at its connection cap, all busy: connection refused");
+                continue;
+            }
+        };
+        next_id += 1;
+        let id = next_id;
+        let conn = Arc::new(ConnState {
+            busy: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            close: CancellationToken::new(),
+        });
+        registry.lock().insert(id, conn.clone());
+        let (app, registry, shutdown) = (app.clone(), registry.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            serve_connection(stream, app, limits, conn, shutdown).await;
+            registry.lock().remove(&id);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Shutdown: every connection finishes its request in flight (hyper's
+    // graceful shutdown closes idle ones at once), within the request bound.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.request_timeout + Duration::from_secs(1), drain)
         .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    limits: Limits,
+    conn: Arc<ConnState>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        conn: conn.clone(),
+    });
+    let inner = TowerToHyperService::new(app);
+    let state = conn.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let fut = hyper::service::Service::call(&inner, req);
+        let state = state.clone();
+        async move {
+            state.busy.fetch_add(1, Ordering::SeqCst);
+            let _busy = Busy(state);
+            match tokio::time::timeout(limits.request_timeout, fut).await {
+                Ok(Ok(resp)) => Ok::<_, Infallible>(resp),
+                Ok(Err(never)) => match never {},
+                Err(_) => Ok((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the request took too long to answer\n",
+                )
+                    .into_response()),
+            }
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUF)
+        .keep_alive(true);
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let tick_every =
+        (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(tick_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "ops connection ended");
+                }
+                return;
+            }
+            _ = conn.close.cancelled() => return,
+            _ = shutdown.cancelled(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick() => {
+                if conn.busy.load(Ordering::SeqCst) == 0 && conn.idle_for() >= limits.idle_timeout {
+                    tracing::debug!("ops connection idle past idle_timeout_secs: closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Marks a request of a connection as handled when dropped (answered,
+/// timed out or abandoned).
+struct Busy(Arc<ConnState>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection's socket that records when bytes last moved.
+struct Tracked {
+    inner: TcpStream,
+    conn: Arc<ConnState>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.conn.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.conn.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.conn.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Equal-time comparison, so response timing does not leak the token.

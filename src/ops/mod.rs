@@ -23,6 +23,61 @@ pub enum OpsError {
     Config(String),
 }
 
+/// The process's file-descriptor budget after [`raise_fd_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    /// Soft limit before.
+    pub was: u64,
+    /// Soft limit now.
+    pub now: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit (at most 2^20), so the
+/// runner's own work (SQLite, PDFs, provider connections, shell commands)
+/// has every descriptor the host allows; many systems start processes with
+/// a soft limit of 1024 and a hard one far above it. Errors leave the limit
+/// as it was.
+pub fn raise_fd_limit() -> std::io::Result<FdBudget> {
+    const CEILING: u64 = 1 << 20;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let was: u64 = lim.rlim_cur;
+    let hard: u64 = lim.rlim_max;
+    let target = if lim.rlim_max == libc::RLIM_INFINITY {
+        CEILING
+    } else {
+        hard.min(CEILING)
+    };
+    if was >= target {
+        return Ok(FdBudget {
+            was,
+            now: was,
+            hard,
+        });
+    }
+    let new = libc::rlimit {
+        rlim_cur: target,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(FdBudget {
+        was,
+        now: target,
+        hard,
+    })
+}
+
 /// A store timestamp (RFC 3339) as UTC; None when it does not parse.
 pub(crate) fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
@@ -79,6 +134,17 @@ pub fn fit(s: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fd_limit_is_raised_to_the_hard_limit() {
+        let b = raise_fd_limit().unwrap();
+        assert!(b.now >= b.was);
+        assert!(b.now <= b.hard || b.hard == libc::RLIM_INFINITY);
+        // Idempotent: a second call finds nothing to raise.
+        let again = raise_fd_limit().unwrap();
+        assert_eq!(again.was, b.now);
+        assert_eq!(again.now, b.now);
+    }
 
     #[test]
     fn durations_read_well() {

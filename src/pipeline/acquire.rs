@@ -309,7 +309,7 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<(), ExecError> {
     let dir = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| {
         err(
-            ErrorKind::ActionError,
+            crate::engine::error::io_error_kind(&e),
             format!("cannot create {}: {e}", dir.display()),
         )
     })?;
@@ -328,7 +328,7 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<(), ExecError> {
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         err(
-            ErrorKind::ActionError,
+            crate::engine::error::io_error_kind(&e),
             format!("cannot write {}: {e}", target.display()),
         )
     })

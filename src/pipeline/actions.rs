@@ -126,9 +126,16 @@ async fn blocking<T: Send + 'static>(
     what: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ExecError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ExecError::new(ErrorKind::ActionError, format!("{what} task failed: {e}")))
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        // A panic is a bug of ours, not the paper's; a cancelled task means
+        // the runtime is going down. Both are retried at phase level.
+        let kind = if e.is_panic() {
+            ErrorKind::Internal
+        } else {
+            ErrorKind::Interrupted
+        };
+        ExecError::new(kind, format!("{what} task failed: {e}"))
+    })
 }
 
 struct AcquirePdf {

@@ -282,4 +282,65 @@ mod tests {
         save_report(dir.path(), "hep-th/9901001", "Other", &full_body()).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
+
+    /// Issue 12, B.7: a daemon out of file descriptors failed every paper
+    /// at `save` for good. The save must report `resource_exhausted` (the
+    /// runner retries it), write nothing half, and keep the older report.
+    ///
+    /// Lowering the descriptor limit would starve the other tests, so this
+    /// test runs itself again in a child process (marked by an environment
+    /// variable) that fills its descriptor table and then saves.
+    #[test]
+    fn a_save_out_of_descriptors_is_resource_exhausted() {
+        const CHILD: &str = "PAPER_RUNNER_TEST_FD_EXHAUSTION_DIR";
+        if let Ok(dir) = std::env::var(CHILD) {
+            let dir = std::path::PathBuf::from(dir);
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            // SAFETY: setrlimit reads the struct we pass.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+            let mut held = Vec::new();
+            loop {
+                match std::fs::File::open("/dev/null") {
+                    Ok(f) => held.push(f),
+                    Err(e) => {
+                        assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+                        break;
+                    }
+                }
+            }
+            let err = save_report(&dir, "2401.01234", "New Title", &full_body()).unwrap_err();
+            drop(held);
+            assert_eq!(err.kind, ErrorKind::ResourceExhausted, "{err}");
+            println!("CHILD-OK {err}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let old = save_report(dir.path(), "2401.01234", "Old Title", &full_body()).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "pipeline::report::tests::a_save_out_of_descriptors_is_resource_exhausted",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("CHILD-OK resource_exhausted"),
+            "child: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The earlier report is untouched and nothing else was left behind.
+        assert!(old.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
 }

@@ -34,6 +34,10 @@ pub enum BuildError {
 /// The action registry the phase machines run with.
 pub fn pipeline_actions(cfg: &Config) -> Result<ActionRegistry, BuildError> {
     let mut r = ActionRegistry::with_builtins();
+    r.register(
+        "shell",
+        std::sync::Arc::new(crate::engine::shell::Shell::new(cfg.shell.clone())),
+    );
     let pc = PipelineConfig {
         acquire: AcquireConfig {
             pdf_base_url: cfg.pdf_base_url.clone(),

@@ -54,6 +54,8 @@ pub struct Config {
     pub ops: OpsConfig,
     /// Limits on one PDF extraction (a worker process per PDF).
     pub pdf: crate::pipeline::pdf_child::PdfConfig,
+    /// Limits of the `shell` action.
+    pub shell: crate::engine::shell::ShellConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -150,6 +152,17 @@ pub struct OpsConfig {
     pub token_env: Option<String>,
     /// "human" or "json".
     pub log_format: String,
+    /// Most HTTP connections open at once; at the cap a new connection
+    /// closes the one idle longest (or is refused when every one is busy),
+    /// so the endpoint never holds more than this many descriptors.
+    pub max_connections: u32,
+    /// Seconds a connection may take to send a complete request head.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may go without moving a byte while no request
+    /// of it is being handled (e.g. a client that stops reading).
+    pub idle_timeout_secs: u64,
+    /// Seconds a request may take to be answered; past it: 503.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -172,6 +185,7 @@ impl Default for Config {
             seed: SeedConfig::default(),
             ops: OpsConfig::default(),
             pdf: Default::default(),
+            shell: crate::engine::shell::ShellConfig::default(),
         }
     }
 }
@@ -238,6 +252,10 @@ impl Default for OpsConfig {
             listen: None,
             token_env: None,
             log_format: "human".into(),
+            max_connections: 64,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -1033,6 +1051,26 @@ impl Config {
                 "ops.token_env",
                 "must not be empty".into(),
             );
+        }
+        check(
+            (1..=4096).contains(&o.max_connections),
+            "ops.max_connections",
+            format!("{} is out of range: must be 1 ..= 4096", o.max_connections),
+        );
+        for (key, value) in [
+            ("ops.header_timeout_secs", o.header_timeout_secs),
+            ("ops.idle_timeout_secs", o.idle_timeout_secs),
+            ("ops.request_timeout_secs", o.request_timeout_secs),
+        ] {
+            check(
+                (1..=3600).contains(&value),
+                key,
+                format!("{value} is out of range: must be 1 ..= 3600 seconds"),
+            );
+        }
+
+        for (key, message) in self.shell.problems() {
+            check(false, key, message);
         }
 
         if problems.is_empty() {
