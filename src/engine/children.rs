@@ -267,19 +267,29 @@ impl Run {
             set.spawn(async move { (i, label, fut.await) });
         }
         let mut done = Vec::new();
+        let mut parked: Option<ExecError> = None;
         while let Some(j) = set.join_next().await {
             let (i, label, f) = j.map_err(join_err)?;
             let f = f?;
             self.totals.add(f.totals);
             if let Err(e) = &f.result {
                 if e.kind == ErrorKind::Interrupted {
-                    // Stop at once (dropping the set aborts the siblings;
-                    // the finished ones are re-attached on resume), keeping
-                    // a park marker so the runner gives the slot back.
-                    return Err(ExecError {
+                    let e = ExecError {
                         message: format!("child '{label}' was interrupted: {}", e.message),
                         ..e.clone()
-                    });
+                    };
+                    if e.park().is_none() {
+                        // Lease lost, cancel or shutdown: stop at once
+                        // (dropping the set aborts the siblings; the
+                        // finished ones are re-attached on resume).
+                        return Err(e);
+                    }
+                    // A parked child: let the siblings run to their own end
+                    // (done, failed or parked too) rather than abort them,
+                    // because aborting a sibling whose request is already
+                    // sent would pay for that call again on resume.
+                    parked.get_or_insert(e);
+                    continue;
                 }
             }
             // A limit of the whole tree is not one child's failure:
@@ -290,6 +300,11 @@ impl Run {
                 }
             }
             done.push((i, label, f.result));
+        }
+        if let Some(e) = parked {
+            // The runner gives the slot back; finished siblings are
+            // re-attached on resume.
+            return Err(e);
         }
         done.sort_by_key(|(i, _, _)| *i);
         Ok(done.into_iter().map(|(_, l, r)| (l, r)).collect())
