@@ -150,6 +150,7 @@ impl HttpAgent {
     }
 
     /// Send one request; returns the HTTP status (if any) and the outcome.
+    /// Every error message leaving here has been through [`errors::scrub`].
     async fn send(
         &self,
         p: &ModelProfile,
@@ -161,13 +162,32 @@ impl HttpAgent {
             provider: &p.provider,
             model: &p.model,
             key,
+            max_retry_after: p.max_retry_after,
         };
+        let (status, mut result) = self.exchange(p, body, &target, req).await;
+        if let Err(e) = &mut result {
+            e.message = errors::scrub(&e.message, key);
+        }
+        (status, result)
+    }
+
+    async fn exchange(
+        &self,
+        p: &ModelProfile,
+        body: &Value,
+        target: &Target<'_>,
+        req: &AgentRequest,
+    ) -> (Option<u16>, Result<AgentResult, ExecError>) {
+        // One deadline for the whole exchange, body included: reqwest's
+        // request timeout covers it too, this makes it explicit for the
+        // chunk loop below.
+        let deadline = tokio::time::Instant::now() + p.timeout;
         let mut rb = self
             .http
             .post(format!("{}/chat/completions", p.base_url))
             .timeout(p.timeout)
             .json(body);
-        if let Some(k) = key {
+        if let Some(k) = target.key {
             rb = rb.bearer_auth(k);
         }
         for (name, value) in &p.headers {
@@ -175,26 +195,103 @@ impl HttpAgent {
         }
         let resp = match rb.send().await {
             Ok(r) => r,
-            Err(e) => return (None, Err(errors::from_transport(&e, &target))),
+            Err(e) => return (None, Err(errors::from_transport(&e, target))),
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = match resp.text().await {
-            Ok(t) => t,
-            Err(e) => return (Some(status), Err(errors::from_transport(&e, &target))),
+        let ok = (200..300).contains(&status);
+        // Error bodies only feed a 300-character excerpt and a few keyword
+        // checks: read a bounded prefix and drop the rest.
+        let cap = if ok {
+            p.max_response_bytes
+        } else {
+            ERROR_BODY_CAP
         };
-        if !(200..300).contains(&status) {
+        if ok && resp.content_length().is_some_and(|n| n > cap) {
+            let n = resp.content_length().unwrap_or(cap);
+            return (Some(status), Err(errors::too_large(cap, n, target)));
+        }
+        let text = match read_capped(resp, cap, deadline).await {
+            Ok(Capped::Whole(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(Capped::Over(bytes)) if !ok => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(Capped::Over(bytes)) => {
+                return (
+                    Some(status),
+                    Err(errors::too_large(cap, bytes.len() as u64, target)),
+                )
+            }
+            Err(BodyError::Transport(e)) => {
+                return (Some(status), Err(errors::from_transport(&e, target)))
+            }
+            Err(BodyError::Deadline) => {
+                return (
+                    Some(status),
+                    Err(ExecError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{} model {}: timed out after {:?} reading the response body",
+                            target.provider, target.model, p.timeout
+                        ),
+                    )),
+                )
+            }
+        };
+        if !ok {
             return (
                 Some(status),
-                Err(errors::from_status(status, &headers, &text, &target)),
+                Err(errors::from_status(status, &headers, &text, target)),
             );
         }
         if errors::remaining(&headers) == Some(0.0) {
-            if let Some(wait) = errors::retry_after(&headers) {
+            if let Some(wait) = errors::retry_after_capped(&headers, p.max_retry_after) {
                 self.limiter.pause(&p.limiter_key(), wait).await;
             }
         }
-        (Some(status), parse_response(&text, &headers, &target, req))
+        (Some(status), parse_response(&text, &headers, target, req))
+    }
+}
+
+/// How much of a non-2xx body is read (for the excerpt and classification).
+const ERROR_BODY_CAP: u64 = 64 * 1024;
+
+/// A body read up to a cap.
+enum Capped {
+    /// The whole body, within the cap.
+    Whole(Vec<u8>),
+    /// The body went past the cap; what was read (at most cap + one chunk).
+    Over(Vec<u8>),
+}
+
+enum BodyError {
+    Transport(reqwest::Error),
+    Deadline,
+}
+
+/// Read a response body chunk by chunk, stopping as soon as it exceeds
+/// `cap` bytes or `deadline` passes, so an endless chunked body costs at
+/// most `cap` plus one chunk of memory and ends at the cap, not at EOF.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: u64,
+    deadline: tokio::time::Instant,
+) -> Result<Capped, BodyError> {
+    let mut bytes: Vec<u8> = Vec::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .map_err(|_| BodyError::Deadline)?
+            .map_err(BodyError::Transport)?;
+        let Some(chunk) = chunk else {
+            return Ok(Capped::Whole(bytes));
+        };
+        let room = usize::try_from(cap.saturating_sub(bytes.len() as u64)).unwrap_or(usize::MAX);
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            // One byte past the cap marks "over" without keeping the chunk.
+            bytes.push(chunk[room]);
+            return Ok(Capped::Over(bytes));
+        }
+        bytes.extend_from_slice(&chunk);
     }
 }
 
@@ -314,6 +411,9 @@ fn parse_response(
     t: &Target<'_>,
     req: &AgentRequest,
 ) -> Result<AgentResult, ExecError> {
+    // A complete body: a key echoed in it goes before anything is parsed,
+    // so it can reach neither the ledger's stored response nor a message.
+    let text = &errors::scrub_whole(text, t.key);
     let v: Value = serde_json::from_str(text).map_err(|e| {
         let mut err = errors::from_status(502, headers, text, t);
         err.kind = ErrorKind::ServerError;
@@ -354,7 +454,7 @@ fn parse_response(
     let output = match &req.agent.prompt.output {
         None => None,
         Some(_) => Some(parse_json_object(&content).ok_or_else(|| {
-            let excerpt: String = content.chars().take(200).collect();
+            let excerpt = errors::excerpt(&content, 200, t.key);
             ExecError::new(
                 ErrorKind::EmptyResponse,
                 format!(
@@ -377,7 +477,7 @@ fn parse_response(
         rate_limit: Some(json!({
             "limited": false,
             "retry_after": null,
-            "windows": errors::windows(headers),
+            "windows": errors::windows(headers, t.max_retry_after),
         })),
     })
 }
