@@ -52,6 +52,8 @@ pub struct Config {
     pub breaker: BreakerConfig,
     pub seed: SeedConfig,
     pub ops: OpsConfig,
+    /// Limits on PDF downloads (`[download]`).
+    pub download: crate::pipeline::acquire::DownloadConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -161,6 +163,7 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             seed: SeedConfig::default(),
             ops: OpsConfig::default(),
+            download: Default::default(),
         }
     }
 }
@@ -905,6 +908,10 @@ impl Config {
                 "ops.token_env",
                 "must not be empty".into(),
             );
+        }
+
+        for (key, message) in self.download.problems() {
+            check(false, key, message);
         }
 
         if problems.is_empty() {
