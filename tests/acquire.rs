@@ -227,10 +227,17 @@ async fn an_endless_or_oversized_pdf_is_refused_and_nothing_is_left_behind() {
     let e = a.acquire("2402.00001", None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::PdfTooLarge, "{}", e.message);
     assert!(e.message.contains("262144-byte cap"), "{}", e.message);
-    assert!(started.elapsed() < Duration::from_secs(5), "stopped at the cap");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped at the cap"
+    );
     let e = a.acquire("2402.00002", None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::PdfTooLarge, "{}", e.message);
-    assert_eq!(hits.load(Ordering::SeqCst), 2, "pdf_too_large is not retried");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "pdf_too_large is not retried"
+    );
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,

@@ -87,7 +87,9 @@ fn store(dir: &Path) -> Store {
 fn ledger_rows(db: &Path) -> Vec<(String, Option<String>, Option<i64>, bool)> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
-        .prepare("SELECT status, error_kind, http_status, response IS NULL FROM llm_calls ORDER BY id")
+        .prepare(
+            "SELECT status, error_kind, http_status, response IS NULL FROM llm_calls ORDER BY id",
+        )
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
@@ -174,7 +176,9 @@ models:
         .all(|r| r.0 == "error" && r.1.as_deref() == Some("response_too_large") && r.3));
     assert_eq!(rows[2].0, "ok");
     // The ledger holds the accepted answer, not 100 MB.
-    let size = std::fs::metadata(dir.path().join("ledger.db")).unwrap().len()
+    let size = std::fs::metadata(dir.path().join("ledger.db"))
+        .unwrap()
+        .len()
         + std::fs::metadata(dir.path().join("ledger.db-wal")).map_or(0, |m| m.len());
     assert!(size < 4 * 1024 * 1024, "ledger is {size} bytes");
     srv.shutdown().await;
@@ -300,7 +304,11 @@ data:
     assert_eq!(rows[0].1.as_deref(), Some("rate_limit"));
     let conn = rusqlite::Connection::open(dir.path().join("r.db")).unwrap();
     let ra: Option<f64> = conn
-        .query_row("SELECT retry_after FROM llm_calls ORDER BY id LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT retry_after FROM llm_calls ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(ra, Some(0.2), "the ledger records the capped wait");
     srv.shutdown().await;
@@ -385,7 +393,10 @@ async fn the_runner_binary_prints_and_stores_no_key_bytes() {
             "{at: 1, kind: malformed, echo_key: true, echo_pad: 270}",
             "server_error",
         ),
-        ("{at: 1, status: 403, echo_key: true, echo_pad: 250}", "auth_error"),
+        (
+            "{at: 1, status: 403, echo_key: true, echo_pad: 250}",
+            "auth_error",
+        ),
     ] {
         let srv = server(&format!("models:\n  m: {{faults: [{fault}]}}\n")).await;
         let dir = tempfile::tempdir().unwrap();

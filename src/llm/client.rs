@@ -529,4 +529,144 @@ mod tests {
         assert_eq!(s["properties"]["verdict"]["enum"][0], "PASS");
         assert_eq!(s["required"], json!(["summary", "verdict"]));
     }
+
+    mod props {
+        use super::super::*;
+        use crate::spec::model::{AgentDef, PromptDef};
+        use proptest::prelude::*;
+        use reqwest::header::HeaderMap;
+
+        const KEY: &str = "sk-or-v1-0123456789abcdefFEDCBA9876543210";
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn req(structured: bool) -> AgentRequest {
+            let output = structured.then(|| {
+                let mut m = Map::new();
+                m.insert("summary".into(), json!({"type": "str"}));
+                m
+            });
+            AgentRequest {
+                execution_id: "e".into(),
+                state: "s".into(),
+                agent_name: "a".into(),
+                agent: std::sync::Arc::new(AgentDef {
+                    name: "a".into(),
+                    file: "inline".into(),
+                    prompt: PromptDef {
+                        system: None,
+                        user: "u".into(),
+                        instruction_suffix: None,
+                        output,
+                    },
+                    profile_name: None,
+                    model: Map::new(),
+                    fallback: None,
+                    metadata: Value::Null,
+                }),
+                input: Map::new(),
+                system: String::new(),
+                user: String::new(),
+                machine: "m".into(),
+                step: 1,
+                sample: 0,
+                attempt: 1,
+                call_key: "k".into(),
+            }
+        }
+
+        /// Arbitrary JSON, the key sprinkled into some strings.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<u64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|f| json!(f)),
+                "[ -~]{0,30}".prop_map(Value::String),
+                Just(json!(format!("echo {KEY} echo"))),
+                Just(json!("{\"summary\": \"fenced\"}")),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("choices".to_string()),
+                            Just("message".to_string()),
+                            Just("content".to_string()),
+                            Just("usage".to_string()),
+                            Just("error".to_string()),
+                            Just("code".to_string()),
+                            Just("finish_reason".to_string()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner,
+                        0..5,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// 200 bodies: raw bytes, arbitrary JSON, and envelope-shaped JSON
+        /// with arbitrary parts.
+        fn body() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..300)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+                json_value().prop_map(|v| v.to_string()),
+                (json_value(), json_value(), json_value()).prop_map(|(content, usage, fin)| {
+                    json!({"choices": [{"message": {"content": content}, "finish_reason": fin}], "usage": usage}).to_string()
+                }),
+                (json_value(), json_value()).prop_map(|(code, message)| {
+                    json!({"error": {"code": code, "message": message}}).to_string()
+                }),
+                "[ -~]{0,100}".prop_map(|s| format!("{s}{KEY}{s}")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn any_200_body_is_an_answer_or_a_typed_error(
+                text in body(),
+                structured in any::<bool>(),
+                cut in 0usize..40,
+            ) {
+                let t = Target {
+                    provider: "p",
+                    model: "m",
+                    key: Some(KEY),
+                    max_retry_after: 60.0,
+                };
+                let key_free = |s: &str| (0..=KEY.len() - 10).all(|i| !s.contains(&KEY[i..i + 10]));
+                // Also with the body cut short, as a broken stream would leave it.
+                let short: String = text.chars().take(cut * 8).collect();
+                for body in [&text, &short] {
+                    match parse_response(body, &HeaderMap::new(), &t, &req(structured)) {
+                        Ok(r) => {
+                            let content = r.content.clone().unwrap_or_default();
+                            prop_assert!(!content.trim().is_empty());
+                            prop_assert!(!content.contains(KEY), "{content}");
+                            prop_assert_eq!(r.output.is_some(), structured);
+                            prop_assert!(serde_json::to_string(&r).is_ok());
+                        }
+                        Err(e) => {
+                            prop_assert!(!e.message.is_empty());
+                            prop_assert!(key_free(&e.message), "{}", e.message);
+                            prop_assert!(e.retry_after.is_none_or(|w| (0.0..=60.0).contains(&w)));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -24,6 +24,10 @@ const EXCERPT: usize = 300;
 /// are honoured for one hour; the breaker and the limiter take it from there.
 pub const DEFAULT_MAX_RETRY_AFTER_SECS: f64 = 3600.0;
 
+/// No wait from outside is ever longer than a day, whatever cap is passed
+/// (a cap from an unvalidated source must not make a `Duration` overflow).
+pub const ABSOLUTE_MAX_WAIT_SECS: f64 = 86_400.0;
+
 /// Runs of this many key characters or more are removed wherever they
 /// appear in a message: a key cut by a truncation, a line break or a
 /// provider's own excerpt still leaks its characters otherwise.
@@ -97,10 +101,15 @@ fn is_content_filter(b: &str) -> bool {
 /// (OpenRouter reports upstream failures this way).
 pub fn from_error_object(err: &Value, body: &str, t: &Target<'_>) -> ExecError {
     let code = err.get("code");
-    let status = code.and_then(|c| {
-        c.as_u64()
-            .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
-    });
+    // Only codes that are HTTP statuses count; anything else (negative,
+    // 70000, 4.29e2) is classified by its text like a missing code.
+    let status = code
+        .and_then(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (100..=599).contains(s));
     let text = format!(
         "{} {}",
         code.and_then(Value::as_str).unwrap_or(""),
@@ -108,7 +117,7 @@ pub fn from_error_object(err: &Value, body: &str, t: &Target<'_>) -> ExecError {
     )
     .to_ascii_lowercase();
     let kind = match status {
-        Some(s) => kind_for_status(s as u16, &text),
+        Some(s) => kind_for_status(s, &text),
         None if text.contains("rate") && text.contains("limit") => ErrorKind::RateLimit,
         None if is_context_length(&text) => ErrorKind::ContextLength,
         None if is_content_filter(&text) => ErrorKind::ContentFilter,
@@ -260,14 +269,17 @@ pub fn scrub(text: &str, key: Option<&str>) -> String {
 }
 
 /// A wait in seconds made safe to sleep on: finite, non-negative and at
-/// most `cap`. NaN, infinities and negative values are not waits (None).
-/// A `cap` that is itself unusable falls back to the default cap.
+/// most `cap` (itself at most [`ABSOLUTE_MAX_WAIT_SECS`]). NaN, infinities
+/// and negative values are not waits (None). A `cap` that is itself
+/// unusable (NaN, negative) falls back to the default cap.
 pub fn clamp_wait(secs: f64, cap: f64) -> Option<f64> {
     if !secs.is_finite() || secs < 0.0 {
         return None;
     }
     let cap = if cap.is_finite() && cap >= 0.0 {
-        cap
+        cap.min(ABSOLUTE_MAX_WAIT_SECS)
+    } else if cap == f64::INFINITY {
+        ABSOLUTE_MAX_WAIT_SECS
     } else {
         DEFAULT_MAX_RETRY_AFTER_SECS
     };
@@ -526,7 +538,12 @@ mod tests {
     #[test]
     fn absurd_waits_are_capped_and_garbage_is_absent() {
         let cap = DEFAULT_MAX_RETRY_AFTER_SECS;
-        for v in ["1e20", "1e300", "100000000", "179769313486231570000000000000"] {
+        for v in [
+            "1e20",
+            "1e300",
+            "100000000",
+            "179769313486231570000000000000",
+        ] {
             assert_eq!(retry_after(&h(&[("retry-after", v)])), Some(cap), "{v}");
         }
         for v in ["NaN", "inf", "-inf", "infinity", "-5", "soon", "", "1e400"] {
@@ -547,7 +564,11 @@ mod tests {
             "RFC 850 dates parse"
         );
         for v in ["1e300", "1e20", "99999999999999999999999h", "9999999999999"] {
-            assert_eq!(retry_after(&h(&[("x-ratelimit-reset", v)])), Some(cap), "{v}");
+            assert_eq!(
+                retry_after(&h(&[("x-ratelimit-reset", v)])),
+                Some(cap),
+                "{v}"
+            );
         }
         for v in ["NaN", "-1", "-1s", "1e400", "5x", "1.2.3s", "s"] {
             assert_eq!(retry_after(&h(&[("x-ratelimit-reset", v)])), None, "{v}");
@@ -601,7 +622,11 @@ mod tests {
         // Ordinary text is left alone.
         assert_eq!(scrub("sk- is a prefix", k), "sk- is a prefix");
         assert_eq!(scrub("plain", None), "plain");
-        assert_eq!(scrub(&format!("{KEY}"), Some("abc")), KEY, "too short a key");
+        assert_eq!(
+            scrub(&format!("{KEY}"), Some("abc")),
+            KEY,
+            "too short a key"
+        );
         // The excerpt boundary falls at every position inside the key.
         for pad in 0..=EXCERPT {
             let body = format!("{}{KEY}{}", "p".repeat(pad), "q".repeat(50));
@@ -615,7 +640,128 @@ mod tests {
             assert!(no_fragment(&m, FRAGMENT_MIN), "pad {pad}: {m}");
             let tail: String = m.chars().rev().skip(1).take(EDGE_MIN).collect();
             let tail: String = tail.chars().rev().collect();
-            assert!(!KEY.starts_with(&tail) || tail.contains('*'), "pad {pad}: {m}");
+            assert!(
+                !KEY.starts_with(&tail) || tail.contains('*'),
+                "pad {pad}: {m}"
+            );
+        }
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+        use reqwest::header::{HeaderName, HeaderValue};
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Header values as a hostile provider might send them: numbers of
+        /// every magnitude and sign, dates, durations and plain garbage.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<f64>().prop_map(|f| f.to_string()),
+                any::<f64>().prop_map(|f| format!("{f:e}")),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                (0u32..10_000, 0u32..100).prop_map(|(a, b)| format!("{a}h{b}m{a}s{b}ms")),
+                (1i64..=9999, 1u32..=12, 1u32..=28).prop_map(|(y, m, d)| {
+                    format!(
+                        "Fri, {d:02} {} {y:04} 23:59:59 GMT",
+                        [
+                            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                            "Nov", "Dec"
+                        ][(m - 1) as usize]
+                    )
+                }),
+                "[ -~]{0,40}",
+                prop::collection::vec(any::<u8>(), 0..40)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ]
+        }
+
+        const NAMES: [&str; 8] = [
+            "retry-after",
+            "x-ratelimit-reset",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-reset-tokens",
+            "x-ratelimit-remaining",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-limit",
+            "x-ratelimit-limit-tokens",
+        ];
+
+        fn headers(pairs: &[(usize, String)]) -> HeaderMap {
+            let mut m = HeaderMap::new();
+            for (i, v) in pairs {
+                // Values a header cannot carry never reach the client.
+                if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                    m.insert(HeaderName::from_static(NAMES[i % NAMES.len()]), v);
+                }
+            }
+            m
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn header_waits_are_always_within_the_cap(
+                pairs in prop::collection::vec((0usize..8, value()), 0..6),
+                cap in prop_oneof![Just(DEFAULT_MAX_RETRY_AFTER_SECS), 0.0f64..1e6, any::<f64>()],
+            ) {
+                let h = headers(&pairs);
+                let bound = clamp_wait(f64::MAX, cap).unwrap_or(0.0);
+                if let Some(w) = retry_after_capped(&h, cap) {
+                    prop_assert!(w.is_finite() && (0.0..=bound).contains(&w), "{w} for {pairs:?}");
+                    prop_assert!(std::time::Duration::try_from_secs_f64(w).is_ok());
+                }
+                if let Some(r) = remaining(&h) {
+                    prop_assert!(r.is_finite() && r >= 0.0);
+                }
+                for w in windows(&h, cap) {
+                    if let Some(s) = w["resets_in"].as_f64() {
+                        prop_assert!((0.0..=bound).contains(&s), "{s}");
+                    }
+                }
+            }
+
+            #[test]
+            fn single_values_parse_within_the_cap(v in value(), cap in 0.0f64..1e5) {
+                let now = SystemTime::now();
+                for w in [
+                    parse_retry_after(&v, now, cap),
+                    parse_reset(&v, epoch_ms(now), cap),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    prop_assert!((0.0..=cap).contains(&w), "{w} from {v:?}");
+                }
+            }
+
+            #[test]
+            fn scrubbed_text_never_holds_a_key_fragment(
+                pre in "[ -~]{0,80}",
+                post in "[ -~]{0,80}",
+                cut_from in 0usize..40,
+                cut_len in 0usize..60,
+                max in 1usize..400,
+            ) {
+                let key = "sk-or-v1-0123456789abcdefFEDCBA9876543210";
+                // Whole key, and a piece of it, somewhere in the text.
+                let piece = &key[cut_from.min(key.len())..(cut_from + cut_len).min(key.len())];
+                let text = format!("{pre}{key}{post}{piece}{pre}");
+                for out in [scrub(&text, Some(key)), excerpt(&text, max, Some(key))] {
+                    for i in 0..=key.len() - FRAGMENT_MIN {
+                        prop_assert!(!out.contains(&key[i..i + FRAGMENT_MIN]), "{out}");
+                    }
+                }
+            }
         }
     }
 }

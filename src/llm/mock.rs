@@ -483,7 +483,10 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     };
     let delay = Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
     tokio::time::sleep(latency + delay).await;
-    let extra = fault.as_ref().map(|f| f.headers.clone()).unwrap_or_default();
+    let extra = fault
+        .as_ref()
+        .map(|f| f.headers.clone())
+        .unwrap_or_default();
     let mut resp = match fault {
         Some(f) if f.kind == FaultKind::Malformed => {
             let broken = match f.echo_key {
@@ -570,7 +573,8 @@ fn put_raw(headers: &mut HeaderMap, extra: &BTreeMap<String, String>) {
 /// mock itself stays small: `content_len` bytes of content, or without end.
 fn streamed(content_len: Option<u64>, announce: bool) -> Response {
     const HEAD: &str = r#"{"id": "mock-huge", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""#;
-    const TAIL: &str = r#""}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}"#;
+    const TAIL: &str =
+        r#""}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}"#;
     let total = content_len.map(|n| HEAD.len() as u64 + n + TAIL.len() as u64);
     let body = Streamed {
         head: Some(Bytes::from_static(HEAD.as_bytes())),

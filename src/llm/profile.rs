@@ -292,8 +292,16 @@ mod tests {
         assert_eq!(p.timeout, Duration::from_secs(600));
         assert_eq!(p.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
         assert_eq!(p.max_retry_after, 3600.0);
-        assert_eq!(with("max_response_bytes", json!(4096)).unwrap().max_response_bytes, 4096);
-        assert_eq!(with("max_retry_after", json!(60)).unwrap().max_retry_after, 60.0);
+        assert_eq!(
+            with("max_response_bytes", json!(4096))
+                .unwrap()
+                .max_response_bytes,
+            4096
+        );
+        assert_eq!(
+            with("max_retry_after", json!(60)).unwrap().max_retry_after,
+            60.0
+        );
     }
 
     #[test]
