@@ -141,6 +141,37 @@ async fn an_endless_body_ends_at_the_cap_and_its_ledger_row_is_settled() {
 }
 
 #[tokio::test]
+async fn an_endless_error_body_is_read_only_up_to_its_excerpt_cap() {
+    set_key();
+    let srv = server(
+        "models:\n  m: {faults: [{every: 1, status: 503, endless_body: true, headers: {retry-after: \"1e20\"}}]}\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = HttpAgent::new(Some(Ledger::new(store(dir.path())))).unwrap();
+    let started = Instant::now();
+    let e = agent
+        .call(request(&srv.base_url(), "m", json!({}), "s"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ServerError, "{}", e.message);
+    assert!(
+        e.message.starts_with("HTTP 503 from mock model m"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.len() < 1024, "an excerpt, not the body");
+    assert_eq!(e.retry_after, Some(3600.0));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let rows = ledger_rows(&dir.path().join("ledger.db"));
+    assert_eq!(
+        rows,
+        vec![("error".into(), Some("server_error".into()), Some(503), true)]
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_100_mb_valid_answer_is_refused_whether_announced_or_chunked() {
     set_key();
     let srv = server(

@@ -137,6 +137,8 @@ pub struct Fault {
     pub size_bytes: Option<u64>,
     /// Send a `huge` answer with its Content-Length instead of chunked.
     pub announce_length: bool,
+    /// A `status` fault whose (chunked) error body never ends.
+    pub endless_body: bool,
 }
 
 impl Fault {
@@ -745,6 +747,12 @@ fn fault_response(f: &Fault, token: &Option<String>) -> Response {
         );
     }
     put_raw(&mut h, &f.headers);
+    if f.endless_body {
+        let mut resp = streamed(None, false);
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        resp.headers_mut().extend(h);
+        return resp;
+    }
     let body = match &f.body {
         Some(b) => match serde_json::from_str::<Value>(b) {
             Ok(v @ Value::Object(_)) => v,
@@ -1276,6 +1284,15 @@ mod tests {
         );
         assert!(MockScript::parse("models: {m: {faults: [{at: 1, status: 200}]}}").is_err());
         assert!(MockScript::parse("models: {m: {faults: [{at: 1, kind: bogus}]}}").is_err());
+        assert!(MockScript::parse("models: {m: {faults: [{at: 1, kind: huge}]}}").is_err());
+        assert!(MockScript::parse(
+            "models: {m: {faults: [{at: 1, kind: delay, headers: {\"bad name\": x}}]}}"
+        )
+        .is_err());
+        let hostile = script(
+            "models: {m: {faults: [{every: 1, status: 429, headers: {retry-after: \"1e20\"}, echo_key: true, echo_pad: 3}]}}",
+        );
+        assert_eq!(hostile.models["m"].faults[0].headers["retry-after"], "1e20");
         let ok = script("models: {m: {faults: [{at: 1, kind: error_in_200, code: 429}]}}");
         assert_eq!(ok.models["m"].faults[0].kind, FaultKind::ErrorIn200);
     }
