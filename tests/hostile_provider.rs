@@ -97,6 +97,14 @@ fn ledger_rows(db: &Path) -> Vec<(String, Option<String>, Option<i64>, bool)> {
         .collect()
 }
 
+/// Peak resident memory of this test process, MiB (Linux; None elsewhere).
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
 #[tokio::test]
 async fn an_endless_body_ends_at_the_cap_and_its_ledger_row_is_settled() {
     set_key();
@@ -137,6 +145,11 @@ async fn an_endless_body_ends_at_the_cap_and_its_ledger_row_is_settled() {
         true,
     );
     assert_eq!(rows, vec![want.clone(), want], "settled, nothing stored");
+    // Before the cap this process grew by gigabytes within seconds; now the
+    // whole test binary (all its tests) stays far below that.
+    if let Some(peak) = peak_rss_mib() {
+        assert!(peak < 512, "peak RSS {peak} MiB");
+    }
     srv.shutdown().await;
 }
 
