@@ -192,6 +192,7 @@ impl HttpAgent {
     }
 
     /// Send one request; returns the HTTP status (if any) and the outcome.
+    /// Every error message leaving here has been through [`errors::scrub`].
     async fn send(
         &self,
         p: &ModelProfile,
@@ -203,13 +204,32 @@ impl HttpAgent {
             provider: &p.provider,
             model: &p.model,
             key,
+            max_retry_after: p.max_retry_after,
         };
+        let (status, mut result) = self.exchange(p, body, &target, req).await;
+        if let Err(e) = &mut result {
+            e.message = errors::scrub(&e.message, key);
+        }
+        (status, result)
+    }
+
+    async fn exchange(
+        &self,
+        p: &ModelProfile,
+        body: &Value,
+        target: &Target<'_>,
+        req: &AgentRequest,
+    ) -> (Option<u16>, Result<AgentResult, ExecError>) {
+        // One deadline for the whole exchange, body included: reqwest's
+        // request timeout covers it too, this makes it explicit for the
+        // chunk loop below.
+        let deadline = tokio::time::Instant::now() + p.timeout;
         let mut rb = self
             .http
             .post(format!("{}/chat/completions", p.base_url))
             .timeout(p.timeout)
             .json(body);
-        if let Some(k) = key {
+        if let Some(k) = target.key {
             rb = rb.bearer_auth(k);
         }
         for (name, value) in &p.headers {
@@ -217,26 +237,103 @@ impl HttpAgent {
         }
         let resp = match rb.send().await {
             Ok(r) => r,
-            Err(e) => return (None, Err(errors::from_transport(&e, &target))),
+            Err(e) => return (None, Err(errors::from_transport(&e, target))),
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = match resp.text().await {
-            Ok(t) => t,
-            Err(e) => return (Some(status), Err(errors::from_transport(&e, &target))),
+        let ok = (200..300).contains(&status);
+        // Error bodies only feed a 300-character excerpt and a few keyword
+        // checks: read a bounded prefix and drop the rest.
+        let cap = if ok {
+            p.max_response_bytes
+        } else {
+            ERROR_BODY_CAP
         };
-        if !(200..300).contains(&status) {
+        if ok && resp.content_length().is_some_and(|n| n > cap) {
+            let n = resp.content_length().unwrap_or(cap);
+            return (Some(status), Err(errors::too_large(cap, n, target)));
+        }
+        let text = match read_capped(resp, cap, deadline).await {
+            Ok(Capped::Whole(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(Capped::Over(bytes)) if !ok => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(Capped::Over(bytes)) => {
+                return (
+                    Some(status),
+                    Err(errors::too_large(cap, bytes.len() as u64, target)),
+                )
+            }
+            Err(BodyError::Transport(e)) => {
+                return (Some(status), Err(errors::from_transport(&e, target)))
+            }
+            Err(BodyError::Deadline) => {
+                return (
+                    Some(status),
+                    Err(ExecError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{} model {}: timed out after {:?} reading the response body",
+                            target.provider, target.model, p.timeout
+                        ),
+                    )),
+                )
+            }
+        };
+        if !ok {
             return (
                 Some(status),
-                Err(errors::from_status(status, &headers, &text, &target)),
+                Err(errors::from_status(status, &headers, &text, target)),
             );
         }
         if errors::remaining(&headers) == Some(0.0) {
-            if let Some(wait) = errors::retry_after(&headers) {
+            if let Some(wait) = errors::retry_after_capped(&headers, p.max_retry_after) {
                 self.limiter.pause(&p.limiter_key(), wait).await;
             }
         }
-        (Some(status), parse_response(&text, &headers, &target, req))
+        (Some(status), parse_response(&text, &headers, target, req))
+    }
+}
+
+/// How much of a non-2xx body is read (for the excerpt and classification).
+const ERROR_BODY_CAP: u64 = 64 * 1024;
+
+/// A body read up to a cap.
+enum Capped {
+    /// The whole body, within the cap.
+    Whole(Vec<u8>),
+    /// The body went past the cap; what was read (at most cap + one chunk).
+    Over(Vec<u8>),
+}
+
+enum BodyError {
+    Transport(reqwest::Error),
+    Deadline,
+}
+
+/// Read a response body chunk by chunk, stopping as soon as it exceeds
+/// `cap` bytes or `deadline` passes, so an endless chunked body costs at
+/// most `cap` plus one chunk of memory and ends at the cap, not at EOF.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: u64,
+    deadline: tokio::time::Instant,
+) -> Result<Capped, BodyError> {
+    let mut bytes: Vec<u8> = Vec::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .map_err(|_| BodyError::Deadline)?
+            .map_err(BodyError::Transport)?;
+        let Some(chunk) = chunk else {
+            return Ok(Capped::Whole(bytes));
+        };
+        let room = usize::try_from(cap.saturating_sub(bytes.len() as u64)).unwrap_or(usize::MAX);
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            // One byte past the cap marks "over" without keeping the chunk.
+            bytes.push(chunk[room]);
+            return Ok(Capped::Over(bytes));
+        }
+        bytes.extend_from_slice(&chunk);
     }
 }
 
@@ -398,6 +495,9 @@ fn parse_response(
     t: &Target<'_>,
     req: &AgentRequest,
 ) -> Result<AgentResult, ExecError> {
+    // A complete body: a key echoed in it goes before anything is parsed,
+    // so it can reach neither the ledger's stored response nor a message.
+    let text = &errors::scrub_whole(text, t.key);
     let v: Value = serde_json::from_str(text).map_err(|e| {
         let mut err = errors::from_status(502, headers, text, t);
         err.kind = ErrorKind::ServerError;
@@ -438,7 +538,7 @@ fn parse_response(
     let output = match &req.agent.prompt.output {
         None => None,
         Some(_) => Some(parse_json_object(&content).ok_or_else(|| {
-            let excerpt: String = content.chars().take(200).collect();
+            let excerpt = errors::excerpt(&content, 200, t.key);
             ExecError::new(
                 ErrorKind::EmptyResponse,
                 format!(
@@ -461,7 +561,7 @@ fn parse_response(
         rate_limit: Some(json!({
             "limited": false,
             "retry_after": null,
-            "windows": errors::windows(headers),
+            "windows": errors::windows(headers, t.max_retry_after),
         })),
     })
 }
@@ -512,5 +612,145 @@ mod tests {
         assert_eq!(s["properties"]["score"]["type"], "integer");
         assert_eq!(s["properties"]["verdict"]["enum"][0], "PASS");
         assert_eq!(s["required"], json!(["summary", "verdict"]));
+    }
+
+    mod props {
+        use super::super::*;
+        use crate::spec::model::{AgentDef, PromptDef};
+        use proptest::prelude::*;
+        use reqwest::header::HeaderMap;
+
+        const KEY: &str = "sk-or-v1-0123456789abcdefFEDCBA9876543210";
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn req(structured: bool) -> AgentRequest {
+            let output = structured.then(|| {
+                let mut m = Map::new();
+                m.insert("summary".into(), json!({"type": "str"}));
+                m
+            });
+            AgentRequest {
+                execution_id: "e".into(),
+                state: "s".into(),
+                agent_name: "a".into(),
+                agent: std::sync::Arc::new(AgentDef {
+                    name: "a".into(),
+                    file: "inline".into(),
+                    prompt: PromptDef {
+                        system: None,
+                        user: "u".into(),
+                        instruction_suffix: None,
+                        output,
+                    },
+                    profile_name: None,
+                    model: Map::new(),
+                    fallback: None,
+                    metadata: Value::Null,
+                }),
+                input: Map::new(),
+                system: String::new(),
+                user: String::new(),
+                machine: "m".into(),
+                step: 1,
+                sample: 0,
+                attempt: 1,
+                call_key: "k".into(),
+            }
+        }
+
+        /// Arbitrary JSON, the key sprinkled into some strings.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<u64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|f| json!(f)),
+                "[ -~]{0,30}".prop_map(Value::String),
+                Just(json!(format!("echo {KEY} echo"))),
+                Just(json!("{\"summary\": \"fenced\"}")),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("choices".to_string()),
+                            Just("message".to_string()),
+                            Just("content".to_string()),
+                            Just("usage".to_string()),
+                            Just("error".to_string()),
+                            Just("code".to_string()),
+                            Just("finish_reason".to_string()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner,
+                        0..5,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// 200 bodies: raw bytes, arbitrary JSON, and envelope-shaped JSON
+        /// with arbitrary parts.
+        fn body() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..300)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+                json_value().prop_map(|v| v.to_string()),
+                (json_value(), json_value(), json_value()).prop_map(|(content, usage, fin)| {
+                    json!({"choices": [{"message": {"content": content}, "finish_reason": fin}], "usage": usage}).to_string()
+                }),
+                (json_value(), json_value()).prop_map(|(code, message)| {
+                    json!({"error": {"code": code, "message": message}}).to_string()
+                }),
+                "[ -~]{0,100}".prop_map(|s| format!("{s}{KEY}{s}")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn any_200_body_is_an_answer_or_a_typed_error(
+                text in body(),
+                structured in any::<bool>(),
+                cut in 0usize..40,
+            ) {
+                let t = Target {
+                    provider: "p",
+                    model: "m",
+                    key: Some(KEY),
+                    max_retry_after: 60.0,
+                };
+                let key_free = |s: &str| (0..=KEY.len() - 10).all(|i| !s.contains(&KEY[i..i + 10]));
+                // Also with the body cut short, as a broken stream would leave it.
+                let short: String = text.chars().take(cut * 8).collect();
+                for body in [&text, &short] {
+                    match parse_response(body, &HeaderMap::new(), &t, &req(structured)) {
+                        Ok(r) => {
+                            let content = r.content.clone().unwrap_or_default();
+                            prop_assert!(!content.trim().is_empty());
+                            prop_assert!(!content.contains(KEY), "{content}");
+                            prop_assert_eq!(r.output.is_some(), structured);
+                            prop_assert!(serde_json::to_string(&r).is_ok());
+                        }
+                        Err(e) => {
+                            prop_assert!(!e.message.is_empty());
+                            prop_assert!(key_free(&e.message), "{}", e.message);
+                            prop_assert!(e.retry_after.is_none_or(|w| (0.0..=60.0).contains(&w)));
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -17,6 +17,10 @@
 //!   seconds (>= 1) and `X-RateLimit-Limit/Remaining/Reset`, Reset in epoch
 //!   milliseconds; accepted requests of rpm-limited models carry the same trio.
 //! - Stats count a request when its status is decided, before any sleep.
+//! - Hostile answers (`endless`, `huge`, `echo`, `echo_key`, raw `headers`
+//!   such as `retry-after: "1e20"`) exist to prove the client survives a
+//!   broken or malicious provider: bounded memory, capped waits, no key in
+//!   any stored or printed byte.
 //! - JSON mode wins over verdict mode, which wins over markdown. The enum
 //!   "prefer PASS" rule looks at the whole prompt, schema included, so an
 //!   upper-case enum containing PASS yields PASS unless `verdict` overrides.
@@ -89,6 +93,13 @@ pub enum FaultKind {
     /// 200 whose body is an error object (OpenRouter style).
     #[serde(rename = "error_in_200")]
     ErrorIn200,
+    /// 200 whose chunked body never ends (a runaway provider).
+    Endless,
+    /// 200 with a valid completion whose content is `size_bytes` long,
+    /// streamed (chunked, or with Content-Length if `announce_length`).
+    Huge,
+    /// 200 with a valid completion whose content echoes the bearer token.
+    Echo,
 }
 
 /// One scripted fault; exactly one of `at` / `every` selects requests.
@@ -112,6 +123,22 @@ pub struct Fault {
     /// Code and message inside the `error_in_200` error object.
     pub code: Option<u16>,
     pub message: Option<String>,
+    /// Extra response headers, verbatim (e.g. `retry-after: "1e20"`,
+    /// `x-ratelimit-reset: "1e300"`, an HTTP date in year 9999): values no
+    /// sane provider sends, which the client must survive.
+    pub headers: BTreeMap<String, String>,
+    /// Put the request's bearer token into the answer: in the error message
+    /// (`status`, `error_in_200`) or the non-JSON body (`malformed`).
+    pub echo_key: bool,
+    /// Filler characters before an echoed token, to move it across the
+    /// client's excerpt boundary.
+    pub echo_pad: usize,
+    /// Content length of a `huge` answer, bytes.
+    pub size_bytes: Option<u64>,
+    /// Send a `huge` answer with its Content-Length instead of chunked.
+    pub announce_length: bool,
+    /// A `status` fault whose (chunked) error body never ends.
+    pub endless_body: bool,
 }
 
 impl Fault {
@@ -155,6 +182,16 @@ impl MockScript {
                 let ok_status = f.status.is_some_and(|s| (400..=599).contains(&s));
                 if f.kind == FaultKind::Status && !ok_status {
                     return err("a status fault needs `status` between 400 and 599");
+                }
+                if f.kind == FaultKind::Huge && f.size_bytes.is_none() {
+                    return err("a huge fault needs `size_bytes`");
+                }
+                for (name, value) in &f.headers {
+                    if HeaderName::from_bytes(name.as_bytes()).is_err()
+                        || HeaderValue::from_str(value).is_err()
+                    {
+                        return err(&format!("header {name}: {value:?} is not a valid header"));
+                    }
                 }
             }
         }
@@ -426,6 +463,7 @@ fn has_bearer(headers: &HeaderMap) -> bool {
 
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let auth = has_bearer(&headers);
+    let token = bearer_token(&headers);
     let req = match parse_request(&body) {
         Ok(r) => r,
         Err(msg) => {
@@ -441,15 +479,24 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         Decision::Limited { limit, wait } => return limited_response(&req.model, limit, wait),
         Decision::Fail(f) => {
             tokio::time::sleep(latency).await;
-            return fault_response(&f);
+            return fault_response(&f, &token);
         }
         Decision::Accept { fault, limit } => (fault, limit),
     };
     let delay = Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
     tokio::time::sleep(latency + delay).await;
+    let extra = fault
+        .as_ref()
+        .map(|f| f.headers.clone())
+        .unwrap_or_default();
     let mut resp = match fault {
         Some(f) if f.kind == FaultKind::Malformed => {
-            let broken = r#"{"id": "mock-broken", "object": "chat.completion", "choices": ["#;
+            let broken = match f.echo_key {
+                true => format!("upstream rejected {}: not json", echo(&f, &token)),
+                false => {
+                    r#"{"id": "mock-broken", "object": "chat.completion", "choices": ["#.into()
+                }
+            };
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -459,16 +506,29 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         }
         Some(f) if f.kind == FaultKind::ErrorIn200 => {
             let code = f.code.unwrap_or(500);
-            let message = f.message.unwrap_or_else(|| error_type(code).1.to_string());
+            let mut message = f
+                .message
+                .clone()
+                .unwrap_or_else(|| error_type(code).1.to_string());
+            if f.echo_key {
+                message = format!("{} {message}", echo(&f, &token));
+            }
             Json(json!({"error": {"code": code, "message": message}})).into_response()
         }
         Some(f) if f.kind == FaultKind::Empty => completion(&req, &prompt, String::new()),
+        Some(f) if f.kind == FaultKind::Echo => {
+            let content = format!("Your key is {}.", echo(&f, &token));
+            completion(&req, &prompt, content)
+        }
+        Some(f) if f.kind == FaultKind::Endless => streamed(None, false),
+        Some(f) if f.kind == FaultKind::Huge => streamed(f.size_bytes, f.announce_length),
         _ => completion(
             &req,
             &prompt,
             answer(&req, &prompt, shared.script.model(&req.model)),
         ),
     };
+    put_raw(resp.headers_mut(), &extra);
     if let Some((rpm, remaining, reset)) = limit {
         let h = resp.headers_mut();
         h.insert("x-ratelimit-limit", HeaderValue::from(rpm));
@@ -479,6 +539,102 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         );
     }
     resp
+}
+
+/// The bearer token of a request, if any (only to echo it back).
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case("bearer ")
+        .then(|| token.to_string())
+}
+
+/// The echoed token of an `echo_key` fault, after `echo_pad` filler.
+fn echo(f: &Fault, token: &Option<String>) -> String {
+    format!(
+        "{}{}",
+        "x".repeat(f.echo_pad.min(1 << 20)),
+        token.as_deref().unwrap_or("(no token)")
+    )
+}
+
+/// Headers of a fault, verbatim (checked when the script was validated).
+fn put_raw(headers: &mut HeaderMap, extra: &BTreeMap<String, String>) {
+    for (name, value) in extra {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+}
+
+/// A 200 completion streamed in 64 KiB chunks, generated on the fly so the
+/// mock itself stays small: `content_len` bytes of content, or without end.
+fn streamed(content_len: Option<u64>, announce: bool) -> Response {
+    const HEAD: &str = r#"{"id": "mock-huge", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""#;
+    const TAIL: &str =
+        r#""}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}"#;
+    let total = content_len.map(|n| HEAD.len() as u64 + n + TAIL.len() as u64);
+    let body = Streamed {
+        head: Some(Bytes::from_static(HEAD.as_bytes())),
+        filler: Bytes::from(vec![b'a'; 64 * 1024]),
+        left: content_len,
+        tail: Some(Bytes::from_static(TAIL.as_bytes())),
+        exact: total.filter(|_| announce),
+    };
+    let mut resp = Response::new(axum::body::Body::new(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The body of [`streamed`]: head, filler chunks, tail.
+struct Streamed {
+    head: Option<Bytes>,
+    filler: Bytes,
+    /// Filler bytes still to send; None = endless.
+    left: Option<u64>,
+    tail: Option<Bytes>,
+    /// Announced length (Content-Length) if any; chunked otherwise.
+    exact: Option<u64>,
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let data = if let Some(h) = this.head.take() {
+            Some(h)
+        } else {
+            match this.left {
+                None => Some(this.filler.clone()),
+                Some(0) => this.tail.take(),
+                Some(n) => {
+                    let len = n.min(this.filler.len() as u64);
+                    this.left = Some(n - len);
+                    Some(this.filler.slice(..len as usize))
+                }
+            }
+        };
+        std::task::Poll::Ready(data.map(|d| Ok(hyper::body::Frame::data(d))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.exact {
+            Some(n) => hyper::body::SizeHint::with_exact(n),
+            None => hyper::body::SizeHint::default(),
+        }
+    }
 }
 
 /// The OpenAI chat.completion envelope; "tokens" are whitespace words.
@@ -563,7 +719,7 @@ fn limited_response(model: &str, limit: u32, wait: Duration) -> Response {
 }
 
 /// A scripted HTTP error with exactly the scripted headers.
-fn fault_response(f: &Fault) -> Response {
+fn fault_response(f: &Fault, token: &Option<String>) -> Response {
     let status = f.status.unwrap_or(500);
     let mut h = HeaderMap::new();
     match f.retry_after {
@@ -590,11 +746,22 @@ fn fault_response(f: &Fault) -> Response {
             (now_ms() / 1000).saturating_add(s),
         );
     }
+    put_raw(&mut h, &f.headers);
+    if f.endless_body {
+        let mut resp = streamed(None, false);
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        resp.headers_mut().extend(h);
+        return resp;
+    }
     let body = match &f.body {
         Some(b) => match serde_json::from_str::<Value>(b) {
             Ok(v @ Value::Object(_)) => v,
             _ => error_json(status, b),
         },
+        None if f.echo_key => error_json(
+            status,
+            &format!("{} {}", echo(f, token), error_type(status).1),
+        ),
         None => error_json(status, error_type(status).1),
     };
     error_response(status, body, h)
@@ -1117,6 +1284,15 @@ mod tests {
         );
         assert!(MockScript::parse("models: {m: {faults: [{at: 1, status: 200}]}}").is_err());
         assert!(MockScript::parse("models: {m: {faults: [{at: 1, kind: bogus}]}}").is_err());
+        assert!(MockScript::parse("models: {m: {faults: [{at: 1, kind: huge}]}}").is_err());
+        assert!(MockScript::parse(
+            "models: {m: {faults: [{at: 1, kind: delay, headers: {\"bad name\": x}}]}}"
+        )
+        .is_err());
+        let hostile = script(
+            "models: {m: {faults: [{every: 1, status: 429, headers: {retry-after: \"1e20\"}, echo_key: true, echo_pad: 3}]}}",
+        );
+        assert_eq!(hostile.models["m"].faults[0].headers["retry-after"], "1e20");
         let ok = script("models: {m: {faults: [{at: 1, kind: error_in_200, code: 429}]}}");
         assert_eq!(ok.models["m"].faults[0].kind, FaultKind::ErrorIn200);
     }

@@ -7,6 +7,18 @@ use std::time::Duration;
 
 /// Default request timeout when a profile sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest request timeout a profile may set (one day): larger values are a
+/// typo, and a `Duration` from e.g. `1e20` seconds would not even exist.
+pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// Default cap on a 2xx response body. Chat answers are kilobytes; 8 MiB is
+/// generous and still keeps a runaway (endless chunked) body from eating
+/// memory or landing whole in the spend ledger.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
+/// Bounds of `max_response_bytes`.
+pub const RESPONSE_BYTES_RANGE: (u64, u64) = (1024, 1024 * 1024 * 1024);
+/// Largest `max_retry_after` a profile may set, seconds (the limiter never
+/// pauses a model longer than a day either).
+pub const MAX_RETRY_AFTER_LIMIT_SECS: f64 = 86_400.0;
 
 /// A request rate: `count` requests per `per`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,6 +77,10 @@ pub struct ModelProfile {
     pub seed: Option<i64>,
     pub headers: Vec<(String, String)>,
     pub rate_limit: Option<Rate>,
+    /// A 2xx body longer than this is refused (`response_too_large`).
+    pub max_response_bytes: u64,
+    /// Cap on any wait read from the provider's headers, seconds.
+    pub max_retry_after: f64,
 }
 
 /// (default base URL, default key variable) per provider.
@@ -124,10 +140,44 @@ impl ModelProfile {
             Some(Value::Null) | Some(Value::Bool(false)) => None,
             _ => default_key.map(str::to_string),
         };
-        let timeout = num("timeout")
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = match cfg.get("timeout") {
+            None | Some(Value::Null) => DEFAULT_TIMEOUT,
+            Some(v) => v
+                .as_f64()
+                .filter(|t| *t > 0.0 && *t <= MAX_TIMEOUT_SECS)
+                .and_then(|t| Duration::try_from_secs_f64(t).ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "model profile for '{name}': `timeout` must be a number of seconds \
+                         above 0 and at most {MAX_TIMEOUT_SECS} (got {v})"
+                    ))
+                })?,
+        };
+        let max_response_bytes = match cfg.get("max_response_bytes") {
+            None | Some(Value::Null) => DEFAULT_MAX_RESPONSE_BYTES,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (RESPONSE_BYTES_RANGE.0..=RESPONSE_BYTES_RANGE.1).contains(n))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "model profile for '{name}': `max_response_bytes` must be a whole number \
+                         of bytes from {} to {} (got {v})",
+                        RESPONSE_BYTES_RANGE.0, RESPONSE_BYTES_RANGE.1
+                    ))
+                })?,
+        };
+        let max_retry_after = match cfg.get("max_retry_after") {
+            None | Some(Value::Null) => super::errors::DEFAULT_MAX_RETRY_AFTER_SECS,
+            Some(v) => v
+                .as_f64()
+                .filter(|s| *s >= 0.0 && *s <= MAX_RETRY_AFTER_LIMIT_SECS)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "model profile for '{name}': `max_retry_after` must be a number of \
+                         seconds from 0 to {MAX_RETRY_AFTER_LIMIT_SECS} (got {v})"
+                    ))
+                })?,
+        };
         let headers = match cfg.get("headers") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Object(h)) => h
@@ -160,6 +210,8 @@ impl ModelProfile {
             seed: cfg.get("seed").and_then(Value::as_i64),
             headers,
             rate_limit,
+            max_response_bytes,
+            max_retry_after,
         })
     }
 
@@ -211,6 +263,45 @@ mod tests {
         let ok = ModelProfile::from_config(&cfg(json!({"provider": "acme", "name": "x", "base_url": "http://h/v1/", "api_key_env": "ACME_KEY"}))).unwrap();
         assert_eq!(ok.base_url, "http://h/v1");
         assert_eq!(ok.api_key_env.as_deref(), Some("ACME_KEY"));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_errors_naming_the_field() {
+        let base = json!({"provider": "ollama", "name": "x"});
+        let with = |k: &str, v: Value| {
+            let mut c = cfg(base.clone());
+            c.insert(k.into(), v);
+            ModelProfile::from_config(&c)
+        };
+        for (k, v) in [
+            ("timeout", json!(1e20)),
+            ("timeout", json!(0)),
+            ("timeout", json!(-3)),
+            ("timeout", json!("30s")),
+            ("max_response_bytes", json!(10)),
+            ("max_response_bytes", json!(1e12)),
+            ("max_response_bytes", json!(-1)),
+            ("max_retry_after", json!(1e20)),
+            ("max_retry_after", json!(-1)),
+        ] {
+            let e = with(k, v.clone()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidRequest);
+            assert!(e.message.contains(k), "{k}={v}: {}", e.message);
+        }
+        let p = with("timeout", json!(600)).unwrap();
+        assert_eq!(p.timeout, Duration::from_secs(600));
+        assert_eq!(p.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
+        assert_eq!(p.max_retry_after, 3600.0);
+        assert_eq!(
+            with("max_response_bytes", json!(4096))
+                .unwrap()
+                .max_response_bytes,
+            4096
+        );
+        assert_eq!(
+            with("max_retry_after", json!(60)).unwrap().max_retry_after,
+            60.0
+        );
     }
 
     #[test]

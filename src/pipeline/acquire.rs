@@ -2,16 +2,91 @@
 //!
 //! Downloads are polite: one request per host every `min_interval` (arXiv
 //! asks for one every 3 s), retries only on 408/429/5xx/transport errors and
-//! honours `Retry-After`; 404 is permanent (`not_found`). A download is
-//! checked (`%PDF` magic, size cap) and written atomically (temp file +
-//! rename), so a crash never leaves a half-written PDF in the cache.
+//! honours `Retry-After` up to `max_retry_after`; 404 is permanent
+//! (`not_found`). A download is streamed to a temp file in the cache folder
+//! with a byte cap (over it: `pdf_too_large`, temp file removed), checked
+//! (`%PDF` magic) and renamed into place, so neither a crash nor a hostile
+//! server ever leaves a half-written PDF in the cache or a body in memory.
 
 use crate::engine::{ErrorKind, ExecError};
 use crate::llm::{Rate, RateLimiter};
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// The runner config's `[download]` section: limits on PDF downloads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownloadConfig {
+    /// Larger PDFs are refused (`pdf_too_large`), bytes.
+    pub max_pdf_bytes: u64,
+    /// Longest wait honoured from a server's `Retry-After`, seconds.
+    pub max_retry_after_secs: u64,
+    /// Whole-request deadline of one download attempt, seconds.
+    pub timeout_secs: u64,
+}
+
+/// Upper bounds of the `[download]` keys: larger values are typos, and
+/// bounded values keep every deadline representable.
+const MAX_PDF_BYTES_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+const MAX_WAIT_LIMIT_SECS: u64 = 86_400;
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        let d = AcquireConfig::default();
+        DownloadConfig {
+            max_pdf_bytes: d.max_bytes,
+            max_retry_after_secs: d.max_retry_after.as_secs(),
+            timeout_secs: d.timeout.as_secs(),
+        }
+    }
+}
+
+impl DownloadConfig {
+    /// (key, problem) for every out-of-range value; empty when usable.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(1..=MAX_PDF_BYTES_LIMIT).contains(&self.max_pdf_bytes) {
+            out.push((
+                "download.max_pdf_bytes",
+                format!(
+                    "must be from 1 to {MAX_PDF_BYTES_LIMIT} (got {})",
+                    self.max_pdf_bytes
+                ),
+            ));
+        }
+        if self.max_retry_after_secs > MAX_WAIT_LIMIT_SECS {
+            out.push((
+                "download.max_retry_after_secs",
+                format!(
+                    "must be at most {MAX_WAIT_LIMIT_SECS} (got {})",
+                    self.max_retry_after_secs
+                ),
+            ));
+        }
+        if !(1..=MAX_WAIT_LIMIT_SECS).contains(&self.timeout_secs) {
+            out.push((
+                "download.timeout_secs",
+                format!(
+                    "must be from 1 to {MAX_WAIT_LIMIT_SECS} (got {})",
+                    self.timeout_secs
+                ),
+            ));
+        }
+        out
+    }
+
+    /// Apply these limits to an acquire config (values clamped again, so an
+    /// unvalidated config cannot make a deadline overflow).
+    pub fn apply(&self, c: &mut AcquireConfig) {
+        c.max_bytes = self.max_pdf_bytes.clamp(1, MAX_PDF_BYTES_LIMIT);
+        c.max_retry_after = Duration::from_secs(self.max_retry_after_secs.min(MAX_WAIT_LIMIT_SECS));
+        c.timeout = Duration::from_secs(self.timeout_secs.clamp(1, MAX_WAIT_LIMIT_SECS));
+    }
+}
 
 /// Where and how PDFs are fetched.
 #[derive(Debug, Clone)]
@@ -26,7 +101,10 @@ pub struct AcquireConfig {
     pub min_interval: Duration,
     /// Waits between attempts (retryable failures only).
     pub backoffs: Vec<Duration>,
+    /// Whole-request deadline of one attempt (body included).
     pub timeout: Duration,
+    /// Cap on a server's `Retry-After` (longer requests wait this long).
+    pub max_retry_after: Duration,
 }
 
 impl Default for AcquireConfig {
@@ -38,6 +116,7 @@ impl Default for AcquireConfig {
             min_interval: Duration::from_secs(3),
             backoffs: [2, 8, 25].into_iter().map(Duration::from_secs).collect(),
             timeout: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(300),
         }
     }
 }
@@ -134,12 +213,11 @@ impl Acquirer {
             self.config.pdf_base_url.trim_end_matches('/'),
             arxiv_id.trim()
         );
-        let bytes = self.download(&url).await?;
-        write_atomic(&target, &bytes)?;
+        self.download(&url, &target).await?;
         Ok(target)
     }
 
-    async fn download(&self, url: &str) -> Result<Vec<u8>, ExecError> {
+    async fn download(&self, url: &str, target: &Path) -> Result<(), ExecError> {
         let host = reqwest::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
@@ -151,9 +229,9 @@ impl Acquirer {
         let mut attempt = 0usize;
         loop {
             self.pacer.acquire(&host, Some(rate)).await;
-            let outcome = self.fetch_once(url).await;
+            let outcome = self.fetch_once(url, target).await;
             let (e, retry_after) = match outcome {
-                Ok(bytes) => return Ok(bytes),
+                Ok(()) => return Ok(()),
                 Err(x) => x,
             };
             let Some(backoff) = self.config.backoffs.get(attempt).copied() else {
@@ -162,18 +240,16 @@ impl Acquirer {
             if !e.kind.is_retryable() {
                 return Err(e);
             }
-            let wait = retry_after
-                .map(Duration::from_secs_f64)
-                .unwrap_or(backoff)
-                .max(backoff);
+            let wait = retry_wait(retry_after, backoff, self.config.max_retry_after);
             tracing::info!(url, attempt = attempt + 1, wait_s = wait.as_secs_f64(), error = %e.message, "retrying PDF download");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    /// One GET. Errors come with the server's Retry-After, if any.
-    async fn fetch_once(&self, url: &str) -> Result<Vec<u8>, (ExecError, Option<f64>)> {
+    /// One GET, streamed into `target` via a temp file. Errors come with
+    /// the server's Retry-After (capped), if any.
+    async fn fetch_once(&self, url: &str, target: &Path) -> Result<(), (ExecError, Option<f64>)> {
         let resp = self.http.get(url).send().await.map_err(|e| {
             let kind = if e.is_timeout() {
                 ErrorKind::Timeout
@@ -183,7 +259,10 @@ impl Acquirer {
             (err(kind, format!("GET {url} failed: {e}")), None)
         })?;
         let status = resp.status().as_u16();
-        let retry_after = crate::llm::errors::retry_after(resp.headers());
+        let retry_after = crate::llm::errors::retry_after_capped(
+            resp.headers(),
+            self.config.max_retry_after.as_secs_f64(),
+        );
         match status {
             200 => {}
             404 | 410 => {
@@ -221,63 +300,140 @@ impl Acquirer {
             }
         }
         if let Some(len) = resp.content_length() {
+            // Announced too large: refuse before reading a byte.
             if len > self.config.max_bytes {
                 return Err((self.too_large(url, len), None));
             }
         }
-        let bytes = self.read_capped(resp, url).await?;
-        if !bytes.starts_with(b"%PDF") {
-            let head: String = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into();
-            return Err((
-                err(
-                    ErrorKind::PdfUnreadable,
-                    format!("GET {url} did not return a PDF (starts with {head:?})"),
-                ),
-                None,
-            ));
+        let tmp = temp_path(target);
+        let result = self.stream_to(resp, url, &tmp, target).await;
+        if result.is_err() {
+            // Best effort: the temp file may not exist yet.
+            let _ = tokio::fs::remove_file(&tmp).await;
         }
-        Ok(bytes)
+        result.map_err(|e| (e, None))
     }
 
-    async fn read_capped(
+    /// Write the body to `tmp` chunk by chunk under the byte cap and the
+    /// attempt's deadline, check the `%PDF` magic, fsync and rename to
+    /// `target`. The caller removes `tmp` on error.
+    async fn stream_to(
         &self,
         mut resp: reqwest::Response,
         url: &str,
-    ) -> Result<Vec<u8>, (ExecError, Option<f64>)> {
-        let mut bytes = Vec::new();
+        tmp: &Path,
+        target: &Path,
+    ) -> Result<(), ExecError> {
+        let dir = target.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(dir).await.map_err(|e| {
+            err(
+                ErrorKind::ActionError,
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
+        let io = |e: std::io::Error| {
+            err(
+                ErrorKind::ActionError,
+                format!("cannot write {}: {e}", tmp.display()),
+            )
+        };
+        let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut head: Vec<u8> = Vec::with_capacity(4);
+        let mut written: u64 = 0;
         loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    bytes.extend_from_slice(&c);
-                    if bytes.len() as u64 > self.config.max_bytes {
-                        return Err((self.too_large(url, bytes.len() as u64), None));
-                    }
+            let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Err(_) => {
+                    return Err(err(
+                        ErrorKind::Timeout,
+                        format!(
+                            "GET {url}: body not complete after {:?}",
+                            self.config.timeout
+                        ),
+                    ))
                 }
-                Ok(None) => return Ok(bytes),
-                Err(e) => {
+                Ok(Err(e)) => {
                     let kind = if e.is_timeout() {
                         ErrorKind::Timeout
                     } else {
                         ErrorKind::ServerError
                     };
-                    return Err((
-                        err(kind, format!("GET {url}: reading body failed: {e}")),
-                        None,
-                    ));
+                    return Err(err(kind, format!("GET {url}: reading body failed: {e}")));
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => c,
+            };
+            written = written.saturating_add(chunk.len() as u64);
+            if written > self.config.max_bytes {
+                return Err(self.too_large(url, written));
+            }
+            if head.len() < 4 {
+                let need = 4 - head.len();
+                head.extend_from_slice(&chunk[..need.min(chunk.len())]);
+                if head.len() == 4 && head != b"%PDF" {
+                    return Err(not_a_pdf(url, &chunk));
                 }
             }
+            file.write_all(&chunk).await.map_err(io)?;
         }
+        if head != b"%PDF" {
+            return Err(not_a_pdf(url, &head));
+        }
+        file.flush().await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        tokio::fs::rename(tmp, target).await.map_err(|e| {
+            err(
+                ErrorKind::ActionError,
+                format!("cannot write {}: {e}", target.display()),
+            )
+        })
     }
 
     fn too_large(&self, url: &str, len: u64) -> ExecError {
         err(
-            ErrorKind::ActionError,
+            ErrorKind::PdfTooLarge,
             format!(
-                "GET {url}: {len} bytes exceeds the {} byte cap",
+                "GET {url}: at least {len} bytes exceeds the {}-byte cap (download.max_pdf_bytes)",
                 self.config.max_bytes
             ),
         )
     }
+}
+
+/// A body that does not start with `%PDF` (an HTML captcha page, an error).
+fn not_a_pdf(url: &str, start: &[u8]) -> ExecError {
+    let head: String = String::from_utf8_lossy(&start[..start.len().min(80)]).into();
+    err(
+        ErrorKind::PdfUnreadable,
+        format!("GET {url} did not return a PDF (starts with {head:?})"),
+    )
+}
+
+/// A temp file next to `target` (same file system, so the rename is
+/// atomic), unique per process and attempt so concurrent downloads of the
+/// same paper cannot interleave their bytes.
+fn temp_path(target: &Path) -> PathBuf {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file");
+    dir.join(format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
+}
+
+/// The wait before the next attempt: the backoff, or the server's
+/// Retry-After if longer, but never beyond `cap` (nor the backoff).
+pub fn retry_wait(retry_after: Option<f64>, backoff: Duration, cap: Duration) -> Duration {
+    let asked = retry_after
+        .and_then(|s| crate::llm::errors::clamp_wait(s, cap.as_secs_f64()))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(Duration::ZERO);
+    asked.min(cap).max(backoff)
 }
 
 fn check_local(p: &Path) -> Result<PathBuf, ExecError> {
@@ -361,6 +517,40 @@ mod tests {
         assert_eq!(base_id("2401.01234v2"), "2401.01234");
         assert_eq!(base_id("2401.01234"), "2401.01234");
         assert_eq!(base_id("hep-th/9901001v3"), "hep-th/9901001");
+    }
+
+    #[test]
+    fn retry_waits_are_capped() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_wait(Some(1e20), s(2), s(300)), s(300));
+        assert_eq!(retry_wait(Some(f64::NAN), s(2), s(300)), s(2));
+        assert_eq!(retry_wait(Some(-5.0), s(2), s(300)), s(2));
+        assert_eq!(retry_wait(Some(10.0), s(2), s(300)), s(10));
+        assert_eq!(retry_wait(None, s(8), s(300)), s(8));
+        assert_eq!(retry_wait(Some(1e8), s(2), s(0)), s(2));
+    }
+
+    #[test]
+    fn download_limits_are_range_checked() {
+        assert!(DownloadConfig::default().problems().is_empty());
+        let bad = DownloadConfig {
+            max_pdf_bytes: 0,
+            max_retry_after_secs: u64::MAX,
+            timeout_secs: 0,
+        };
+        let keys: Vec<_> = bad.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "download.max_pdf_bytes",
+                "download.max_retry_after_secs",
+                "download.timeout_secs"
+            ]
+        );
+        let mut c = AcquireConfig::default();
+        bad.apply(&mut c);
+        assert_eq!(c.max_bytes, 1);
+        assert_eq!(c.max_retry_after, Duration::from_secs(86_400));
     }
 
     #[test]

@@ -38,12 +38,14 @@ pub fn pipeline_actions(cfg: &Config) -> Result<ActionRegistry, BuildError> {
         "shell",
         std::sync::Arc::new(crate::engine::shell::Shell::new(cfg.shell.clone())),
     );
+    let mut acquire = AcquireConfig {
+        pdf_base_url: cfg.pdf_base_url.clone(),
+        pdf_dir: cfg.pdf_dir.clone(),
+        ..AcquireConfig::default()
+    };
+    cfg.download.apply(&mut acquire);
     let pc = PipelineConfig {
-        acquire: AcquireConfig {
-            pdf_base_url: cfg.pdf_base_url.clone(),
-            pdf_dir: cfg.pdf_dir.clone(),
-            ..AcquireConfig::default()
-        },
+        acquire,
         reports_dir: cfg.reports_dir.clone(),
         corpus_db: cfg.corpus_db.clone(),
         prompt_token_budget: cfg.prompt_token_budget,

@@ -56,6 +56,8 @@ pub struct Config {
     pub pdf: crate::pipeline::pdf_child::PdfConfig,
     /// Limits of the `shell` action.
     pub shell: crate::engine::shell::ShellConfig,
+    /// Limits on PDF downloads (`[download]`).
+    pub download: crate::pipeline::acquire::DownloadConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -186,6 +188,7 @@ impl Default for Config {
             ops: OpsConfig::default(),
             pdf: Default::default(),
             shell: crate::engine::shell::ShellConfig::default(),
+            download: Default::default(),
         }
     }
 }
@@ -1070,6 +1073,10 @@ impl Config {
         }
 
         for (key, message) in self.shell.problems() {
+            check(false, key, message);
+        }
+
+        for (key, message) in self.download.problems() {
             check(false, key, message);
         }
 
