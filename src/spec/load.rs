@@ -304,7 +304,6 @@ impl Loader<'_> {
         let value = parse_document(&text, path, label, &mut self.diags)?;
         let dir = path
             .parent()
-            .filter(|d| !d.as_os_str().is_empty()) // `m.yml` lives in `.`, not `""`
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         Some(Doc {
