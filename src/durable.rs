@@ -110,9 +110,7 @@ impl Driver {
                 let key = id.to_string();
                 let input = tokio::task::spawn_blocking(move || store.execution_input(&key))
                     .await
-                    .map_err(|e| {
-                        DriveError::Store(StoreError::Invalid(format!("store task failed: {e}")))
-                    })?
+                    .map_err(|e| DriveError::Store(StoreError::TaskFailed(e.to_string())))?
                     .map_err(DriveError::Store)?;
                 Start::Fresh(input)
             }
@@ -163,7 +161,7 @@ impl Driver {
         let key = id.to_string();
         tokio::task::spawn_blocking(move || store.latest(&key))
             .await
-            .map_err(|e| DriveError::Store(StoreError::Invalid(format!("store task failed: {e}"))))?
+            .map_err(|e| DriveError::Store(StoreError::TaskFailed(e.to_string())))?
             .map_err(DriveError::Store)
     }
 

@@ -134,7 +134,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::TaskFailed(e.to_string()))?
 }
 
 /// The input of a phase's machine, from the paper row and earlier results.
@@ -592,13 +592,15 @@ async fn settle_store_error(
     e: StoreError,
     ms: i64,
 ) -> TaskOutcome {
-    match e {
-        StoreError::LeaseLost { .. } => TaskOutcome::Lost,
-        StoreError::Invalid(msg) | StoreError::NotFound(msg) => {
-            let err = ExecError::new(ErrorKind::ActionError, msg);
+    match store_settlement(e) {
+        StoreSettlement::Lost => TaskOutcome::Lost,
+        StoreSettlement::Fail { err, trouble } => {
+            if trouble {
+                env.trouble.store_error();
+            }
             fail(env, claim, &err, ms).await
         }
-        other => {
+        StoreSettlement::Release(other) => {
             env.trouble.store_error();
             tracing::error!(paper = %claim.arxiv_id, error = %other, "store error");
             release(env, claim, &other.to_string()).await
@@ -606,9 +608,62 @@ async fn settle_store_error(
     }
 }
 
+/// What a store error means for the claimed phase.
+#[derive(Debug)]
+enum StoreSettlement {
+    /// Someone else holds the claim now: write nothing.
+    Lost,
+    /// Record a failure of this phase (retryable or not by its kind).
+    Fail { err: ExecError, trouble: bool },
+    /// The store is in trouble; the work is safe at its checkpoint.
+    Release(StoreError),
+}
+
+/// Decided by the error's type, never by its text: invalid data fails the
+/// phase (it would fail again); a panicked store task is a bug, retried
+/// under the attempt rules as `internal`; anything else gives the claim back.
+fn store_settlement(e: StoreError) -> StoreSettlement {
+    match e {
+        StoreError::LeaseLost { .. } => StoreSettlement::Lost,
+        StoreError::Invalid(msg) | StoreError::NotFound(msg) => StoreSettlement::Fail {
+            err: ExecError::new(ErrorKind::ActionError, msg),
+            trouble: false,
+        },
+        e @ StoreError::TaskFailed(_) => StoreSettlement::Fail {
+            err: ExecError::new(ErrorKind::Internal, e.to_string()),
+            trouble: true,
+        },
+        other => StoreSettlement::Release(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_store_task_is_a_retryable_internal_failure() {
+        let e = blocking(|| -> Result<(), StoreError> { panic!("boom") })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::TaskFailed(_)), "{e:?}");
+        match store_settlement(e) {
+            StoreSettlement::Fail { err, trouble } => {
+                assert_eq!(err.kind, ErrorKind::Internal);
+                assert!(retryable(&err));
+                assert!(trouble);
+            }
+            other => panic!("{other:?}"),
+        }
+        match store_settlement(StoreError::Invalid("bad row".into())) {
+            StoreSettlement::Fail { err, trouble } => {
+                assert_eq!(err.kind, ErrorKind::ActionError);
+                assert!(!retryable(&err));
+                assert!(!trouble);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn child_failures_retry_only_when_every_cause_is_transient() {

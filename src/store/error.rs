@@ -43,6 +43,11 @@ pub enum StoreError {
     MissingBlob(String),
     #[error("{0}")]
     Invalid(String),
+    /// A blocking store task panicked or was cancelled. Says nothing about
+    /// the data (unlike `Invalid`), so a phase that meets it is retried as
+    /// `internal`, never failed for good on the first occurrence.
+    #[error("store task failed: {0}")]
+    TaskFailed(String),
 }
 
 impl StoreError {
