@@ -46,9 +46,6 @@ pub enum Begin {
     Latest,
 }
 
-/// Text of `StoreError::LeaseLost`, to tell a lost lease from other stops.
-const LEASE_LOST: &str = "was taken over by";
-
 enum Start {
     Fresh(Map<String, Value>),
     Resume(Box<Snapshot>),
@@ -146,8 +143,7 @@ impl Driver {
         };
         // Only a lost lease leaves the lease alone (someone else holds it);
         // other interruptions (a failing store) still release ours.
-        let lost = lost
-            || matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted && e.message.contains(LEASE_LOST));
+        let lost = lost || matches!(&result, Err(e) if e.is_lease_lost());
         if !lost {
             self.release(id, &lease).await;
         } else if let Err(e) = &result {

@@ -172,12 +172,23 @@ pub struct ExecError {
     /// Seconds the provider asked us to wait (429/503), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<f64>,
-    /// Set when the execution stopped because something it needs is
-    /// unavailable for a while (kind [`ErrorKind::Interrupted`]): not a
-    /// failure, the state in flight re-runs on resume. Typed so the runner
-    /// can tell a park from a lost lease without reading the message.
+    /// Why an [`ErrorKind::Interrupted`] execution stopped, when the cause
+    /// matters to the runner: typed, so a park and a lost lease are told
+    /// apart without reading the message. Neither is a failure; the state
+    /// in flight re-runs on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parked: Option<Box<Parked>>,
+    pub stop: Option<Box<Stop>>,
+}
+
+/// The cause of an interruption the runner acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// Something the execution needs is unavailable for a while: give the
+    /// worker slot back.
+    Parked(Parked),
+    /// Another process took the execution's lease: write nothing more.
+    LeaseLost { owner: String },
 }
 
 /// Why an execution gave its worker back: a model it calls is blocked
@@ -199,7 +210,7 @@ impl ExecError {
             kind,
             message: message.into(),
             retry_after: None,
-            parked: None,
+            stop: None,
         }
     }
 
@@ -210,13 +221,34 @@ impl ExecError {
             kind: ErrorKind::Interrupted,
             message: message.into(),
             retry_after: None,
-            parked: Some(Box::new(p)),
+            stop: Some(Box::new(Stop::Parked(p))),
+        }
+    }
+
+    /// The execution stops (kind `interrupted`) because `owner` took its
+    /// lease: a process that lost its lease writes nothing more.
+    pub fn lease_lost(owner: impl Into<String>, message: impl Into<String>) -> ExecError {
+        ExecError {
+            kind: ErrorKind::Interrupted,
+            message: message.into(),
+            retry_after: None,
+            stop: Some(Box::new(Stop::LeaseLost {
+                owner: owner.into(),
+            })),
         }
     }
 
     /// The park, when this error is one.
     pub fn park(&self) -> Option<&Parked> {
-        self.parked.as_deref()
+        match self.stop.as_deref() {
+            Some(Stop::Parked(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether the execution stopped because its lease was taken over.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self.stop.as_deref(), Some(Stop::LeaseLost { .. }))
     }
 }
 

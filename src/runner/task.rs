@@ -348,7 +348,7 @@ async fn drive_claim(
         Ok(Err(DriveError::Store(e))) => settle_store_error(env, claim, e, elapsed_ms()).await,
         Ok(Err(e)) if e.park().is_some() => park(env, claim, &e).await,
         Ok(Err(DriveError::Exec(e))) if e.kind == ErrorKind::Interrupted => {
-            if e.message.contains("was taken over by") {
+            if e.is_lease_lost() {
                 TaskOutcome::Lost
             } else {
                 // A failed checkpoint or ledger write: the store is in

@@ -85,7 +85,9 @@ impl SqliteCheckpointer {
 
 pub fn to_exec_error(e: StoreError) -> ExecError {
     match e {
-        StoreError::LeaseLost { .. } => ExecError::new(ErrorKind::Interrupted, e.to_string()),
+        StoreError::LeaseLost { ref owner, .. } => {
+            ExecError::lease_lost(owner.clone(), e.to_string())
+        }
         other => ExecError::new(
             ErrorKind::Interrupted,
             format!("checkpoint failed: {other}"),
@@ -127,5 +129,28 @@ impl Checkpointer for SqliteCheckpointer {
                 )
             })?
             .map_err(to_exec_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lost lease is recognised by type: a store error whose text merely
+    /// looks like one (e.g. a paper titled so) is not a lost lease.
+    #[test]
+    fn a_lost_lease_is_typed_not_read_from_the_message() {
+        let lost = to_exec_error(StoreError::LeaseLost {
+            id: "x".into(),
+            owner: "host:1:abc".into(),
+        });
+        assert_eq!(lost.kind, ErrorKind::Interrupted);
+        assert!(lost.is_lease_lost());
+        assert!(lost.park().is_none());
+        let lookalike = to_exec_error(StoreError::Invalid(
+            "lease on execution x was taken over by someone".into(),
+        ));
+        assert_eq!(lookalike.kind, ErrorKind::Interrupted);
+        assert!(!lookalike.is_lease_lost());
     }
 }
