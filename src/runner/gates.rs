@@ -7,6 +7,11 @@
 //! left today. When the expensive phase is blocked for any of these reasons
 //! (or a prep-burst window is on), the runner is in prep-only mode and says
 //! why.
+//!
+//! A provider's pause of a model (a 429's Retry-After) holds its phases
+//! from the rate limiter of this process and, through the breakers, from
+//! the `model_pauses` table — so a second daemon on the same database holds
+//! them too, and `runner status` derives the same mode.
 
 use super::breaker::Breakers;
 use super::budget::{Budget, BudgetUsage, ClassCalls};
@@ -194,22 +199,51 @@ impl Gates {
         self
     }
 
-    /// When a model of `phase` is booked more than the allowed backlog
-    /// ahead: how long until it no longer is. None: claim away.
+    /// How far ahead a model may be booked (or paused) before its phases
+    /// stop being claimed.
+    fn max_backlog(&self) -> Duration {
+        self.limiter.as_ref().map_or(Duration::ZERO, |(_, max)| *max)
+    }
+
+    /// How long until `key` is free: its limiter backlog, or the rest of a
+    /// provider pause the breakers know (from this process or from the
+    /// database, written by another), whichever is longer.
+    fn model_backlog(&self, key: &str, now_ms: i64) -> Duration {
+        let limiter = self
+            .limiter
+            .as_ref()
+            .map_or(Duration::ZERO, |(l, _)| l.backlog(key));
+        let paused = self
+            .breakers
+            .as_ref()
+            .and_then(|b| b.paused_until(key))
+            .map_or(Duration::ZERO, |u| {
+                Duration::from_millis(u64::try_from(u.saturating_sub(now_ms)).unwrap_or(0))
+            });
+        limiter.max(paused)
+    }
+
+    /// When a model of `phase` is booked (or paused by its provider) more
+    /// than the allowed backlog ahead: how long until it no longer is.
+    /// None: claim away.
     pub fn booked_ahead(&self, phase: Phase) -> Option<Duration> {
-        let (limiter, max) = self.limiter.as_ref()?;
+        if self.limiter.is_none() && self.breakers.is_none() {
+            return None;
+        }
+        let max = self.max_backlog();
+        let now_ms = Utc::now().timestamp_millis();
         let (model, backlog) = self
             .phase_models
             .get(&phase)
             .into_iter()
             .flatten()
-            .map(|m| (display_model(&m.key), limiter.backlog(&m.key)))
+            .map(|m| (display_model(&m.key), self.model_backlog(&m.key, now_ms)))
             .max_by_key(|(_, backlog)| *backlog)?;
-        if backlog <= *max {
+        if backlog <= max {
             return None;
         }
         tracing::debug!(%phase, model, backlog_ms = backlog.as_millis() as u64, "not claiming: model booked ahead");
-        Some(backlog - *max)
+        Some(backlog - max)
     }
 
     /// Today's usage, read from the ledger (never cached: a claim decided on
@@ -330,6 +364,10 @@ impl Gates {
             Some(_) => self.usage().await,
             None => None,
         };
+        if let Some(b) = &self.breakers {
+            // Pauses other processes wrote (throttled to one read a second).
+            b.refresh_pauses();
+        }
         for phase in Phase::ALL {
             let models = self.phase_models.get(&phase).cloned().unwrap_or_default();
             if let Some(breakers) = &self.breakers {
@@ -356,10 +394,11 @@ impl Gates {
                     }
                 }
             }
-            if let Some((limiter, max)) = &self.limiter {
+            if self.limiter.is_some() || self.breakers.is_some() {
+                let max = self.max_backlog();
                 for m in &models {
-                    let backlog = limiter.backlog(&m.key);
-                    if backlog > *max {
+                    let backlog = self.model_backlog(&m.key, now_ms);
+                    if backlog > max {
                         let ms = i64::try_from(backlog.as_millis()).unwrap_or(i64::MAX / 2);
                         add(
                             &m.key,
