@@ -795,6 +795,93 @@ mod tests {
         }
     }
 
+    /// A provider pause persisted by a daemon: beyond the park threshold
+    /// it makes the derived mode prep-only naming the model, the reason and
+    /// the end; between the claim backlog and the park threshold it holds
+    /// the phases without changing the mode; within the backlog, nothing.
+    #[test]
+    fn a_persisted_pause_is_derived_like_the_daemon_sees_it() {
+        let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
+        let now_ms = now.timestamp_millis();
+        let budget = Budget::new(Default::default()).unwrap();
+        let none = crate::runner::budget::Limits {
+            daily: None,
+            cheap: None,
+            expensive: None,
+        };
+        let usage = BudgetUsage {
+            used: ClassCalls::default(),
+            total: 0,
+            limits: none,
+            remaining: none,
+            day_started_at: now,
+            resets_at: now + ChronoDuration::days(1),
+        };
+        let needs = PhaseNeeds {
+            models: vec![("http://p/v1|exp".into(), "openai".into())],
+            calls: ClassCalls {
+                cheap: 0,
+                expensive: 3,
+            },
+        };
+        let mut phases = HashMap::new();
+        phases.insert("http://p/v1|exp".to_string(), vec![Phase::Expensive]);
+        phases.insert(
+            "http://p/v1|cheap".to_string(),
+            vec![Phase::Prep, Phase::Wrap],
+        );
+        let pause = |key: &str, secs: i64| PauseRow {
+            model: key.into(),
+            provider: "openai".into(),
+            paused_until_ms: now_ms + secs * 1000,
+            reason: "rate_limited".into(),
+        };
+        let decide = |pauses: &[PauseRow], model_phases: Option<&HashMap<String, Vec<Phase>>>| {
+            derive_mode(&ModeInputs {
+                needs: Some(&needs),
+                budget: &budget,
+                usage: &usage,
+                breakers: &[],
+                burst: None,
+                now,
+                pauses,
+                model_phases,
+                claim_backlog_ms: 2000,
+                park_after_ms: 10_000,
+            })
+        };
+        let m = decide(&[pause("http://p/v1|exp", 60)], Some(&phases));
+        assert!(m.prep_only && !m.only_prep, "{m:?}");
+        assert_eq!(
+            m.reason,
+            "expensive paused: exp rate_limited until 10:01:00Z (expensive)"
+        );
+        assert_eq!(m.blocked.len(), 1);
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.key.as_str(), b.reason, b.until_ms, b.until.as_deref()),
+            (
+                "http://p/v1|exp",
+                BlockReason::RateLimited,
+                Some(now_ms + 60_000),
+                Some("2026-01-02T10:01:00Z")
+            )
+        );
+        // Machines unknown: the expensive model's pause still counts.
+        assert!(decide(&[pause("http://p/v1|exp", 60)], None).prep_only);
+        // The cheap model paused: prep and wrap held, the mode unchanged
+        // (the expensive phase is not blocked).
+        let m = decide(&[pause("http://p/v1|cheap", 60)], Some(&phases));
+        assert!(!m.prep_only, "{m:?}");
+        assert_eq!(m.blocked[0].phases, vec![Phase::Prep, Phase::Wrap]);
+        // 5 s: held but brief (no mode change); 1 s: within the backlog.
+        let m = decide(&[pause("http://p/v1|exp", 5)], Some(&phases));
+        assert!(!m.prep_only && m.blocked.len() == 1 && m.blocked[0].brief);
+        assert!(decide(&[pause("http://p/v1|exp", 1)], Some(&phases))
+            .blocked
+            .is_empty());
+    }
+
     #[test]
     fn mode_follows_the_expensive_phase_breakers_budget_and_credits() {
         let now = parse_ts("2026-01-02T10:00:00Z").unwrap();

@@ -389,7 +389,9 @@ impl Breakers {
         match self.read_pauses(store) {
             Ok(true) => self.inner.changed.notify_waiters(),
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read model pauses; using what this runner knows"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read model pauses; using what this runner knows")
+            }
         }
     }
 
@@ -439,8 +441,7 @@ impl Breakers {
             if p.provider.is_empty() {
                 p.provider = provider.to_string();
             }
-            ms > self.pause_threshold_ms
-                && p.until.saturating_sub(p.stored) > PAUSE_WRITE_STEP_MS
+            ms > self.pause_threshold_ms && p.until.saturating_sub(p.stored) > PAUSE_WRITE_STEP_MS
         };
         if !write {
             return;
@@ -456,8 +457,13 @@ impl Breakers {
                 None => return,
             }
         };
-        match store.save_model_pause(key, &provider, until, BlockReason::RateLimited.as_str(), now)
-        {
+        match store.save_model_pause(
+            key,
+            &provider,
+            until,
+            BlockReason::RateLimited.as_str(),
+            now,
+        ) {
             Ok(stored) => {
                 let mut map = lock(&self.inner.pauses);
                 if let Some(p) = map.get_mut(key) {
@@ -1354,6 +1360,151 @@ mod tests {
         b.record(KEY, "p", fail(ErrorKind::PaymentRequired));
         early.record(&CallOutcome::Ok);
         assert!(b.is_open(KEY));
+    }
+
+    /// A manual clock starting at the wall clock (rows are read against it
+    /// when the breakers load).
+    fn manual_from_now() -> (Arc<AtomicI64>, Clock) {
+        let t = Arc::new(AtomicI64::new(chrono::Utc::now().timestamp_millis()));
+        let c = t.clone();
+        (t, Arc::new(move || c.load(Ordering::SeqCst)))
+    }
+
+    fn stored_pause(store: &Store, key: &str, now: i64) -> Option<i64> {
+        store
+            .model_pauses(now)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.model == key)
+            .map(|r| r.paused_until_ms)
+    }
+
+    #[tokio::test]
+    async fn a_provider_pause_is_persisted_rarely_and_holds_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let store = Store::open(&path, &Default::default()).unwrap();
+        let (t, clock) = manual_from_now();
+        let t0 = t.load(Ordering::SeqCst);
+        let a = Breakers::new(Some(store.clone()), BreakerConfig::default())
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_pause_threshold(Duration::from_secs(2));
+        // A Retry-After within the claim backlog is not written.
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(2.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), None);
+        assert_eq!(a.paused_until(KEY), Some(t0 + 2000), "but held here");
+        // 60 s is.
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(60.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), Some(t0 + 60_000));
+        // The same pause repeated half a second later moves the end by
+        // less than a second: not written again.
+        t.fetch_add(500, Ordering::SeqCst);
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(60.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), Some(t0 + 60_000));
+        assert_eq!(a.paused_until(KEY), Some(t0 + 60_500));
+        // Two seconds later it is.
+        t.fetch_add(1_500, Ordering::SeqCst);
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(60.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), Some(t0 + 62_000));
+        // A shorter one does not shorten anything; a provider's absurd wait
+        // is capped as the limiter caps it.
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(5.0)),
+        );
+        assert_eq!(a.paused_until(KEY), Some(t0 + 62_000));
+        a.record(
+            "u|other",
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(1e30)),
+        );
+        let now = t.load(Ordering::SeqCst);
+        assert_eq!(
+            stored_pause(&store, "u|other", now),
+            Some(now + (MAX_RETRY_AFTER_SECS as i64) * 1000)
+        );
+        // The fifth 429 also opened the breaker (for its own 5 s): the
+        // pause, longer, is what holds the model.
+        assert_eq!(a.state(KEY).state, BreakerState::Open);
+
+        // Another process on the same database knows the pause at once and
+        // neither probes nor calls: a caller allowed 10 s parks.
+        let b = Breakers::new(
+            Some(Store::open(&path, &Default::default()).unwrap()),
+            BreakerConfig::default(),
+        )
+        .unwrap()
+        .with_clock(clock.clone());
+        assert_eq!(b.paused_until(KEY), Some(t0 + 62_000));
+        let blocked = b
+            .try_admit(KEY, "p", Duration::from_secs(10))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            blocked,
+            Blocked {
+                reason: BlockReason::RateLimited,
+                until_ms: Some(t0 + 62_000)
+            }
+        );
+        // A pause written after it loaded is seen on the next refresh (at
+        // most a second later).
+        b.refresh_pauses();
+        a.record(
+            "u|late",
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(30.0)),
+        );
+        b.refresh_pauses();
+        assert_eq!(b.paused_until("u|late"), None, "throttled");
+        t.fetch_add(1_000, Ordering::SeqCst);
+        b.refresh_pauses();
+        assert_eq!(b.paused_until("u|late"), Some(now + 30_000));
+        // Once the pause is over, it means nothing.
+        t.store(t0 + 62_000, Ordering::SeqCst);
+        assert_eq!(b.paused_until(KEY), None);
+        let probe = b
+            .try_admit(KEY, "p", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(probe.is_probe(), "the breaker, long due, probes");
+        probe.record(&CallOutcome::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_caller_sits_out_a_pause_it_may_wait_for() {
+        let b = breakers(tokio_clock());
+        let start = tokio::time::Instant::now();
+        b.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(3.0)),
+        );
+        let a = b
+            .try_admit(KEY, "p", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(3));
+        a.record(&CallOutcome::Ok);
     }
 
     #[tokio::test]

@@ -202,7 +202,9 @@ impl Gates {
     /// How far ahead a model may be booked (or paused) before its phases
     /// stop being claimed.
     fn max_backlog(&self) -> Duration {
-        self.limiter.as_ref().map_or(Duration::ZERO, |(_, max)| *max)
+        self.limiter
+            .as_ref()
+            .map_or(Duration::ZERO, |(_, max)| *max)
     }
 
     /// How long until `key` is free: its limiter backlog, or the rest of a
@@ -614,6 +616,70 @@ mod tests {
         let after = g.mode(false).await;
         assert!(!after.prep_only);
         assert_ne!(after.signature(), m.signature());
+    }
+
+    /// A pause learned by another process (its breakers wrote it to the
+    /// database) holds this runner's expensive phase: prep-only with the
+    /// model, the reason and the end, and no claim until it is over.
+    #[tokio::test]
+    async fn a_pause_persisted_by_another_process_holds_the_phase_here() {
+        use crate::runner::breaker::CallOutcome;
+        use crate::runner::config::BreakerConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let other = Breakers::new(
+            Some(Store::open(&path, &Default::default()).unwrap()),
+            BreakerConfig::default(),
+        )
+        .unwrap()
+        .with_pause_threshold(Duration::from_secs(2));
+        let before = Utc::now().timestamp_millis();
+        other.record(
+            "u|big",
+            "p",
+            CallOutcome::failed(crate::engine::ErrorKind::RateLimit, Some(60.0)),
+        );
+        let store = Store::open(&path, &Default::default()).unwrap();
+        let here = Breakers::new(Some(store.clone()), BreakerConfig::default()).unwrap();
+        let model = |key: &str| PhaseModel {
+            key: key.into(),
+            provider: "p".into(),
+        };
+        let mut phase_models = HashMap::new();
+        phase_models.insert(Phase::Expensive, vec![model("u|big")]);
+        phase_models.insert(Phase::Wrap, vec![model("u|small")]);
+        let g = Gates {
+            breakers: Some(here),
+            store: Some(store),
+            phase_models,
+            ..Gates::default()
+        }
+        .with_limiter(Arc::new(RateLimiter::new()), Duration::from_secs(2))
+        .with_park_after(Duration::from_secs(10));
+        let m = g.mode(false).await;
+        assert!(m.prep_only && !m.only_prep, "{m:?}");
+        assert!(
+            m.reason
+                .starts_with("expensive paused: big rate_limited until "),
+            "{m:?}"
+        );
+        assert_eq!(m.blocked.len(), 1, "{m:?}");
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.key.as_str(), b.reason),
+            ("u|big", BlockReason::RateLimited)
+        );
+        assert_eq!(b.phases, vec![Phase::Expensive]);
+        let until = b.until_ms.unwrap();
+        assert!(until >= before + 60_000 && until <= Utc::now().timestamp_millis() + 60_000);
+        // Not claimed: the scheduler looks again when the pause is within
+        // the claim backlog (58 s from now, give or take the test's time).
+        let w = g.booked_ahead(Phase::Expensive).unwrap();
+        assert!(
+            w > Duration::from_secs(50) && w <= Duration::from_secs(58),
+            "{w:?}"
+        );
+        assert_eq!(g.booked_ahead(Phase::Wrap), None);
     }
 
     #[tokio::test]
