@@ -141,6 +141,17 @@ impl HttpAgent {
                 self.limiter
                     .pause(&p.limiter_key(), e.retry_after.unwrap_or(1.0))
                     .await;
+                // A pause longer than the park threshold: park now rather
+                // than let the machine's retry sleep it out in the worker
+                // slot (a Retry-After of 60 s held the phase for 60 s; its
+                // next attempt would only have parked anyway).
+                if let (Some(max), Some(wait)) = (self.park_after, e.retry_after) {
+                    if wait.is_finite() && wait > max.as_secs_f64() {
+                        let ms = (wait.min(86_400.0) * 1000.0).ceil() as i64;
+                        let until = chrono::Utc::now().timestamp_millis().saturating_add(ms);
+                        return Err(parked(&p, BlockReason::RateLimited, Some(until)));
+                    }
+                }
             }
         }
         result

@@ -2,8 +2,9 @@
 //! database (and, inside a running daemon, its live [`RunnerStats`]).
 //!
 //! Without a daemon the mode is derived from what the database says — the
-//! budget left and open breakers — which is what a daemon started now would
-//! decide; a running daemon passes its own [`ModeView`] instead.
+//! budget left, open breakers and the provider pauses a daemon persisted
+//! (`model_pauses`) — which is what a daemon started now would decide; a
+//! running daemon passes its own [`ModeView`] instead.
 
 use super::{fit, fmt_ts, human_duration_ms, parse_ts, OpsError};
 use crate::llm::gate::BlockReason;
@@ -14,10 +15,12 @@ use crate::runner::config::Config;
 use crate::runner::gates::{BlockedModel, Burst, ModeView};
 use crate::runner::scheduler::RunnerStats;
 use crate::store::ops::{BreakerRow, WorkingRow};
+use crate::store::pauses::PauseRow;
 use crate::store::{Phase, Store};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// Everything `runner status` shows.
@@ -140,9 +143,10 @@ pub struct ModeReport {
     /// database: budget and breakers).
     pub source: String,
     /// Each blocked model: reason (breaker_open, rate_limited, budget,
-    /// payment_required), until when, and the phases it holds. A limiter
-    /// pause (rate_limited) lives in the daemon's memory: only the
-    /// daemon's own view (`/status`) can show it.
+    /// payment_required), until when, and the phases it holds. A
+    /// provider's pause (rate_limited) longer than the claim backlog is
+    /// persisted by the daemon that learned it, so the derived view shows
+    /// it too; pacing at the configured rate is seen only by `/status`.
     pub blocked: Vec<BlockedModel>,
 }
 
@@ -188,6 +192,14 @@ pub fn status_report(
                 .prep_burst_cron
                 .as_deref()
                 .and_then(|c| Burst::parse(c, cfg.scheduler.prep_burst_minutes).ok());
+            let pauses = store.model_pauses(now_ms)?;
+            // Which phases a paused model holds (read only when one is).
+            let model_phases = if pauses.is_empty() {
+                None
+            } else {
+                model_phases(cfg)
+            };
+            let (claim_backlog_ms, park_after_ms) = pause_thresholds_ms(cfg);
             let view = derive_mode(&ModeInputs {
                 needs: needs.as_ref(),
                 budget: &budget_rules,
@@ -195,6 +207,10 @@ pub fn status_report(
                 breakers: &breakers,
                 burst: burst.as_ref(),
                 now,
+                pauses: &pauses,
+                model_phases: model_phases.as_ref(),
+                claim_backlog_ms,
+                park_after_ms,
             });
             mode_report(&view, "derived")
         }
@@ -345,6 +361,43 @@ pub fn expensive_needs(cfg: &Config) -> Option<PhaseNeeds> {
     Some(PhaseNeeds { models, calls })
 }
 
+/// Every model each phase's machines call: limiter key → phases; None when
+/// the machines cannot be loaded here.
+pub fn model_phases(cfg: &Config) -> Option<HashMap<String, Vec<Phase>>> {
+    if !build::has_machines(&cfg.machines_dir) {
+        return None;
+    }
+    let actions = build::pipeline_actions(cfg).ok()?;
+    let mut out: HashMap<String, Vec<Phase>> = HashMap::new();
+    for phase in Phase::ALL {
+        let bundle = build::load_machine(cfg, phase, &actions).ok()?;
+        for m in &bundle.machines {
+            for a in m.agents.values() {
+                if let Ok(p) = ModelProfile::from_config(&a.model) {
+                    let phases = out.entry(p.limiter_key()).or_default();
+                    if !phases.contains(&phase) {
+                        phases.push(phase);
+                    }
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The claim backlog and the park threshold in ms, as `runner::build`
+/// derives them: a pause longer than the backlog holds claims, one longer
+/// than the park threshold changes the mode.
+pub fn pause_thresholds_ms(cfg: &Config) -> (i64, i64) {
+    let backlog = cfg.scheduler.claim_backlog_secs.clamp(0.0, 86_400.0);
+    let park = cfg
+        .scheduler
+        .park_after_secs
+        .clamp(0.0, 86_400.0)
+        .max(backlog);
+    ((backlog * 1000.0) as i64, (park * 1000.0) as i64)
+}
+
 /// What [`derive_mode`] decides from.
 pub struct ModeInputs<'a> {
     /// None: unknown (the machines could not be loaded).
@@ -354,13 +407,23 @@ pub struct ModeInputs<'a> {
     pub breakers: &'a [BreakerReport],
     pub burst: Option<&'a Burst>,
     pub now: DateTime<Utc>,
+    /// Provider pauses still running (`model_pauses`).
+    pub pauses: &'a [PauseRow],
+    /// Limiter key → the phases that call it (None: unknown; a paused
+    /// model then holds the expensive phase when it is one of its models).
+    pub model_phases: Option<&'a HashMap<String, Vec<Phase>>>,
+    /// Pauses up to this long hold nothing (the scheduler's claim backlog).
+    pub claim_backlog_ms: i64,
+    /// Pauses up to this long hold their phases but not the mode.
+    pub park_after_ms: i64,
 }
 
 /// What a daemon started now would decide (the rules of
 /// `runner::gates::Gates::mode`, read from the database instead of a live
 /// runner): prep-only when the expensive phase's models are blocked (open
 /// breaker, provider out of credits), when its worst case does not fit the
-/// budget left, or inside a prep-burst window.
+/// budget left, when a model of it is paused by its provider, or inside a
+/// prep-burst window.
 pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
     let blocked = derived_blocked(i);
     let prep_only = |reason: String| ModeView {
@@ -417,6 +480,11 @@ pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
             "{class} budget spent for today (resets {})",
             i.usage.resets_at.format("%Y-%m-%d %H:%MZ")
         ));
+    }
+    if let Some(b) = blocked.iter().find(|b| {
+        b.reason == BlockReason::RateLimited && !b.brief && b.phases.contains(&Phase::Expensive)
+    }) {
+        return prep_only(format!("expensive paused: {}", b.text()));
     }
     if let Some(until) = i.burst.and_then(|b| b.active_until(i.now)) {
         let r = i.usage.remaining;
@@ -498,6 +566,31 @@ fn derived_blocked(i: &ModeInputs<'_>) -> Vec<BlockedModel> {
                 ));
             }
         }
+    }
+    // Provider pauses beyond the claim backlog, on the phases that call
+    // the model (as `Gates::blocked_models` lists them).
+    let now_ms = i.now.timestamp_millis();
+    for p in i.pauses {
+        let left = p.paused_until_ms.saturating_sub(now_ms);
+        if left <= i.claim_backlog_ms {
+            continue;
+        }
+        let phases: Vec<Phase> = match i.model_phases {
+            Some(map) => map.get(&p.model).cloned().unwrap_or_default(),
+            // Machines unknown: every pause counts, as every breaker does.
+            None if i.needs.is_none() || expensive_models.iter().any(|(k, _)| *k == p.model) => {
+                vec![Phase::Expensive]
+            }
+            None => Vec::new(),
+        };
+        if phases.is_empty() {
+            continue;
+        }
+        out.push(BlockedModel {
+            phases,
+            brief: left <= i.park_after_ms,
+            ..entry(&p.model, BlockReason::RateLimited, Some(p.paused_until_ms))
+        });
     }
     out
 }
@@ -702,6 +795,93 @@ mod tests {
         }
     }
 
+    /// A provider pause persisted by a daemon: beyond the park threshold
+    /// it makes the derived mode prep-only naming the model, the reason and
+    /// the end; between the claim backlog and the park threshold it holds
+    /// the phases without changing the mode; within the backlog, nothing.
+    #[test]
+    fn a_persisted_pause_is_derived_like_the_daemon_sees_it() {
+        let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
+        let now_ms = now.timestamp_millis();
+        let budget = Budget::new(Default::default()).unwrap();
+        let none = crate::runner::budget::Limits {
+            daily: None,
+            cheap: None,
+            expensive: None,
+        };
+        let usage = BudgetUsage {
+            used: ClassCalls::default(),
+            total: 0,
+            limits: none,
+            remaining: none,
+            day_started_at: now,
+            resets_at: now + ChronoDuration::days(1),
+        };
+        let needs = PhaseNeeds {
+            models: vec![("http://p/v1|exp".into(), "openai".into())],
+            calls: ClassCalls {
+                cheap: 0,
+                expensive: 3,
+            },
+        };
+        let mut phases = HashMap::new();
+        phases.insert("http://p/v1|exp".to_string(), vec![Phase::Expensive]);
+        phases.insert(
+            "http://p/v1|cheap".to_string(),
+            vec![Phase::Prep, Phase::Wrap],
+        );
+        let pause = |key: &str, secs: i64| PauseRow {
+            model: key.into(),
+            provider: "openai".into(),
+            paused_until_ms: now_ms + secs * 1000,
+            reason: "rate_limited".into(),
+        };
+        let decide = |pauses: &[PauseRow], model_phases: Option<&HashMap<String, Vec<Phase>>>| {
+            derive_mode(&ModeInputs {
+                needs: Some(&needs),
+                budget: &budget,
+                usage: &usage,
+                breakers: &[],
+                burst: None,
+                now,
+                pauses,
+                model_phases,
+                claim_backlog_ms: 2000,
+                park_after_ms: 10_000,
+            })
+        };
+        let m = decide(&[pause("http://p/v1|exp", 60)], Some(&phases));
+        assert!(m.prep_only && !m.only_prep, "{m:?}");
+        assert_eq!(
+            m.reason,
+            "expensive paused: exp rate_limited until 10:01:00Z (expensive)"
+        );
+        assert_eq!(m.blocked.len(), 1);
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.key.as_str(), b.reason, b.until_ms, b.until.as_deref()),
+            (
+                "http://p/v1|exp",
+                BlockReason::RateLimited,
+                Some(now_ms + 60_000),
+                Some("2026-01-02T10:01:00Z")
+            )
+        );
+        // Machines unknown: the expensive model's pause still counts.
+        assert!(decide(&[pause("http://p/v1|exp", 60)], None).prep_only);
+        // The cheap model paused: prep and wrap held, the mode unchanged
+        // (the expensive phase is not blocked).
+        let m = decide(&[pause("http://p/v1|cheap", 60)], Some(&phases));
+        assert!(!m.prep_only, "{m:?}");
+        assert_eq!(m.blocked[0].phases, vec![Phase::Prep, Phase::Wrap]);
+        // 5 s: held but brief (no mode change); 1 s: within the backlog.
+        let m = decide(&[pause("http://p/v1|exp", 5)], Some(&phases));
+        assert!(!m.prep_only && m.blocked.len() == 1 && m.blocked[0].brief);
+        assert!(decide(&[pause("http://p/v1|exp", 1)], Some(&phases))
+            .blocked
+            .is_empty());
+    }
+
     #[test]
     fn mode_follows_the_expensive_phase_breakers_budget_and_credits() {
         let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
@@ -747,6 +927,10 @@ mod tests {
                 breakers,
                 burst: None,
                 now,
+                pauses: &[],
+                model_phases: None,
+                claim_backlog_ms: 2000,
+                park_after_ms: 10_000,
             })
         };
         assert!(!decide(1, &[], Some(&needs)).prep_only);

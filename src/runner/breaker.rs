@@ -43,6 +43,19 @@
 //! Outcomes of calls admitted *before* the breaker opened can arrive while it
 //! is open or half-open; they are ignored (only the probe decides).
 //!
+//! **Provider pauses.** A 429 carrying a Retry-After (or reset) also pauses
+//! the model, whatever the breaker's state: the rate limiter pauses it in
+//! this process, and the breakers remember the end here and, when it is
+//! longer than the claim backlog ([`Breakers::with_pause_threshold`]),
+//! write it to `model_pauses` (only when the end moves by more than a
+//! second; a stored end is never shortened). Why here: the limiter lives in
+//! one process's memory, so `runner status` (a separate process) said
+//! `mode: normal` and a second daemon on the same database kept calling a
+//! provider that had asked for a pause. [`Breakers::refresh_pauses`] reads
+//! the table (at most once a second) and admission holds a paused model
+//! like an open breaker: a caller allowed to wait less than the pause is
+//! told [`BlockReason::RateLimited`] at once (and parks).
+//!
 //! [`ModelProfile::limiter_key`]: crate::llm::ModelProfile::limiter_key
 
 use super::config::BreakerConfig;
@@ -63,6 +76,13 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Longest honoured Retry-After (a provider asking for more is probed daily).
 const MAX_RETRY_AFTER_SECS: f64 = 86_400.0;
+
+/// A pause is written again only when its end moves by more than this
+/// (a stream of 429s each saying "60 s" must not write on every one).
+const PAUSE_WRITE_STEP_MS: i64 = 1_000;
+
+/// `model_pauses` is read at most this often by [`Breakers::refresh_pauses`].
+const PAUSE_REFRESH_MS: i64 = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,6 +243,20 @@ struct Inner {
     /// took this lock, so the last write always leaves the latest state.
     persist_lock: Mutex<()>,
     next_probe: std::sync::atomic::AtomicU64,
+    /// Provider-requested pauses by model key (see the module docs).
+    pauses: Mutex<HashMap<String, Pause>>,
+    /// When `model_pauses` was last read (unix ms), for the throttle.
+    pauses_read_at: Mutex<Option<i64>>,
+}
+
+/// A provider's pause of one model.
+#[derive(Debug, Clone)]
+struct Pause {
+    provider: String,
+    /// End, unix ms.
+    until: i64,
+    /// The end last written to (or read from) the table; `i64::MIN`: none.
+    stored: i64,
 }
 
 /// The breakers of every model, shared by the process (cheap to clone).
@@ -230,6 +264,8 @@ struct Inner {
 pub struct Breakers {
     inner: Arc<Inner>,
     clock: Clock,
+    /// Pauses longer than this are written to `model_pauses`.
+    pause_threshold_ms: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -256,11 +292,22 @@ impl Breakers {
                 changed: tokio::sync::Notify::new(),
                 persist_lock: Mutex::new(()),
                 next_probe: std::sync::atomic::AtomicU64::new(1),
+                pauses: Mutex::new(HashMap::new()),
+                pauses_read_at: Mutex::new(None),
             }),
             clock: system_clock(),
+            pause_threshold_ms: 0,
         };
         b.load()?;
         Ok(b)
+    }
+
+    /// Persist only provider pauses longer than `d` (use the scheduler's
+    /// claim backlog: shorter ones do not change what is claimed). Call
+    /// before cloning, like [`with_clock`](Self::with_clock).
+    pub fn with_pause_threshold(mut self, d: Duration) -> Self {
+        self.pause_threshold_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Use `clock` instead of the wall clock. Call before cloning: clones
@@ -317,8 +364,136 @@ impl Breakers {
         }
         let n = loaded.len();
         lock(&self.inner.entries).extend(loaded);
+        drop(stmt);
+        drop(conn);
+        self.read_pauses(store)?;
         self.inner.changed.notify_waiters();
         Ok(n)
+    }
+
+    /// Merge the pauses `model_pauses` holds into memory (a pause is only
+    /// ever lengthened). Throttled: reads the table at most once a second;
+    /// a failed read is logged and memory kept.
+    pub fn refresh_pauses(&self) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let now = self.now();
+        {
+            let mut at = lock(&self.inner.pauses_read_at);
+            if at.is_some_and(|t| now.saturating_sub(t) < PAUSE_REFRESH_MS && now >= t) {
+                return;
+            }
+            *at = Some(now);
+        }
+        match self.read_pauses(store) {
+            Ok(true) => self.inner.changed.notify_waiters(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read model pauses; using what this runner knows")
+            }
+        }
+    }
+
+    /// Read the active pauses from the table; whether any moved later.
+    fn read_pauses(&self, store: &Store) -> Result<bool, StoreError> {
+        let now = self.now();
+        let rows = store.model_pauses(now)?;
+        *lock(&self.inner.pauses_read_at) = Some(now);
+        let mut moved = false;
+        let mut map = lock(&self.inner.pauses);
+        for r in rows {
+            let p = map.entry(r.model.clone()).or_insert_with(|| Pause {
+                provider: r.provider.clone(),
+                until: i64::MIN,
+                stored: i64::MIN,
+            });
+            if r.paused_until_ms > p.until {
+                p.until = r.paused_until_ms;
+                moved = true;
+                tracing::debug!(model = %r.model, until_ms = r.paused_until_ms, "model paused by its provider (from the database)");
+            }
+            p.stored = p.stored.max(r.paused_until_ms);
+        }
+        Ok(moved)
+    }
+
+    /// The provider asked for no calls to `key` for `secs`: remember it and,
+    /// when longer than the threshold, persist it (see the module docs).
+    fn note_pause(&self, key: &str, provider: &str, secs: f64) {
+        if !(secs.is_finite() && secs > 0.0) {
+            return;
+        }
+        let now = self.now();
+        // Capped as the limiter caps it.
+        let ms = (secs.min(MAX_RETRY_AFTER_SECS) * 1000.0).ceil() as i64;
+        let until = now.saturating_add(ms);
+        let write = {
+            let mut map = lock(&self.inner.pauses);
+            let p = map.entry(key.to_string()).or_insert_with(|| Pause {
+                provider: provider.to_string(),
+                until: i64::MIN,
+                stored: i64::MIN,
+            });
+            if until > p.until {
+                p.until = until;
+            }
+            if p.provider.is_empty() {
+                p.provider = provider.to_string();
+            }
+            ms > self.pause_threshold_ms && p.until.saturating_sub(p.stored) > PAUSE_WRITE_STEP_MS
+        };
+        if !write {
+            return;
+        }
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let _order = lock(&self.inner.persist_lock);
+        let (until, provider) = {
+            let map = lock(&self.inner.pauses);
+            match map.get(key) {
+                Some(p) => (p.until, p.provider.clone()),
+                None => return,
+            }
+        };
+        match store.save_model_pause(
+            key,
+            &provider,
+            until,
+            BlockReason::RateLimited.as_str(),
+            now,
+        ) {
+            Ok(stored) => {
+                let mut map = lock(&self.inner.pauses);
+                if let Some(p) = map.get_mut(key) {
+                    p.stored = p.stored.max(stored);
+                    p.until = p.until.max(stored);
+                }
+            }
+            Err(e) => tracing::warn!(model = key, error = %e, "model pause not persisted"),
+        }
+    }
+
+    /// End (unix ms) of the provider's pause of `model_key`, if one runs now.
+    pub fn paused_until(&self, model_key: &str) -> Option<i64> {
+        let now = self.now();
+        lock(&self.inner.pauses)
+            .get(model_key)
+            .map(|p| p.until)
+            .filter(|u| *u > now)
+    }
+
+    /// Every model paused now by its provider: (key, provider, end ms).
+    pub fn pauses(&self) -> Vec<(String, String, i64)> {
+        let now = self.now();
+        let mut v: Vec<_> = lock(&self.inner.pauses)
+            .iter()
+            .filter(|(_, p)| p.until > now)
+            .map(|(k, p)| (k.clone(), p.provider.clone(), p.until))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Record the outcome of a call to `model_key` whose admission is not
@@ -333,6 +508,9 @@ impl Breakers {
         let cfg = &self.inner.cfg;
         let window = (cfg.window_secs as i64).saturating_mul(1000);
         let (sig, kind, retry_after) = signal(outcome);
+        if let (Signal::RateLimit, Some(secs)) = (&sig, retry_after) {
+            self.note_pause(key, provider, secs);
+        }
         let mut changed = Vec::new();
         {
             let mut map = lock(&self.inner.entries);
@@ -639,6 +817,22 @@ impl Breakers {
             // wait is not missed.
             notified.as_mut().enable();
             let now = self.now();
+            // A provider's pause holds the model whatever the breaker's
+            // state (checked first: no probe is sent into a pause).
+            if let Some(u) = self.paused_until(model_key) {
+                let wait = Duration::from_millis(u64::try_from(u - now).unwrap_or(1).max(1));
+                if deadline.is_some_and(|d| tokio::time::Instant::now() + wait > d) {
+                    return Err(Blocked {
+                        reason: BlockReason::RateLimited,
+                        until_ms: Some(u),
+                    });
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = notified => {}
+                }
+                continue;
+            }
             let mut changed = Vec::new();
             let decision = {
                 let mut map = lock(&self.inner.entries);
@@ -1166,6 +1360,151 @@ mod tests {
         b.record(KEY, "p", fail(ErrorKind::PaymentRequired));
         early.record(&CallOutcome::Ok);
         assert!(b.is_open(KEY));
+    }
+
+    /// A manual clock starting at the wall clock (rows are read against it
+    /// when the breakers load).
+    fn manual_from_now() -> (Arc<AtomicI64>, Clock) {
+        let t = Arc::new(AtomicI64::new(chrono::Utc::now().timestamp_millis()));
+        let c = t.clone();
+        (t, Arc::new(move || c.load(Ordering::SeqCst)))
+    }
+
+    fn stored_pause(store: &Store, key: &str, now: i64) -> Option<i64> {
+        store
+            .model_pauses(now)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.model == key)
+            .map(|r| r.paused_until_ms)
+    }
+
+    #[tokio::test]
+    async fn a_provider_pause_is_persisted_rarely_and_holds_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let store = Store::open(&path, &Default::default()).unwrap();
+        let (t, clock) = manual_from_now();
+        let t0 = t.load(Ordering::SeqCst);
+        let a = Breakers::new(Some(store.clone()), BreakerConfig::default())
+            .unwrap()
+            .with_clock(clock.clone())
+            .with_pause_threshold(Duration::from_secs(2));
+        // A Retry-After within the claim backlog is not written.
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(2.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), None);
+        assert_eq!(a.paused_until(KEY), Some(t0 + 2000), "but held here");
+        // 60 s is.
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(60.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), Some(t0 + 60_000));
+        // The same pause repeated half a second later moves the end by
+        // less than a second: not written again.
+        t.fetch_add(500, Ordering::SeqCst);
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(60.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), Some(t0 + 60_000));
+        assert_eq!(a.paused_until(KEY), Some(t0 + 60_500));
+        // Two seconds later it is.
+        t.fetch_add(1_500, Ordering::SeqCst);
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(60.0)),
+        );
+        assert_eq!(stored_pause(&store, KEY, t0), Some(t0 + 62_000));
+        // A shorter one does not shorten anything; a provider's absurd wait
+        // is capped as the limiter caps it.
+        a.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(5.0)),
+        );
+        assert_eq!(a.paused_until(KEY), Some(t0 + 62_000));
+        a.record(
+            "u|other",
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(1e30)),
+        );
+        let now = t.load(Ordering::SeqCst);
+        assert_eq!(
+            stored_pause(&store, "u|other", now),
+            Some(now + (MAX_RETRY_AFTER_SECS as i64) * 1000)
+        );
+        // The fifth 429 also opened the breaker (for its own 5 s): the
+        // pause, longer, is what holds the model.
+        assert_eq!(a.state(KEY).state, BreakerState::Open);
+
+        // Another process on the same database knows the pause at once and
+        // neither probes nor calls: a caller allowed 10 s parks.
+        let b = Breakers::new(
+            Some(Store::open(&path, &Default::default()).unwrap()),
+            BreakerConfig::default(),
+        )
+        .unwrap()
+        .with_clock(clock.clone());
+        assert_eq!(b.paused_until(KEY), Some(t0 + 62_000));
+        let blocked = b
+            .try_admit(KEY, "p", Duration::from_secs(10))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            blocked,
+            Blocked {
+                reason: BlockReason::RateLimited,
+                until_ms: Some(t0 + 62_000)
+            }
+        );
+        // A pause written after it loaded is seen on the next refresh (at
+        // most a second later).
+        b.refresh_pauses();
+        a.record(
+            "u|late",
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(30.0)),
+        );
+        b.refresh_pauses();
+        assert_eq!(b.paused_until("u|late"), None, "throttled");
+        t.fetch_add(1_000, Ordering::SeqCst);
+        b.refresh_pauses();
+        assert_eq!(b.paused_until("u|late"), Some(now + 30_000));
+        // Once the pause is over, it means nothing.
+        t.store(t0 + 62_000, Ordering::SeqCst);
+        assert_eq!(b.paused_until(KEY), None);
+        let probe = b
+            .try_admit(KEY, "p", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(probe.is_probe(), "the breaker, long due, probes");
+        probe.record(&CallOutcome::Ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_caller_sits_out_a_pause_it_may_wait_for() {
+        let b = breakers(tokio_clock());
+        let start = tokio::time::Instant::now();
+        b.record(
+            KEY,
+            "p",
+            CallOutcome::failed(ErrorKind::RateLimit, Some(3.0)),
+        );
+        let a = b
+            .try_admit(KEY, "p", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(3));
+        a.record(&CallOutcome::Ok);
     }
 
     #[tokio::test]

@@ -218,6 +218,8 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         .park_after_secs
         .clamp(0.0, 86_400.0)
         .max(claim_backlog);
+    // Provider pauses that hold claims are persisted for other processes.
+    let breakers = breakers.with_pause_threshold(Duration::from_secs_f64(claim_backlog));
     let http = HttpAgent::new(Some(Ledger::new(store.clone())))
         .map_err(|e| BuildError::Setup(e.message))?
         .with_gate(Arc::new(breakers.clone()))

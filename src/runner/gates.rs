@@ -7,6 +7,11 @@
 //! left today. When the expensive phase is blocked for any of these reasons
 //! (or a prep-burst window is on), the runner is in prep-only mode and says
 //! why.
+//!
+//! A provider's pause of a model (a 429's Retry-After) holds its phases
+//! from the rate limiter of this process and, through the breakers, from
+//! the `model_pauses` table — so a second daemon on the same database holds
+//! them too, and `runner status` derives the same mode.
 
 use super::breaker::Breakers;
 use super::budget::{Budget, BudgetUsage, ClassCalls};
@@ -194,22 +199,53 @@ impl Gates {
         self
     }
 
-    /// When a model of `phase` is booked more than the allowed backlog
-    /// ahead: how long until it no longer is. None: claim away.
+    /// How far ahead a model may be booked (or paused) before its phases
+    /// stop being claimed.
+    fn max_backlog(&self) -> Duration {
+        self.limiter
+            .as_ref()
+            .map_or(Duration::ZERO, |(_, max)| *max)
+    }
+
+    /// How long until `key` is free: its limiter backlog, or the rest of a
+    /// provider pause the breakers know (from this process or from the
+    /// database, written by another), whichever is longer.
+    fn model_backlog(&self, key: &str, now_ms: i64) -> Duration {
+        let limiter = self
+            .limiter
+            .as_ref()
+            .map_or(Duration::ZERO, |(l, _)| l.backlog(key));
+        let paused = self
+            .breakers
+            .as_ref()
+            .and_then(|b| b.paused_until(key))
+            .map_or(Duration::ZERO, |u| {
+                Duration::from_millis(u64::try_from(u.saturating_sub(now_ms)).unwrap_or(0))
+            });
+        limiter.max(paused)
+    }
+
+    /// When a model of `phase` is booked (or paused by its provider) more
+    /// than the allowed backlog ahead: how long until it no longer is.
+    /// None: claim away.
     pub fn booked_ahead(&self, phase: Phase) -> Option<Duration> {
-        let (limiter, max) = self.limiter.as_ref()?;
+        if self.limiter.is_none() && self.breakers.is_none() {
+            return None;
+        }
+        let max = self.max_backlog();
+        let now_ms = Utc::now().timestamp_millis();
         let (model, backlog) = self
             .phase_models
             .get(&phase)
             .into_iter()
             .flatten()
-            .map(|m| (display_model(&m.key), limiter.backlog(&m.key)))
+            .map(|m| (display_model(&m.key), self.model_backlog(&m.key, now_ms)))
             .max_by_key(|(_, backlog)| *backlog)?;
-        if backlog <= *max {
+        if backlog <= max {
             return None;
         }
         tracing::debug!(%phase, model, backlog_ms = backlog.as_millis() as u64, "not claiming: model booked ahead");
-        Some(backlog - *max)
+        Some(backlog - max)
     }
 
     /// Today's usage, read from the ledger (never cached: a claim decided on
@@ -330,6 +366,10 @@ impl Gates {
             Some(_) => self.usage().await,
             None => None,
         };
+        if let Some(b) = &self.breakers {
+            // Pauses other processes wrote (throttled to one read a second).
+            b.refresh_pauses();
+        }
         for phase in Phase::ALL {
             let models = self.phase_models.get(&phase).cloned().unwrap_or_default();
             if let Some(breakers) = &self.breakers {
@@ -356,10 +396,11 @@ impl Gates {
                     }
                 }
             }
-            if let Some((limiter, max)) = &self.limiter {
+            if self.limiter.is_some() || self.breakers.is_some() {
+                let max = self.max_backlog();
                 for m in &models {
-                    let backlog = limiter.backlog(&m.key);
-                    if backlog > *max {
+                    let backlog = self.model_backlog(&m.key, now_ms);
+                    if backlog > max {
                         let ms = i64::try_from(backlog.as_millis()).unwrap_or(i64::MAX / 2);
                         add(
                             &m.key,
@@ -575,6 +616,70 @@ mod tests {
         let after = g.mode(false).await;
         assert!(!after.prep_only);
         assert_ne!(after.signature(), m.signature());
+    }
+
+    /// A pause learned by another process (its breakers wrote it to the
+    /// database) holds this runner's expensive phase: prep-only with the
+    /// model, the reason and the end, and no claim until it is over.
+    #[tokio::test]
+    async fn a_pause_persisted_by_another_process_holds_the_phase_here() {
+        use crate::runner::breaker::CallOutcome;
+        use crate::runner::config::BreakerConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let other = Breakers::new(
+            Some(Store::open(&path, &Default::default()).unwrap()),
+            BreakerConfig::default(),
+        )
+        .unwrap()
+        .with_pause_threshold(Duration::from_secs(2));
+        let before = Utc::now().timestamp_millis();
+        other.record(
+            "u|big",
+            "p",
+            CallOutcome::failed(crate::engine::ErrorKind::RateLimit, Some(60.0)),
+        );
+        let store = Store::open(&path, &Default::default()).unwrap();
+        let here = Breakers::new(Some(store.clone()), BreakerConfig::default()).unwrap();
+        let model = |key: &str| PhaseModel {
+            key: key.into(),
+            provider: "p".into(),
+        };
+        let mut phase_models = HashMap::new();
+        phase_models.insert(Phase::Expensive, vec![model("u|big")]);
+        phase_models.insert(Phase::Wrap, vec![model("u|small")]);
+        let g = Gates {
+            breakers: Some(here),
+            store: Some(store),
+            phase_models,
+            ..Gates::default()
+        }
+        .with_limiter(Arc::new(RateLimiter::new()), Duration::from_secs(2))
+        .with_park_after(Duration::from_secs(10));
+        let m = g.mode(false).await;
+        assert!(m.prep_only && !m.only_prep, "{m:?}");
+        assert!(
+            m.reason
+                .starts_with("expensive paused: big rate_limited until "),
+            "{m:?}"
+        );
+        assert_eq!(m.blocked.len(), 1, "{m:?}");
+        let b = &m.blocked[0];
+        assert_eq!(
+            (b.key.as_str(), b.reason),
+            ("u|big", BlockReason::RateLimited)
+        );
+        assert_eq!(b.phases, vec![Phase::Expensive]);
+        let until = b.until_ms.unwrap();
+        assert!(until >= before + 60_000 && until <= Utc::now().timestamp_millis() + 60_000);
+        // Not claimed: the scheduler looks again when the pause is within
+        // the claim backlog (58 s from now, give or take the test's time).
+        let w = g.booked_ahead(Phase::Expensive).unwrap();
+        assert!(
+            w > Duration::from_secs(50) && w <= Duration::from_secs(58),
+            "{w:?}"
+        );
+        assert_eq!(g.booked_ahead(Phase::Wrap), None);
     }
 
     #[tokio::test]

@@ -33,6 +33,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_claim_index",
         include_str!("../../migrations/0007_claim_index.sql"),
     ),
+    (
+        "0008_model_pauses",
+        include_str!("../../migrations/0008_model_pauses.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

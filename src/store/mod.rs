@@ -9,6 +9,7 @@ mod error;
 mod leases;
 pub mod migrate;
 pub mod ops;
+pub mod pauses;
 pub mod phase;
 mod prune;
 mod queue;
