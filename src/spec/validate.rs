@@ -751,3 +751,54 @@ fn check_depth(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::Command;
+    use super::*;
+
+    #[test]
+    fn shell_scripts_are_scanned_as_the_action_scans_them() {
+        for ok in [
+            "echo {{ context.x }}",
+            "echo '{{ context.x }}' \"{{ context.y }}\"",
+            "echo {# a {% comment %} #} done",
+            "echo {{ '{%' }}",
+            "echo \\{% literal %}",
+            "echo \"\\{% literal %}\"",
+            "printf '%s' '{'",
+        ] {
+            assert!(shell_script_problems(ok).is_empty(), "{ok}");
+        }
+        for bad in [
+            "echo {% if x %}y{% endif %}",
+            "echo '{% raw %}'",
+            "echo '\\{% x %}'",
+            "echo \\\\{% x %}",
+        ] {
+            let p = shell_script_problems(bad);
+            assert!(
+                p.len() == 1 && p[0].contains("`{% %}` blocks"),
+                "{bad}: {p:?}"
+            );
+        }
+        assert!(shell_script_problems("echo {{ x")[0].contains("no closing `}}`"));
+        assert!(shell_script_problems("echo {# x")[0].contains("no closing `#}`"));
+        assert!(!shell_script_problems("echo {{ x | | }}").is_empty());
+    }
+
+    #[test]
+    fn the_script_of_a_list_command_is_the_argument_after_c() {
+        let argv = |v: &[&str]| Command::Argv(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(shell_script(&argv(&["sh", "-c", "s"])), Some("s"));
+        assert_eq!(
+            shell_script(&argv(&["/bin/bash", "-e", "-c", "s", "x"])),
+            Some("s")
+        );
+        assert_eq!(shell_script(&argv(&["sh", "-ec", "s"])), Some("s"));
+        assert_eq!(shell_script(&argv(&["sh", "script.sh", "-c"])), None);
+        assert_eq!(shell_script(&argv(&["python3", "-c", "s"])), None);
+        assert_eq!(shell_script(&argv(&["sh", "-c"])), None);
+        assert_eq!(shell_script(&Command::Line("s".into())), Some("s"));
+    }
+}
