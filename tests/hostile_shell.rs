@@ -97,7 +97,9 @@ fn endless_output_fails_with_output_too_large() {
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
-/// A `{% %}` block in a script is refused instead of rendered into it.
+/// A `{% %}` block in a script is refused instead of rendered into it:
+/// when the machine is loaded (exit 2, naming file and state), before
+/// anything runs.
 #[test]
 fn blocks_in_a_script_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,8 +116,11 @@ fn blocks_in_a_script_are_refused() {
 "#,
     );
     let out = run_bare(dir.path(), &json!({ "v": 1 }));
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("template_error"), "{err}");
+    assert!(
+        err.contains("m.yml: state 'start': command: `{% %}` blocks are not allowed"),
+        "{err}"
+    );
     assert!(!dir.path().join("pwned").exists());
 }

@@ -19,13 +19,17 @@
 //!   jitter / 2 (prep 1 call, expensive 3 parallel calls = the slowest of
 //!   three, wrap 3 sequential calls; a worker slot is held for each). The
 //!   lower one applies and `ratio` is measured / applicable bound.
-//! - **CPU/paper** = user+sys of this process during the run / N (PDF
-//!   generation happens before). The part spent in PDF extraction and
-//!   cleaning is estimated by running the same functions on a sample of the
-//!   generated PDFs on one thread before the run (thread CPU time), and
-//!   subtracted for `cpu_s_per_paper_excl_extract`.
+//! - **CPU/paper** = user+sys of this process during the run plus that of
+//!   the PDF extraction workers it ran and reaped (child processes, as in
+//!   the daemon: `pdf_worker_cpu_s`), / N (PDF generation happens before).
+//!   The part spent in PDF extraction and cleaning is estimated by running
+//!   the product path — `PdfWorker` with the run's `[pdf]` limits, then the
+//!   cleaning — on a sample of the generated PDFs one at a time before the
+//!   run (process + children CPU time), and subtracted for
+//!   `cpu_s_per_paper_excl_extract`.
 //! - **RSS per in-flight paper** = (peak RSS during the run − RSS just
-//!   before it) / W; the peak is reset before the run.
+//!   before it) / W; the peak is reset before the run. The workers' memory
+//!   is apart: `pdf_worker_peak_rss_bytes` is the largest worker's peak.
 //! - **DB bytes/paper** = growth of pages in use from just after the
 //!   schema and configs were written to the end of the run, / N; again
 //!   after `prune` with keep-done 0. The growth ratio compares the pruned
@@ -43,7 +47,8 @@ use super::synth;
 use super::sys;
 use crate::engine::{Agent, AgentRequest, AgentResult, ExecError};
 use crate::llm::mock::MockStats;
-use crate::pipeline::{clean, pdf};
+use crate::pipeline::clean;
+use crate::pipeline::pdf_child::{PdfConfig, PdfWorker};
 use crate::runner::build::{build, BuildError, RunOptions};
 use crate::runner::config::SchedulerConfig;
 use crate::runner::embedded::write_machines;
@@ -175,6 +180,11 @@ pub struct PipelineResult {
     pub involuntary_switches: u64,
     /// Most threads seen in the runner process during the run (sampled).
     pub max_threads: u64,
+    /// CPU of this process alone during the run (scheduler, store, HTTP,
+    /// cleaning; the extraction workers' share of parsing is not in it).
+    pub runner_cpu_s: f64,
+    /// CPU of the PDF extraction worker processes that ran during the run.
+    pub pdf_worker_cpu_s: f64,
     pub extract_cpu_s_per_paper: f64,
     pub cpu_s_per_paper_excl_extract: f64,
     /// CPU of the mock provider's process (not part of the runner's).
@@ -187,6 +197,8 @@ pub struct PipelineResult {
     pub peak_rss_bytes: u64,
     /// False when the kernel refused to reset the peak before the run.
     pub peak_rss_reset: bool,
+    /// Largest peak RSS of one PDF extraction worker (calibration included).
+    pub pdf_worker_peak_rss_bytes: Option<u64>,
     pub rss_per_inflight_paper: f64,
     pub paper_text_bytes_per_paper: f64,
     pub prompt_text_bytes_per_paper: f64,
@@ -391,25 +403,34 @@ fn generate(dir: &Path, n: usize) -> Result<Generated, BenchError> {
     })
 }
 
-/// Thread CPU seconds per paper of what `extract_text` + `clean_text` do,
-/// on the first `k` PDFs.
-fn calibrate_extraction(paths: &[PathBuf], budget: usize) -> f64 {
+/// CPU seconds per paper of what `extract_text` + `clean_text` do, on
+/// the sample PDFs, through the product path: a [`PdfWorker`] process per
+/// PDF under `limits`, then cleaning here. Measured as this process's CPU
+/// plus its reaped children's, one PDF at a time, with nothing else running.
+async fn calibrate_extraction(paths: &[PathBuf], budget: usize, limits: &PdfConfig) -> f64 {
     if paths.is_empty() {
         return 0.0;
     }
-    let t0 = sys::thread_cpu();
+    let worker = PdfWorker::new(limits.clone());
+    let t0 = sys::process_cpu() + sys::children_cpu();
     for p in paths {
-        if let Ok(x) = pdf::extract_file(p) {
-            let c = clean::clean_pages(
-                &x.pages,
-                &clean::CleanOptions {
-                    token_budget: budget,
-                },
-            );
-            std::hint::black_box(clean::trim_for_prompt(&c, budget));
+        match worker.extract(p).await {
+            Ok(x) => {
+                let c = clean::clean_pages(
+                    &x.pages,
+                    &clean::CleanOptions {
+                        token_budget: budget,
+                    },
+                );
+                std::hint::black_box(clean::trim_for_prompt(&c, budget));
+            }
+            Err(e) => {
+                tracing::warn!(pdf = %p.display(), error = %e, "calibration extraction failed")
+            }
         }
     }
-    (sys::thread_cpu() - t0).as_secs_f64() / paths.len() as f64
+    let t1 = sys::process_cpu() + sys::children_cpu();
+    (t1.saturating_sub(t0)).as_secs_f64() / paths.len() as f64
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -593,14 +614,16 @@ pub async fn run(opts: &PipelineOptions) -> Result<PipelineResult, BenchError> {
     // 1. Inputs, before anything is measured.
     let n = opts.papers;
     let (dir2, k) = (dir.clone(), opts.calibration_papers.min(n));
-    let (generated, extract_cpu) = tokio::task::spawn_blocking(move || {
-        let g = generate(&dir2, n)?;
-        let sample: Vec<PathBuf> = g.papers.iter().take(k).map(|p| p.path.clone()).collect();
-        let cpu = calibrate_extraction(&sample, budget);
-        Ok::<_, BenchError>((g, cpu))
-    })
-    .await
-    .map_err(|e| BenchError::Invalid(format!("generator task failed: {e}")))??;
+    let generated = tokio::task::spawn_blocking(move || generate(&dir2, n))
+        .await
+        .map_err(|e| BenchError::Invalid(format!("generator task failed: {e}")))??;
+    let sample: Vec<PathBuf> = generated
+        .papers
+        .iter()
+        .take(k)
+        .map(|p| p.path.clone())
+        .collect();
+    let extract_cpu = calibrate_extraction(&sample, budget, &cfg.pdf).await;
     if opts.progress {
         eprintln!(
             "bench: {n} synthetic papers in {:.1} s; extraction+cleaning ≈ {:.1} ms CPU/paper",
@@ -713,6 +736,7 @@ async fn measured(
     let rss0 = sys::rss_bytes().unwrap_or(0);
     let usage0 = sys::process_usage();
     let cpu0 = sys::process_cpu();
+    let workers_cpu0 = sys::children_cpu();
     let mock_cpu0 = mock.cpu_s();
     let host0 = sys::host_busy_cpu();
     let t0 = Instant::now();
@@ -720,7 +744,11 @@ async fn measured(
         .run(CancellationToken::new(), CancellationToken::new())
         .await;
     let wall = t0.elapsed();
-    let cpu = (sys::process_cpu() - cpu0).as_secs_f64();
+    // The mock provider is still running, so the children's CPU is the
+    // extraction workers' alone.
+    let runner_cpu = (sys::process_cpu() - cpu0).as_secs_f64();
+    let worker_cpu = (sys::children_cpu().saturating_sub(workers_cpu0)).as_secs_f64();
+    let cpu = runner_cpu + worker_cpu;
     let usage1 = sys::process_usage();
     let peak = sys::peak_rss_bytes().unwrap_or(0);
     let mock_cpu = match (mock_cpu0, mock.cpu_s()) {
@@ -801,6 +829,8 @@ async fn measured(
             .involuntary_switches
             .saturating_sub(usage0.involuntary_switches),
         max_threads,
+        runner_cpu_s: runner_cpu,
+        pdf_worker_cpu_s: worker_cpu,
         extract_cpu_s_per_paper: extract_cpu,
         cpu_s_per_paper_excl_extract: (cpu / nf - extract_cpu).max(0.0),
         mock_cpu_s: mock_cpu,
@@ -809,6 +839,7 @@ async fn measured(
         baseline_rss_bytes: rss0,
         peak_rss_bytes: peak,
         peak_rss_reset,
+        pdf_worker_peak_rss_bytes: sys::children_peak_rss_bytes(),
         rss_per_inflight_paper: peak.saturating_sub(rss0) as f64 / w as f64,
         paper_text_bytes_per_paper: analysis.paper_text_bytes as f64 / nf,
         prompt_text_bytes_per_paper: analysis.prompt_text_bytes as f64 / nf,

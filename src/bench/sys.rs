@@ -37,6 +37,19 @@ pub fn process_cpu() -> Duration {
     cpu_of(libc::RUSAGE_SELF)
 }
 
+/// User + system CPU time of this process's children that have ended and
+/// been waited for (the PDF extraction workers; the mock provider only once
+/// it is stopped).
+pub fn children_cpu() -> Duration {
+    cpu_of(libc::RUSAGE_CHILDREN)
+}
+
+/// Largest peak RSS of any ended, waited-for child so far, bytes
+/// (`ru_maxrss` of `RUSAGE_CHILDREN`, KiB on Linux).
+pub fn children_peak_rss_bytes() -> Option<u64> {
+    rusage(libc::RUSAGE_CHILDREN).map(|r| (r.ru_maxrss.max(0) as u64).saturating_mul(1024))
+}
+
 /// CPU time and context switches of the whole process so far, split.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
@@ -147,6 +160,14 @@ mod tests {
         assert!(process_cpu() >= thread_cpu());
         assert!(host_busy_cpu().is_some());
         assert!(threads().unwrap() >= 1);
+        let c0 = children_cpu();
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(children_cpu() > c0, "a waited-for child's CPU is counted");
+        assert!(children_peak_rss_bytes().unwrap() > 0);
         let u = process_usage();
         assert!(u.user + u.system >= thread_cpu());
     }

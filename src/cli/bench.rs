@@ -190,6 +190,16 @@ fn print_pipeline(r: &PipelineResult) {
             ),
         ),
         (
+            "CPU runner / PDF workers",
+            format!(
+                "{:.1} s / {:.1} s (worker peak RSS {})",
+                r.runner_cpu_s,
+                r.pdf_worker_cpu_s,
+                r.pdf_worker_peak_rss_bytes
+                    .map_or("?".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+            ),
+        ),
+        (
             "CPU user / sys, context switches",
             format!(
                 "{:.1} s / {:.1} s, {} voluntary, {} involuntary, up to {} threads",

@@ -345,7 +345,14 @@ pub fn expensive_needs(cfg: &Config) -> Option<PhaseNeeds> {
         return None;
     }
     let actions = build::pipeline_actions(cfg).ok()?;
-    let bundle = build::load_machine(cfg, Phase::Expensive, &actions).ok()?;
+    let bundle = match build::load_machine(cfg, Phase::Expensive, &actions) {
+        Ok(b) => b,
+        Err(e) => {
+            // Not silent: an invalid profile also stops the runner's start.
+            tracing::warn!(error = %e, "cannot load the expensive machine; counting every breaker");
+            return None;
+        }
+    };
     let mut models: Vec<(String, String)> = Vec::new();
     for m in &bundle.machines {
         for a in m.agents.values() {

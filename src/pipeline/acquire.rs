@@ -205,7 +205,7 @@ impl Acquirer {
         }
         let safe = safe_id(arxiv_id)?;
         let target = self.config.pdf_dir.join(format!("{safe}.pdf"));
-        if is_cached_pdf(&target) {
+        if cached_pdf(&target)? {
             return Ok(target);
         }
         let url = format!(
@@ -436,28 +436,194 @@ pub fn retry_wait(retry_after: Option<f64>, backoff: Duration, cap: Duration) ->
     asked.min(cap).max(backoff)
 }
 
-fn check_local(p: &Path) -> Result<PathBuf, ExecError> {
+/// What opening a PDF path found.
+enum Probe {
+    /// A regular file starting with `%PDF`.
+    Pdf,
+    /// Nothing at the path.
+    Absent,
+    /// A regular file that is not (or not yet wholly) a PDF.
+    NotPdf,
+    /// Anything else: not a regular file, unreadable, or the host is out of
+    /// descriptors or memory (`resource_exhausted`, retryable).
+    Failed(ExecError),
+}
+
+/// Open `p` without ever blocking and look at its first bytes.
+///
+/// Why non-blocking and `fstat`: a path checked at `runner add` can be
+/// replaced later by a FIFO (an open for reading then blocks until a writer
+/// appears — a worker held forever) or a directory. `O_NONBLOCK` makes the
+/// open return at once whatever the path is, and the type is checked on the
+/// descriptor itself, so no swap between check and read can slip through.
+/// Host exhaustion (`EMFILE`, `ENOMEM`, …) is told apart from a bad file so
+/// a busy host never fails a paper permanently.
+fn probe(p: &Path, what: &str) -> Probe {
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |e: &std::io::Error, doing: &str| {
+        let kind = match crate::engine::error::io_error_kind(e) {
+            ErrorKind::ResourceExhausted => ErrorKind::ResourceExhausted,
+            _ => ErrorKind::PdfUnreadable,
+        };
+        Probe::Failed(err(
+            kind,
+            format!("cannot {doing} {what} {}: {e}", p.display()),
+        ))
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(p);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Probe::Absent,
+        Err(e) => return failed(&e, "open"),
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => {
+            let is = if m.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file (a FIFO, socket or device)"
+            };
+            return Probe::Failed(err(
+                ErrorKind::PdfUnreadable,
+                format!(
+                    "{what} {} is {is}; a PDF must be a regular file",
+                    p.display()
+                ),
+            ));
+        }
+        Err(e) => return failed(&e, "inspect"),
+    }
     let mut head = [0u8; 4];
-    let ok = std::fs::File::open(p).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
-    match ok {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(err(
-            ErrorKind::NotFound,
-            format!("local PDF {} does not exist", p.display()),
-        )),
-        Err(e) => Err(err(
-            ErrorKind::PdfUnreadable,
-            format!("cannot read {}: {e}", p.display()),
-        )),
-        Ok(()) if &head == b"%PDF" => Ok(p.to_path_buf()),
-        Ok(()) => Err(err(
-            ErrorKind::PdfUnreadable,
-            format!("{} is not a PDF", p.display()),
-        )),
+    match std::io::Read::read_exact(&mut file, &mut head) {
+        Ok(()) if &head == b"%PDF" => Probe::Pdf,
+        Ok(()) => Probe::NotPdf,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Probe::NotPdf,
+        Err(e) => failed(&e, "read"),
     }
 }
 
-fn is_cached_pdf(p: &Path) -> bool {
-    check_local(p).is_ok()
+/// A paper's own PDF (`runner add --pdf`): it must exist, be a regular
+/// file and start with `%PDF`.
+fn check_local(p: &Path) -> Result<PathBuf, ExecError> {
+    match probe(p, "local PDF") {
+        Probe::Pdf => Ok(p.to_path_buf()),
+        Probe::Absent => Err(err(
+            ErrorKind::NotFound,
+            format!("local PDF {} does not exist", p.display()),
+        )),
+        Probe::NotPdf => Err(err(
+            ErrorKind::PdfUnreadable,
+            format!("{} is not a PDF", p.display()),
+        )),
+        Probe::Failed(e) => Err(e),
+    }
+}
+
+/// Whether the cache holds the PDF: `Ok(false)` only when there is nothing
+/// (or a file that is not a PDF, which a download replaces). A cache entry
+/// that cannot be opened is an error, not "absent": on a host out of
+/// descriptors it is `resource_exhausted` (retried later) rather than a
+/// needless re-download, and a directory or FIFO in its place is a
+/// permanent `pdf_unreadable` naming the path.
+fn cached_pdf(p: &Path) -> Result<bool, ExecError> {
+    match probe(p, "cached PDF") {
+        Probe::Pdf => Ok(true),
+        Probe::Absent | Probe::NotPdf => Ok(false),
+        Probe::Failed(e) => Err(e),
+    }
+}
+
+/// Download temp files older than this are left over from a crash.
+pub const STALE_DOWNLOAD_AGE: Duration = Duration::from_secs(3600);
+/// Entries of the PDF folder looked at per sweep: a folder of a million
+/// cached PDFs must not delay start-up.
+pub const SWEEP_MAX_ENTRIES: usize = 100_000;
+
+/// What [`sweep_stale_downloads`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Directory entries looked at.
+    pub scanned: usize,
+    /// Stale download temp files removed.
+    pub removed: usize,
+    /// Temp files left alone (their download may still be running).
+    pub kept: usize,
+    /// True when the entry cap stopped the scan early.
+    pub truncated: bool,
+}
+
+/// The pid in a download temp file name (`.NAME.pdf.PID.HEX16.tmp`, see
+/// [`temp_path`]); None for any other name.
+fn download_temp_pid(name: &str) -> Option<i32> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '.');
+    let rand = parts.next()?;
+    let pid = parts.next()?;
+    let target = parts.next()?;
+    let hex = rand.len() == 16 && rand.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit());
+    if !hex || !digits || target.len() <= ".pdf".len() || !target.ends_with(".pdf") {
+        return None;
+    }
+    pid.parse::<i32>().ok().filter(|p| *p > 0)
+}
+
+/// Whether a process with this pid exists (a zombie counts: its download
+/// is over, and the age rule removes its file).
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 performs only the existence and permission check.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Remove download temp files a crash left in `dir`: those of a process
+/// that no longer exists, and any older than `max_age` (a live pid may be
+/// a reused one). At most `max_entries` entries are looked at. Other files
+/// are never touched. A missing folder is an empty sweep.
+pub fn sweep_stale_downloads(dir: &Path, max_age: Duration, max_entries: usize) -> Sweep {
+    let mut sweep = Sweep::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return sweep;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries {
+        if sweep.scanned >= max_entries {
+            sweep.truncated = true;
+            break;
+        }
+        sweep.scanned += 1;
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(download_temp_pid) else {
+            continue;
+        };
+        // Not followed: only a regular file of that name is ours.
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > max_age);
+        if old || !pid_alive(pid) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => sweep.removed += 1,
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a stale download");
+                    sweep.kept += 1;
+                }
+            }
+        } else {
+            sweep.kept += 1;
+        }
+    }
+    sweep
 }
 
 /// Write via a temp file in the same folder and rename over the target.
@@ -551,6 +717,107 @@ mod tests {
         bad.apply(&mut c);
         assert_eq!(c.max_bytes, 1);
         assert_eq!(c.max_retry_after, Duration::from_secs(86_400));
+    }
+
+    fn mkfifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn local_pdfs_that_are_not_regular_files_fail_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.pdf");
+        mkfifo(&fifo);
+        // Before: File::open on a FIFO blocked until a writer appeared.
+        let e = check_local(&fifo).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PdfUnreadable);
+        assert!(e.message.contains("not a regular file"), "{}", e.message);
+        let e = check_local(dir.path()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::PdfUnreadable);
+        assert!(e.message.contains("is a directory"), "{}", e.message);
+        // The cache treats them the same way: an error, not "absent".
+        assert_eq!(
+            cached_pdf(&fifo).unwrap_err().kind,
+            ErrorKind::PdfUnreadable
+        );
+        let missing = dir.path().join("none.pdf");
+        assert_eq!(check_local(&missing).unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(cached_pdf(&missing), Ok(false));
+        let short = dir.path().join("short.pdf");
+        std::fs::write(&short, b"%P").unwrap();
+        assert_eq!(cached_pdf(&short), Ok(false));
+        assert_eq!(
+            check_local(&short).unwrap_err().kind,
+            ErrorKind::PdfUnreadable
+        );
+        let ok = dir.path().join("ok.pdf");
+        std::fs::write(&ok, b"%PDF-1.4").unwrap();
+        assert_eq!(cached_pdf(&ok), Ok(true));
+        assert_eq!(check_local(&ok).unwrap(), ok);
+    }
+
+    #[test]
+    fn download_temp_names_are_recognised_exactly() {
+        let t = temp_path(Path::new("/c/2401.01234v2.pdf"));
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert_eq!(download_temp_pid(name), Some(std::process::id() as i32));
+        assert_eq!(
+            download_temp_pid(".hep-th_9901001.pdf.77.00000000deadbeef.tmp"),
+            Some(77)
+        );
+        for other in [
+            "2401.01234.pdf",
+            ".2401.01234.pdf.77.tmp",
+            ".2401.01234.pdf.77.deadbeef.tmp",
+            ".2401.01234.pdf.x7.00000000deadbeef.tmp",
+            ".notes.txt.77.00000000deadbeef.tmp",
+            "..pdf.77.00000000deadbeef.tmp",
+            ".a.pdf.0.00000000deadbeef.tmp",
+            ".a.pdf.99999999999.00000000deadbeef.tmp",
+        ] {
+            assert_eq!(download_temp_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn stale_download_temp_files_are_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A pid that cannot exist (above the kernel's pid_max of 2^22).
+        let dead = ".2401.00001.pdf.2147483000.00000000deadbeef.tmp";
+        let mine_fresh = temp_path(&d.join("2401.00002.pdf"));
+        let others = ["2401.00003.pdf", ".2401.00004.pdf.1.tmp", "notes.tmp"];
+        std::fs::write(d.join(dead), b"%PDF-partial").unwrap();
+        std::fs::write(&mine_fresh, b"%PDF-partial").unwrap();
+        for o in others {
+            std::fs::write(d.join(o), b"x").unwrap();
+        }
+        // A directory with a temp-file name is not ours to remove.
+        std::fs::create_dir(d.join(".2401.00005.pdf.2147483000.00000000deadbeef.tmp")).unwrap();
+        let s = sweep_stale_downloads(d, STALE_DOWNLOAD_AGE, 1000);
+        assert_eq!((s.removed, s.kept, s.truncated), (1, 1, false), "{s:?}");
+        assert!(!d.join(dead).exists());
+        assert!(mine_fresh.exists(), "a live download's temp file is kept");
+        for o in others {
+            assert!(d.join(o).exists(), "{o}");
+        }
+        // Past the age limit even a live pid's file goes.
+        let s = sweep_stale_downloads(d, Duration::ZERO, 1000);
+        assert_eq!(s.removed, 1, "{s:?}");
+        assert!(!mine_fresh.exists());
+        // The scan is bounded.
+        for i in 0..5 {
+            std::fs::write(d.join(format!("f{i}.pdf")), b"x").unwrap();
+        }
+        let s = sweep_stale_downloads(d, Duration::ZERO, 3);
+        assert_eq!((s.scanned, s.truncated), (3, true));
+        assert_eq!(
+            sweep_stale_downloads(&d.join("missing"), Duration::ZERO, 3),
+            Sweep::default()
+        );
     }
 
     #[test]

@@ -260,10 +260,13 @@ impl Action for CorpusSignals {
         let title = text(ctx, "title");
         let abs = text(ctx, "abstract");
         let db = self.cfg.corpus_db.clone();
+        // No corpus configured (or a missing/foreign one) still gives
+        // `db_unavailable` signals; only host exhaustion is an error, and a
+        // retryable one.
         let signals = blocking("corpus_signals", move || {
-            corpus::corpus_signals(db.as_deref(), &id, &title, &abs)
+            corpus::corpus_lookup(db.as_deref(), &id, &title, &abs)
         })
-        .await?;
+        .await??;
         let v = serde_json::to_value(&signals)
             .map_err(|e| ExecError::new(ErrorKind::ActionError, format!("corpus signals: {e}")))?;
         ctx.insert("corpus".into(), v);

@@ -146,6 +146,10 @@ enum Unavailable {
     Open(#[from] rusqlite::Error),
     #[error("corpus database lacks tables: {0}")]
     MissingTables(String),
+    /// The host is out of descriptors or memory: not the corpus's fault,
+    /// and not a reason to analyse the paper without it.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 /// Search keywords for a paper: title terms first (they name the topic most
@@ -222,39 +226,122 @@ pub fn fts_query(keywords: &[String]) -> String {
 /// without usable words `no_keywords`, and an SQLite failure while searching
 /// `error` with the message in `summary`. `arxiv_id` may carry a version
 /// suffix (`2401.01234v2`); every version of it is excluded from neighbours.
+/// Host exhaustion counts as `db_unavailable` here; the pipeline uses
+/// [`corpus_lookup`], which reports it instead.
 pub fn corpus_signals(
     db: Option<&Path>,
     arxiv_id: &str,
     title: &str,
     abstract_text: &str,
 ) -> CorpusSignals {
+    corpus_lookup(db, arxiv_id, title, abstract_text).unwrap_or_else(|e| {
+        let keywords = keywords(title, abstract_text);
+        let query = fts_query(&keywords);
+        tracing::debug!(reason = %e.message, "corpus signals skipped");
+        CorpusSignals::without_neighbors(
+            STATUS_DB_UNAVAILABLE,
+            query,
+            keywords,
+            UNAVAILABLE_SUMMARY.to_string(),
+        )
+    })
+}
+
+/// [`corpus_signals`], except that a host out of file descriptors or
+/// memory while opening or reading a configured corpus is an error
+/// (`resource_exhausted`, retryable) rather than `db_unavailable`: the
+/// corpus is there, and a paper analysed without its signals would be
+/// finished for good with less information than it should have had. No
+/// corpus configured, a missing file or a foreign database still degrade
+/// as before.
+pub fn corpus_lookup(
+    db: Option<&Path>,
+    arxiv_id: &str,
+    title: &str,
+    abstract_text: &str,
+) -> Result<CorpusSignals, crate::engine::ExecError> {
     let keywords = keywords(title, abstract_text);
     let query = fts_query(&keywords);
+    let exhausted = |msg: String| {
+        crate::engine::ExecError::new(crate::engine::ErrorKind::ResourceExhausted, msg)
+    };
     let conn = match open_corpus(db) {
         Ok(conn) => conn,
+        Err(Unavailable::Exhausted(msg)) => return Err(exhausted(msg)),
         Err(reason) => {
             tracing::debug!(%reason, "corpus signals skipped");
             let summary = UNAVAILABLE_SUMMARY.to_string();
-            return CorpusSignals::without_neighbors(
+            return Ok(CorpusSignals::without_neighbors(
                 STATUS_DB_UNAVAILABLE,
                 query,
                 keywords,
                 summary,
-            );
+            ));
         }
     };
     if query.is_empty() {
         let summary = NO_KEYWORDS_SUMMARY.to_string();
-        return CorpusSignals::without_neighbors(STATUS_NO_KEYWORDS, query, keywords, summary);
+        return Ok(CorpusSignals::without_neighbors(
+            STATUS_NO_KEYWORDS,
+            query,
+            keywords,
+            summary,
+        ));
     }
     match find_neighbors(&conn, &query, strip_version(arxiv_id.trim())) {
-        Ok(candidates) => signals_from(candidates, query, keywords),
+        Ok(candidates) => Ok(signals_from(candidates, query, keywords)),
         Err(err) => {
+            if let Some(path) = db {
+                if let Some(msg) = host_exhaustion(path, &err) {
+                    return Err(exhausted(msg));
+                }
+            }
             tracing::warn!(error = %err, "corpus neighbour query failed");
             let summary =
                 format!("Corpus query failed ({err}); proceeding with paper-only analysis.");
-            CorpusSignals::without_neighbors(STATUS_ERROR, query, keywords, summary)
+            Ok(CorpusSignals::without_neighbors(
+                STATUS_ERROR,
+                query,
+                keywords,
+                summary,
+            ))
         }
+    }
+}
+
+/// A message when `e` is the host running out of memory or descriptors.
+///
+/// SQLite reports a failed `open(2)` only as `SQLITE_CANTOPEN`, without the
+/// errno; so on `CANTOPEN` the file is opened once more here (read-only,
+/// non-blocking, closed at once) and that error is classified with
+/// [`crate::engine::error::io_error_kind`]. A `CANTOPEN` for any other
+/// reason (permissions, a read-only folder for the WAL index) stays an
+/// unavailable corpus.
+fn host_exhaustion(path: &Path, e: &rusqlite::Error) -> Option<String> {
+    use rusqlite::ErrorCode;
+    let code = e.sqlite_error_code()?;
+    match code {
+        ErrorCode::OutOfMemory => Some(format!("corpus database {}: {e}", path.display())),
+        ErrorCode::CannotOpen => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let probe = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path);
+            match probe {
+                Err(io)
+                    if crate::engine::error::io_error_kind(&io)
+                        == crate::engine::ErrorKind::ResourceExhausted =>
+                {
+                    Some(format!(
+                        "cannot open corpus database {}: {io} (the host is out of resources; retried later)",
+                        path.display()
+                    ))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -284,10 +371,15 @@ fn open_corpus(db: Option<&Path>) -> Result<Connection, Unavailable> {
         return Err(Unavailable::Missing(path.to_path_buf()));
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "query_only", true)?;
-    let missing = missing_tables(&conn)?;
+    let classify = |e: rusqlite::Error| match host_exhaustion(path, &e) {
+        Some(msg) => Unavailable::Exhausted(msg),
+        None => Unavailable::Open(e),
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(classify)?;
+    let missing = missing_tables(&conn).map_err(classify)?;
     if !missing.is_empty() {
         return Err(Unavailable::MissingTables(missing.join(", ")));
     }

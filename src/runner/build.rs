@@ -12,7 +12,7 @@ use super::scheduler::{RunMode, RunnerStats, Scheduler, SchedulerSettings};
 use super::task::{PhaseMachine, TaskEnv};
 use crate::engine::{ActionRegistry, Agent};
 use crate::llm::{HttpAgent, Ledger, ModelProfile};
-use crate::pipeline::acquire::AcquireConfig;
+use crate::pipeline::acquire::{self, AcquireConfig};
 use crate::pipeline::actions::{register, PipelineConfig};
 use crate::spec::{self, Bundle, LoadOptions};
 use crate::store::{owner_id, RetryPolicy, Store, StoreError, StoreOptions, Synchronous};
@@ -156,6 +156,27 @@ fn bundle_model_ids(bundle: &Bundle) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// Remove the download temp files a crashed runner left in the PDF cache
+/// (bounded: see [`acquire::sweep_stale_downloads`]). Done once per start,
+/// before any download of this process can have begun.
+fn sweep_downloads(pdf_dir: &Path) {
+    let s = acquire::sweep_stale_downloads(
+        pdf_dir,
+        acquire::STALE_DOWNLOAD_AGE,
+        acquire::SWEEP_MAX_ENTRIES,
+    );
+    if s.removed > 0 || s.truncated {
+        tracing::info!(
+            dir = %pdf_dir.display(),
+            removed = s.removed,
+            kept = s.kept,
+            scanned = s.scanned,
+            truncated = s.truncated,
+            "stale PDF download temp files removed"
+        );
+    }
+}
+
 /// Options that come from flags rather than the config file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -173,6 +194,7 @@ pub struct Built {
 pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
     let store = open_store(cfg)?;
     let actions = pipeline_actions(cfg)?;
+    sweep_downloads(&cfg.pdf_dir);
     let mut machines = HashMap::new();
     let mut models = BTreeSet::new();
     for phase in Phase::ALL {

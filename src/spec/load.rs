@@ -61,6 +61,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
     let root = loader.load_machine_file(path, &label);
     if let Some(root) = root {
         validate::validate_bundle(&loader.machines, root, &mut loader.diags);
+        validate::check_profiles(
+            &loader.machines,
+            opts.profiles.as_deref(),
+            &mut loader.diags,
+        );
     }
     let bundle = match root {
         Some(root) if !loader.diags.has_errors() => Some(Bundle {

@@ -135,6 +135,7 @@ fn check_state(
     check_refs(def, name, s, scope, diags);
     check_execution(file, name, s, diags);
     check_templates(file, name, s, diags);
+    check_shell_script(file, name, s, diags);
     check_unsupported(file, name, s, diags);
 }
 
@@ -351,6 +352,111 @@ fn check_templates(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics
     }
 }
 
+/// POSIX shells whose `-c` argument is a script (as the shell action
+/// sees them).
+const SHELLS: [&str; 7] = ["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"];
+
+/// The shell action's script in `command:`, if any: the string form, or
+/// the argument after `-c` in a list that starts with a POSIX shell. The
+/// same rule as the action's, so `check` refuses exactly what a run would.
+fn shell_script(c: &super::model::Command) -> Option<&str> {
+    use super::model::Command;
+    match c {
+        Command::Line(l) => Some(l),
+        Command::Argv(argv) => {
+            let prog = std::path::Path::new(argv.first()?).file_name()?.to_str()?;
+            if !SHELLS.contains(&prog) {
+                return None;
+            }
+            for (i, a) in argv.iter().enumerate().skip(1) {
+                let opts = a.strip_prefix('-')?;
+                if opts.is_empty()
+                    || opts.starts_with('-')
+                    || !opts.chars().all(|c| c.is_ascii_alphabetic())
+                {
+                    return None;
+                }
+                if opts.contains('c') {
+                    return argv.get(i + 1).map(String::as_str);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Problems the shell action would raise (`template_error`) when it turns
+/// a script's `{{ }}` values into variable references: an unclosed `{{` or
+/// `{#`, a bad expression, and any `{% %}` block — a block's output would
+/// be shell code, which is exactly what the action refuses to build.
+/// Scans as the action does: `\{{` escapes are skipped, and text inside
+/// `{{ }}` or `{# #}` is not looked at for blocks.
+pub fn shell_script_problems(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    let mut quote: Option<char> = None;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("{{") {
+            let Some(end) = after.find("}}") else {
+                out.push("a `{{` has no closing `}}`".to_string());
+                break;
+            };
+            let inner = &after[..end];
+            let inner = inner.strip_prefix('-').unwrap_or(inner);
+            let inner = inner.strip_suffix('-').unwrap_or(inner);
+            for e in Templates::check(&Value::String(format!("{{{{ {inner} }}}}"))) {
+                out.push(e.to_string());
+            }
+            rest = &after[end + 2..];
+            continue;
+        }
+        if let Some(after) = rest.strip_prefix("{#") {
+            let Some(end) = after.find("#}") else {
+                out.push("a `{#` comment has no closing `#}`".to_string());
+                break;
+            };
+            rest = &after[end + 2..];
+            continue;
+        }
+        if rest.starts_with("{%") {
+            out.push(
+                "`{% %}` blocks are not allowed in a shell script (their output would be shell code); \
+                 use `{{ expr }}` values, or the list form of `command`"
+                    .to_string(),
+            );
+            break;
+        }
+        let Some(c) = rest.chars().next() else { break };
+        rest = &rest[c.len_utf8()..];
+        // Quote state as the action tracks it: `\` escapes only outside
+        // single quotes.
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if q == c => quote = None,
+            (None | Some('"'), '\\') => {
+                // `\{{ x }}` is a literal backslash, then the value.
+                let value_next = rest.starts_with("{{") || rest.starts_with("{#");
+                if !value_next {
+                    if let Some(n) = rest.chars().next() {
+                        rest = &rest[n.len_utf8()..];
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn check_shell_script(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
+    let Some(script) = s.command.as_ref().and_then(shell_script) else {
+        return;
+    };
+    for e in shell_script_problems(script) {
+        diags.error(file, Some(name), format!("command: {e}"));
+    }
+}
+
 fn check_unsupported(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
     let keys = [
         ("launch", s.launch.is_some()),
@@ -474,6 +580,76 @@ pub fn validate_bundle(machines: &[MachineDef], root: usize, diags: &mut Diagnos
     }
 }
 
+/// Every agent's resolved model config, and its fallback's, must be one
+/// the HTTP client accepts (`ModelProfile::from_config`: a name, a base
+/// URL, `timeout`, `max_response_bytes`, `max_retry_after` and
+/// `rate_limit` in range). Without this a profile with `timeout: 1e20` or
+/// `max_response_bytes: 0` passed `check` and start-up and failed only
+/// when a paper reached that agent. Each problem is reported once per
+/// profile, on the profile catalog it came from (`forced_catalog` is
+/// `--profiles`), naming the profile and the first agent that uses it.
+pub fn check_profiles(
+    machines: &[MachineDef],
+    forced_catalog: Option<&std::path::Path>,
+    diags: &mut Diagnostics,
+) {
+    let mut seen: HashSet<(String, String, String)> = HashSet::new();
+    for m in machines {
+        for (key, a) in &m.agents {
+            let mut configs = vec![(a.profile_name.as_deref(), &a.model, "")];
+            if let Some(fb) = &a.fallback {
+                configs.push((Some(fb.name.as_str()), &fb.model, " (its fallback)"));
+            }
+            for (profile, model, role) in configs {
+                let Err(e) = crate::llm::ModelProfile::from_config(model) else {
+                    continue;
+                };
+                let catalog = catalog_file(&a.file, forced_catalog);
+                let what = match (profile, &catalog) {
+                    (Some(n), _) => format!("profile '{n}'"),
+                    (None, Some(_)) => "the default profile".to_string(),
+                    (None, None) => "the model config".to_string(),
+                };
+                let file = catalog.unwrap_or_else(|| a.file.clone());
+                if !seen.insert((file.clone(), what.clone(), e.message.clone())) {
+                    continue;
+                }
+                diags.error(
+                    &file,
+                    None,
+                    format!(
+                        "{what}{role} used by agent '{key}' ({}) is invalid: {}",
+                        a.file, e.message
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The profile catalog an agent defined in `agent_file` resolves against:
+/// `--profiles` if given, else the nearest `profiles.yml`/`profiles.yaml`
+/// walking up from the agent's folder (as the loader finds it).
+fn catalog_file(agent_file: &str, forced: Option<&std::path::Path>) -> Option<String> {
+    if let Some(f) = forced {
+        return Some(f.display().to_string());
+    }
+    // Inline machines are labelled `parent.yml#name`.
+    let path = std::path::Path::new(agent_file.split('#').next().unwrap_or(agent_file));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let start = std::fs::canonicalize(dir).ok()?;
+    start.ancestors().find_map(|d| {
+        ["profiles.yml", "profiles.yaml"]
+            .iter()
+            .map(|n| d.join(n))
+            .find(|p| p.is_file())
+            .map(|p| p.display().to_string())
+    })
+}
+
 /// Cycles in the reference graph, each as the (machine, state) hops from
 /// the cycle's first machine back to it. Iterative DFS: the graph comes
 /// from files, so no recursion over it.
@@ -573,5 +749,56 @@ fn check_depth(
                 "child machines nest {depth} levels deep from here; the engine allows at most {limit}"
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::Command;
+    use super::*;
+
+    #[test]
+    fn shell_scripts_are_scanned_as_the_action_scans_them() {
+        for ok in [
+            "echo {{ context.x }}",
+            "echo '{{ context.x }}' \"{{ context.y }}\"",
+            "echo {# a {% comment %} #} done",
+            "echo {{ '{%' }}",
+            "echo \\{% literal %}",
+            "echo \"\\{% literal %}\"",
+            "printf '%s' '{'",
+        ] {
+            assert!(shell_script_problems(ok).is_empty(), "{ok}");
+        }
+        for bad in [
+            "echo {% if x %}y{% endif %}",
+            "echo '{% raw %}'",
+            "echo '\\{% x %}'",
+            "echo \\\\{% x %}",
+        ] {
+            let p = shell_script_problems(bad);
+            assert!(
+                p.len() == 1 && p[0].contains("`{% %}` blocks"),
+                "{bad}: {p:?}"
+            );
+        }
+        assert!(shell_script_problems("echo {{ x")[0].contains("no closing `}}`"));
+        assert!(shell_script_problems("echo {# x")[0].contains("no closing `#}`"));
+        assert!(!shell_script_problems("echo {{ x | | }}").is_empty());
+    }
+
+    #[test]
+    fn the_script_of_a_list_command_is_the_argument_after_c() {
+        let argv = |v: &[&str]| Command::Argv(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(shell_script(&argv(&["sh", "-c", "s"])), Some("s"));
+        assert_eq!(
+            shell_script(&argv(&["/bin/bash", "-e", "-c", "s", "x"])),
+            Some("s")
+        );
+        assert_eq!(shell_script(&argv(&["sh", "-ec", "s"])), Some("s"));
+        assert_eq!(shell_script(&argv(&["sh", "script.sh", "-c"])), None);
+        assert_eq!(shell_script(&argv(&["python3", "-c", "s"])), None);
+        assert_eq!(shell_script(&argv(&["sh", "-c"])), None);
+        assert_eq!(shell_script(&Command::Line("s".into())), Some("s"));
     }
 }
