@@ -123,9 +123,16 @@ impl HttpAgent {
             None => None,
         };
         let started = Instant::now();
-        let (status, result) = self.send(&p, &body, key.as_deref(), req).await;
+        let mut exhausted = None;
+        let (status, result) = self
+            .send(&p, &body, key.as_deref(), req, &mut exhausted)
+            .await;
         if let Some(permit) = permit {
-            permit.complete(&CallOutcome::of(&result));
+            let outcome = match (&result, exhausted) {
+                (Ok(_), Some(retry_after)) => CallOutcome::Exhausted { retry_after },
+                _ => CallOutcome::of(&result),
+            };
+            permit.complete(&outcome);
         }
         slot.finish(SlotOutcome::of(&result));
         if let (Some(l), Some(id)) = (&self.ledger, row) {
@@ -210,6 +217,8 @@ impl HttpAgent {
         body: &Value,
         key: Option<&str>,
         req: &AgentRequest,
+        // Set when a 2xx said no requests remain: the wait it asked for.
+        exhausted: &mut Option<f64>,
     ) -> (Option<u16>, Result<AgentResult, ExecError>) {
         let target = Target {
             provider: &p.provider,
@@ -217,7 +226,7 @@ impl HttpAgent {
             key,
             max_retry_after: p.max_retry_after,
         };
-        let (status, mut result) = self.exchange(p, body, &target, req).await;
+        let (status, mut result) = self.exchange(p, body, &target, req, exhausted).await;
         if let Err(e) = &mut result {
             e.message = errors::scrub(&e.message, key);
         }
@@ -230,6 +239,7 @@ impl HttpAgent {
         body: &Value,
         target: &Target<'_>,
         req: &AgentRequest,
+        exhausted: &mut Option<f64>,
     ) -> (Option<u16>, Result<AgentResult, ExecError>) {
         // One deadline for the whole exchange, body included: reqwest's
         // request timeout covers it too, this makes it explicit for the
@@ -298,6 +308,7 @@ impl HttpAgent {
         if errors::remaining(&headers) == Some(0.0) {
             if let Some(wait) = errors::retry_after_capped(&headers, p.max_retry_after) {
                 self.limiter.pause(&p.limiter_key(), wait).await;
+                *exhausted = Some(wait);
             }
         }
         (Some(status), parse_response(&text, &headers, target, req))

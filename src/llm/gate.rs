@@ -15,6 +15,10 @@ use serde::Serialize;
 pub enum CallOutcome {
     /// The provider answered (2xx).
     Ok,
+    /// The provider answered (2xx) and said no requests remain for
+    /// `retry_after` seconds (`X-RateLimit-Remaining: 0` with a reset):
+    /// healthy, but a pause every process sharing the model should honour.
+    Exhausted { retry_after: f64 },
     /// The attempt failed with this kind; `retry_after` is the provider's
     /// requested wait in seconds (Retry-After / X-RateLimit-Reset), if any.
     Failed {

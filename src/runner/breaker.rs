@@ -209,6 +209,7 @@ enum Signal {
 fn signal(outcome: &CallOutcome) -> (Signal, Option<ErrorKind>, Option<f64>) {
     match *outcome {
         CallOutcome::Ok => (Signal::Healthy, None, None),
+        CallOutcome::Exhausted { retry_after } => (Signal::Healthy, None, Some(retry_after)),
         CallOutcome::Failed { kind, retry_after } => {
             let s = match kind {
                 ErrorKind::RateLimit => Signal::RateLimit,
@@ -508,7 +509,11 @@ impl Breakers {
         let cfg = &self.inner.cfg;
         let window = (cfg.window_secs as i64).saturating_mul(1000);
         let (sig, kind, retry_after) = signal(outcome);
-        if let (Signal::RateLimit, Some(secs)) = (&sig, retry_after) {
+        // A 429's wait, or a success that said nothing remains: both are
+        // pauses the provider asked for.
+        let pause =
+            matches!(sig, Signal::RateLimit) || matches!(outcome, CallOutcome::Exhausted { .. });
+        if let (true, Some(secs)) = (pause, retry_after) {
             self.note_pause(key, provider, secs);
         }
         let mut changed = Vec::new();
@@ -1379,6 +1384,28 @@ mod tests {
             .map(|r| r.paused_until_ms)
     }
 
+    /// A success that says nothing remains (`X-RateLimit-Remaining: 0`
+    /// with a reset) is a pause every process must see, but not a breaker
+    /// signal: it is stored like a 429's Retry-After and opens nothing.
+    #[tokio::test]
+    async fn an_exhausted_success_is_persisted_as_a_pause_and_opens_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("b.db"), &Default::default()).unwrap();
+        let (t, clock) = manual_from_now();
+        let t0 = t.load(Ordering::SeqCst);
+        let a = Breakers::new(Some(store.clone()), BreakerConfig::default())
+            .unwrap()
+            .with_clock(clock)
+            .with_pause_threshold(Duration::from_secs(2));
+        for _ in 0..10 {
+            a.record(KEY, "p", CallOutcome::Exhausted { retry_after: 30.0 });
+        }
+        assert_eq!(stored_pause(&store, KEY, t0), Some(t0 + 30_000));
+        assert!(!a.is_open(KEY));
+        // A plain success carries no pause.
+        a.record("p|other", "p", CallOutcome::Ok);
+        assert_eq!(stored_pause(&store, "p|other", t0), None);
+    }
     #[tokio::test]
     async fn a_provider_pause_is_persisted_rarely_and_holds_another_process() {
         let dir = tempfile::tempdir().unwrap();
