@@ -5,6 +5,7 @@ pub mod bench;
 pub mod durable;
 pub mod engine;
 pub mod expr;
+pub mod fsx;
 pub mod llm;
 pub mod ops;
 pub mod pipeline;

@@ -249,27 +249,19 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// would block the loader, a device could be endless) of at most
 /// [`MAX_FILE_BYTES`], in UTF-8.
 pub fn read_file_capped(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
-    if !meta.is_file() {
-        return Err("cannot read file: not a regular file".into());
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large(meta.len()));
-    }
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read file: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large(bytes.len() as u64));
-    }
-    String::from_utf8(bytes).map_err(|e| format!("file is not UTF-8: {e}"))
+    use crate::fsx::{read_text_capped, CappedReadError};
+    read_text_capped(path, MAX_FILE_BYTES).map_err(|e| match e {
+        CappedReadError::TooLarge { .. } => too_large(MAX_FILE_BYTES),
+        CappedReadError::NotRegular { kind } => {
+            format!("cannot read file: not a regular file ({kind})")
+        }
+        CappedReadError::NotUtf8 => "file is not UTF-8".to_string(),
+        CappedReadError::Io(e) => format!("cannot read file: {e}"),
+    })
 }
 
-fn too_large(len: u64) -> String {
-    format!("file is too large ({len} bytes; machine, agent, prompt and profile files may have at most {MAX_FILE_BYTES} bytes)")
+fn too_large(limit: u64) -> String {
+    format!("file is too large (machine, agent, prompt, profile and input files may have at most {limit} bytes)")
 }
 
 /// serde_yaml appends " at line X column Y" to messages; we print the

@@ -205,7 +205,7 @@ fn check_db_path(path: &Path) -> Result<(), StoreError> {
         Ok(m) => Err(refuse(format!(
             "{} is {}, not a database file (give the path of a regular file, or of one to create)",
             path.display(),
-            describe_kind(&m)
+            crate::fsx::file_kind(&m)
         ))),
         Err(e)
             if matches!(
@@ -218,7 +218,7 @@ fn check_db_path(path: &Path) -> Result<(), StoreError> {
                     Ok(m) if !m.is_dir() => Err(refuse(format!(
                         "its folder {} is {}, not a directory",
                         dir.display(),
-                        describe_kind(&m)
+                        crate::fsx::file_kind(&m)
                     ))),
                     _ => Ok(()),
                 },
@@ -226,35 +226,6 @@ fn check_db_path(path: &Path) -> Result<(), StoreError> {
             }
         }
         Err(e) => Err(refuse(format!("cannot inspect the path: {e}"))),
-    }
-}
-
-/// "a directory", "a character device", … for error messages.
-fn describe_kind(m: &std::fs::Metadata) -> &'static str {
-    let t = m.file_type();
-    if t.is_dir() {
-        return "a directory";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt as _;
-        if t.is_char_device() {
-            return "a character device";
-        }
-        if t.is_block_device() {
-            return "a block device";
-        }
-        if t.is_fifo() {
-            return "a FIFO";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    if t.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
     }
 }
 
