@@ -396,13 +396,11 @@ pub fn model_phases(cfg: &Config) -> Option<HashMap<String, Vec<Phase>>> {
 /// derives them: a pause longer than the backlog holds claims, one longer
 /// than the park threshold changes the mode.
 pub fn pause_thresholds_ms(cfg: &Config) -> (i64, i64) {
-    let backlog = cfg.scheduler.claim_backlog_secs.clamp(0.0, 86_400.0);
-    let park = cfg
-        .scheduler
-        .park_after_secs
-        .clamp(0.0, 86_400.0)
-        .max(backlog);
-    ((backlog * 1000.0) as i64, (park * 1000.0) as i64)
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    (
+        ms(cfg.scheduler.claim_backlog()),
+        ms(cfg.scheduler.park_after()),
+    )
 }
 
 /// What [`derive_mode`] decides from.

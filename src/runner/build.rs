@@ -231,21 +231,16 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         }
         None => None,
     };
-    // Calls whose model is blocked longer than this park their phase (the
-    // worker slot goes to prep) instead of waiting; never less than the
-    // claim backlog, so a phase the gates let through is not parked at once.
-    let claim_backlog = cfg.scheduler.claim_backlog_secs.clamp(0.0, 86_400.0);
-    let park_after = cfg
-        .scheduler
-        .park_after_secs
-        .clamp(0.0, 86_400.0)
-        .max(claim_backlog);
+    // Calls whose model is blocked longer than `park_after` park their
+    // phase (the worker slot goes to prep) instead of waiting.
+    let claim_backlog = cfg.scheduler.claim_backlog();
+    let park_after = cfg.scheduler.park_after();
     // Provider pauses that hold claims are persisted for other processes.
-    let breakers = breakers.with_pause_threshold(Duration::from_secs_f64(claim_backlog));
+    let breakers = breakers.with_pause_threshold(claim_backlog);
     let http = HttpAgent::new(Some(Ledger::new(store.clone())))
         .map_err(|e| BuildError::Setup(e.message))?
         .with_gate(Arc::new(breakers.clone()))
-        .with_parking(Duration::from_secs_f64(park_after));
+        .with_parking(park_after);
     let gates = Gates::new(
         Some(breakers),
         budget,
@@ -254,11 +249,8 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         phase_calls,
         burst,
     )
-    .with_limiter(
-        http.limiter().clone(),
-        Duration::from_secs_f64(claim_backlog),
-    )
-    .with_park_after(Duration::from_secs_f64(park_after));
+    .with_limiter(http.limiter().clone(), claim_backlog)
+    .with_park_after(park_after);
     let agent: Arc<dyn Agent> = Arc::new(http);
     let s = &cfg.scheduler;
     let env = Arc::new(TaskEnv {

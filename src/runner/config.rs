@@ -263,6 +263,24 @@ impl Default for OpsConfig {
     }
 }
 
+impl SchedulerConfig {
+    /// Phases whose model the limiter has booked further ahead than this
+    /// are not claimed (validated to 0–86400 s; clamped again so a value
+    /// that skipped validation cannot panic).
+    pub fn claim_backlog(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.claim_backlog_secs.clamp(0.0, 86_400.0))
+    }
+
+    /// Calls whose model is blocked longer than this park their phase
+    /// instead of waiting; never less than [`claim_backlog`](Self::claim_backlog),
+    /// so a phase the gates let through is not parked at once. The daemon
+    /// and `runner status` derive the mode from these two alone.
+    pub fn park_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.park_after_secs.clamp(0.0, 86_400.0))
+            .max(self.claim_backlog())
+    }
+}
+
 impl BudgetConfig {
     /// The class ("cheap" or "expensive") of a profile name.
     pub fn class_of(&self, profile: &str) -> &str {
