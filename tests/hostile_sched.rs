@@ -14,116 +14,21 @@
 
 use async_trait::async_trait;
 use paper_runner::engine::{Action, ActionArgs, ExecError};
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::runner::build::{build, RunOptions};
 use paper_runner::runner::scheduler::RunMode;
 use paper_runner::runner::task::TaskEnv;
-use rusqlite::Connection;
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const PDFS: [&str; 4] = ["paper-a.pdf", "paper-b.pdf", "paper-c.pdf", "onecol.pdf"];
+mod site;
+use site::*;
 /// `breaker.rate_limit_threshold` default.
 const THRESHOLD: u64 = 5;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-/// A runner directory whose profiles point at the mock (no `rate_limit`:
-/// the runner knows no limit of the provider).
-struct Site {
-    dir: tempfile::TempDir,
-    mock: MockServer,
-}
-
 impl Site {
-    async fn new(script: &str, config: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("machines"), &dir.path().join("machines"));
-        let mock = MockServer::start("127.0.0.1:0", MockScript::parse(script).unwrap())
-            .await
-            .unwrap();
-        let profiles = format!(
-            "spec: flatprofile\nspec_version: \"4.2.1\"\ndata:\n  model_profiles:\n    cheap: {{provider: openai, name: mock/cheap, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n    expensive: {{provider: openai, name: mock/expensive, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n  default: cheap\n",
-            mock.base_url()
-        );
-        std::fs::write(dir.path().join("machines/profiles.yml"), profiles).unwrap();
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        Site { dir, mock }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
-        c.current_dir(self.path())
-            .env("MOCK_KEY", "test-key-not-secret")
-            .env_remove("RUST_LOG")
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn add_papers(&self, from: usize, n: usize) {
-        for i in from..from + n {
-            let pdf = repo()
-                .join("tests/fixtures/papers")
-                .join(PDFS[i % PDFS.len()]);
-            let id = format!("2501.{:05}", i + 1);
-            let out = self.run(&["add", &id, "--offline", "--pdf", pdf.to_str().unwrap()]);
-            assert!(out.status.success(), "{}", stderr(&out));
-        }
-    }
-
-    fn conn(&self) -> Connection {
-        let c = Connection::open(self.path().join("data/runner.db")).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c
-    }
-
-    fn scalar(&self, sql: &str) -> i64 {
-        self.conn().query_row(sql, [], |r| r.get(0)).unwrap()
-    }
-
-    fn wait_for(&self, what: &str, limit: Duration, cond: impl Fn(&Site) -> bool) {
-        let start = Instant::now();
-        while !cond(self) {
-            assert!(start.elapsed() < limit, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// No ledger row left `reserved`, every request the provider saw has a
     /// ledger row, and no successful call was paid twice.
     fn assert_ledger_clean(&self) {
@@ -149,10 +54,6 @@ impl Site {
     fn count_429(&self) -> u64 {
         self.mock.stats().by_status.get("429").copied().unwrap_or(0)
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 fn free_port() -> u16 {
