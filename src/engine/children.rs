@@ -342,9 +342,9 @@ impl Run {
                 }
             }
             let detail: Vec<String> = errors.iter().map(|(l, e)| format!("{l}: {e}")).collect();
-            Err(ExecError::new(
-                ErrorKind::ChildFailed,
+            Err(ExecError::child_failed(
                 format!("all {total} children failed ({})", detail.join("; ")),
+                errors.iter().map(|(_, e)| e),
             ))
         };
         let winner = match timeout.and_then(crate::spec::limits::duration_from_secs) {
@@ -383,10 +383,7 @@ fn child_failed(label: &str, e: &ExecError) -> ExecError {
             ..e.clone()
         };
     }
-    ExecError::new(
-        ErrorKind::ChildFailed,
-        format!("child machine '{label}' failed: {e}"),
-    )
+    ExecError::child_failed(format!("child machine '{label}' failed: {e}"), [e])
 }
 
 /// Build the state output from child results.
@@ -396,25 +393,28 @@ fn assemble(
     allow_failures: bool,
 ) -> Result<Value, ExecError> {
     let mut failures = Vec::new();
+    let mut failed = Vec::new();
     let mut entries = Vec::with_capacity(results.len());
     for (label, r) in results {
         let v = match r {
             Ok(v) => v,
             Err(e) => {
                 failures.push(format!("'{label}' ({e})"));
-                json!({"_error": e.message, "_error_type": e.kind.as_str()})
+                let v = json!({"_error": e.message, "_error_type": e.kind.as_str()});
+                failed.push(e);
+                v
             }
         };
         entries.push((label, v));
     }
     if !failures.is_empty() && !allow_failures {
-        return Err(ExecError::new(
-            ErrorKind::ChildFailed,
+        return Err(ExecError::child_failed(
             format!(
                 "{} child machine(s) failed: {}",
                 failures.len(),
                 failures.join(", ")
             ),
+            &failed,
         ));
     }
     Ok(match shape {

@@ -178,6 +178,13 @@ pub struct ExecError {
     /// in flight re-runs on resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Box<Stop>>,
+    /// For `child_failed`: the kinds the failed children failed with, down
+    /// to the first kind that is not itself `child_failed`. Typed so the
+    /// runner decides whether a phase is worth retrying without parsing the
+    /// message. Empty for other kinds (and in errors stored before it
+    /// existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<ErrorKind>,
 }
 
 /// The cause of an interruption the runner acts on.
@@ -211,6 +218,7 @@ impl ExecError {
             message: message.into(),
             retry_after: None,
             stop: None,
+            causes: Vec::new(),
         }
     }
 
@@ -222,6 +230,7 @@ impl ExecError {
             message: message.into(),
             retry_after: None,
             stop: Some(Box::new(Stop::Parked(p))),
+            causes: Vec::new(),
         }
     }
 
@@ -235,6 +244,7 @@ impl ExecError {
             stop: Some(Box::new(Stop::LeaseLost {
                 owner: owner.into(),
             })),
+            causes: Vec::new(),
         }
     }
 
@@ -243,6 +253,35 @@ impl ExecError {
         match self.stop.as_deref() {
             Some(Stop::Parked(p)) => Some(p),
             _ => None,
+        }
+    }
+
+    /// A `child_failed` error caused by `children` (each a child's error).
+    pub fn child_failed<'a>(
+        message: impl Into<String>,
+        children: impl IntoIterator<Item = &'a ExecError>,
+    ) -> ExecError {
+        let mut causes: Vec<ErrorKind> = Vec::new();
+        for c in children {
+            for k in c.root_causes() {
+                if !causes.contains(&k) {
+                    causes.push(k);
+                }
+            }
+        }
+        ExecError {
+            causes,
+            ..ExecError::new(ErrorKind::ChildFailed, message)
+        }
+    }
+
+    /// The kinds behind this error: `causes` for a `child_failed` that has
+    /// them, else the error's own kind.
+    pub fn root_causes(&self) -> Vec<ErrorKind> {
+        if self.kind == ErrorKind::ChildFailed && !self.causes.is_empty() {
+            self.causes.clone()
+        } else {
+            vec![self.kind]
         }
     }
 

@@ -117,9 +117,14 @@ fn retryable(e: &ExecError) -> bool {
     if transient(e.kind) {
         return true;
     }
+    if e.kind == ChildFailed && !e.causes.is_empty() {
+        // Retry only when every failed child failed for a transient reason
+        // (decided by the typed causes).
+        return e.causes.iter().all(|k| transient(*k));
+    }
     if e.kind == ChildFailed {
-        // "child machine 'x' failed: KIND: message" — retry only when every
-        // failed child failed for a transient reason.
+        // An error stored before `causes` existed: "child machine 'x'
+        // failed: KIND: message".
         let kinds: Vec<ErrorKind> = ErrorKind::ALL
             .into_iter()
             .filter(|k| *k != ChildFailed && e.message.contains(&format!("{}: ", k.as_str())))
@@ -640,6 +645,34 @@ fn store_settlement(e: StoreError) -> StoreSettlement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The retry decision for a failed child reads the typed causes, down
+    /// through nested children, not the message text.
+    #[test]
+    fn child_failures_are_judged_by_their_typed_causes() {
+        let leaf = |k| ExecError::new(k, "x");
+        let timeout = leaf(ErrorKind::Timeout);
+        let inner = ExecError::child_failed("child machine 'a' failed", [&timeout]);
+        assert_eq!(inner.causes, vec![ErrorKind::Timeout]);
+        // A message that names a permanent kind does not decide: the cause does.
+        let outer = ExecError::child_failed(
+            "child machine 'b' failed: invalid_request: quoted by a paper",
+            [&inner],
+        );
+        assert_eq!(outer.root_causes(), vec![ErrorKind::Timeout]);
+        assert!(retryable(&outer));
+        let bad = leaf(ErrorKind::InvalidRequest);
+        let mixed = ExecError::child_failed("2 failed", [&timeout, &bad]);
+        assert_eq!(
+            mixed.causes,
+            vec![ErrorKind::Timeout, ErrorKind::InvalidRequest]
+        );
+        assert!(!retryable(&mixed));
+        // Round trip through a checkpoint keeps the causes.
+        let back: ExecError =
+            serde_json::from_str(&serde_json::to_string(&mixed).unwrap()).unwrap();
+        assert_eq!(back, mixed);
+    }
 
     #[tokio::test]
     async fn a_panicked_store_task_is_a_retryable_internal_failure() {
