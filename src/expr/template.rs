@@ -365,9 +365,23 @@ fn describe(e: &minijinja::Error) -> String {
     msg
 }
 
-/// The error [`to_json`] raises for a value over the cap.
+/// The source [`to_json`] attaches to its error for a value over the cap,
+/// so the render can tell it apart by type.
+#[derive(Debug, thiserror::Error)]
+#[error("value is larger than {MAX_TEMPLATE_OUTPUT} bytes as JSON")]
+struct Oversize;
+
+/// Whether `e` is (or wraps) the error [`to_json`] raises for a value over
+/// the cap.
 fn is_oversize(e: &minijinja::Error) -> bool {
-    e.kind() == ErrorKind::WriteFailure && e.detail().is_some_and(|d| d.contains("larger than"))
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<Oversize>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn too_large(src: &str) -> TemplateError {
@@ -440,10 +454,8 @@ fn format_value(
 fn to_json(value: &MjValue) -> Result<Value, minijinja::Error> {
     bounded_json(value, MAX_TEMPLATE_OUTPUT).map_err(|e| match e {
         // The render's own writer would refuse it anyway: say why.
-        None => minijinja::Error::new(
-            ErrorKind::WriteFailure,
-            format!("value is larger than {MAX_TEMPLATE_OUTPUT} bytes as JSON"),
-        ),
+        None => minijinja::Error::new(ErrorKind::WriteFailure, Oversize.to_string())
+            .with_source(Oversize),
         Some(e) => minijinja::Error::new(
             ErrorKind::InvalidOperation,
             format!("value is not JSON-representable: {e}"),

@@ -263,12 +263,17 @@ impl Default for OpsConfig {
     }
 }
 
+/// Seconds → a duration of at most a day; NaN and negatives are zero.
+fn secs_capped(secs: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(secs.min(86_400.0)).unwrap_or_default()
+}
+
 impl SchedulerConfig {
     /// Phases whose model the limiter has booked further ahead than this
     /// are not claimed (validated to 0–86400 s; clamped again so a value
     /// that skipped validation cannot panic).
     pub fn claim_backlog(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(self.claim_backlog_secs.clamp(0.0, 86_400.0))
+        secs_capped(self.claim_backlog_secs)
     }
 
     /// Calls whose model is blocked longer than this park their phase
@@ -276,8 +281,7 @@ impl SchedulerConfig {
     /// so a phase the gates let through is not parked at once. The daemon
     /// and `runner status` derive the mode from these two alone.
     pub fn park_after(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(self.park_after_secs.clamp(0.0, 86_400.0))
-            .max(self.claim_backlog())
+        secs_capped(self.park_after_secs).max(self.claim_backlog())
     }
 }
 
@@ -1485,6 +1489,19 @@ mod tests {
             "", "6", "06:3", "06:60", "24:00", "-1:00", "06:30:00", "a:bc",
         ] {
             assert_eq!(parse_hh_mm(bad), None, "{bad:?}");
+        }
+    }
+
+    /// The derived durations cannot panic even on values that skipped
+    /// validation (NaN, infinity, negative).
+    #[test]
+    fn derived_waits_never_panic() {
+        let mut s = SchedulerConfig::default();
+        for v in [f64::NAN, f64::INFINITY, -1.0, 1e300] {
+            s.claim_backlog_secs = v;
+            s.park_after_secs = v;
+            assert!(s.claim_backlog() <= std::time::Duration::from_secs(86_400));
+            assert!(s.park_after() >= s.claim_backlog());
         }
     }
 
