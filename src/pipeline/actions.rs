@@ -43,12 +43,15 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Largest terminology file read (the built-in list is ~20 KiB).
+const TERMINOLOGY_MAX_BYTES: u64 = 4 << 20;
+
 /// Register every paper action.
 pub fn register(registry: &mut ActionRegistry, cfg: PipelineConfig) -> Result<(), ExecError> {
     let terms = match &cfg.terminology {
         None => tags::Terminology::builtin(),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
+            let text = crate::fsx::read_text_capped(p, TERMINOLOGY_MAX_BYTES).map_err(|e| {
                 ExecError::new(
                     ErrorKind::ActionError,
                     format!("cannot read terminology file {}: {e}", p.display()),

@@ -141,34 +141,23 @@ pub fn extract_file(path: &Path) -> Result<ExtractedPdf, PdfError> {
 /// FIFO that would block, a directory, a device that never ends) is an
 /// error naming the file, and a larger file is [`PdfError::TooLarge`].
 pub fn read_capped(path: &Path, max_bytes: u64) -> Result<Vec<u8>, PdfError> {
-    use std::io::Read as _;
-    let io = |e: std::io::Error| io_error(path, &e);
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(PdfError::Io {
-            path: path.display().to_string(),
-            message: "not a regular file".into(),
-        });
-    }
-    let too_large = |n: u64| {
-        PdfError::TooLarge(format!(
-            "{}: {n} bytes, over the limit of {max_bytes} bytes (pdf.max_file_mb)",
+    use crate::fsx::{read_bytes_capped, CappedReadError};
+    read_bytes_capped(path, max_bytes).map_err(|e| match e {
+        CappedReadError::TooLarge { limit } => PdfError::TooLarge(format!(
+            "{}: over the limit of {limit} bytes (pdf.max_file_mb)",
             path.display()
-        ))
-    };
-    if meta.len() > max_bytes {
-        return Err(too_large(meta.len()));
-    }
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut bytes = Vec::with_capacity(meta.len().min(64 << 20) as usize);
-    // The file may grow between stat and read: the cap holds regardless.
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
+        )),
+        CappedReadError::NotRegular { kind } => PdfError::Io {
+            path: path.display().to_string(),
+            message: format!("not a regular file ({kind})"),
+        },
+        CappedReadError::Io(e) => io_error(path, &e),
+        // Bytes are never decoded as text here.
+        CappedReadError::NotUtf8 => PdfError::Io {
+            path: path.display().to_string(),
+            message: "unreadable".into(),
+        },
+    })
 }
 
 /// An I/O error on `path`: the host running out of descriptors or memory
