@@ -519,9 +519,9 @@ mod tests {
         assert!(Burst::parse("not cron", 5).is_err());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_phase_whose_model_is_booked_ahead_waits_for_the_backlog() {
-        let limiter = Arc::new(RateLimiter::new());
+    /// Gates where expensive calls `u|big` and wrap `u|small`, with a
+    /// claim backlog of 2 s.
+    fn two_model_gates(limiter: &Arc<RateLimiter>) -> Gates {
         let model = |key: &str| PhaseModel {
             key: key.into(),
             provider: "p".into(),
@@ -529,11 +529,17 @@ mod tests {
         let mut phase_models = HashMap::new();
         phase_models.insert(Phase::Expensive, vec![model("u|big")]);
         phase_models.insert(Phase::Wrap, vec![model("u|small")]);
-        let g = Gates {
+        Gates {
             phase_models,
             ..Gates::default()
         }
-        .with_limiter(limiter.clone(), Duration::from_secs(2));
+        .with_limiter(limiter.clone(), Duration::from_secs(2))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_whose_model_is_booked_ahead_waits_for_the_backlog() {
+        let limiter = Arc::new(RateLimiter::new());
+        let g = two_model_gates(&limiter);
         assert_eq!(g.booked_ahead(Phase::Expensive), None);
         // 60/m: each call books a second; the first two fit the burst.
         let rate = crate::llm::Rate::parse("60/m").ok();
@@ -570,19 +576,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_paused_expensive_model_means_prep_only_with_reason_and_end() {
         let limiter = Arc::new(RateLimiter::new());
-        let model = |key: &str| PhaseModel {
-            key: key.into(),
-            provider: "p".into(),
-        };
-        let mut phase_models = HashMap::new();
-        phase_models.insert(Phase::Expensive, vec![model("u|big")]);
-        phase_models.insert(Phase::Wrap, vec![model("u|small")]);
-        let g = Gates {
-            phase_models,
-            ..Gates::default()
-        }
-        .with_limiter(limiter.clone(), Duration::from_secs(2))
-        .with_park_after(Duration::from_secs(10));
+        let g = two_model_gates(&limiter).with_park_after(Duration::from_secs(10));
         let normal = g.mode(false).await;
         assert!(!normal.prep_only);
         assert!(normal.blocked.is_empty());
