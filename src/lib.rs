@@ -3,12 +3,12 @@
 
 pub mod bench;
 pub mod durable;
-pub mod engine;
-pub mod expr;
-pub mod fsx;
 pub mod llm;
 pub mod ops;
 pub mod pipeline;
 pub mod runner;
-pub mod spec;
 pub mod store;
+
+// The FlatMachines runtime lives in its own crate; re-exported under the
+// module names the rest of the runner uses.
+pub use flatmachines::{engine, expr, fsx, spec};

@@ -127,6 +127,7 @@ fn every_broken_file_is_rejected_with_file_and_state_named() {
     let opts = LoadOptions {
         profiles: None,
         actions: common::actions().names(),
+        model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let files = broken_files();
     assert!(files.len() >= 18, "found {}", files.len());
@@ -160,6 +161,7 @@ fn valid_files_with_warnings_pass_check() {
     let opts = LoadOptions {
         profiles: None,
         actions: common::actions().names(),
+        model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let f = root().join("valid/unreachable.yml");
     let loaded = spec::load(&f, &opts);

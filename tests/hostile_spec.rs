@@ -541,6 +541,7 @@ fn the_repo_machines_still_pass_check() {
     let opts = LoadOptions {
         profiles: None,
         actions: common::actions().names(),
+        model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
     for f in ["prep.yml", "expensive.yml", "wrap.yml"] {

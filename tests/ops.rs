@@ -215,7 +215,7 @@ async fn status_show_retry_cancel_resume_report_what_they_did() {
     // execution names the execution, machine and paper.
     let out = site
         .cmd(&["--workers", "1", "--log-format", "json"])
-        .env("RUST_LOG", "paper_runner=debug")
+        .env("RUST_LOG", "paper_runner=debug,flatmachines=debug")
         .output()
         .unwrap();
     assert!(

@@ -47,6 +47,7 @@ fn engine(count: Arc<Count>, ckpt: Arc<dyn Checkpointer>) -> Engine {
     let opts = paper_runner::spec::LoadOptions {
         profiles: None,
         actions: actions.names(),
+        model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let bundle = Arc::new(
         paper_runner::spec::load(&path, &opts)

@@ -98,6 +98,7 @@ pub fn resume(a: ResumeArgs) -> ExitCode {
     let reload = a.reload_config.then(|| LoadOptions {
         profiles: a.profiles.clone(),
         actions: actions().names(),
+        model_check: Some(paper_runner::llm::ModelProfile::check_config),
     });
     if ids.len() == 1 && !a.all {
         return rt.block_on(resume_one(

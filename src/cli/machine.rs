@@ -111,6 +111,7 @@ fn load_options(profiles: Option<PathBuf>, actions: &ActionRegistry) -> LoadOpti
     LoadOptions {
         profiles,
         actions: actions.names(),
+        model_check: Some(paper_runner::llm::ModelProfile::check_config),
     }
 }
 

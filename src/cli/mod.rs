@@ -33,7 +33,7 @@ use tracing_subscriber::{EnvFilter, Layer};
     about = "Durable FlatMachines runner for research-paper pipelines"
 )]
 pub struct Cli {
-    /// Log filter when RUST_LOG is not set (e.g. "info", "paper_runner=debug").
+    /// Log filter when RUST_LOG is not set (e.g. "info", "paper_runner=debug,flatmachines=debug").
     #[arg(long, global = true)]
     pub log_level: Option<String>,
     /// Log lines as human-readable text or one JSON object per line
@@ -153,10 +153,14 @@ pub fn init_logging(level: Option<&str>, format: LogFormat) -> Metrics {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
         _ => EnvFilter::new(level.unwrap_or("warn")),
     };
-    // This crate's spans always reach the formatter (they print nothing by
-    // themselves), so every line inside an execution names its execution,
-    // paper, machine and state even when only warnings pass the filter.
-    let context = filter_fn(|m| m.is_span() && m.target().starts_with("paper_runner"));
+    // This crate's and the runtime's spans always reach the formatter (they
+    // print nothing by themselves), so every line inside an execution names
+    // its execution, paper, machine and state even when only warnings pass
+    // the filter.
+    let context = filter_fn(|m| {
+        m.is_span()
+            && (m.target().starts_with("paper_runner") || m.target().starts_with("flatmachines"))
+    });
     let filter = filter.or(context);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(LogWriter)

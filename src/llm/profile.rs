@@ -116,6 +116,14 @@ fn bad(msg: String) -> ExecError {
 
 impl ModelProfile {
     /// Read a resolved model config. Errors name the offending field.
+    /// The machine loader's [`ModelCheck`](crate::spec::ModelCheck): a model
+    /// config this client would refuse is a load error.
+    pub fn check_config(cfg: &Map<String, Value>) -> Result<(), String> {
+        ModelProfile::from_config(cfg)
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
     pub fn from_config(cfg: &Map<String, Value>) -> Result<ModelProfile, ExecError> {
         let text = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
         let num = |k: &str| cfg.get(k).and_then(Value::as_f64);

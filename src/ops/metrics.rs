@@ -104,7 +104,7 @@ impl Metrics {
         MetricsLayer {
             metrics: self.clone(),
         }
-        .with_filter(Targets::new().with_target("paper_runner::engine", Level::DEBUG))
+        .with_filter(Targets::new().with_target("flatmachines::engine", Level::DEBUG))
     }
 
     /// A copy of the counts.

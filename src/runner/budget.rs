@@ -548,6 +548,7 @@ mod tests {
         let opts = crate::spec::LoadOptions {
             profiles: None,
             actions: reg.names(),
+            model_check: Some(crate::llm::ModelProfile::check_config),
         };
         let loaded = crate::spec::load(&path, &opts);
         loaded

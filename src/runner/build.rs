@@ -88,6 +88,7 @@ pub fn load_machine(
         &LoadOptions {
             profiles: cfg.profiles.clone(),
             actions: actions.names(),
+            model_check: Some(crate::llm::ModelProfile::check_config),
         },
     );
     let problems: Vec<String> = loaded

@@ -1,5 +1,6 @@
 //! Opening the database: pool, pragmas on every connection, migrations.
 
+use super::clock::{Clock, SystemClock};
 use super::error::StoreError;
 use super::migrate;
 use r2d2::{Pool, PooledConnection};
@@ -23,6 +24,8 @@ pub struct StoreOptions {
     pub synchronous: Synchronous,
     pub busy_timeout: Duration,
     pub pool_size: u32,
+    /// Where "now" comes from for every time comparison the store makes.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for StoreOptions {
@@ -31,6 +34,7 @@ impl Default for StoreOptions {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(30),
             pool_size: 8,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -52,6 +56,7 @@ pub struct Store {
     pub(crate) pool: Pool<SqliteConnectionManager>,
     writer: Arc<Mutex<Connection>>,
     pub(crate) path: PathBuf,
+    clock: Arc<dyn Clock>,
 }
 
 pub(crate) type Conn = PooledConnection<SqliteConnectionManager>;
@@ -106,11 +111,43 @@ impl Store {
             pool,
             writer: Arc::new(Mutex::new(first)),
             path: path.to_path_buf(),
+            clock: Arc::clone(&opts.clock),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// "Now" in Unix milliseconds, from the injected clock
+    /// ([`StoreOptions::clock`]).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The store's clock, for components that must agree with it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
+    /// Run blocking store work off the async worker threads.
+    ///
+    /// This is the one place the store meets tokio: async code calls
+    /// `store.run(move |s| s.renew_lease(&l)).await` instead of spawning
+    /// its own blocking task, so no SQLite call runs on an async worker
+    /// and a panicked (or cancelled) task always surfaces the same way —
+    /// as [`StoreError::TaskFailed`], which callers retry, never as a data
+    /// error that fails a paper for good.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::task_failed(e)),
+        }
     }
 
     pub(crate) fn conn(&self) -> Result<Conn, StoreError> {

@@ -51,6 +51,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A blocking store task that did not return: it panicked, or the
+    /// runtime cancelled it at shutdown.
+    pub fn task_failed(e: tokio::task::JoinError) -> StoreError {
+        if e.is_panic() {
+            StoreError::TaskFailed(format!("a blocking store task panicked: {e}"))
+        } else {
+            StoreError::TaskFailed(format!("a blocking store task was cancelled: {e}"))
+        }
+    }
+
     /// Wrap a SQLite error, classifying read-only and corrupt files.
     pub fn sqlite(path: &std::path::Path, context: &str, e: rusqlite::Error) -> StoreError {
         use rusqlite::ErrorCode;

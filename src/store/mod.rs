@@ -4,6 +4,7 @@
 pub mod blobs;
 mod checkpointer;
 mod checkpoints;
+mod clock;
 mod db;
 mod error;
 mod leases;
@@ -16,6 +17,7 @@ mod queue;
 
 pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_CODE};
 pub use checkpoints::{now, prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
 pub use leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};

@@ -23,6 +23,12 @@ use std::sync::Arc;
 /// Default `settings.max_steps`.
 pub const DEFAULT_MAX_STEPS: u64 = 1000;
 
+/// Checks one resolved model config (a profile's `model` map) the way the
+/// host's LLM client will read it; `Err` carries the reason. The runtime
+/// itself knows no client, so the host supplies this (see
+/// [`LoadOptions::model_check`]).
+pub type ModelCheck = fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), String>;
+
 /// Options that affect loading.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -30,6 +36,10 @@ pub struct LoadOptions {
     pub profiles: Option<PathBuf>,
     /// Names of the actions the runtime provides (for validation).
     pub actions: Vec<String>,
+    /// The host client's check of every agent's resolved model config, so
+    /// a profile the client would refuse is a load error, not a failure
+    /// when a paper first reaches that agent. `None` skips the check.
+    pub model_check: Option<ModelCheck>,
 }
 
 /// The outcome of loading: a bundle when nothing fatal happened, and all problems.
@@ -61,11 +71,14 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Loaded {
     let root = loader.load_machine_file(path, &label);
     if let Some(root) = root {
         validate::validate_bundle(&loader.machines, root, &mut loader.diags);
-        validate::check_profiles(
-            &loader.machines,
-            opts.profiles.as_deref(),
-            &mut loader.diags,
-        );
+        if let Some(check) = opts.model_check {
+            validate::check_profiles(
+                &loader.machines,
+                opts.profiles.as_deref(),
+                check,
+                &mut loader.diags,
+            );
+        }
     }
     let bundle = match root {
         Some(root) if !loader.diags.has_errors() => Some(Bundle {

@@ -9,5 +9,5 @@ pub mod profile;
 pub mod validate;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
-pub use load::{load, LoadOptions, Loaded};
+pub use load::{load, LoadOptions, Loaded, ModelCheck};
 pub use model::{AgentDef, Bundle, MachineDef, PromptDef, StateDef};

@@ -581,9 +581,9 @@ pub fn validate_bundle(machines: &[MachineDef], root: usize, diags: &mut Diagnos
 }
 
 /// Every agent's resolved model config, and its fallback's, must be one
-/// the HTTP client accepts (`ModelProfile::from_config`: a name, a base
-/// URL, `timeout`, `max_response_bytes`, `max_retry_after` and
-/// `rate_limit` in range). Without this a profile with `timeout: 1e20` or
+/// the host's client accepts (`check`; paper-runner's is
+/// `ModelProfile::check_config`: a name, a base URL, `timeout`,
+/// `max_response_bytes`, `max_retry_after` and `rate_limit` in range). Without this a profile with `timeout: 1e20` or
 /// `max_response_bytes: 0` passed `check` and start-up and failed only
 /// when a paper reached that agent. Each problem is reported once per
 /// profile, on the profile catalog it came from (`forced_catalog` is
@@ -591,6 +591,7 @@ pub fn validate_bundle(machines: &[MachineDef], root: usize, diags: &mut Diagnos
 pub fn check_profiles(
     machines: &[MachineDef],
     forced_catalog: Option<&std::path::Path>,
+    check: super::load::ModelCheck,
     diags: &mut Diagnostics,
 ) {
     let mut seen: HashSet<(String, String, String)> = HashSet::new();
@@ -601,7 +602,7 @@ pub fn check_profiles(
                 configs.push((Some(fb.name.as_str()), &fb.model, " (its fallback)"));
             }
             for (profile, model, role) in configs {
-                let Err(e) = crate::llm::ModelProfile::from_config(model) else {
+                let Err(message) = check(model) else {
                     continue;
                 };
                 let catalog = catalog_file(&a.file, forced_catalog);
@@ -611,7 +612,7 @@ pub fn check_profiles(
                     (None, None) => "the model config".to_string(),
                 };
                 let file = catalog.unwrap_or_else(|| a.file.clone());
-                if !seen.insert((file.clone(), what.clone(), e.message.clone())) {
+                if !seen.insert((file.clone(), what.clone(), message.clone())) {
                     continue;
                 }
                 diags.error(
@@ -619,7 +620,7 @@ pub fn check_profiles(
                     None,
                     format!(
                         "{what}{role} used by agent '{key}' ({}) is invalid: {}",
-                        a.file, e.message
+                        a.file, message
                     ),
                 );
             }
