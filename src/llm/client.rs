@@ -88,14 +88,9 @@ impl HttpAgent {
             fallback_from: fallback_from.map(str::to_string),
         };
         if let Some(ledger) = &self.ledger {
-            if let Some(prev) =
-                blocking(ledger.clone(), reservation.clone(), |l, r| l.reusable(&r)).await?
-            {
+            if let Some(prev) = ledger.reusable(&reservation).await? {
                 tracing::info!(state = %req.state, model = %p.model, "reusing the settled response of an earlier run (no request sent)");
-                blocking(ledger.clone(), reservation.clone(), |l, r| {
-                    l.record_reuse(&r)
-                })
-                .await?;
+                ledger.record_reuse(&reservation).await?;
                 return Ok(prev);
             }
         }
@@ -119,7 +114,7 @@ impl HttpAgent {
         // Gate and limiter (or park); see `wait_turn`.
         let (permit, slot) = self.wait_turn(&p).await?;
         let row = match &self.ledger {
-            Some(l) => Some(blocking(l.clone(), reservation.clone(), |l, r| l.reserve(&r)).await?),
+            Some(l) => Some(l.reserve(&reservation).await?),
             None => None,
         };
         let started = Instant::now();
@@ -132,7 +127,7 @@ impl HttpAgent {
                 (Ok(_), Some(retry_after)) => CallOutcome::Exhausted { retry_after },
                 _ => CallOutcome::of(&result),
             };
-            permit.complete(&outcome);
+            permit.complete(&outcome).await;
         }
         slot.finish(SlotOutcome::of(&result));
         if let (Some(l), Some(id)) = (&self.ledger, row) {
@@ -141,7 +136,7 @@ impl HttpAgent {
                 latency_ms: started.elapsed().as_millis() as u64,
                 result: result.clone(),
             };
-            blocking(l.clone(), (id, s), |l, (id, s)| l.settle(id, &s)).await?;
+            l.settle(id, &s).await?;
         }
         if let Err(e) = &result {
             if e.kind == ErrorKind::RateLimit {
@@ -420,23 +415,6 @@ fn requests_remaining(res: &AgentResult) -> Option<f64> {
         .filter(|w| w.get("name").and_then(Value::as_str) == Some("requests"))
         .filter_map(|w| w.get("remaining").and_then(Value::as_f64))
         .reduce(f64::min)
-}
-
-/// Run a ledger operation on the blocking pool; store errors stop the state
-/// (an unrecorded call must not be sent).
-async fn blocking<A, T>(
-    ledger: Ledger,
-    arg: A,
-    f: impl FnOnce(Ledger, A) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ExecError>
-where
-    A: Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(move || f(ledger, arg))
-        .await
-        .map_err(|e| ExecError::new(ErrorKind::Interrupted, format!("ledger task failed: {e}")))?
-        .map_err(|e| ExecError::new(ErrorKind::Interrupted, format!("spend ledger: {e}")))
 }
 
 /// The chat completion request body.

@@ -48,8 +48,13 @@ impl CallOutcome {
 /// outcome; dropping it without completing means the attempt was abandoned
 /// (cancelled, or the ledger refused it), and the gate must not wait for an
 /// outcome that will never come.
+///
+/// Completing is async so that a gate may persist what the outcome changed
+/// (the breakers write their table) before the call returns, off the async
+/// workers.
+#[async_trait]
 pub trait CallPermit: Send {
-    fn complete(self: Box<Self>, outcome: &CallOutcome);
+    async fn complete(self: Box<Self>, outcome: &CallOutcome);
 }
 
 /// Why a model cannot be called now (shown by `status`, carried by a park).
@@ -119,8 +124,9 @@ pub trait CallGate: Send + Sync {
 /// A permit that observes nothing (for gates that only wait).
 pub struct NoopPermit;
 
+#[async_trait]
 impl CallPermit for NoopPermit {
-    fn complete(self: Box<Self>, _outcome: &CallOutcome) {}
+    async fn complete(self: Box<Self>, _outcome: &CallOutcome) {}
 }
 
 #[cfg(test)]

@@ -2,27 +2,16 @@
 //! it is sent and settled after, so a crash can never under-count spend, and
 //! a resumed state that sends the same request reuses the settled response
 //! instead of paying for it again. API keys are never stored.
+//!
+//! The rows themselves are the store's (`store::ledger`); this module
+//! decides what goes in them and runs every store call through
+//! [`Store::run`], off the async workers.
 
-use crate::engine::{AgentResult, ExecError};
-use crate::store::{now, Store, StoreError};
-use rusqlite::{params, OptionalExtension};
+use crate::engine::{AgentResult, ErrorKind, ExecError};
+use crate::store::{CallStatus, LlmSettlement, Store, StoreError};
 
 /// What is known before a request is sent.
-#[derive(Debug, Clone)]
-pub struct Reservation {
-    pub execution_id: String,
-    pub machine: String,
-    pub state: String,
-    pub step: u64,
-    pub sample: u32,
-    pub attempt: u32,
-    pub agent: String,
-    pub profile: Option<String>,
-    pub provider: String,
-    pub model: String,
-    pub request_hash: String,
-    pub fallback_from: Option<String>,
-}
+pub use crate::store::LlmReservation as Reservation;
 
 /// What is known after.
 #[derive(Debug, Clone)]
@@ -32,9 +21,50 @@ pub struct Settlement {
     pub result: Result<AgentResult, ExecError>,
 }
 
+impl Settlement {
+    /// The columns the settled row gets.
+    fn row(&self) -> LlmSettlement {
+        let mut row = LlmSettlement {
+            status: CallStatus::Ok,
+            http_status: self.http_status,
+            error_kind: None,
+            error_message: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            total_tokens: None,
+            cost: None,
+            latency_ms: self.latency_ms,
+            retry_after: None,
+            response: None,
+        };
+        match &self.result {
+            Ok(r) => {
+                row.prompt_tokens = Some(r.usage.prompt_tokens);
+                row.completion_tokens = Some(r.usage.completion_tokens);
+                row.total_tokens = Some(r.usage.total_tokens);
+                row.cost = r.cost;
+                row.response = serde_json::to_string(r).ok();
+            }
+            Err(e) => {
+                row.status = CallStatus::Error;
+                row.error_kind = Some(e.kind.as_str().to_string());
+                row.error_message = Some(e.message.clone());
+                row.retry_after = e.retry_after;
+            }
+        }
+        row
+    }
+}
+
 #[derive(Clone)]
 pub struct Ledger {
     store: Store,
+}
+
+/// A ledger store error stops the state: an unrecorded call must not be
+/// sent (and an unrecorded answer must not be used).
+fn stop(e: StoreError) -> ExecError {
+    ExecError::new(ErrorKind::Interrupted, format!("spend ledger: {e}"))
 }
 
 impl Ledger {
@@ -43,119 +73,44 @@ impl Ledger {
     }
 
     /// A settled successful response for the same request of the same state
-    /// run (execution, state, step, request hash), if one exists.
-    pub fn reusable(&self, r: &Reservation) -> Result<Option<AgentResult>, StoreError> {
-        let store = &self.store;
-        let conn = store.pool.get().map_err(|e| StoreError::Pool {
-            path: store.path.clone(),
-            message: e.to_string(),
-        })?;
-        let row: Option<String> = conn
-            .query_row(
-                "SELECT response FROM llm_calls
-                 WHERE execution_id = ?1 AND state = ?2 AND step = ?3 AND request_hash = ?4 AND status = 'ok'
-                 ORDER BY id DESC LIMIT 1",
-                params![r.execution_id, r.state, r.step as i64, r.request_hash],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| store.err("reading ledger", e))?;
-        Ok(row.and_then(|s| serde_json::from_str(&s).ok()))
+    /// run (execution, state, step, request hash), if one exists. A stored
+    /// response that no longer parses is not reused (the call is sent).
+    pub async fn reusable(&self, r: &Reservation) -> Result<Option<AgentResult>, ExecError> {
+        let r = r.clone();
+        let json = self
+            .store
+            .run(move |s| s.reusable_llm_response(&r))
+            .await
+            .map_err(stop)?;
+        Ok(json.and_then(|s| serde_json::from_str(&s).ok()))
     }
 
     /// Record that a stored response was reused (no request was sent).
-    pub fn record_reuse(&self, r: &Reservation) -> Result<(), StoreError> {
-        let id = self.insert(r, "reused")?;
-        self.store.write("settling reuse", |tx| {
-            tx.execute(
-                "UPDATE llm_calls SET settled_at = ?2 WHERE id = ?1",
-                params![id, now()],
-            )
-            .map_err(|e| self.store.err("settling reuse", e))?;
-            Ok(())
-        })
+    pub async fn record_reuse(&self, r: &Reservation) -> Result<(), ExecError> {
+        let r = r.clone();
+        self.store
+            .run(move |s| s.insert_llm_call(&r, CallStatus::Reused))
+            .await
+            .map_err(stop)?;
+        Ok(())
     }
 
     /// Reserve a row before sending; returns its id.
-    pub fn reserve(&self, r: &Reservation) -> Result<i64, StoreError> {
-        self.insert(r, "reserved")
-    }
-
-    fn insert(&self, r: &Reservation, status: &str) -> Result<i64, StoreError> {
-        self.store.write("reserving ledger row", |tx| {
-            tx.execute(
-                "INSERT INTO llm_calls(execution_id, machine, state, step, sample, attempt, agent, profile, provider, model,
-                                       request_hash, fallback_from, status, reserved_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    r.execution_id,
-                    r.machine,
-                    r.state,
-                    r.step as i64,
-                    r.sample,
-                    r.attempt,
-                    r.agent,
-                    r.profile,
-                    r.provider,
-                    r.model,
-                    r.request_hash,
-                    r.fallback_from,
-                    status,
-                    now()
-                ],
-            )
-            .map_err(|e| self.store.err("reserving ledger row", e))?;
-            Ok(tx.last_insert_rowid())
-        })
+    pub async fn reserve(&self, r: &Reservation) -> Result<i64, ExecError> {
+        let r = r.clone();
+        self.store
+            .run(move |s| s.insert_llm_call(&r, CallStatus::Reserved))
+            .await
+            .map_err(stop)
     }
 
     /// Settle a reserved row with the outcome.
-    pub fn settle(&self, id: i64, s: &Settlement) -> Result<(), StoreError> {
-        let (status, kind, message, retry_after, usage, cost, response) = match &s.result {
-            Ok(r) => (
-                "ok",
-                None,
-                None,
-                None,
-                Some(r.usage.clone()),
-                r.cost,
-                serde_json::to_string(r).ok(),
-            ),
-            Err(e) => (
-                "error",
-                Some(e.kind.as_str()),
-                Some(e.message.clone()),
-                e.retry_after,
-                None,
-                None,
-                None,
-            ),
-        };
-        self.store.write("settling ledger row", |tx| {
-            tx.execute(
-                "UPDATE llm_calls SET status = ?2, http_status = ?3, error_kind = ?4, error_message = ?5,
-                        prompt_tokens = ?6, completion_tokens = ?7, total_tokens = ?8, cost = ?9,
-                        latency_ms = ?10, retry_after = ?11, response = ?12, settled_at = ?13
-                 WHERE id = ?1",
-                params![
-                    id,
-                    status,
-                    s.http_status,
-                    kind,
-                    message,
-                    usage.as_ref().map(|u| u.prompt_tokens as i64),
-                    usage.as_ref().map(|u| u.completion_tokens as i64),
-                    usage.as_ref().map(|u| u.total_tokens as i64),
-                    cost,
-                    s.latency_ms as i64,
-                    retry_after,
-                    response,
-                    now()
-                ],
-            )
-            .map_err(|e| self.store.err("settling ledger row", e))?;
-            Ok(())
-        })?;
+    pub async fn settle(&self, id: i64, s: &Settlement) -> Result<(), ExecError> {
+        let row = s.row();
+        self.store
+            .run(move |s| s.settle_llm_call(id, &row))
+            .await
+            .map_err(stop)?;
         crash_hook_after_settle();
         Ok(())
     }

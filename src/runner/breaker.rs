@@ -987,8 +987,9 @@ impl Drop for Admission {
     }
 }
 
+#[async_trait]
 impl CallPermit for Admission {
-    fn complete(self: Box<Self>, outcome: &CallOutcome) {
+    async fn complete(self: Box<Self>, outcome: &CallOutcome) {
         (*self).record(outcome);
     }
 }

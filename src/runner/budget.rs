@@ -17,8 +17,7 @@
 use super::config::BudgetConfig;
 use crate::spec::model::{Bundle, MachineDef};
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, NaiveTime, SecondsFormat, TimeDelta, Utc};
-use rusqlite::params;
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -139,30 +138,16 @@ impl Budget {
     }
 
     /// Requests of the current budget day, per class, from the ledger.
+    /// Blocking (a store read): async code calls it through `Store::run`.
     pub fn usage(&self, store: &Store, now: DateTime<Utc>) -> Result<BudgetUsage, StoreError> {
         let (start, next) = self.day_bounds(now);
-        let conn = store.conn()?;
-        // `reserved_at` is `store::now()` text: fixed-width RFC 3339 UTC with
-        // microseconds and `Z`, so text order is time order and the range
-        // uses the `llm_calls_time` index.
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT profile, COUNT(*) FROM llm_calls
-                 WHERE reserved_at >= ?1 AND reserved_at < ?2
-                   AND status IN ('reserved', 'ok', 'error')
-                 GROUP BY profile",
-            )
-            .map_err(|e| store.err("reading the budget", e))?;
-        let rows = stmt
-            .query_map(params![ledger_time(start), ledger_time(next)], |r| {
-                Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
-            })
-            .map_err(|e| store.err("reading the budget", e))?;
         let mut used = ClassCalls::default();
-        for row in rows {
-            let (profile, n) = row.map_err(|e| store.err("reading the budget", e))?;
-            let class = profile.as_deref().map_or("cheap", |p| self.cfg.class_of(p));
-            used.add(class, u64::try_from(n).unwrap_or(0));
+        for row in store.sent_llm_calls(start, next)? {
+            let class = row
+                .profile
+                .as_deref()
+                .map_or("cheap", |p| self.cfg.class_of(p));
+            used.add(class, row.calls);
         }
         let limits = Limits {
             daily: self.cfg.daily,
@@ -208,11 +193,6 @@ impl Budget {
 fn parse_hh_mm(s: &str) -> Option<NaiveTime> {
     let (h, m) = super::config::parse_hh_mm(s)?;
     NaiveTime::from_hms_opt(h, m, 0)
-}
-
-/// A time in the ledger's `reserved_at` format (see `store::now`).
-fn ledger_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// The most requests one run of `bundle`'s root machine can send, per class
@@ -339,37 +319,80 @@ mod tests {
         Budget::new(cfg).unwrap()
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
+    /// A store whose clock the test sets: ledger rows are stamped with it.
+    fn store() -> (tempfile::TempDir, Store, crate::store::ManualClock) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("b.db"), &Default::default()).unwrap();
-        (dir, s)
+        let clock = crate::store::ManualClock::at(0);
+        let opts = crate::store::StoreOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            ..Default::default()
+        };
+        let s = Store::open(&dir.path().join("b.db"), &opts).unwrap();
+        (dir, s, clock)
     }
 
-    fn insert(store: &Store, reserved_at: DateTime<Utc>, profile: Option<&str>, status: &str) {
-        store
-            .write("test row", |tx| {
-                tx.execute(
-                    "INSERT INTO llm_calls(execution_id, machine, state, step, attempt, agent, profile,
-                                           provider, model, request_hash, status, reserved_at)
-                     VALUES ('e', 'm', 's', 1, 1, 'a', ?1, 'p', 'x', 'h', ?2, ?3)",
-                    params![profile, status, ledger_time(reserved_at)],
-                )
-                .map_err(|e| store.err("test row", e))?;
-                Ok(())
-            })
-            .unwrap();
+    /// A ledger row reserved at `reserved_at`, settled with `status`.
+    fn insert(
+        (store, clock): (&Store, &crate::store::ManualClock),
+        reserved_at: DateTime<Utc>,
+        profile: Option<&str>,
+        status: &str,
+    ) {
+        use crate::store::{CallStatus, LlmReservation, LlmSettlement};
+        clock.set(reserved_at.timestamp_millis());
+        let r = LlmReservation {
+            execution_id: "e".into(),
+            machine: "m".into(),
+            state: "s".into(),
+            step: 1,
+            sample: 0,
+            attempt: 1,
+            agent: "a".into(),
+            profile: profile.map(str::to_string),
+            provider: "p".into(),
+            model: "x".into(),
+            request_hash: "h".into(),
+            fallback_from: None,
+        };
+        let settled = match status {
+            "reused" => {
+                store.insert_llm_call(&r, CallStatus::Reused).unwrap();
+                return;
+            }
+            "reserved" => None,
+            "ok" => Some(CallStatus::Ok),
+            "error" => Some(CallStatus::Error),
+            other => panic!("status {other}"),
+        };
+        let id = store.insert_llm_call(&r, CallStatus::Reserved).unwrap();
+        if let Some(status) = settled {
+            let row = LlmSettlement {
+                status,
+                http_status: None,
+                error_kind: None,
+                error_message: None,
+                prompt_tokens: None,
+                completion_tokens: None,
+                total_tokens: None,
+                cost: None,
+                latency_ms: 0,
+                retry_after: None,
+                response: None,
+            };
+            store.settle_llm_call(id, &row).unwrap();
+        }
     }
 
     #[test]
     fn ledger_times_sort_like_store_now() {
         let now = crate::store::now();
-        let ours = ledger_time(Utc::now());
+        let ours = crate::store::ledger_time(Utc::now());
         assert_eq!(now.len(), ours.len());
         assert!(now.ends_with('Z') && ours.ends_with('Z'));
         assert!(DateTime::parse_from_rfc3339(&now).is_ok());
         assert!(
-            ledger_time(at("2024-05-10T06:30:00Z"))
-                > ledger_time(at("2024-05-10T06:29:59.999999Z"))
+            crate::store::ledger_time(at("2024-05-10T06:30:00Z"))
+                > crate::store::ledger_time(at("2024-05-10T06:29:59.999999Z"))
         );
     }
 
@@ -418,7 +441,7 @@ mod tests {
 
     #[test]
     fn usage_counts_sent_requests_of_the_budget_day_by_class() {
-        let (_d, store) = store();
+        let (_d, store, clock) = store();
         let b = budget(|c| {
             c.day_start_utc = "06:30".into();
             c.daily = Some(10);
@@ -426,28 +449,29 @@ mod tests {
             c.classes.insert("premium".into(), "expensive".into());
         });
         // Before the day started: not counted.
+        // (Ledger times come from the store's clock, in milliseconds.)
         insert(
-            &store,
-            at("2024-05-10T06:29:59.999999Z"),
+            (&store, &clock),
+            at("2024-05-10T06:29:59.999Z"),
             Some("cheap"),
             "ok",
         );
         // Counted: ok, error, reserved (in flight or crashed after send).
-        insert(&store, at("2024-05-10T06:30:00Z"), Some("cheap"), "ok");
-        insert(&store, at("2024-05-10T07:00:00Z"), Some("cheap"), "error");
-        insert(&store, at("2024-05-10T08:00:00Z"), None, "reserved");
-        insert(&store, at("2024-05-10T09:00:00Z"), Some("expensive"), "ok");
-        insert(&store, at("2024-05-10T09:30:00Z"), Some("premium"), "error");
+        insert((&store, &clock), at("2024-05-10T06:30:00Z"), Some("cheap"), "ok");
+        insert((&store, &clock), at("2024-05-10T07:00:00Z"), Some("cheap"), "error");
+        insert((&store, &clock), at("2024-05-10T08:00:00Z"), None, "reserved");
+        insert((&store, &clock), at("2024-05-10T09:00:00Z"), Some("expensive"), "ok");
+        insert((&store, &clock), at("2024-05-10T09:30:00Z"), Some("premium"), "error");
         // Reused: nothing was sent.
         insert(
-            &store,
+            (&store, &clock),
             at("2024-05-10T10:00:00Z"),
             Some("expensive"),
             "reused",
         );
-        insert(&store, at("2024-05-10T10:00:00Z"), Some("cheap"), "reused");
+        insert((&store, &clock), at("2024-05-10T10:00:00Z"), Some("cheap"), "reused");
         // The next budget day.
-        insert(&store, at("2024-05-11T06:30:00Z"), Some("cheap"), "ok");
+        insert((&store, &clock), at("2024-05-11T06:30:00Z"), Some("cheap"), "ok");
 
         let u = b.usage(&store, at("2024-05-10T12:00:00Z")).unwrap();
         assert_eq!(
@@ -484,35 +508,14 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_query_uses_the_time_index() {
-        let (_d, store) = store();
-        let conn = store.conn().unwrap();
-        let plan: Vec<String> = conn
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT profile, COUNT(*) FROM llm_calls
-                 WHERE reserved_at >= ?1 AND reserved_at < ?2
-                   AND status IN ('reserved', 'ok', 'error') GROUP BY profile",
-            )
-            .unwrap()
-            .query_map(params!["a", "b"], |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert!(
-            plan.iter().any(|p| p.contains("llm_calls_time")),
-            "{plan:?}"
-        );
-    }
-
-    #[test]
     fn fits_checks_each_class_and_the_total() {
-        let (_d, store) = store();
+        let (_d, store, clock) = store();
         let now = at("2024-05-10T12:00:00Z");
         for _ in 0..4 {
-            insert(&store, now, Some("cheap"), "ok");
+            insert((&store, &clock), now, Some("cheap"), "ok");
         }
         for _ in 0..2 {
-            insert(&store, now, Some("expensive"), "ok");
+            insert((&store, &clock), now, Some("expensive"), "ok");
         }
         let b = budget(|c| {
             c.daily = Some(10);

@@ -253,9 +253,8 @@ impl Gates {
     pub async fn usage(&self) -> Option<BudgetUsage> {
         let budget = self.budget.clone()?;
         let store = self.store.clone()?;
-        let u = tokio::task::spawn_blocking(move || budget.usage(&store, Utc::now()))
-            .await
-            .ok()?;
+        let now = DateTime::<Utc>::from_timestamp_millis(store.now_ms()).unwrap_or_default();
+        let u = store.run(move |s| budget.usage(s, now)).await;
         match u {
             Ok(u) => Some(u),
             Err(e) => {
