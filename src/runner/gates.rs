@@ -367,7 +367,7 @@ impl Gates {
         };
         if let Some(b) = &self.breakers {
             // Pauses other processes wrote (throttled to one read a second).
-            b.refresh_pauses();
+            b.refresh_pauses().await;
         }
         for phase in Phase::ALL {
             let models = self.phase_models.get(&phase).cloned().unwrap_or_default();

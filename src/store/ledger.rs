@@ -328,7 +328,7 @@ mod tests {
     fn sent_calls_count_one_day_window_by_profile() {
         let clock = ManualClock::at(0);
         let (_d, s) = store(&clock);
-        let mut add = |t: &str, profile: Option<&str>, status: CallStatus| {
+        let add = |t: &str, profile: Option<&str>, status: CallStatus| {
             clock.set(at(t).timestamp_millis());
             let id = s
                 .insert_llm_call(&reservation("s", t, profile), CallStatus::Reserved)

@@ -2,6 +2,7 @@
 //! content-addressed blobs, fenced leases and retention.
 
 pub mod blobs;
+mod breakers;
 mod checkpointer;
 mod checkpoints;
 mod clock;
@@ -16,6 +17,7 @@ pub mod phase;
 mod prune;
 mod queue;
 
+pub use breakers::BreakerRecord;
 pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_CODE};
 pub use checkpoints::{now, prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use clock::{Clock, ManualClock, SystemClock};
