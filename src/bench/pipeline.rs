@@ -501,33 +501,19 @@ fn overheads(
     excluded: &HashSet<(String, String)>,
     busy: &HashMap<StateKey, Duration>,
 ) -> Result<Overheads, BenchError> {
-    let conn = store.conn()?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT c.execution_id, m.machine_name, c.step, c.event, c.state, c.created_at
-             FROM checkpoints c JOIN machine_executions m ON m.execution_id = c.execution_id
-             ORDER BY c.execution_id, c.id",
-        )
-        .map_err(|e| store.err("reading checkpoints", e))?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })
-        .map_err(|e| store.err("reading checkpoints", e))?;
     let mut all = Vec::new();
     let mut by_state: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     // The open state_enter of the current execution: (exec, machine, step, state, ts).
     let mut open: Option<(String, String, u64, String, chrono::DateTime<chrono::Utc>)> = None;
-    for row in rows {
-        let (exec, machine, step, event, state, ts) =
-            row.map_err(|e| store.err("reading checkpoints", e))?;
+    for row in store.checkpoint_timings()? {
+        let (exec, machine, step, event, state, ts) = (
+            row.execution_id,
+            row.machine,
+            row.step,
+            row.event,
+            row.state,
+            row.created_at,
+        );
         let Some(ts) = parse_ts(&ts) else { continue };
         let closes = matches!(
             event.as_str(),
@@ -555,35 +541,6 @@ fn overheads(
     }
     Ok((all, by_state))
 }
-
-/// Sum of a column's bytes (`LENGTH(CAST(x AS BLOB))`).
-fn column_bytes(store: &Store, table: &str, column: &str) -> Result<u64, BenchError> {
-    let conn = store.conn()?;
-    let sql = format!("SELECT COALESCE(SUM(LENGTH(CAST({column} AS BLOB))), 0) FROM {table}");
-    conn.query_row(&sql, [], |r| r.get::<_, i64>(0))
-        .map(|n| n.max(0) as u64)
-        .map_err(|e| store.err("measuring columns", e).into())
-}
-
-fn scalar(store: &Store, sql: &str) -> Result<u64, BenchError> {
-    let conn = store.conn()?;
-    conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-        .map(|n| n.unwrap_or(0).max(0) as u64)
-        .map_err(|e| store.err("reading the ledger", e).into())
-}
-
-const COLUMNS: [(&str, &str); 10] = [
-    ("machine_executions", "input"),
-    ("machine_executions", "output"),
-    ("executions", "prep_result"),
-    ("executions", "expensive_result"),
-    ("executions", "wrap_result"),
-    ("llm_calls", "response"),
-    ("llm_calls", "request_hash"),
-    ("blobs", "data"),
-    ("checkpoints", "body"),
-    ("execution_events", "message"),
-];
 
 /// Run the benchmark. `opts.dir` is created and left in place.
 pub async fn run(opts: &PipelineOptions) -> Result<PipelineResult, BenchError> {
@@ -901,13 +858,9 @@ fn analyse(
     busy: &HashMap<StateKey, Duration>,
 ) -> Result<Analysis, BenchError> {
     let counts: HashMap<String, u64> = store.status_counts()?.into_iter().collect();
-    let calls = scalar(store, "SELECT COUNT(*) FROM llm_calls")?;
-    // The answers' text as the model produced it (not the ledger's JSON
-    // wrapping of it).
-    let llm_output_bytes = scalar(
-        store,
-        "SELECT SUM(LENGTH(CAST(json_extract(response, '$.content') AS BLOB))) FROM llm_calls WHERE status = 'ok'",
-    )?;
+    // Calls, and the answers' text as the model produced it (not the
+    // ledger's JSON wrapping of it).
+    let (calls, llm_output_bytes) = store.llm_call_volume()?;
     let (mut paper_text_bytes, mut prompt_text_bytes) = (0u64, 0u64);
     for p in store.papers(&[])? {
         let results = store.phase_results(&p.id)?;
@@ -924,8 +877,8 @@ fn analyse(
         ..PrunePolicy::default()
     })?;
     let mut columns = BTreeMap::new();
-    for (t, c) in COLUMNS {
-        columns.insert(format!("{t}.{c}"), column_bytes(store, t, c)?);
+    for (name, bytes) in store.column_bytes()? {
+        columns.insert(name, bytes);
     }
     Ok(Analysis {
         done: counts.get("done").copied().unwrap_or(0),

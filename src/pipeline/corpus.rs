@@ -7,12 +7,11 @@
 //! degrades to a status string plus a prompt-ready summary instead of an error,
 //! so a pipeline run never fails because of the corpus.
 
-use rusqlite::{params, Connection, OpenFlags};
+use crate::store::crawler::{CrawlerDb, CrawlerError, NeighbourRow};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
-use std::time::Duration;
 
 /// Status when neighbours were searched (possibly finding none).
 pub const STATUS_OK: &str = "ok";
@@ -42,18 +41,6 @@ const TITLE_TERMS: usize = 8;
 const ABSTRACT_TERMS: usize = 10;
 const MAX_KEYWORDS: usize = 12;
 const MIN_KEYWORD_CHARS: usize = 3;
-/// The crawler may be writing; wait for it rather than failing at once.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Tables the neighbour query reads (`paper_queue` is not needed).
-const REQUIRED_TABLES: [&str; 6] = [
-    "papers",
-    "papers_fts",
-    "paper_relevance",
-    "paper_citations",
-    "authors",
-    "paper_authors",
-];
 
 /// English function words plus academic boilerplate that occurs in almost
 /// every abstract and would only dilute the full-text ranking.
@@ -143,7 +130,7 @@ enum Unavailable {
     #[error("corpus database {0} does not exist")]
     Missing(PathBuf),
     #[error("cannot open corpus database: {0}")]
-    Open(#[from] rusqlite::Error),
+    Open(CrawlerError),
     #[error("corpus database lacks tables: {0}")]
     MissingTables(String),
     /// The host is out of descriptors or memory: not the corpus's fault,
@@ -288,14 +275,14 @@ pub fn corpus_lookup(
             summary,
         ));
     }
-    match find_neighbors(&conn, &query, strip_version(arxiv_id.trim())) {
-        Ok(candidates) => Ok(signals_from(candidates, query, keywords)),
+    match conn.neighbours(&query, strip_version(arxiv_id.trim()), MAX_CANDIDATES) {
+        Ok(rows) => Ok(signals_from(
+            rows.into_iter().map(neighbor).collect(),
+            query,
+            keywords,
+        )),
+        Err(CrawlerError::Exhausted(msg)) => Err(exhausted(msg)),
         Err(err) => {
-            if let Some(path) = db {
-                if let Some(msg) = host_exhaustion(path, &err) {
-                    return Err(exhausted(msg));
-                }
-            }
             tracing::warn!(error = %err, "corpus neighbour query failed");
             let summary =
                 format!("Corpus query failed ({err}); proceeding with paper-only analysis.");
@@ -306,42 +293,6 @@ pub fn corpus_lookup(
                 summary,
             ))
         }
-    }
-}
-
-/// A message when `e` is the host running out of memory or descriptors.
-///
-/// SQLite reports a failed `open(2)` only as `SQLITE_CANTOPEN`, without the
-/// errno; so on `CANTOPEN` the file is opened once more here (read-only,
-/// non-blocking, closed at once) and that error is classified with
-/// [`crate::engine::error::io_error_kind`]. A `CANTOPEN` for any other
-/// reason (permissions, a read-only folder for the WAL index) stays an
-/// unavailable corpus.
-fn host_exhaustion(path: &Path, e: &rusqlite::Error) -> Option<String> {
-    use rusqlite::ErrorCode;
-    let code = e.sqlite_error_code()?;
-    match code {
-        ErrorCode::OutOfMemory => Some(format!("corpus database {}: {e}", path.display())),
-        ErrorCode::CannotOpen => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let probe = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(path);
-            match probe {
-                Err(io)
-                    if crate::engine::error::io_error_kind(&io)
-                        == crate::engine::ErrorKind::ResourceExhausted =>
-                {
-                    Some(format!(
-                        "cannot open corpus database {}: {io} (the host is out of resources; retried later)",
-                        path.display()
-                    ))
-                }
-                _ => None,
-            }
-        }
-        _ => None,
     }
 }
 
@@ -363,105 +314,34 @@ fn strip_version(arxiv_id: &str) -> &str {
 
 /// Open the corpus read-only and check it has the crawler schema.
 ///
-/// Read-only flags plus `query_only` guarantee we never modify a database
-/// another program owns; the busy timeout rides out the crawler's writes.
-fn open_corpus(db: Option<&Path>) -> Result<Connection, Unavailable> {
+/// The store opens it read-only with `query_only`, so we never modify a
+/// database another program owns; a busy timeout rides out the crawler's
+/// writes.
+fn open_corpus(db: Option<&Path>) -> Result<CrawlerDb, Unavailable> {
     let path = db.ok_or(Unavailable::NotConfigured)?;
-    if !path.is_file() {
-        return Err(Unavailable::Missing(path.to_path_buf()));
-    }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let classify = |e: rusqlite::Error| match host_exhaustion(path, &e) {
-        Some(msg) => Unavailable::Exhausted(msg),
-        None => Unavailable::Open(e),
+    let classify = |e: CrawlerError| match e {
+        CrawlerError::Missing => Unavailable::Missing(path.to_path_buf()),
+        CrawlerError::Exhausted(msg) => Unavailable::Exhausted(msg),
+        e => Unavailable::Open(e),
     };
-    let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
-    conn.pragma_update(None, "query_only", true)
-        .map_err(classify)?;
-    let missing = missing_tables(&conn).map_err(classify)?;
+    let conn = CrawlerDb::open(path).map_err(classify)?;
+    let missing = conn.missing_neighbour_tables().map_err(classify)?;
     if !missing.is_empty() {
         return Err(Unavailable::MissingTables(missing.join(", ")));
     }
     Ok(conn)
 }
 
-/// Required tables absent from the schema. Also the first real read, so a
-/// file that is not an SQLite database fails here (and counts as unavailable).
-fn missing_tables(conn: &Connection) -> rusqlite::Result<Vec<&'static str>> {
-    let mut stmt =
-        conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?;
-    let mut missing = Vec::new();
-    for table in REQUIRED_TABLES {
-        if !stmt.exists(params![table])? {
-            missing.push(table);
-        }
+/// A neighbour as prompts get it: whitespace flattened, abstract cut.
+fn neighbor(row: NeighbourRow) -> Neighbor {
+    Neighbor {
+        arxiv_id: row.arxiv_id,
+        title: flatten_whitespace(&row.title),
+        abstract_snippet: snippet(&row.abstract_text),
+        fmr_score: row.fmr,
+        cited_by_count: row.cites,
+        max_h_index: row.max_h_index,
     }
-    Ok(missing)
-}
-
-/// Neighbour query. Ranking is bm25 (lower is better), then FMR relevance,
-/// then citations, then id for determinism.
-///
-/// Only the latest version of each arxiv_id is eligible (via the crawler's
-/// `(arxiv_id, version)` index), and the query paper is excluded by its
-/// base id, which covers all its versions. Relevance and citations are
-/// per-paper scalar subqueries (MAX across sources: the sources count the
-/// same citations, and a join would duplicate rows). The author h-index is
-/// only looked up for the 25 rows that survive the LIMIT, which the
-/// MATERIALIZED hint keeps from being folded into the ranking scan.
-const NEIGHBOR_SQL: &str = "
-WITH hits AS (
-    SELECT rowid AS id, bm25(papers_fts) AS rank
-    FROM papers_fts
-    WHERE papers_fts MATCH ?1
-),
-ranked AS MATERIALIZED (
-    SELECT p.id AS id,
-           CAST(p.arxiv_id AS TEXT) AS arxiv_id,
-           COALESCE(CAST(p.title AS TEXT), '') AS title,
-           COALESCE(CAST(p.abstract AS TEXT), '') AS abstract,
-           h.rank AS rank,
-           (SELECT CAST(MAX(r.fmr_score) AS REAL)
-              FROM paper_relevance r WHERE r.paper_id = p.id) AS fmr,
-           (SELECT CAST(MAX(c.cited_by_count) AS INTEGER)
-              FROM paper_citations c WHERE c.paper_id = p.id) AS cites
-    FROM hits h
-    JOIN papers p ON p.id = h.id
-    WHERE p.arxiv_id <> ?2
-      AND NOT EXISTS (
-          SELECT 1 FROM papers newer
-          WHERE newer.arxiv_id = p.arxiv_id
-            AND (COALESCE(newer.version, 0) > COALESCE(p.version, 0)
-                 OR (COALESCE(newer.version, 0) = COALESCE(p.version, 0) AND newer.id > p.id))
-      )
-    ORDER BY rank ASC, fmr DESC NULLS LAST, cites DESC NULLS LAST, id ASC
-    LIMIT ?3
-)
-SELECT k.arxiv_id, k.title, k.abstract, k.fmr, k.cites,
-       (SELECT CAST(MAX(a.h_index) AS INTEGER)
-          FROM paper_authors pa
-          JOIN authors a ON a.openalex_id = pa.author_openalex_id
-         WHERE pa.paper_id = k.id) AS max_h
-FROM ranked k
-ORDER BY k.rank ASC, k.fmr DESC NULLS LAST, k.cites DESC NULLS LAST, k.id ASC";
-
-/// Run the neighbour query; all candidate rows, best first.
-fn find_neighbors(conn: &Connection, query: &str, own_id: &str) -> rusqlite::Result<Vec<Neighbor>> {
-    let mut stmt = conn.prepare(NEIGHBOR_SQL)?;
-    let rows = stmt.query_map(params![query, own_id, MAX_CANDIDATES], |row| {
-        let title: String = row.get(1)?;
-        let abstract_text: String = row.get(2)?;
-        Ok(Neighbor {
-            arxiv_id: row.get(0)?,
-            title: flatten_whitespace(&title),
-            abstract_snippet: snippet(&abstract_text),
-            fmr_score: row.get(3)?,
-            cited_by_count: row.get(4)?,
-            max_h_index: row.get(5)?,
-        })
-    })?;
-    rows.collect()
 }
 
 /// Stats over every candidate, then keep the top neighbours for prompts.

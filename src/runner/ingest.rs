@@ -16,10 +16,11 @@
 
 use super::config::Config;
 use crate::pipeline::acquire::{base_id, safe_id};
+use crate::store::crawler::{CrawlerDb, CrawlerError, PendingPaper};
 use crate::store::{AddOutcome, NewPaper, Store, StoreError};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::ops::ControlFlow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,8 +29,6 @@ use std::time::Duration;
 pub const MAX_IDS_PER_REQUEST: usize = 50;
 /// arXiv's API etiquette: no more than one request every three seconds.
 pub const ARXIV_MIN_INTERVAL: Duration = Duration::from_secs(3);
-/// The crawler may be writing; wait for its lock rather than failing.
-const CRAWLER_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why ingesting failed. Every variant names the URL or file involved.
 #[derive(Debug, thiserror::Error)]
@@ -487,18 +486,9 @@ pub fn queued_version(
     arxiv_id: &str,
 ) -> Result<Option<(String, String)>, StoreError> {
     let id = arxiv_id.trim();
-    let conn = store.conn()?;
-    // GLOB, not LIKE: `_` is a LIKE wildcard, and ids never contain GLOB's
-    // `*?[]`.
-    conn.query_row(
-        "SELECT id, status FROM executions
-         WHERE arxiv_id = ?1 OR arxiv_id = ?2 OR arxiv_id GLOB ?2 || 'v[0-9]*'
-         ORDER BY arxiv_id = ?1 DESC, arxiv_id LIMIT 1",
-        [id, base_id(id)],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
-    .map_err(|e| StoreError::sqlite(store.path(), "looking up paper", e))
+    Ok(store
+        .queued_version(id, base_id(id))?
+        .map(|q| (q.id, q.status)))
 }
 
 /// Queue a paper unless it, or another version of it, is queued already
@@ -537,50 +527,22 @@ pub struct SeedReport {
     pub papers: Vec<SeededPaper>,
 }
 
-/// Candidates: arXiv ids with a pending `paper_queue` row, with the title,
-/// abstract and version of their latest version in `papers` (the crawler
-/// can leave an older version's row pending when a newer one arrives),
-/// ordered by their highest pending priority, then their oldest pending
-/// row. `CAST` because older tools wrote REAL priorities; ordering uses the
-/// raw value so fractional scores still rank.
-const SEED_SQL: &str = "
-WITH pending AS (
-    SELECT p.arxiv_id AS arxiv_id,
-           MAX(COALESCE(q.priority, 0)) AS priority,
-           MIN(q.enqueued_at) AS enqueued_at
-    FROM paper_queue q JOIN papers p ON p.id = q.paper_id
-    WHERE q.status = 'pending'
-    GROUP BY p.arxiv_id
-)
-SELECT c.arxiv_id, l.version, l.title, l.abstract, CAST(c.priority AS INTEGER)
-FROM pending c
-JOIN papers l ON l.arxiv_id = c.arxiv_id
- AND l.version = (SELECT MAX(version) FROM papers v WHERE v.arxiv_id = c.arxiv_id)
-ORDER BY c.priority DESC, c.enqueued_at IS NULL, c.enqueued_at, c.arxiv_id";
-
-/// Open the crawler database read-only (never creating it) and check it
-/// has the tables seeding reads.
-fn open_crawler(path: &Path) -> Result<Connection, IngestError> {
-    let fail = |message: String| IngestError::CrawlerDb {
+/// Open the crawler database read-only (never creating it).
+fn open_crawler(path: &Path) -> Result<CrawlerDb, IngestError> {
+    CrawlerDb::open(path).map_err(|e| IngestError::CrawlerDb {
         path: path.to_path_buf(),
-        message,
-    };
-    if !path.is_file() {
-        return Err(fail("does not exist (or is not a file)".into()));
-    }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| fail(format!("cannot open: {e}")))?;
-    conn.busy_timeout(CRAWLER_BUSY_TIMEOUT)
-        .and_then(|()| conn.pragma_update(None, "query_only", true))
-        .map_err(|e| fail(format!("cannot open: {e}")))?;
-    Ok(conn)
+        message: match e {
+            CrawlerError::Open(e) => format!("cannot open: {e}"),
+            e => e.to_string(),
+        },
+    })
 }
 
 /// Add the crawler's pending papers to our queue, best first, up to
 /// `limit` new ones (`source = "seed"`, title, abstract and priority
 /// carried over). Papers already queued in any version are skipped, so
 /// seeding twice adds nothing. The crawler database is only read.
+/// Blocking: async code calls it through `Store::run` ([`seed_now`]).
 pub fn seed_from_crawler(
     store: &Store,
     crawler_db: &Path,
@@ -590,88 +552,86 @@ pub fn seed_from_crawler(
         path: crawler_db.to_path_buf(),
         message,
     };
-    let conn = open_crawler(crawler_db)?;
+    let crawler = open_crawler(crawler_db)?;
     let mut queued = queued_bases(store)?;
     let mut report = SeedReport::default();
-    let mut st = conn.prepare(SEED_SQL).map_err(|e| {
-        fail(format!(
-            "not a readable arxiv-crawler database (needs papers and paper_queue): {e}"
-        ))
-    })?;
-    let rows = st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<i64>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-            ))
-        })
-        .map_err(|e| fail(format!("reading pending papers: {e}")))?;
-    for row in rows {
-        if limit.is_some_and(|l| report.added >= l) {
-            break;
-        }
-        let (arxiv, version, title, abstract_text, priority) =
-            row.map_err(|e| fail(format!("reading pending papers: {e}")))?;
-        report.considered += 1;
-        let arxiv = arxiv.trim().to_string();
-        let versioned = match version {
-            Some(v) if base_id(&arxiv) == arxiv => format!("{arxiv}v{v}"),
-            _ => arxiv.clone(),
-        };
-        if safe_id(&versioned).is_err() {
-            tracing::warn!(db = %crawler_db.display(), id = %arxiv, "crawler row has an invalid arXiv id; skipped");
-            report.invalid += 1;
-            continue;
-        }
-        let base = base_id(&versioned).to_string();
-        if queued.contains(&base) {
-            report.already_queued += 1;
-            continue;
-        }
-        let clean = |s: Option<String>| s.map(|s| normalize_ws(&s)).filter(|s| !s.is_empty());
-        let title = clean(title);
-        let paper = NewPaper {
-            arxiv_id: versioned.clone(),
-            title: title.clone(),
-            abstract_text: clean(abstract_text),
-            pdf_path: None,
-            priority: priority.unwrap_or(0),
-            source: "seed".into(),
-        };
-        match store.add_paper(&paper)? {
-            AddOutcome::Added { .. } => {
-                report.added += 1;
-                report.papers.push(SeededPaper {
-                    arxiv_id: versioned,
-                    title,
-                    priority: paper.priority,
-                });
+    let stopped = crawler
+        .pending_papers(|row| {
+            if limit.is_some_and(|l| report.added >= l) {
+                return ControlFlow::Break(Ok(()));
             }
-            // Someone else added it since we read the queue.
-            AddOutcome::Exists { .. } => report.already_queued += 1,
-        }
-        queued.insert(base);
+            match seed_one(store, crawler_db, row, &mut queued, &mut report) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(Err(e)),
+            }
+        })
+        .map_err(|e| match e {
+            CrawlerError::Read(e) => fail(format!("reading pending papers: {e}")),
+            e => fail(e.to_string()),
+        })?;
+    if let Some(Err(e)) = stopped {
+        return Err(e.into());
     }
     Ok(report)
 }
 
+/// Seed one pending crawler paper (or count why not).
+fn seed_one(
+    store: &Store,
+    crawler_db: &Path,
+    row: PendingPaper,
+    queued: &mut HashSet<String>,
+    report: &mut SeedReport,
+) -> Result<(), StoreError> {
+    report.considered += 1;
+    let arxiv = row.arxiv_id.trim().to_string();
+    let versioned = match row.version {
+        Some(v) if base_id(&arxiv) == arxiv => format!("{arxiv}v{v}"),
+        _ => arxiv.clone(),
+    };
+    if safe_id(&versioned).is_err() {
+        tracing::warn!(db = %crawler_db.display(), id = %arxiv, "crawler row has an invalid arXiv id; skipped");
+        report.invalid += 1;
+        return Ok(());
+    }
+    let base = base_id(&versioned).to_string();
+    if queued.contains(&base) {
+        report.already_queued += 1;
+        return Ok(());
+    }
+    let clean = |s: Option<String>| s.map(|s| normalize_ws(&s)).filter(|s| !s.is_empty());
+    let title = clean(row.title);
+    let paper = NewPaper {
+        arxiv_id: versioned.clone(),
+        title: title.clone(),
+        abstract_text: clean(row.abstract_text),
+        pdf_path: None,
+        priority: row.priority.unwrap_or(0),
+        source: "seed".into(),
+    };
+    match store.add_paper(&paper)? {
+        AddOutcome::Added { .. } => {
+            report.added += 1;
+            report.papers.push(SeededPaper {
+                arxiv_id: versioned,
+                title,
+                priority: paper.priority,
+            });
+        }
+        // Someone else added it since we read the queue.
+        AddOutcome::Exists { .. } => report.already_queued += 1,
+    }
+    queued.insert(base);
+    Ok(())
+}
+
 /// arXiv ids (without version) of every queued paper.
 fn queued_bases(store: &Store) -> Result<HashSet<String>, StoreError> {
-    let err = |e| StoreError::sqlite(store.path(), "listing queued papers", e);
-    let conn = store.conn()?;
-    let mut st = conn
-        .prepare("SELECT arxiv_id FROM executions")
-        .map_err(err)?;
-    let ids = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(err)?
-        .map(|r| r.map(|id| base_id(id.trim()).to_string()))
-        .collect::<Result<HashSet<_>, _>>()
-        .map_err(err)?;
-    Ok(ids)
+    Ok(store
+        .queued_arxiv_ids()?
+        .iter()
+        .map(|id| base_id(id.trim()).to_string())
+        .collect())
 }
 
 /// The crawler database seeding reads: `seed.db`, else `corpus_db`.
@@ -686,9 +646,10 @@ pub async fn seed_now(store: &Store, cfg: &Config) -> Result<SeedReport, IngestE
     let db = crawler_db(cfg)
         .ok_or(IngestError::NoCrawlerDb)?
         .to_path_buf();
-    let store = store.clone();
     let limit = cfg.seed.limit;
-    tokio::task::spawn_blocking(move || seed_from_crawler(&store, &db, limit))
+    // `Store::run` wants a store error out; the ingest error rides inside.
+    store
+        .run(move |s| Ok(seed_from_crawler(s, &db, limit)))
         .await
         .map_err(|e| IngestError::Task(e.to_string()))?
 }

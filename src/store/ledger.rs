@@ -249,7 +249,7 @@ mod tests {
 
     fn reservation(state: &str, hash: &str, profile: Option<&str>) -> LlmReservation {
         LlmReservation {
-            execution_id: "e1".into(),
+            execution_id: "paper:e1/prep".into(),
             machine: "m".into(),
             state: state.into(),
             step: 3,
@@ -316,7 +316,7 @@ mod tests {
             Some("{\"a\":1}")
         );
         // The settled columns, read back through the operator view.
-        let calls = s.paper_llm_calls("e1").unwrap();
+        let calls = s.paper_llm_calls("paper:e1").unwrap();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].status, "ok");
         assert_eq!(calls[0].total_tokens, Some(15));

@@ -613,7 +613,7 @@ async fn state_survives_a_restart() {
 /// the time they return: another runner on the database sees each state.
 #[tokio::test]
 async fn state_changes_are_written_before_the_async_paths_return() {
-    use crate::llm::gate::{CallGate, CallPermit};
+    use crate::llm::gate::CallGate;
     use crate::store::{ManualClock, StoreOptions};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.db");
