@@ -53,13 +53,13 @@ impl Default for StoreOptions {
 /// busy timeout.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) pool: Pool<SqliteConnectionManager>,
+    pool: Pool<SqliteConnectionManager>,
     writer: Arc<Mutex<Connection>>,
-    pub(crate) path: PathBuf,
+    pub(super) path: PathBuf,
     clock: Arc<dyn Clock>,
 }
 
-pub(crate) type Conn = PooledConnection<SqliteConnectionManager>;
+pub(super) type Conn = PooledConnection<SqliteConnectionManager>;
 
 impl Store {
     /// Open (creating if needed) and migrate the database at `path`.
@@ -150,7 +150,7 @@ impl Store {
         }
     }
 
-    pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
+    pub(super) fn conn(&self) -> Result<Conn, StoreError> {
         self.pool.get().map_err(|e| StoreError::Pool {
             path: self.path.clone(),
             message: e.to_string(),
@@ -160,7 +160,7 @@ impl Store {
     /// Run `f` in a `BEGIN IMMEDIATE` transaction: the write lock is taken
     /// up front, so concurrent writers wait (busy_timeout) instead of failing
     /// with "database is locked" on lock upgrade.
-    pub(crate) fn write<T>(
+    pub(super) fn write<T>(
         &self,
         what: &str,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
@@ -179,7 +179,7 @@ impl Store {
         Ok(out)
     }
 
-    pub(crate) fn err(&self, what: &str, e: rusqlite::Error) -> StoreError {
+    pub(super) fn err(&self, what: &str, e: rusqlite::Error) -> StoreError {
         StoreError::sqlite(&self.path, what, e)
     }
 

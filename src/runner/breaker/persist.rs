@@ -90,9 +90,10 @@ impl Breakers {
         }
     }
 
-    /// Write what changed from synchronous code: on a blocking task the
-    /// breakers own when a tokio runtime is running (this may be an async
-    /// worker), else right here (no async worker to block).
+    /// Write what changed from synchronous code: by a task the breakers own
+    /// (a [`flush`](Self::flush), through `Store::run`) when a tokio runtime
+    /// is running (this may be an async worker), else right here (no async
+    /// worker to block).
     pub(super) fn write_later(&self) {
         if self.inner.store.is_none() || !self.has_dirty() {
             return;
@@ -103,7 +104,7 @@ impl Breakers {
                 let mut writers = lock(&self.inner.writers);
                 // Reap finished writes so the set does not grow.
                 while writers.try_join_next().is_some() {}
-                writers.spawn_blocking_on(move || me.write_dirty(), &rt);
+                writers.spawn_on(async move { me.flush().await }, &rt);
             }
             Err(_) => self.write_dirty(),
         }
