@@ -457,11 +457,36 @@ mod tests {
             "ok",
         );
         // Counted: ok, error, reserved (in flight or crashed after send).
-        insert((&store, &clock), at("2024-05-10T06:30:00Z"), Some("cheap"), "ok");
-        insert((&store, &clock), at("2024-05-10T07:00:00Z"), Some("cheap"), "error");
-        insert((&store, &clock), at("2024-05-10T08:00:00Z"), None, "reserved");
-        insert((&store, &clock), at("2024-05-10T09:00:00Z"), Some("expensive"), "ok");
-        insert((&store, &clock), at("2024-05-10T09:30:00Z"), Some("premium"), "error");
+        insert(
+            (&store, &clock),
+            at("2024-05-10T06:30:00Z"),
+            Some("cheap"),
+            "ok",
+        );
+        insert(
+            (&store, &clock),
+            at("2024-05-10T07:00:00Z"),
+            Some("cheap"),
+            "error",
+        );
+        insert(
+            (&store, &clock),
+            at("2024-05-10T08:00:00Z"),
+            None,
+            "reserved",
+        );
+        insert(
+            (&store, &clock),
+            at("2024-05-10T09:00:00Z"),
+            Some("expensive"),
+            "ok",
+        );
+        insert(
+            (&store, &clock),
+            at("2024-05-10T09:30:00Z"),
+            Some("premium"),
+            "error",
+        );
         // Reused: nothing was sent.
         insert(
             (&store, &clock),
@@ -469,9 +494,19 @@ mod tests {
             Some("expensive"),
             "reused",
         );
-        insert((&store, &clock), at("2024-05-10T10:00:00Z"), Some("cheap"), "reused");
+        insert(
+            (&store, &clock),
+            at("2024-05-10T10:00:00Z"),
+            Some("cheap"),
+            "reused",
+        );
         // The next budget day.
-        insert((&store, &clock), at("2024-05-11T06:30:00Z"), Some("cheap"), "ok");
+        insert(
+            (&store, &clock),
+            at("2024-05-11T06:30:00Z"),
+            Some("cheap"),
+            "ok",
+        );
 
         let u = b.usage(&store, at("2024-05-10T12:00:00Z")).unwrap();
         assert_eq!(

@@ -632,6 +632,8 @@ mod tests {
             "p",
             CallOutcome::failed(crate::engine::ErrorKind::RateLimit, Some(60.0)),
         );
+        // A synchronous record is written by the breakers' own task.
+        other.flush().await;
         let store = Store::open(&path, &Default::default()).unwrap();
         let here = Breakers::new(Some(store.clone()), BreakerConfig::default()).unwrap();
         let model = |key: &str| PhaseModel {

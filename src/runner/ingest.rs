@@ -20,8 +20,8 @@ use crate::store::crawler::{CrawlerDb, CrawlerError, PendingPaper};
 use crate::store::{AddOutcome, NewPaper, Store, StoreError};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
-use std::ops::ControlFlow;
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -34,7 +34,8 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let at = ledger_time(DateTime::<Utc>::from_timestamp_millis(self.now_ms()).unwrap_or_default());
+        let at =
+            ledger_time(DateTime::<Utc>::from_timestamp_millis(self.now_ms()).unwrap_or_default());
         self.write("saving breaker state", |tx| {
             let mut st = tx
                 .prepare_cached(

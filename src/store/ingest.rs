@@ -92,7 +92,10 @@ mod tests {
         add(&s, "2401.012345");
         add(&s, "2401x01234v1");
         // The base finds a version (the lowest id when several).
-        let found = s.queued_version("2401.01234", "2401.01234").unwrap().unwrap();
+        let found = s
+            .queued_version("2401.01234", "2401.01234")
+            .unwrap()
+            .unwrap();
         assert_eq!(found.id, v1);
         assert_eq!(found.status, "pending");
         // The exact id wins.
@@ -108,7 +111,12 @@ mod tests {
         ids.sort();
         assert_eq!(
             ids,
-            ["2401.01234v1", "2401.01234v2", "2401.012345", "2401x01234v1"]
+            [
+                "2401.012345",
+                "2401.01234v1",
+                "2401.01234v2",
+                "2401x01234v1"
+            ]
         );
     }
 }

@@ -174,7 +174,6 @@ impl Breakers {
     }
 }
 
-
 /// Permission to send one call, from [`Breakers::admit`]. Report the call's
 /// outcome with [`record`](Self::record); dropping a probe admission
 /// without an outcome hands the probe to the next caller.
@@ -245,4 +244,3 @@ impl CallGate for Breakers {
         Ok(Box::new(a))
     }
 }
-

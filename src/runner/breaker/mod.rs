@@ -136,7 +136,6 @@ struct Inner {
     pauses_read_at: Mutex<Option<i64>>,
 }
 
-
 /// A provider's pause of one model.
 #[derive(Debug, Clone)]
 struct Pause {
@@ -146,7 +145,6 @@ struct Pause {
     /// The end last written to (or read from) the table; `i64::MIN`: none.
     stored: i64,
 }
-
 
 /// The breakers of every model, shared by the process (cheap to clone).
 #[derive(Clone)]
@@ -213,5 +211,4 @@ impl Breakers {
     fn now(&self) -> i64 {
         self.clock.now_ms()
     }
-
 }

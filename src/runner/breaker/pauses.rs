@@ -105,5 +105,4 @@ impl Breakers {
         v.sort();
         v
     }
-
 }

@@ -1,7 +1,9 @@
 //! How outcomes drive each model's breaker (closed → open → half-open →
 //! closed), the provider-wide 402, and the views and operator reset.
 
-use super::state::{push_within, reached, signal, BreakerState, BreakerView, Entry, Signal, Source};
+use super::state::{
+    push_within, reached, signal, BreakerState, BreakerView, Entry, Signal, Source,
+};
 use super::{lock, Breakers, CallOutcome, MAX_RETRY_AFTER_SECS};
 use crate::engine::ErrorKind;
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +19,13 @@ impl Breakers {
         self.write_later();
     }
 
-    pub(super) fn record_from(&self, key: &str, provider: &str, outcome: &CallOutcome, source: Source) {
+    pub(super) fn record_from(
+        &self,
+        key: &str,
+        provider: &str,
+        outcome: &CallOutcome,
+        source: Source,
+    ) {
         let now = self.now();
         let cfg = &self.inner.cfg;
         let window = (cfg.window_secs as i64).saturating_mul(1000);
@@ -158,7 +166,6 @@ impl Breakers {
         map.insert(key.to_string(), e);
     }
 
-
     /// The breaker of `model_key` (closed for a model never seen).
     pub fn state(&self, model_key: &str) -> BreakerView {
         let now = self.now();
@@ -240,5 +247,4 @@ impl Breakers {
         }
         known
     }
-
 }

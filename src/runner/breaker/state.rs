@@ -157,7 +157,6 @@ pub(super) enum Source {
     Unknown,
 }
 
-
 /// What an open (or probing) breaker tells a caller that will not wait.
 pub(super) fn block_reason(e: &Entry) -> BlockReason {
     if e.is_payment_blocked() {
@@ -177,4 +176,3 @@ pub(super) fn push_within(q: &mut VecDeque<i64>, now: i64, window_ms: i64) {
 pub(super) fn reached(count: usize, threshold: u32) -> bool {
     threshold > 0 && count >= threshold as usize
 }
-

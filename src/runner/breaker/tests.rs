@@ -629,7 +629,12 @@ async fn state_changes_are_written_before_the_async_paths_return() {
     let row = |s: &Store| s.breakers().unwrap().into_iter().next().unwrap();
     let r = row(&store);
     assert_eq!(
-        (r.model.as_str(), r.state.as_str(), r.open_until_ms, r.open_count),
+        (
+            r.model.as_str(),
+            r.state.as_str(),
+            r.open_until_ms,
+            r.open_count
+        ),
         (KEY, "open", Some(T0 + 30_000), 1)
     );
     assert_eq!(r.reason.as_deref(), Some("payment_required"));
