@@ -900,7 +900,11 @@ fn analyse(
     excluded: &HashSet<(String, String)>,
     busy: &HashMap<StateKey, Duration>,
 ) -> Result<Analysis, BenchError> {
-    let counts: HashMap<String, u64> = store.status_counts()?.into_iter().collect();
+    let counts: HashMap<String, u64> = store
+        .status_counts()?
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n))
+        .collect();
     let calls = scalar(store, "SELECT COUNT(*) FROM llm_calls")?;
     // The answers' text as the model produced it (not the ledger's JSON
     // wrapping of it).
