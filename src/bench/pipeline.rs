@@ -55,7 +55,7 @@ use crate::runner::embedded::write_machines;
 use crate::runner::scheduler::{Observer, RunMode};
 use crate::runner::task::TaskOutcome;
 use crate::runner::{Config, Phase};
-use crate::store::{NewPaper, PrunePolicy, Store, StoreError};
+use crate::store::{NewPaper, PaperStatus, PrunePolicy, Store, StoreError};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -900,11 +900,7 @@ fn analyse(
     excluded: &HashSet<(String, String)>,
     busy: &HashMap<StateKey, Duration>,
 ) -> Result<Analysis, BenchError> {
-    let counts: HashMap<String, u64> = store
-        .status_counts()?
-        .into_iter()
-        .map(|(s, n)| (s.to_string(), n))
-        .collect();
+    let counts: HashMap<PaperStatus, u64> = store.status_counts()?.into_iter().collect();
     let calls = scalar(store, "SELECT COUNT(*) FROM llm_calls")?;
     // The answers' text as the model produced it (not the ledger's JSON
     // wrapping of it).
@@ -932,8 +928,8 @@ fn analyse(
         columns.insert(format!("{t}.{c}"), column_bytes(store, t, c)?);
     }
     Ok(Analysis {
-        done: counts.get("done").copied().unwrap_or(0),
-        failed: counts.get("failed").copied().unwrap_or(0),
+        done: counts.get(&PaperStatus::Done).copied().unwrap_or(0),
+        failed: counts.get(&PaperStatus::Failed).copied().unwrap_or(0),
         calls,
         paper_text_bytes,
         prompt_text_bytes,

@@ -434,27 +434,29 @@ async fn prepare(
     let c2 = claim.clone();
     let m2 = machine.clone();
     let id = exec_id.to_string();
+    // Every read and write here (including the config cache miss and the
+    // phase results read by `phase_input`) runs in the one blocking task.
     env.store
-        .run(move |_| {
-            let existing = e2.store.execution(&id)?;
+        .run(move |store| {
+            let existing = store.execution(&id)?;
             match existing {
                 Some(row) => {
                     let bundle = stored_bundle(&e2, &row.config_hash, &m2)?;
                     if c2.phase_execution.is_none() {
-                        e2.store.set_phase_execution(&c2, &id)?;
+                        store.set_phase_execution(&c2, &id)?;
                     }
                     Ok((bundle, Begin::Latest))
                 }
                 None => {
                     let input = phase_input(&e2, &c2)?;
-                    e2.store.create_execution(
+                    store.create_execution(
                         &id,
                         &m2.config_hash,
                         &m2.bundle.root().name,
                         m2.bundle.root,
                         &input,
                     )?;
-                    e2.store.set_phase_execution(&c2, &id)?;
+                    store.set_phase_execution(&c2, &id)?;
                     Ok((m2.bundle.clone(), Begin::Fresh(input)))
                 }
             }
