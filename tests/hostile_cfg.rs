@@ -8,8 +8,8 @@
 use paper_runner::engine::{Event, Snapshot, Totals};
 use paper_runner::spec::model::Bundle;
 use paper_runner::store::{
-    now_ms, owner_id, owner_is_dead, prepare, ClaimRequest, NewPaper, Phase, RetryPolicy, Store,
-    StoreError, StoreOptions,
+    owner_id, owner_is_dead, prepare, ClaimRequest, NewPaper, PaperStatus, Phase, RetryPolicy,
+    Store, StoreError, StoreOptions,
 };
 use serde_json::{json, Map, Value};
 use std::io::Read as _;
@@ -619,7 +619,6 @@ fn claimed_by(store: &Store, arxiv: &str, owner: &str) {
             owner,
             ttl: Duration::from_secs(3600),
             phases: &[Phase::Prep],
-            now_ms: now_ms(),
             resumable_only: false,
         })
         .unwrap()
@@ -664,13 +663,13 @@ fn a_zombie_owner_loses_its_claim_and_a_live_one_keeps_it() {
         base: Duration::from_secs(1),
         max: Duration::from_secs(10),
     };
-    let reaped = store.reap(now_ms(), &policy, owner_is_dead).unwrap();
+    let reaped = store.reap(&policy, owner_is_dead).unwrap();
     let ids: Vec<&str> = reaped.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["paper:2401.00002"], "only the zombie's claim");
     let row = store.paper("2401.00002").unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.owner_id), ("pending", None));
     let row = store.paper("2401.00001").unwrap().unwrap();
-    assert_eq!(row.status, "prepping");
+    assert_eq!(row.status, PaperStatus::Prepping);
     live.kill().unwrap();
     live.wait().unwrap();
     drop(zombie);

@@ -7,7 +7,8 @@
 use paper_runner::runner::budget::Budget;
 use paper_runner::runner::config::{self, Config};
 use paper_runner::store::{
-    lease_deadline_ms, now_ms, ClaimRequest, NewPaper, Phase, RetryPolicy, Store, StoreOptions,
+    lease_deadline_ms, now_ms, ClaimRequest, ManualClock, NewPaper, Phase, RetryPolicy, Store,
+    StoreOptions,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as PropConfig;
@@ -255,19 +256,23 @@ proptest! {
         let valid = c.validate().is_ok();
         prop_assert_eq!(valid, (5..=86_400).contains(&ttl));
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("q.db"), &StoreOptions::default()).unwrap();
+        // The store's clock stands still: "now" is exactly `before`.
+        let before = 1_700_000_000_000;
+        let opts = StoreOptions {
+            clock: std::sync::Arc::new(ManualClock::at(before)),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("q.db"), &opts).unwrap();
         store.add_paper(&NewPaper {
             arxiv_id: "2401.00001".into(),
             source: "test".into(),
             ..NewPaper::default()
         }).unwrap();
         // Even a TTL validation refused must not wrap inside the store.
-        let before = now_ms();
         let claim = store.claim(&ClaimRequest {
             owner: "other-host:1:00000000",
             ttl: Duration::from_secs(ttl),
             phases: &[Phase::Prep],
-            now_ms: before,
             resumable_only: false,
         }).unwrap().unwrap();
         let until = store.paper("2401.00001").unwrap().unwrap().lease_until_ms.unwrap();
@@ -280,7 +285,7 @@ proptest! {
             base: Duration::from_secs(1),
             max: Duration::from_secs(1),
         };
-        prop_assert!(store.reap(now_ms(), &policy, |_| false).unwrap().is_empty());
+        prop_assert!(store.reap(&policy, |_| false).unwrap().is_empty());
         store.renew_claim(&claim).unwrap();
     }
 }

@@ -5,7 +5,7 @@ use paper_runner::engine::Checkpointer;
 use paper_runner::engine::{Event, Snapshot, Totals};
 use paper_runner::spec::model::Bundle;
 use paper_runner::store::{
-    migrate, prepare, PrunePolicy, SqliteCheckpointer, Store, StoreError, StoreOptions,
+    migrate, prepare, ManualClock, PrunePolicy, SqliteCheckpointer, Store, StoreError, StoreOptions,
 };
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -16,6 +16,16 @@ fn bundle() -> Bundle {
 
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&dir.path().join("t.db"), &StoreOptions::default()).unwrap()
+}
+
+/// A store whose time moves only when the test moves it.
+fn open_at(dir: &tempfile::TempDir, ms: i64) -> (Store, ManualClock) {
+    let clock = ManualClock::at(ms);
+    let opts = StoreOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..StoreOptions::default()
+    };
+    (Store::open(&dir.path().join("t.db"), &opts).unwrap(), clock)
 }
 
 fn new_execution(store: &Store, id: &str) {
@@ -162,12 +172,12 @@ fn snapshots_round_trip_and_large_text_is_stored_once() {
 #[tokio::test]
 async fn a_process_that_lost_its_lease_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let (store, clock) = open_at(&dir, 1_700_000_000_000);
     new_execution(&store, "e");
     let a = store
         .acquire_lease("e", "hostA:1:aa", Duration::from_millis(1))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(5)); // let A's 1 ms lease expire
+    clock.advance(Duration::from_millis(5)); // A's 1 ms lease expires
     let b = store
         .acquire_lease("e", "hostB:2:bb", Duration::from_secs(60))
         .unwrap();
@@ -361,4 +371,65 @@ async fn a_blob_pruned_under_a_running_execution_is_stored_again() {
         0,
         "every reference has its blob"
     );
+}
+
+/// Leases expire and are taken over by the store's clock: a live lease
+/// blocks others up to and including its deadline, is free one
+/// millisecond after it, and a renewal moves the deadline from "now".
+#[test]
+fn lease_expiry_and_takeover_follow_the_store_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000_000;
+    let (store, clock) = open_at(&dir, t0);
+    new_execution(&store, "e");
+    let a = store
+        .acquire_lease("e", "hostA:1:aa", Duration::from_secs(30))
+        .unwrap();
+    clock.advance(Duration::from_secs(20));
+    store.renew_lease(&a).unwrap(); // now held until t0 + 50 s
+    clock.set(t0 + 49_999);
+    assert!(matches!(
+        store.acquire_lease("e", "hostB:2:bb", Duration::from_secs(30)),
+        Err(StoreError::Leased { .. })
+    ));
+    clock.set(t0 + 50_000);
+    let b = store
+        .acquire_lease("e", "hostB:2:bb", Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(b.fence.token, a.fence.token + 1);
+    assert!(matches!(
+        store.renew_lease(&a),
+        Err(StoreError::LeaseLost { ref owner, .. }) if owner == "hostB:2:bb"
+    ));
+}
+
+/// Retention counts from the store's clock: a done execution keeps its
+/// checkpoints until `keep_done` has passed, then loses them.
+#[test]
+fn prune_retention_follows_the_store_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, clock) = open_at(&dir, 1_700_000_000_000);
+    new_execution(&store, "done1");
+    for step in 0..3 {
+        let ev = if step == 2 {
+            Event::MachineEnd
+        } else {
+            Event::StateExit
+        };
+        store
+            .save_checkpoint(
+                &prepare(&snap("done1", ev, step, Map::new()), &Default::default()),
+                None,
+            )
+            .unwrap();
+    }
+    let policy = PrunePolicy {
+        keep_done: Duration::from_secs(3600),
+        keep_failed: Duration::from_secs(86400),
+    };
+    clock.advance(Duration::from_secs(3599));
+    assert_eq!(store.prune(&policy).unwrap().checkpoints_removed, 0);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.prune(&policy).unwrap().checkpoints_removed, 3);
+    assert_eq!(store.checkpoint_count(Some("done1")).unwrap(), 0);
 }

@@ -55,7 +55,7 @@ use crate::runner::embedded::write_machines;
 use crate::runner::scheduler::{Observer, RunMode};
 use crate::runner::task::TaskOutcome;
 use crate::runner::{Config, Phase};
-use crate::store::{NewPaper, PrunePolicy, Store, StoreError};
+use crate::store::{NewPaper, PaperStatus, PrunePolicy, Store, StoreError};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -857,7 +857,7 @@ fn analyse(
     excluded: &HashSet<(String, String)>,
     busy: &HashMap<StateKey, Duration>,
 ) -> Result<Analysis, BenchError> {
-    let counts: HashMap<String, u64> = store.status_counts()?.into_iter().collect();
+    let counts: HashMap<PaperStatus, u64> = store.status_counts()?.into_iter().collect();
     // Calls, and the answers' text as the model produced it (not the
     // ledger's JSON wrapping of it).
     let (calls, llm_output_bytes) = store.llm_call_volume()?;
@@ -881,8 +881,8 @@ fn analyse(
         columns.insert(name, bytes);
     }
     Ok(Analysis {
-        done: counts.get("done").copied().unwrap_or(0),
-        failed: counts.get("failed").copied().unwrap_or(0),
+        done: counts.get(&PaperStatus::Done).copied().unwrap_or(0),
+        failed: counts.get(&PaperStatus::Failed).copied().unwrap_or(0),
         calls,
         paper_text_bytes,
         prompt_text_bytes,

@@ -13,7 +13,7 @@ use paper_runner::runner::build::{build, RunOptions};
 use paper_runner::runner::embedded::{write_machines, EXAMPLE_MANIFEST, EXAMPLE_PDFS};
 use paper_runner::runner::scheduler::RunMode;
 use paper_runner::runner::Config;
-use paper_runner::store::{AddOutcome, NewPaper};
+use paper_runner::store::{AddOutcome, NewPaper, PaperStatus};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -158,7 +158,7 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!("papers: {}", nonzero.join(", "));
         if summary.failed > 0 || summary.retry_later > 0 {
-            for p in papers.iter().filter(|p| p.status != "done") {
+            for p in papers.iter().filter(|p| p.status != PaperStatus::Done) {
                 println!(
                     "  {} {}: {} {}",
                     p.arxiv_id,
@@ -188,7 +188,7 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  runner status");
         println!("  runner show {}", manifest.papers[0].arxiv_id);
         println!("  runner audit --reports reports");
-        let all_done = papers.iter().all(|p| p.status == "done");
+        let all_done = papers.iter().all(|p| p.status == PaperStatus::Done);
         Ok(if all_done && audited.failing == 0 {
             ExitCode::SUCCESS
         } else {

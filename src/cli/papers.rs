@@ -8,7 +8,7 @@ use paper_runner::runner::build::{build, RunOptions};
 use paper_runner::runner::scheduler::RunMode;
 use paper_runner::runner::single::{run_paper, SingleError};
 use paper_runner::runner::task::{TaskOutcome, TaskReport};
-use paper_runner::store::{Phase, StoreError};
+use paper_runner::store::{PaperStatus, Phase, StoreError};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,7 +91,7 @@ fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failur
         let Some(row) = store.paper(id).map_err(|e| Failure::new(1, e))? else {
             return Err(Failure::new(2, format!("no paper {id} in the queue")));
         };
-        if row.status == "failed" || row.cancel_requested {
+        if row.status == PaperStatus::Failed || row.cancel_requested {
             ids.push(row.id);
         } else {
             skipped.push((row.id, row.status));
@@ -100,7 +100,7 @@ fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failur
     if a.failed {
         // Only failed papers: the store's "all" would also lift cancels.
         ids = store
-            .papers(&["failed"])
+            .papers(&[PaperStatus::Failed])
             .map_err(|e| Failure::new(1, e))?
             .into_iter()
             .map(|p| p.id)
@@ -119,7 +119,7 @@ fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failur
                 "id": id,
                 "from": from,
                 "to": to,
-                "cancel_lifted": from != "failed",
+                "cancel_lifted": *from != PaperStatus::Failed,
             })).collect::<Vec<_>>(),
             "skipped": skipped.iter().map(|(id, status)| json!({"id": id, "status": status, "why": "not failed or cancelled"})).collect::<Vec<_>>(),
         }))?;
@@ -127,7 +127,7 @@ fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failur
         for (id, from, to) in &changed {
             // Anything but a failed paper was retried because it was
             // cancelled: its status stays, the cancel is lifted.
-            if from == "failed" {
+            if *from == PaperStatus::Failed {
                 println!("{id} {from} → {to}");
             } else {
                 println!("{id} {from} (cancelled) → {to}");
@@ -163,12 +163,12 @@ fn cancel_inner(config: Option<PathBuf>, a: CancelArgs) -> Result<ExitCode, Fail
                 "id": id,
                 "status": status,
                 "cancel_requested": true,
-                "in_flight": Phase::of_working_status(status).is_some(),
+                "in_flight": status.working_phase().is_some(),
             })).collect::<Vec<_>>(),
         }))?;
     } else {
         for (id, status) in &marked {
-            let note = if Phase::of_working_status(status).is_some() {
+            let note = if status.working_phase().is_some() {
                 "the running phase stops at its next check and is given back"
             } else {
                 "not claimed again until retried"
@@ -266,7 +266,7 @@ fn resume_inner(config: Option<PathBuf>, a: ResumeArgs) -> Result<ExitCode, Fail
             other => Failure::new(1, other),
         })
     })?;
-    let done = result.paper.status == "done";
+    let done = result.paper.status == PaperStatus::Done;
     if json_out {
         print_json(&json!({
             "id": result.paper.id,

@@ -9,7 +9,7 @@
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use paper_runner::runner::scheduler::{Observer, RunnerStats};
 use paper_runner::runner::task::{TaskOutcome, TaskReport};
-use paper_runner::store::{Phase, Store, STATUSES};
+use paper_runner::store::{PaperStatus, Phase, Store};
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,21 +39,22 @@ pub fn suspend_bars<R>(f: impl FnOnce() -> R) -> R {
 
 /// Papers per phase at the start: (done, total) where total counts every
 /// paper not failed and done those already past the phase.
-pub fn initial_counts(counts: &[(String, u64)]) -> Vec<(Phase, u64, u64)> {
-    let index = |s: &str| STATUSES.iter().position(|x| *x == s);
-    let live: Vec<(usize, u64)> = counts
+pub fn initial_counts(counts: &[(PaperStatus, u64)]) -> Vec<(Phase, u64, u64)> {
+    // `PaperStatus` orders in flow order, so "past a phase" is `>=` its
+    // done status.
+    let live: Vec<(PaperStatus, u64)> = counts
         .iter()
-        .filter(|(s, _)| s != "failed")
-        .filter_map(|(s, n)| Some((index(s)?, *n)))
+        .filter(|(s, _)| *s != PaperStatus::Failed)
+        .copied()
         .collect();
     let total: u64 = live.iter().map(|(_, n)| n).sum();
     Phase::ALL
         .into_iter()
         .map(|p| {
-            let past = index(p.done_status()).unwrap_or(usize::MAX);
+            let past = p.done_status();
             let done = live
                 .iter()
-                .filter(|(i, _)| *i >= past)
+                .filter(|(s, _)| *s >= past)
                 .map(|(_, n)| n)
                 .sum();
             (p, done, total)
@@ -180,8 +181,11 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn counts(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
-        pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    fn counts(pairs: &[(&str, u64)]) -> Vec<(PaperStatus, u64)> {
+        pairs
+            .iter()
+            .map(|(s, n)| (s.parse().unwrap(), *n))
+            .collect()
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::status::{status_report, StatusReport};
 use super::OpsError;
 use crate::runner::config::Config;
 use crate::runner::scheduler::RunnerStats;
-use crate::store::{now_ms, Store};
+use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -485,7 +485,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn status_handler(State(state): State<OpsState>) -> Response {
-    match tokio::task::spawn_blocking(move || state.status()).await {
+    // The report reads the database: run it through the store's blocking
+    // handle, never on an async worker.
+    let store = state.store.clone();
+    match store.run(move |_| Ok(state.status())).await {
         Ok(Ok(report)) => Json(report).into_response(),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -493,7 +496,8 @@ async fn status_handler(State(state): State<OpsState>) -> Response {
 }
 
 async fn metrics_handler(State(state): State<OpsState>) -> Response {
-    match tokio::task::spawn_blocking(move || render_metrics(&state)).await {
+    let store = state.store.clone();
+    match store.run(move |_| Ok(render_metrics(&state))).await {
         Ok(Ok(text)) => (
             [(
                 header::CONTENT_TYPE,
@@ -574,7 +578,6 @@ impl Exposition {
 /// The `/metrics` body.
 pub fn render_metrics(state: &OpsState) -> Result<String, OpsError> {
     let store = &state.store;
-    let now = chrono::Utc::now();
     let mut x = Exposition { out: String::new() };
 
     x.family(
@@ -583,14 +586,18 @@ pub fn render_metrics(state: &OpsState) -> Result<String, OpsError> {
         "Papers in the queue per status.",
     );
     for (status, n) in store.status_counts()? {
-        x.sample("paper_runner_executions", &[("status", &status)], n as f64);
+        x.sample(
+            "paper_runner_executions",
+            &[("status", status.as_str())],
+            n as f64,
+        );
     }
     x.family(
         "paper_runner_claimable",
         "gauge",
         "Papers claimable now per phase (retry delays and cancels applied, budget and breakers not).",
     );
-    for (phase, n) in store.claimable_counts(now.timestamp_millis())? {
+    for (phase, n) in store.claimable_counts()? {
         x.sample(
             "paper_runner_claimable",
             &[("phase", phase.name())],
@@ -602,11 +609,7 @@ pub fn render_metrics(state: &OpsState) -> Result<String, OpsError> {
         "gauge",
         "Paper claims held now (working status, lease not expired), all processes.",
     );
-    x.sample(
-        "paper_runner_leases_held",
-        &[],
-        store.claims_held(now_ms())? as f64,
-    );
+    x.sample("paper_runner_leases_held", &[], store.claims_held()? as f64);
 
     let totals = store.llm_totals()?;
     x.family(

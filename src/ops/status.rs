@@ -167,8 +167,12 @@ pub fn status_report(
     now: DateTime<Utc>,
 ) -> Result<StatusReport, OpsError> {
     let now_ms = now.timestamp_millis();
-    let counts: IndexMap<String, u64> = store.status_counts()?.into_iter().collect();
-    let ready = store.claimable_counts(now_ms)?;
+    let counts: IndexMap<String, u64> = store
+        .status_counts()?
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n))
+        .collect();
+    let ready = store.claimable_counts()?;
     let in_flight = store
         .working_papers()?
         .into_iter()
@@ -252,7 +256,9 @@ pub fn status_report(
 }
 
 fn in_flight(w: WorkingRow, now: DateTime<Utc>) -> InFlightPaper {
-    let phase = Phase::of_working_status(&w.status)
+    let phase = w
+        .status
+        .working_phase()
         .map(|p| p.name().to_string())
         .unwrap_or_default();
     let state = match w.checkpoint_event.as_deref() {
@@ -274,7 +280,7 @@ fn in_flight(w: WorkingRow, now: DateTime<Utc>) -> InFlightPaper {
             .map(|u| (u - now.timestamp_millis()).div_euclid(1000)),
         id: w.id,
         arxiv_id: w.arxiv_id,
-        status: w.status,
+        status: w.status.to_string(),
         phase,
         attempt: w.attempt,
         owner: w.owner_id,

@@ -11,7 +11,7 @@ use super::phase::Phase;
 use super::systemd::Notifier;
 use super::task::{run_claim, PhaseMachine, TaskEnv, TaskOutcome, TaskReport};
 use crate::llm::gate::BlockReason;
-use crate::store::{now_ms, Claim, ClaimRequest, Reaped};
+use crate::store::{now_ms, Claim, ClaimRequest, PaperStatus, Reaped, StoreError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -317,11 +317,11 @@ impl Scheduler {
             return Some(wait);
         }
         // A one-shot run waits only when there is held work to run.
-        let store = self.env.store.clone();
-        let ready = tokio::task::spawn_blocking(move || store.claimable_counts(now_ms()))
+        let ready = self
+            .env
+            .store
+            .run(|s| s.claimable_counts())
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
         let resumable_only = self.settings.mode == RunMode::ResumeOnly;
         let held = ready
@@ -334,25 +334,19 @@ impl Scheduler {
 
     /// Give a claim back at once (a task that died, a phase with no machine).
     async fn release_now(&self, claim: &Claim, why: &str) {
-        let (store, c, w) = (self.env.store.clone(), claim.clone(), why.to_string());
-        match tokio::task::spawn_blocking(move || store.release_claim(&c, &w)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(paper = %claim.arxiv_id, error = %e, "cannot give the claim back; it will expire")
-            }
-            Err(e) => {
-                tracing::warn!(paper = %claim.arxiv_id, error = %e, "cannot give the claim back; it will expire")
-            }
+        let (c, w) = (claim.clone(), why.to_string());
+        if let Err(e) = self.env.store.run(move |s| s.release_claim(&c, &w)).await {
+            tracing::warn!(paper = %claim.arxiv_id, error = %e, "cannot give the claim back; it will expire")
         }
     }
 
     /// One line for the systemd STATUS: counts, mode, in flight.
     async fn status_line(&self, mode: &ModeView, in_flight: usize) -> String {
-        let store = self.env.store.clone();
-        let counts = tokio::task::spawn_blocking(move || store.status_counts())
+        let counts = self
+            .env
+            .store
+            .run(|s| s.status_counts())
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
         let counts: Vec<String> = counts
             .into_iter()
@@ -454,12 +448,17 @@ impl Scheduler {
             }
         }
         if let Some(mark) = self.settings.prepped_low_watermark {
-            let store = self.env.store.clone();
-            let prepped = tokio::task::spawn_blocking(move || store.status_counts())
+            let prepped = self
+                .env
+                .store
+                .run(|s| s.status_counts())
                 .await
                 .ok()
-                .and_then(Result::ok)
-                .and_then(|c| c.into_iter().find(|(s, _)| s == "prepped").map(|(_, n)| n))
+                .and_then(|c| {
+                    c.into_iter()
+                        .find(|(s, _)| *s == PaperStatus::Prepped)
+                        .map(|(_, n)| n)
+                })
                 .unwrap_or(0);
             if (prepped as usize) < mark {
                 order.retain(|p| *p != Phase::Prep);
@@ -500,55 +499,56 @@ impl Scheduler {
         resumable_only: bool,
         summary: &mut RunSummary,
     ) -> Option<Claim> {
-        let store = self.env.store.clone();
         let owner = self.env.owner.clone();
         let ttl = self.env.lease_ttl;
         let phases = phases.to_vec();
-        let r = tokio::task::spawn_blocking(move || {
-            store.claim(&ClaimRequest {
-                owner: &owner,
-                ttl,
-                phases: &phases,
-                now_ms: now_ms(),
-                resumable_only,
+        let r = self
+            .env
+            .store
+            .run(move |s| {
+                s.claim(&ClaimRequest {
+                    owner: &owner,
+                    ttl,
+                    phases: &phases,
+                    resumable_only,
+                })
             })
-        })
-        .await;
+            .await;
         match r {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                summary.store_errors += 1;
-                tracing::error!(error = %e, "claim failed");
+            Ok(c) => c,
+            Err(e @ StoreError::TaskFailed(_)) => {
+                tracing::error!(error = %e, "claim task failed");
                 None
             }
             Err(e) => {
-                tracing::error!(error = %e, "claim task failed");
+                summary.store_errors += 1;
+                tracing::error!(error = %e, "claim failed");
                 None
             }
         }
     }
 
     async fn reap(&self, summary: &mut RunSummary) -> Vec<Reaped> {
-        let store = self.env.store.clone();
         let policy = self.env.retry;
-        let r = tokio::task::spawn_blocking(move || {
-            store.reap(now_ms(), &policy, crate::store::owner_is_dead)
-        })
-        .await;
+        let r = self
+            .env
+            .store
+            .run(move |s| s.reap(&policy, crate::store::owner_is_dead))
+            .await;
         match r {
-            Ok(Ok(v)) => {
+            Ok(v) => {
                 if let Ok(mut s) = self.stats.lock() {
                     s.reaped += v.len() as u64;
                 }
                 v
             }
-            Ok(Err(e)) => {
-                summary.store_errors += 1;
-                tracing::error!(error = %e, "reaper failed");
+            Err(e @ StoreError::TaskFailed(_)) => {
+                tracing::error!(error = %e, "reaper task failed");
                 Vec::new()
             }
             Err(e) => {
-                tracing::error!(error = %e, "reaper task failed");
+                summary.store_errors += 1;
+                tracing::error!(error = %e, "reaper failed");
                 Vec::new()
             }
         }

@@ -7,7 +7,7 @@
 use super::phase::Phase;
 use super::scheduler::Scheduler;
 use super::task::{run_claim, TaskOutcome, TaskReport};
-use crate::store::{PaperRow, StoreError};
+use crate::store::{PaperRow, PaperStatus, StoreError};
 use tokio_util::sync::CancellationToken;
 
 /// Why a single-paper run could not go on.
@@ -31,8 +31,6 @@ pub enum SingleError {
     Failed { id: String, why: String },
     #[error("no machine loaded for phase {0}")]
     NoMachine(Phase),
-    #[error("store task failed: {0}")]
-    Join(String),
 }
 
 /// What [`run_paper`] did.
@@ -45,11 +43,11 @@ pub struct SingleRun {
 }
 
 async fn paper(s: &Scheduler, id: &str) -> Result<PaperRow, SingleError> {
-    let store = s.env.store.clone();
     let key = id.to_string();
-    tokio::task::spawn_blocking(move || store.paper(&key))
-        .await
-        .map_err(|e| SingleError::Join(e.to_string()))??
+    s.env
+        .store
+        .run(move |st| st.paper(&key))
+        .await?
         .ok_or_else(|| SingleError::NotFound(id.to_string()))
 }
 
@@ -67,13 +65,13 @@ pub async fn run_paper(
     let mut phases = Vec::new();
     loop {
         let row = paper(s, id).await?;
-        if row.status == "done" || stop.is_cancelled() {
+        if row.status == PaperStatus::Done || stop.is_cancelled() {
             return Ok(SingleRun { paper: row, phases });
         }
         if row.cancel_requested {
             return Err(SingleError::Cancelled { id: row.id });
         }
-        if row.status == "failed" {
+        if row.status == PaperStatus::Failed {
             return Err(SingleError::Failed {
                 why: row
                     .last_error_kind
@@ -82,20 +80,21 @@ pub async fn run_paper(
                 id: row.id,
             });
         }
-        let store = s.env.store.clone();
         let (key, owner, ttl) = (row.id.clone(), s.env.owner.clone(), s.env.lease_ttl);
-        let claim = tokio::task::spawn_blocking(move || store.claim_paper(&key, &owner, ttl))
-            .await
-            .map_err(|e| SingleError::Join(e.to_string()))??;
+        let claim = s
+            .env
+            .store
+            .run(move |st| st.claim_paper(&key, &owner, ttl))
+            .await?;
         let Some(claim) = claim else {
             // Not in a stable status: someone holds it — or it changed
             // under us (finished, cancelled), which the next round sees.
             let now = paper(s, id).await?;
-            if Phase::of_working_status(&now.status).is_some() {
+            if now.status.working_phase().is_some() {
                 return Err(SingleError::Busy {
                     owner: now.owner_id.clone().unwrap_or_else(|| "nobody".into()),
                     id: now.id,
-                    status: now.status,
+                    status: now.status.to_string(),
                 });
             }
             continue;
@@ -103,12 +102,13 @@ pub async fn run_paper(
         let Some(machine) = s.machines.get(&claim.phase).cloned() else {
             // Give the claim back at once rather than hold it until it
             // expires (nothing could ever run it here).
-            let (store, c) = (s.env.store.clone(), claim.clone());
-            let released = tokio::task::spawn_blocking(move || {
-                store.release_claim(&c, "no machine loaded for this phase")
-            })
-            .await;
-            if !matches!(released, Ok(Ok(()))) {
+            let c = claim.clone();
+            let released = s
+                .env
+                .store
+                .run(move |st| st.release_claim(&c, "no machine loaded for this phase"))
+                .await;
+            if released.is_err() {
                 tracing::warn!(paper = %claim.arxiv_id, "cannot give the claim back; it will expire");
             }
             return Err(SingleError::NoMachine(claim.phase));

@@ -134,14 +134,6 @@ fn retryable(e: &ExecError) -> bool {
     false
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::TaskFailed(e.to_string()))?
-}
-
 /// The input of a phase's machine, from the paper row and earlier results.
 fn phase_input(env: &TaskEnv, claim: &Claim) -> Result<Map<String, Value>, StoreError> {
     let mut input = Map::new();
@@ -209,8 +201,11 @@ pub async fn run_claim(
                 tracing::error!(paper = %claim.arxiv_id, "phase task panicked: {what}");
                 // The drive was unwound mid-state: its machine lease goes back.
                 if let Some(exec_id) = current_execution(&env, &claim).await {
-                    let (s, owner) = (env.store.clone(), env.owner.clone());
-                    let _ = blocking(move || s.release_lease_of(&exec_id, &owner)).await;
+                    let owner = env.owner.clone();
+                    let _ = env
+                        .store
+                        .run(move |s| s.release_lease_of(&exec_id, &owner))
+                        .await;
                 }
                 let e = ExecError::new(
                     ErrorKind::Internal,
@@ -258,8 +253,9 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// The phase's machine execution as the row names it now (None before one
 /// was created or when the row cannot be read).
 async fn current_execution(env: &Arc<TaskEnv>, claim: &Claim) -> Option<String> {
-    let (s, id) = (env.store.clone(), claim.id.clone());
-    blocking(move || s.paper(&id))
+    let id = claim.id.clone();
+    env.store
+        .run(move |s| s.paper(&id))
         .await
         .ok()
         .flatten()
@@ -322,8 +318,12 @@ async fn drive_claim(
         }
         Err(stop @ (Stop::Cancelled | Stop::Shutdown | Stop::Deadline)) => {
             // The drive was dropped mid-state: give its machine lease back too.
-            let (s, id, owner) = (env.store.clone(), exec_id.clone(), env.owner.clone());
-            if let Err(e) = blocking(move || s.release_lease_of(&id, &owner)).await {
+            let (id, owner) = (exec_id.clone(), env.owner.clone());
+            if let Err(e) = env
+                .store
+                .run(move |s| s.release_lease_of(&id, &owner))
+                .await
+            {
                 tracing::warn!(error = %e, "cannot release the machine lease; it expires on its own");
             }
             let why = match stop {
@@ -370,8 +370,8 @@ async fn drive_claim(
 /// The state execution `exec_id` is in, from its latest checkpoint: the
 /// state entered, or the next one after an exit.
 async fn current_state(env: &Arc<TaskEnv>, exec_id: &str) -> Option<String> {
-    let (s, id) = (env.store.clone(), exec_id.to_string());
-    let snap = blocking(move || s.latest(&id)).await.ok().flatten()?;
+    let id = exec_id.to_string();
+    let snap = env.store.run(move |s| s.latest(&id)).await.ok().flatten()?;
     match snap.event {
         crate::engine::Event::StateEnter => snap.state,
         _ => snap.next_state.or(snap.state),
@@ -415,8 +415,8 @@ async fn phase_execution_id(env: &Arc<TaskEnv>, claim: &Claim) -> Result<String,
         return Ok(id.clone());
     }
     let id = format!("{}/{}/{}", claim.id, claim.phase, claim.attempt);
-    let (s, probe) = (env.store.clone(), id.clone());
-    let existing = blocking(move || s.execution(&probe)).await?;
+    let probe = id.clone();
+    let existing = env.store.run(move |s| s.execution(&probe)).await?;
     Ok(match existing {
         Some(row) if row.status != "running" => format!("{id}-r{}", claim.token),
         _ => id,
@@ -434,31 +434,34 @@ async fn prepare(
     let c2 = claim.clone();
     let m2 = machine.clone();
     let id = exec_id.to_string();
-    blocking(move || {
-        let existing = e2.store.execution(&id)?;
-        match existing {
-            Some(row) => {
-                let bundle = stored_bundle(&e2, &row.config_hash, &m2)?;
-                if c2.phase_execution.is_none() {
-                    e2.store.set_phase_execution(&c2, &id)?;
+    // Every read and write here (including the config cache miss and the
+    // phase results read by `phase_input`) runs in the one blocking task.
+    env.store
+        .run(move |store| {
+            let existing = store.execution(&id)?;
+            match existing {
+                Some(row) => {
+                    let bundle = stored_bundle(&e2, &row.config_hash, &m2)?;
+                    if c2.phase_execution.is_none() {
+                        store.set_phase_execution(&c2, &id)?;
+                    }
+                    Ok((bundle, Begin::Latest))
                 }
-                Ok((bundle, Begin::Latest))
+                None => {
+                    let input = phase_input(&e2, &c2)?;
+                    store.create_execution(
+                        &id,
+                        &m2.config_hash,
+                        &m2.bundle.root().name,
+                        m2.bundle.root,
+                        &input,
+                    )?;
+                    store.set_phase_execution(&c2, &id)?;
+                    Ok((m2.bundle.clone(), Begin::Fresh(input)))
+                }
             }
-            None => {
-                let input = phase_input(&e2, &c2)?;
-                e2.store.create_execution(
-                    &id,
-                    &m2.config_hash,
-                    &m2.bundle.root().name,
-                    m2.bundle.root,
-                    &input,
-                )?;
-                e2.store.set_phase_execution(&c2, &id)?;
-                Ok((m2.bundle.clone(), Begin::Fresh(input)))
-            }
-        }
-    })
-    .await
+        })
+        .await
 }
 
 fn stored_bundle(
@@ -496,18 +499,19 @@ async fn keep_claim(store: Store, claim: Claim, stop: tokio_util::sync::Cancella
             _ = tokio::time::sleep(tick) => {}
         }
         since_renew += tick;
-        let (s, c) = (store.clone(), claim.clone());
+        let c = claim.clone();
         let renew = since_renew >= renew_every;
         if renew {
             since_renew = Duration::ZERO;
         }
-        let checked = blocking(move || {
-            if renew {
-                s.renew_claim(&c)?;
-            }
-            s.cancel_requested(&c.id)
-        })
-        .await;
+        let checked = store
+            .run(move |s| {
+                if renew {
+                    s.renew_claim(&c)?;
+                }
+                s.cancel_requested(&c.id)
+            })
+            .await;
         match checked {
             Ok(true) => return Stop::Cancelled,
             Ok(false) => {}
@@ -535,8 +539,12 @@ async fn finish(env: &Arc<TaskEnv>, claim: &Claim, output: Value, ms: i64) -> Ta
     } else {
         None
     };
-    let (s, c) = (env.store.clone(), claim.clone());
-    match blocking(move || s.finish_phase(&c, &output, report.as_deref(), ms)).await {
+    let c = claim.clone();
+    match env
+        .store
+        .run(move |s| s.finish_phase(&c, &output, report.as_deref(), ms))
+        .await
+    {
         Ok(()) => {
             tracing::info!(paper = %claim.arxiv_id, phase = %claim.phase, ms, "phase finished");
             TaskOutcome::Finished
@@ -555,10 +563,14 @@ async fn finish(env: &Arc<TaskEnv>, claim: &Claim, output: Value, ms: i64) -> Ta
 
 async fn fail(env: &Arc<TaskEnv>, claim: &Claim, e: &ExecError, ms: i64) -> TaskOutcome {
     let again = retryable(e);
-    let (s, c, policy) = (env.store.clone(), claim.clone(), env.retry);
+    let (c, policy) = (claim.clone(), env.retry);
     let (kind, message) = (e.kind.as_str().to_string(), e.message.clone());
     let (k2, m2) = (kind.clone(), message.clone());
-    match blocking(move || s.fail_phase(&c, &k2, &m2, again, &policy, ms)).await {
+    match env
+        .store
+        .run(move |s| s.fail_phase(&c, &k2, &m2, again, &policy, ms))
+        .await
+    {
         Ok(FailOutcome::RetryLater { not_before_ms }) => {
             tracing::warn!(paper = %claim.arxiv_id, phase = %claim.phase, kind = %kind, retry_at_ms = not_before_ms, "phase failed; will retry: {message}");
             TaskOutcome::RetryLater { kind }
@@ -577,8 +589,8 @@ async fn fail(env: &Arc<TaskEnv>, claim: &Claim, e: &ExecError, ms: i64) -> Task
 }
 
 async fn release(env: &Arc<TaskEnv>, claim: &Claim, why: &str) -> TaskOutcome {
-    let (s, c, w) = (env.store.clone(), claim.clone(), why.to_string());
-    match blocking(move || s.release_claim(&c, &w)).await {
+    let (c, w) = (claim.clone(), why.to_string());
+    match env.store.run(move |s| s.release_claim(&c, &w)).await {
         Ok(()) => TaskOutcome::Released { why: why.into() },
         Err(StoreError::LeaseLost { .. }) => TaskOutcome::Lost,
         Err(e) => {
@@ -676,7 +688,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicked_store_task_is_a_retryable_internal_failure() {
-        let e = blocking(|| -> Result<(), StoreError> { panic!("boom") })
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db"), &Default::default()).unwrap();
+        let e = store
+            .run(|_| -> Result<(), StoreError> { panic!("boom") })
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::TaskFailed(_)), "{e:?}");

@@ -53,15 +53,14 @@ impl SqliteCheckpointer {
         &self,
         prepared: PreparedSnapshot,
     ) -> Result<(i64, PreparedSnapshot), StoreError> {
-        let store = self.store.clone();
         let fence = self.fence.clone();
-        tokio::task::spawn_blocking(move || {
-            store
-                .save_checkpoint(&prepared, fence.as_ref())
-                .map(|id| (id, prepared))
-        })
-        .await
-        .map_err(|e| StoreError::Invalid(format!("checkpoint task failed: {e}")))?
+        self.store
+            .run(move |store| {
+                store
+                    .save_checkpoint(&prepared, fence.as_ref())
+                    .map(|id| (id, prepared))
+            })
+            .await
     }
 
     fn crash_hook(&self, n: u64, snap: &Snapshot) {
@@ -118,16 +117,10 @@ impl Checkpointer for SqliteCheckpointer {
     }
 
     async fn latest(&self, execution_id: &str) -> Result<Option<Snapshot>, ExecError> {
-        let store = self.store.clone();
         let id = execution_id.to_string();
-        tokio::task::spawn_blocking(move || store.latest(&id))
+        self.store
+            .run(move |store| store.latest(&id))
             .await
-            .map_err(|e| {
-                ExecError::new(
-                    ErrorKind::Interrupted,
-                    format!("checkpoint read failed: {e}"),
-                )
-            })?
             .map_err(to_exec_error)
     }
 }

@@ -5,6 +5,7 @@
 //! of it is durable or none of it is.
 
 use super::blobs::{self, Encoded};
+use super::clock::Clock;
 use super::db::Store;
 use super::error::StoreError;
 use super::leases::Fence;
@@ -151,8 +152,11 @@ impl PreparedSnapshot {
     }
 }
 
+/// The wall clock as the store's text timestamp, for writers outside the
+/// store that have no `Store` clock at hand. Store queries use
+/// [`Store::now_text`] (the injected clock) instead.
 pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    super::clock::timestamp_text(super::clock::SystemClock.now_us())
 }
 
 fn add_blobs(into: &mut Vec<(String, Vec<u8>)>, more: Vec<(String, Vec<u8>)>) {
@@ -322,7 +326,7 @@ impl Store {
         self.write("storing config", |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO configs(hash, machine_name, source_path, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![hash, name, source, body, now()],
+                params![hash, name, source, body, self.now_text()],
             )
             .map_err(|e| self.err("storing config", e))?;
             Ok(())
@@ -336,7 +340,7 @@ impl Store {
             .query_row(
                 "SELECT body, source_path FROM configs WHERE hash = ?1",
                 [hash],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get("body")?, r.get("source_path")?)),
             )
             .optional()
             .map_err(|e| self.err("reading config", e))?;
@@ -374,7 +378,7 @@ impl Store {
                 .execute(
                     "INSERT OR IGNORE INTO machine_executions(execution_id, root_id, parent_id, machine_name, machine_index, config_hash, input, status, created_at, updated_at)
                      VALUES (?1, ?1, NULL, ?2, ?3, ?4, ?5, 'running', ?6, ?6)",
-                    params![id, machine_name, machine_index as i64, config_hash, input, now()],
+                    params![id, machine_name, machine_index as i64, config_hash, input, self.now_text()],
                 )
                 .map_err(|e| self.err("creating execution", e))?;
             if n == 0 {
@@ -414,7 +418,7 @@ impl Store {
             .query_row(
                 "SELECT input FROM machine_executions WHERE execution_id = ?1",
                 [id],
-                |r| r.get(0),
+                |r| r.get("input"),
             )
             .optional()
             .map_err(|e| self.err("reading execution input", e))?
@@ -448,7 +452,7 @@ impl Store {
             .prepare("SELECT execution_id FROM machine_executions WHERE parent_id IS NULL AND status = 'running' ORDER BY created_at, execution_id")
             .map_err(|e| self.err("listing executions", e))?;
         let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+            .query_map([], |r| r.get::<_, String>("execution_id"))
             .map_err(|e| self.err("listing executions", e))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err("listing executions", e))
@@ -478,14 +482,14 @@ impl Store {
             let what = what.to_string();
             move |err| self.err(&what, err)
         };
-        let ts = now();
+        let ts = self.now_text();
         if p.event == Event::MachineStart && p.parent_id.is_some() {
             // A child registers itself on its first snapshot.
             let (root, config): (String, String) = tx
                 .query_row(
                     "SELECT root_id, config_hash FROM machine_executions WHERE execution_id = ?1",
                     [p.parent_id.as_deref().unwrap_or_default()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get("root_id")?, r.get("config_hash")?)),
                 )
                 .map_err(e("finding parent execution"))?;
             tx.execute(
@@ -598,12 +602,12 @@ impl Store {
     ) -> Result<HashMap<String, Value>, StoreError> {
         let mut st = conn
             .prepare_cached(&format!(
-                "SELECT b.hash, b.data FROM {table} r JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = ?1"
+                "SELECT b.hash AS hash, b.data AS data FROM {table} r JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = ?1"
             ))
             .map_err(|e| self.err("reading blobs", e))?;
         let rows = st
             .query_map([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                Ok((r.get::<_, String>("hash")?, r.get::<_, Vec<u8>>("data")?))
             })
             .map_err(|e| self.err("reading blobs", e))?;
         let mut map = HashMap::new();
@@ -648,10 +652,22 @@ impl Store {
         );
         let ckpt: Option<Row> = conn
             .query_row(
-                "SELECT c.id, c.step, c.event, c.state, c.next_state, c.base_id, c.body FROM machine_executions m
+                "SELECT c.id AS id, c.step AS step, c.event AS event, c.state AS state,
+                        c.next_state AS next_state, c.base_id AS base_id, c.body AS body
+                 FROM machine_executions m
                  JOIN checkpoints c ON c.id = m.latest_checkpoint WHERE m.execution_id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                |r| {
+                    Ok((
+                        r.get("id")?,
+                        r.get::<_, i64>("step")? as u64,
+                        r.get("event")?,
+                        r.get("state")?,
+                        r.get("next_state")?,
+                        r.get("base_id")?,
+                        r.get("body")?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.err("reading latest checkpoint", e))?;
@@ -667,7 +683,7 @@ impl Store {
             (Some(delta), Some(base)) => {
                 let base_body: Vec<u8> = conn
                     .query_row("SELECT body FROM checkpoints WHERE id = ?1", [base], |r| {
-                        r.get(0)
+                        r.get("body")
                     })
                     .map_err(|e| self.err("reading base checkpoint", e))?;
                 self.load_blobs(&conn, base, &mut blobs)?;
@@ -723,11 +739,11 @@ impl Store {
         into: &mut HashMap<String, Value>,
     ) -> Result<(), StoreError> {
         let mut stmt = conn
-            .prepare_cached("SELECT b.hash, b.data FROM blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.checkpoint_id = ?1")
+            .prepare_cached("SELECT b.hash AS hash, b.data AS data FROM blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.checkpoint_id = ?1")
             .map_err(|e| self.err("reading blobs", e))?;
         let rows = stmt
             .query_map([checkpoint], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                Ok((r.get::<_, String>("hash")?, r.get::<_, Vec<u8>>("data")?))
             })
             .map_err(|e| self.err("reading blobs", e))?;
         for r in rows {
@@ -744,11 +760,11 @@ impl Store {
         let conn = self.conn()?;
         let n: i64 = match id {
             Some(id) => conn.query_row(
-                "SELECT COUNT(*) FROM checkpoints WHERE execution_id = ?1",
+                "SELECT COUNT(*) AS n FROM checkpoints WHERE execution_id = ?1",
                 [id],
-                |r| r.get(0),
+                |r| r.get("n"),
             ),
-            None => conn.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0)),
+            None => conn.query_row("SELECT COUNT(*) AS n FROM checkpoints", [], |r| r.get("n")),
         }
         .map_err(|e| self.err("counting checkpoints", e))?;
         Ok(n as u64)
@@ -768,17 +784,17 @@ fn parse_event(s: &str) -> Option<Event> {
 }
 
 fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
-    let output: Option<String> = r.get(7)?;
-    let kind: Option<String> = r.get(8)?;
-    let message: Option<String> = r.get(9)?;
+    let output: Option<String> = r.get("output")?;
+    let kind: Option<String> = r.get("error_kind")?;
+    let message: Option<String> = r.get("error_message")?;
     Ok(ExecutionRow {
-        execution_id: r.get(0)?,
-        root_id: r.get(1)?,
-        parent_id: r.get(2)?,
-        machine_name: r.get(3)?,
-        machine_index: r.get::<_, i64>(4)? as usize,
-        config_hash: r.get(5)?,
-        status: r.get(6)?,
+        execution_id: r.get("execution_id")?,
+        root_id: r.get("root_id")?,
+        parent_id: r.get("parent_id")?,
+        machine_name: r.get("machine_name")?,
+        machine_index: r.get::<_, i64>("machine_index")? as usize,
+        config_hash: r.get("config_hash")?,
+        status: r.get("status")?,
         output: output.and_then(|o| serde_json::from_str(&o).ok()),
         error: kind.map(|k| {
             ExecError::new(
@@ -786,7 +802,7 @@ fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
                 message.unwrap_or_default(),
             )
         }),
-        updated_at: r.get(10)?,
+        updated_at: r.get("updated_at")?,
     })
 }
 

@@ -11,6 +11,14 @@ use std::sync::Arc;
 /// clock (`Store::now_ms`), never from `SystemTime` directly.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> i64;
+
+    /// "Now" in Unix microseconds, for the text timestamps the store
+    /// writes (`updated_at`, timeline `at`, …): the real clock keeps
+    /// microseconds so rows written within one millisecond still sort in
+    /// write order; a test clock may stay at millisecond steps.
+    fn now_us(&self) -> i64 {
+        self.now_ms().saturating_mul(1000)
+    }
 }
 
 /// The real clock.
@@ -24,6 +32,25 @@ impl Clock for SystemClock {
             .unwrap_or_default();
         i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
     }
+
+    fn now_us(&self) -> i64 {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
+/// A Unix time in microseconds as the store's text timestamp: RFC 3339,
+/// UTC, fixed width (`2024-05-01T12:00:00.000000Z`), so text order is time
+/// order. Out-of-range values clamp to the representable range.
+pub fn timestamp_text(us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(us).unwrap_or(if us < 0 {
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    } else {
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    });
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// A clock that only moves when told to (tests, benchmarks). Cloning
@@ -76,5 +103,15 @@ mod tests {
     #[test]
     fn system_clock_is_after_2020() {
         assert!(SystemClock.now_ms() > 1_577_836_800_000);
+        assert!(SystemClock.now_us() / 1000 >= 1_577_836_800_000);
+    }
+
+    #[test]
+    fn timestamps_are_fixed_width_rfc3339() {
+        assert_eq!(
+            timestamp_text(ManualClock::at(1_700_000_000_123).now_us()),
+            "2023-11-14T22:13:20.123000Z"
+        );
+        assert_eq!(timestamp_text(0), "1970-01-01T00:00:00.000000Z");
     }
 }

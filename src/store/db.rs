@@ -125,6 +125,13 @@ impl Store {
         self.clock.now_ms()
     }
 
+    /// "Now" as the text timestamp the store writes (`updated_at`,
+    /// timeline `at`, …), from the injected clock, so retention (which
+    /// compares these texts) follows the same time as leases and claims.
+    pub fn now_text(&self) -> String {
+        super::clock::timestamp_text(self.clock.now_us())
+    }
+
     /// The store's clock, for components that must agree with it.
     pub fn clock(&self) -> Arc<dyn Clock> {
         Arc::clone(&self.clock)

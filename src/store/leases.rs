@@ -6,7 +6,6 @@
 //! A process that lost its lease therefore cannot write anything more; it
 //! stops that execution and reports who took it over.
 
-use super::checkpoints::now;
 use super::db::Store;
 use super::error::StoreError;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -112,10 +111,6 @@ fn proc_state(stat: &[u8]) -> Option<u8> {
         .find(|b| !b.is_ascii_whitespace())
 }
 
-fn epoch_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn ms_to_rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -130,8 +125,10 @@ impl Fence {
                 "SELECT owner_id, fencing_token FROM execution_leases WHERE execution_id = ?1",
             )
             .and_then(|mut s| {
-                s.query_row([&self.execution_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
+                s.query_row([&self.execution_id], |r| {
+                    Ok((r.get("owner_id")?, r.get("fencing_token")?))
+                })
+                .optional()
             })
             .map_err(|e| store.err("checking lease", e))?;
         match row {
@@ -149,16 +146,18 @@ impl Fence {
 }
 
 impl Store {
-    /// Take the lease on `id` for `owner`, or say who holds it.
+    /// Take the lease on `id` for `owner`, or say who holds it. A lease is
+    /// free when it is ours, expired by the store's clock, or held by a
+    /// process known to be dead.
     pub fn acquire_lease(&self, id: &str, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
         let ttl = ttl.min(MAX_LEASE_TTL);
         let token = self.write("acquiring lease", |tx| {
-            let now_ms = epoch_ms();
+            let now_ms = self.now_ms();
             let row: Option<(String, i64, i64)> = tx
                 .query_row(
                     "SELECT owner_id, lease_until, fencing_token FROM execution_leases WHERE execution_id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get("owner_id")?, r.get("lease_until")?, r.get("fencing_token")?)),
                 )
                 .optional()
                 .map_err(|e| self.err("reading lease", e))?;
@@ -183,7 +182,7 @@ impl Store {
                 "INSERT INTO execution_leases(execution_id, owner_id, lease_until, fencing_token, acquired_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT(execution_id) DO UPDATE SET owner_id = ?2, lease_until = ?3, fencing_token = ?4, acquired_at = ?5, updated_at = ?5",
-                params![id, owner, lease_deadline_ms(now_ms, ttl), token, now()],
+                params![id, owner, lease_deadline_ms(now_ms, ttl), token, self.now_text()],
             )
             .map_err(|e| self.err("writing lease", e))?;
             Ok(token)
@@ -198,13 +197,18 @@ impl Store {
         })
     }
 
-    /// Extend a held lease; `LeaseLost` if someone else holds it now.
+    /// Extend a held lease by its TTL from the store's "now"; `LeaseLost`
+    /// if someone else holds it now.
     pub fn renew_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.write("renewing lease", |tx| {
             lease.fence.check(tx, self)?;
             tx.execute(
                 "UPDATE execution_leases SET lease_until = ?2, updated_at = ?3 WHERE execution_id = ?1",
-                params![lease.fence.execution_id, lease_deadline_ms(epoch_ms(), lease.ttl), now()],
+                params![
+                    lease.fence.execution_id,
+                    lease_deadline_ms(self.now_ms(), lease.ttl),
+                    self.now_text()
+                ],
             )
             .map_err(|e| self.err("renewing lease", e))?;
             Ok(())
@@ -222,7 +226,7 @@ impl Store {
                     lease.fence.execution_id,
                     lease.fence.owner,
                     lease.fence.token,
-                    now()
+                    self.now_text()
                 ],
             )
             .map_err(|e| self.err("releasing lease", e))?;
@@ -238,7 +242,7 @@ impl Store {
             tx.execute(
                 "UPDATE execution_leases SET lease_until = 0, updated_at = ?3
                  WHERE execution_id = ?1 AND owner_id = ?2",
-                params![execution_id, owner, now()],
+                params![execution_id, owner, self.now_text()],
             )
             .map_err(|e| self.err("releasing lease", e))?;
             Ok(())

@@ -23,14 +23,14 @@ pub mod stats;
 pub use breakers::BreakerRecord;
 pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_CODE};
 pub use checkpoints::{now, prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{timestamp_text, Clock, ManualClock, SystemClock};
 pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
 pub use ingest::QueuedPaper;
 pub use leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
 pub use ledger::{ledger_time, CallStatus, LlmReservation, LlmSettlement, ProfileCalls};
-pub use phase::{Phase, STATUSES};
+pub use phase::{PaperStatus, Phase, UnknownStatus, STATUSES};
 pub use prune::check_backup_target;
 pub use prune::{PrunePolicy, PruneReport};
 pub use queue::{

@@ -8,9 +8,10 @@
 
 use super::db::Store;
 use super::error::StoreError;
-use super::phase::Phase;
+use super::phase::{PaperStatus, Phase};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
+use std::sync::OnceLock;
 
 /// One row of the `breakers` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,7 +31,7 @@ pub struct BreakerRow {
 pub struct WorkingRow {
     pub id: String,
     pub arxiv_id: String,
-    pub status: String,
+    pub status: PaperStatus,
     pub owner_id: Option<String>,
     pub lease_until_ms: Option<i64>,
     pub attempt: u32,
@@ -125,6 +126,30 @@ pub struct OldestPending {
 /// `[lo, hi)` bounds of ids that start with `<paper id>/`: the paper's
 /// phase executions and their children. A range (not LIKE) so arXiv ids
 /// never act as patterns and the primary-key index is used.
+/// Papers in a working status with their phase machine's latest
+/// checkpoint; the working statuses come from [`Phase`].
+fn working_papers_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT e.id, e.arxiv_id, e.status, e.owner_id, e.lease_until,
+                    e.attempts_prep, e.attempts_expensive, e.attempts_wrap,
+                    e.phase_execution, e.phase_started_at,
+                    c.event AS checkpoint_event, c.state AS checkpoint_state,
+                    c.next_state AS checkpoint_next_state, c.created_at AS checkpoint_at,
+                    (SELECT COUNT(*) FROM machine_executions k
+                      WHERE k.root_id = e.phase_execution AND k.parent_id IS NOT NULL AND k.status = 'running')
+                      AS children_running
+             FROM executions e
+             LEFT JOIN machine_executions m ON m.execution_id = e.phase_execution
+             LEFT JOIN checkpoints c ON c.id = m.latest_checkpoint
+             WHERE e.status IN ({})
+             ORDER BY e.phase_started_at, e.id",
+            PaperStatus::sql_list(Phase::ALL.map(Phase::working_status))
+        )
+    })
+}
+
 fn prefix_bounds(paper_id: &str) -> (String, String) {
     // '0' is the character after '/', so every "<id>/…" sorts inside.
     (format!("{paper_id}/"), format!("{paper_id}0"))
@@ -138,29 +163,29 @@ fn opt_u64(v: Option<i64>) -> Option<u64> {
 
 fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCallRow> {
     Ok(LlmCallRow {
-        id: r.get(0)?,
-        execution_id: r.get(1)?,
-        machine: r.get(2)?,
-        state: r.get(3)?,
-        step: r.get::<_, i64>(4)?.max(0) as u64,
-        attempt: r.get(5)?,
-        agent: r.get(6)?,
-        profile: r.get(7)?,
-        provider: r.get(8)?,
-        model: r.get(9)?,
-        fallback_from: r.get(10)?,
-        status: r.get(11)?,
-        http_status: r.get(12)?,
-        error_kind: r.get(13)?,
-        error_message: r.get(14)?,
-        prompt_tokens: opt_u64(r.get(15)?),
-        completion_tokens: opt_u64(r.get(16)?),
-        total_tokens: opt_u64(r.get(17)?),
-        cost: r.get(18)?,
-        latency_ms: opt_u64(r.get(19)?),
-        retry_after: r.get(20)?,
-        reserved_at: r.get(21)?,
-        settled_at: r.get(22)?,
+        id: r.get("id")?,
+        execution_id: r.get("execution_id")?,
+        machine: r.get("machine")?,
+        state: r.get("state")?,
+        step: r.get::<_, i64>("step")?.max(0) as u64,
+        attempt: r.get("attempt")?,
+        agent: r.get("agent")?,
+        profile: r.get("profile")?,
+        provider: r.get("provider")?,
+        model: r.get("model")?,
+        fallback_from: r.get("fallback_from")?,
+        status: r.get("status")?,
+        http_status: r.get("http_status")?,
+        error_kind: r.get("error_kind")?,
+        error_message: r.get("error_message")?,
+        prompt_tokens: opt_u64(r.get("prompt_tokens")?),
+        completion_tokens: opt_u64(r.get("completion_tokens")?),
+        total_tokens: opt_u64(r.get("total_tokens")?),
+        cost: r.get("cost")?,
+        latency_ms: opt_u64(r.get("latency_ms")?),
+        retry_after: r.get("retry_after")?,
+        reserved_at: r.get("reserved_at")?,
+        settled_at: r.get("settled_at")?,
     })
 }
 
@@ -176,13 +201,13 @@ impl Store {
         let rows = st
             .query_map([], |r| {
                 Ok(BreakerRow {
-                    model: r.get(0)?,
-                    provider: r.get(1)?,
-                    state: r.get(2)?,
-                    reason: r.get(3)?,
-                    open_until_ms: r.get(4)?,
-                    open_count: r.get(5)?,
-                    updated_at: r.get(6)?,
+                    model: r.get("model")?,
+                    provider: r.get("provider")?,
+                    state: r.get("state")?,
+                    reason: r.get("reason")?,
+                    open_until_ms: r.get("open_until")?,
+                    open_count: r.get("open_count")?,
+                    updated_at: r.get("updated_at")?,
                 })
             })
             .map_err(|e| self.err("reading breakers", e))?;
@@ -195,38 +220,29 @@ impl Store {
     pub fn working_papers(&self) -> Result<Vec<WorkingRow>, StoreError> {
         let conn = self.conn()?;
         let mut st = conn
-            .prepare_cached(
-                "SELECT e.id, e.arxiv_id, e.status, e.owner_id, e.lease_until,
-                        CASE e.status WHEN 'prepping' THEN e.attempts_prep
-                                      WHEN 'analyzing' THEN e.attempts_expensive
-                                      ELSE e.attempts_wrap END,
-                        e.phase_execution, e.phase_started_at,
-                        c.event, c.state, c.next_state, c.created_at,
-                        (SELECT COUNT(*) FROM machine_executions k
-                          WHERE k.root_id = e.phase_execution AND k.parent_id IS NOT NULL AND k.status = 'running')
-                 FROM executions e
-                 LEFT JOIN machine_executions m ON m.execution_id = e.phase_execution
-                 LEFT JOIN checkpoints c ON c.id = m.latest_checkpoint
-                 WHERE e.status IN ('prepping', 'analyzing', 'wrapping')
-                 ORDER BY e.phase_started_at, e.id",
-            )
+            .prepare_cached(working_papers_sql())
             .map_err(|e| self.err("listing in-flight papers", e))?;
         let rows = st
             .query_map([], |r| {
+                let status: PaperStatus = r.get("status")?;
+                let attempt = match status.working_phase() {
+                    Some(p) => r.get(p.attempts_column())?,
+                    None => 0,
+                };
                 Ok(WorkingRow {
-                    id: r.get(0)?,
-                    arxiv_id: r.get(1)?,
-                    status: r.get(2)?,
-                    owner_id: r.get(3)?,
-                    lease_until_ms: r.get(4)?,
-                    attempt: r.get(5)?,
-                    phase_execution: r.get(6)?,
-                    phase_started_at: r.get(7)?,
-                    checkpoint_event: r.get(8)?,
-                    checkpoint_state: r.get(9)?,
-                    checkpoint_next_state: r.get(10)?,
-                    checkpoint_at: r.get(11)?,
-                    children_running: r.get::<_, i64>(12)?.max(0) as u64,
+                    id: r.get("id")?,
+                    arxiv_id: r.get("arxiv_id")?,
+                    status,
+                    owner_id: r.get("owner_id")?,
+                    lease_until_ms: r.get("lease_until")?,
+                    attempt,
+                    phase_execution: r.get("phase_execution")?,
+                    phase_started_at: r.get("phase_started_at")?,
+                    checkpoint_event: r.get("checkpoint_event")?,
+                    checkpoint_state: r.get("checkpoint_state")?,
+                    checkpoint_next_state: r.get("checkpoint_next_state")?,
+                    checkpoint_at: r.get("checkpoint_at")?,
+                    children_running: r.get::<_, i64>("children_running")?.max(0) as u64,
                 })
             })
             .map_err(|e| self.err("listing in-flight papers", e))?;
@@ -244,9 +260,9 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         conn.query_row(
-            "SELECT COUNT(*) FROM execution_events WHERE at >= ?1 AND kind = ?2 AND phase = ?3",
+            "SELECT COUNT(*) AS n FROM execution_events WHERE at >= ?1 AND kind = ?2 AND phase = ?3",
             params![since, kind, phase.name()],
-            |r| r.get::<_, i64>(0),
+            |r| r.get::<_, i64>("n"),
         )
         .map(|n| n.max(0) as u64)
         .map_err(|e| self.err("counting events", e))
@@ -256,14 +272,14 @@ impl Store {
     pub fn oldest_pending(&self) -> Result<Option<OldestPending>, StoreError> {
         let conn = self.conn()?;
         conn.query_row(
-            "SELECT id, arxiv_id, created_at FROM executions WHERE status = 'pending' AND cancel_requested = 0
+            "SELECT id, arxiv_id, created_at FROM executions WHERE status = ?1 AND cancel_requested = 0
              ORDER BY created_at, id LIMIT 1",
-            [],
+            [PaperStatus::Pending],
             |r| {
                 Ok(OldestPending {
-                    id: r.get(0)?,
-                    arxiv_id: r.get(1)?,
-                    created_at: r.get(2)?,
+                    id: r.get("id")?,
+                    arxiv_id: r.get("arxiv_id")?,
+                    created_at: r.get("created_at")?,
                 })
             },
         )
@@ -289,15 +305,15 @@ impl Store {
         let rows = st
             .query_map(params![lo, hi], |r| {
                 Ok(MachineExecutionRow {
-                    execution_id: r.get(0)?,
-                    root_id: r.get(1)?,
-                    parent_id: r.get(2)?,
-                    machine_name: r.get(3)?,
-                    status: r.get(4)?,
-                    error_kind: r.get(5)?,
-                    error_message: r.get(6)?,
-                    created_at: r.get(7)?,
-                    updated_at: r.get(8)?,
+                    execution_id: r.get("execution_id")?,
+                    root_id: r.get("root_id")?,
+                    parent_id: r.get("parent_id")?,
+                    machine_name: r.get("machine_name")?,
+                    status: r.get("status")?,
+                    error_kind: r.get("error_kind")?,
+                    error_message: r.get("error_message")?,
+                    created_at: r.get("created_at")?,
+                    updated_at: r.get("updated_at")?,
                 })
             })
             .map_err(|e| self.err("reading machine executions", e))?;
@@ -316,9 +332,9 @@ impl Store {
             .prepare_cached(
                 "SELECT execution_id, step, event, state, next_state, created_at,
                         CASE WHEN event IN ('state_exit', 'machine_failed')
-                             THEN json_extract(CAST(body AS TEXT), '$.error.kind') END,
+                             THEN json_extract(CAST(body AS TEXT), '$.error.kind') END AS error_kind,
                         CASE WHEN event IN ('state_exit', 'machine_failed')
-                             THEN json_extract(CAST(body AS TEXT), '$.error.message') END
+                             THEN json_extract(CAST(body AS TEXT), '$.error.message') END AS error_message
                  FROM checkpoints WHERE execution_id >= ?1 AND execution_id < ?2
                  ORDER BY id",
             )
@@ -326,14 +342,14 @@ impl Store {
         let rows = st
             .query_map(params![lo, hi], |r| {
                 Ok(CheckpointMark {
-                    execution_id: r.get(0)?,
-                    step: r.get::<_, i64>(1)?.max(0) as u64,
-                    event: r.get(2)?,
-                    state: r.get(3)?,
-                    next_state: r.get(4)?,
-                    created_at: r.get(5)?,
-                    error_kind: r.get(6)?,
-                    error_message: r.get(7)?,
+                    execution_id: r.get("execution_id")?,
+                    step: r.get::<_, i64>("step")?.max(0) as u64,
+                    event: r.get("event")?,
+                    state: r.get("state")?,
+                    next_state: r.get("next_state")?,
+                    created_at: r.get("created_at")?,
+                    error_kind: r.get("error_kind")?,
+                    error_message: r.get("error_message")?,
                 })
             })
             .map_err(|e| self.err("reading checkpoints", e))?;
@@ -363,19 +379,20 @@ impl Store {
         let conn = self.conn()?;
         let mut st = conn
             .prepare_cached(
-                "SELECT model, status, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),
-                        SUM(http_status = 429 OR error_kind = 'rate_limit')
+                "SELECT model, status, COUNT(*) AS n, COALESCE(SUM(prompt_tokens), 0) AS prompt,
+                        COALESCE(SUM(completion_tokens), 0) AS completion,
+                        SUM(http_status = 429 OR error_kind = 'rate_limit') AS limited
                  FROM llm_calls GROUP BY model, status ORDER BY model, status",
             )
             .map_err(|e| self.err("reading ledger totals", e))?;
         let rows = st
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?.max(0) as u64,
-                    r.get::<_, i64>(3)?.max(0) as u64,
-                    r.get::<_, i64>(4)?.max(0) as u64,
+                    r.get::<_, String>("model")?,
+                    r.get::<_, String>("status")?,
+                    r.get::<_, i64>("n")?.max(0) as u64,
+                    r.get::<_, i64>("prompt")?.max(0) as u64,
+                    r.get::<_, i64>("completion")?.max(0) as u64,
                     r.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
                 ))
             })
@@ -400,30 +417,44 @@ impl Store {
         Ok(out)
     }
 
-    /// Paper claims held right now (working status, lease not expired).
-    pub fn claims_held(&self, now_ms: i64) -> Result<u64, StoreError> {
+    /// Paper claims held right now by the store's clock (working status,
+    /// lease not expired).
+    pub fn claims_held(&self) -> Result<u64, StoreError> {
+        static SQL: OnceLock<String> = OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            format!(
+                "SELECT COUNT(*) AS n FROM executions WHERE status IN ({})
+                 AND owner_id IS NOT NULL AND lease_until > ?1",
+                PaperStatus::sql_list(Phase::ALL.map(Phase::working_status))
+            )
+        });
         let conn = self.conn()?;
-        conn.query_row(
-            "SELECT COUNT(*) FROM executions WHERE status IN ('prepping', 'analyzing', 'wrapping')
-             AND owner_id IS NOT NULL AND lease_until > ?1",
-            [now_ms],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n.max(0) as u64)
-        .map_err(|e| self.err("counting claims", e))
+        conn.query_row(sql, [self.now_ms()], |r| r.get::<_, i64>("n"))
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err("counting claims", e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewPaper, StoreOptions};
+    use crate::store::{ManualClock, NewPaper, StoreOptions};
     use std::time::Duration;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("o.db"), &StoreOptions::default()).unwrap();
+        let (dir, s, _) = store_at();
         (dir, s)
+    }
+
+    fn store_at() -> (tempfile::TempDir, Store, ManualClock) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(1_700_000_000_000);
+        let opts = StoreOptions {
+            clock: std::sync::Arc::new(clock.clone()),
+            ..StoreOptions::default()
+        };
+        let s = Store::open(&dir.path().join("o.db"), &opts).unwrap();
+        (dir, s, clock)
     }
 
     fn add(s: &Store, id: &str) {
@@ -448,7 +479,7 @@ mod tests {
 
     #[test]
     fn claim_paper_takes_only_the_named_paper_and_is_fenced() {
-        let (_d, s) = store();
+        let (_d, s, clock) = store_at();
         add(&s, "a");
         add(&s, "b");
         let c = s
@@ -464,11 +495,14 @@ mod tests {
             .claim_paper("paper:b", "other", Duration::from_secs(60))
             .unwrap()
             .is_none());
-        assert_eq!(s.paper("a").unwrap().unwrap().status, "pending");
+        assert_eq!(s.paper("a").unwrap().unwrap().status, PaperStatus::Pending);
         let working = s.working_papers().unwrap();
         assert_eq!(working.len(), 1);
         assert_eq!(working[0].owner_id.as_deref(), Some("me"));
-        assert_eq!(s.claims_held(0).unwrap(), 1);
+        assert_eq!(s.claims_held().unwrap(), 1);
+        // Held until its TTL has passed by the store's clock.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(s.claims_held().unwrap(), 0);
         // Cancelled papers are not claimed.
         s.cancel_papers(&["a".into()]).unwrap();
         assert!(s

@@ -8,7 +8,6 @@
 //! row whose end has passed is ignored by readers (and replaced by the
 //! next write).
 
-use super::checkpoints::now as now_text;
 use super::db::Store;
 use super::error::StoreError;
 use rusqlite::params;
@@ -30,6 +29,10 @@ impl Store {
     /// Record that `model` is paused until `until_ms` (unix ms). An existing
     /// pause that ends later is kept; an expired one (before `now_ms`) is
     /// replaced. Returns the end now stored.
+    ///
+    /// `now_ms` stays an argument (unlike the queue's and leases' "now"):
+    /// the breakers keep their own clock for their windows and pass it
+    /// here; in the daemon that clock is the store's.
     pub fn save_model_pause(
         &self,
         model: &str,
@@ -51,13 +54,13 @@ impl Store {
                                         THEN excluded.paused_until
                                         ELSE MAX(model_pauses.paused_until, excluded.paused_until) END,
                     updated_at = excluded.updated_at",
-                params![model, provider, until_ms, reason, now_text(), now_ms],
+                params![model, provider, until_ms, reason, self.now_text(), now_ms],
             )
             .map_err(|e| self.err("saving model pause", e))?;
             tx.query_row(
                 "SELECT paused_until FROM model_pauses WHERE model = ?1",
                 [model],
-                |r| r.get(0),
+                |r| r.get("paused_until"),
             )
             .map_err(|e| self.err("saving model pause", e))
         })
@@ -75,10 +78,10 @@ impl Store {
         let rows = st
             .query_map([now_ms], |r| {
                 Ok(PauseRow {
-                    model: r.get(0)?,
-                    provider: r.get(1)?,
-                    paused_until_ms: r.get(2)?,
-                    reason: r.get(3)?,
+                    model: r.get("model")?,
+                    provider: r.get("provider")?,
+                    paused_until_ms: r.get("paused_until")?,
+                    reason: r.get("reason")?,
                 })
             })
             .map_err(|e| self.err("reading model pauses", e))?;

@@ -11,6 +11,7 @@
 
 use super::db::Store;
 use super::error::StoreError;
+use super::phase::PaperStatus;
 use rusqlite::params;
 use std::path::Path;
 use std::time::Duration;
@@ -44,13 +45,15 @@ pub struct PruneReport {
     pub bytes_after: u64,
 }
 
-/// The timestamp `age` ago. An age beyond what dates can express means
-/// "keep everything" (the earliest date), never "now": an absurd retention
-/// must not prune all.
-fn cutoff(age: Duration) -> String {
+/// The timestamp `age` before `now_ms` (the store's clock). An age beyond
+/// what dates can express means "keep everything" (the earliest date),
+/// never "now": an absurd retention must not prune all.
+fn cutoff(now_ms: i64, age: Duration) -> String {
+    let now = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
     let t = chrono::Duration::from_std(age)
         .ok()
-        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        .and_then(|d| now.checked_sub_signed(d))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -58,8 +61,9 @@ fn cutoff(age: Duration) -> String {
 impl Store {
     pub fn prune(&self, policy: &PrunePolicy) -> Result<PruneReport, StoreError> {
         let bytes_before = self.size_bytes()?;
-        let done_cut = cutoff(policy.keep_done);
-        let failed_cut = cutoff(policy.keep_failed);
+        let now = self.now_ms();
+        let done_cut = cutoff(now, policy.keep_done);
+        let failed_cut = cutoff(now, policy.keep_failed);
         let checkpoints_removed = self.write("pruning checkpoints", |tx| {
             let e = |err| self.err("pruning checkpoints", err);
             let mut n = tx
@@ -94,12 +98,14 @@ impl Store {
             let ids: Vec<String> = {
                 let mut st = tx
                     .prepare(
-                        "SELECT id FROM executions WHERE status = 'done' AND done_at < ?1
+                        "SELECT id FROM executions WHERE status = ?2 AND done_at < ?1
                          AND (prep_result IS NOT NULL OR expensive_result IS NOT NULL
                               OR EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.execution_id = executions.id))",
                     )
                     .map_err(e)?;
-                let rows = st.query_map([&done_cut], |r| r.get(0)).map_err(e)?;
+                let rows = st
+                    .query_map(params![done_cut, PaperStatus::Done], |r| r.get("id"))
+                    .map_err(e)?;
                 rows.collect::<Result<_, _>>().map_err(e)?
             };
             for id in &ids {

@@ -1,0 +1,130 @@
+//! Operator writes: `runner retry` puts failed or cancelled papers back,
+//! `runner cancel` marks papers to stop. Why its own module: these act on
+//! rows by operator choice, not by claim, so they never touch a claimed
+//! row's fence — a cancel is a flag the claim holder reads at its next
+//! check, and a retry only moves papers that are failed or cancelled.
+
+use super::{paper_id, Ev};
+use crate::store::db::Store;
+use crate::store::error::StoreError;
+use crate::store::phase::{PaperStatus, Phase};
+use rusqlite::{params, OptionalExtension, Transaction};
+
+impl Store {
+    /// Operator: put failed papers (or the given ones) back in the queue at
+    /// the stable status before the phase that failed, with that phase's
+    /// attempts reset. Returns (id, from, to) per changed paper.
+    pub fn retry_papers(
+        &self,
+        ids: &[String],
+        only_phase: Option<Phase>,
+    ) -> Result<Vec<(String, PaperStatus, PaperStatus)>, StoreError> {
+        self.write("retrying papers", |tx| {
+            let candidates: Vec<(String, PaperStatus)> = {
+                let mut st = tx
+                    .prepare(
+                        "SELECT id, status FROM executions WHERE status = ?1 OR cancel_requested = 1",
+                    )
+                    .map_err(|e| self.err("retrying papers", e))?;
+                let rows = st
+                    .query_map([PaperStatus::Failed], |r| {
+                        Ok((r.get("id")?, r.get("status")?))
+                    })
+                    .map_err(|e| self.err("retrying papers", e))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(|e| self.err("retrying papers", e))?
+            };
+            let mut out = Vec::new();
+            for (id, status) in candidates {
+                if !ids.is_empty() && !ids.iter().any(|x| *x == id || paper_id(x) == id) {
+                    continue;
+                }
+                let phase = self.failed_phase(tx, &id)?;
+                if only_phase.is_some_and(|p| p != phase) {
+                    continue;
+                }
+                let col = phase.attempts_column();
+                let to = if status == PaperStatus::Failed {
+                    phase.from_status()
+                } else {
+                    status
+                };
+                tx.execute(
+                    &format!(
+                        "UPDATE executions SET status = ?2, {col} = 0, not_before = 0, cancel_requested = 0,
+                            phase_execution = NULL, updated_at = ?3 WHERE id = ?1"
+                    ),
+                    params![id, to, self.now_text()],
+                )
+                .map_err(|e| self.err("retrying papers", e))?;
+                self.event(
+                    tx,
+                    &id,
+                    Ev {
+                        phase: Some(phase),
+                        kind: "retried",
+                        from: Some(status),
+                        to: Some(to),
+                        ..Ev::default()
+                    },
+                )?;
+                out.push((id, status, to));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The phase a failed paper failed in (from its timeline).
+    fn failed_phase(&self, tx: &Transaction<'_>, id: &str) -> Result<Phase, StoreError> {
+        let phase: Option<String> = tx
+            .query_row(
+                "SELECT phase FROM execution_events WHERE execution_id = ?1 AND phase IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [id],
+                |r| r.get("phase"),
+            )
+            .optional()
+            .map_err(|e| self.err("reading timeline", e))?
+            .flatten();
+        Ok(phase
+            .as_deref()
+            .and_then(Phase::parse)
+            .unwrap_or(Phase::Prep))
+    }
+
+    /// Operator: stop claiming these papers; an in-flight phase stops at its
+    /// next checkpoint. Returns (id, status) per paper marked.
+    pub fn cancel_papers(&self, ids: &[String]) -> Result<Vec<(String, PaperStatus)>, StoreError> {
+        self.write("cancelling papers", |tx| {
+            let mut out = Vec::new();
+            for x in ids {
+                let row: Option<(String, PaperStatus)> = tx
+                    .query_row(
+                        "SELECT id, status FROM executions WHERE id = ?1 OR arxiv_id = ?1 OR id = 'paper:' || ?1",
+                        [x],
+                        |r| Ok((r.get("id")?, r.get("status")?)),
+                    )
+                    .optional()
+                    .map_err(|e| self.err("cancelling papers", e))?;
+                let Some((id, status)) = row else {
+                    return Err(StoreError::NotFound(format!("no paper {x} in the queue")));
+                };
+                tx.execute(
+                    "UPDATE executions SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                    params![id, self.now_text()],
+                )
+                .map_err(|e| self.err("cancelling papers", e))?;
+                self.event(
+                    tx,
+                    &id,
+                    Ev {
+                        kind: "cancelled",
+                        from: Some(status),
+                        ..Ev::default()
+                    },
+                )?;
+                out.push((id, status));
+            }
+            Ok(out)
+        })
+    }
+}
