@@ -435,8 +435,8 @@ where
 {
     tokio::task::spawn_blocking(move || f(ledger, arg))
         .await
-        .map_err(|e| ExecError::new(ErrorKind::Interrupted, format!("ledger task failed: {e}")))?
-        .map_err(|e| ExecError::new(ErrorKind::Interrupted, format!("spend ledger: {e}")))
+        .map_err(|e| ExecError::host(format!("ledger task failed: {e}"), e))?
+        .map_err(|e| ExecError::host(format!("spend ledger: {e}"), e))
 }
 
 /// The chat completion request body.

@@ -15,7 +15,7 @@ pub mod phase;
 mod prune;
 mod queue;
 
-pub use checkpointer::{to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_EXIT_CODE};
+pub use checkpointer::{crash_now, to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_SIGNAL};
 pub use checkpoints::{now, prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{Store, StoreOptions, Synchronous};
