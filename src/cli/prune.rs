@@ -62,10 +62,7 @@ pub fn run(config: Option<PathBuf>, a: PruneArgs) -> CliResult {
             ));
         }
     }
-    let (_, store) = match open_existing(config.as_deref(), a.db.as_deref()) {
-        Ok(x) => x,
-        Err(f) => return Err(f),
-    };
+    let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     let policy = PrunePolicy {
         keep_done: days(a.keep_done),
         keep_failed: days(a.keep_failed),

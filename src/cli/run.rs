@@ -201,10 +201,10 @@ fn run_inner(cfg: Config, f: RunFlags) -> Result<RunSummary, CliError> {
         let shutdown = CancellationToken::new();
         let kill = CancellationToken::new();
         // Every task this run starts is owned here: the signal listeners
-        // end when `_signals` is dropped (end of this block); the re-seeder
-        // and the ops server live in `services` and are stopped and joined
-        // below, before the runtime goes.
-        let _signals = spawn_signal_handler(shutdown.clone(), kill.clone());
+        // (`signals`), the re-seeder and the ops server (`services`) are
+        // stopped and joined below, before the runtime goes; on an early
+        // return, dropping the sets aborts them.
+        let mut signals = spawn_signal_handler(shutdown.clone(), kill.clone());
         let mut services: JoinSet<()> = JoinSet::new();
         let services_stop = CancellationToken::new();
         if f.seed {
@@ -250,6 +250,7 @@ fn run_inner(cfg: Config, f: RunFlags) -> Result<RunSummary, CliError> {
         if summary.killed || joined.is_err() {
             services.shutdown().await;
         }
+        signals.shutdown().await;
         if let Some((_, handle)) = progress {
             handle.finish();
         }

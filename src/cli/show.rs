@@ -21,10 +21,7 @@ pub struct ShowArgs {
 }
 
 pub fn run(config: Option<PathBuf>, a: ShowArgs) -> CliResult {
-    let (_, store) = match open_existing(config.as_deref(), a.db.as_deref()) {
-        Ok(x) => x,
-        Err(f) => return Err(f),
-    };
+    let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     let timeline = match paper_timeline(&store, &a.id) {
         Ok(t) => t,
         Err(e @ OpsError::NotFound(_)) => return Err(Failure::new(Code::Usage, e)),

@@ -49,10 +49,7 @@ pub fn open_existing(config: Option<&Path>, db: Option<&Path>) -> Result<(Config
 }
 
 pub fn run(config: Option<PathBuf>, a: StatusArgs) -> CliResult {
-    let (cfg, store) = match open_existing(config.as_deref(), a.db.as_deref()) {
-        Ok(x) => x,
-        Err(f) => return Err(f),
-    };
+    let (cfg, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     let report = match status_report(&store, &cfg, None, chrono::Utc::now()) {
         Ok(r) => r,
         Err(e) => return Err(Failure::new(Code::Failure, e)),

@@ -58,13 +58,6 @@ impl StoreError {
         StoreError::TaskFailed(e)
     }
 
-    /// Whether this error says nothing about the data and the operation is
-    /// worth trying again later (a blocking task that panicked or was
-    /// cancelled).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::TaskFailed(_))
-    }
-
     /// Wrap a SQLite error, classifying read-only and corrupt files.
     pub fn sqlite(path: &std::path::Path, context: &str, e: rusqlite::Error) -> StoreError {
         use rusqlite::ErrorCode;
