@@ -2,23 +2,25 @@
 //! engine with the SQLite checkpointer, renew the lease every TTL/3, and stop
 //! at once if the lease is taken over.
 
-use crate::engine::{ActionRegistry, Agent, Engine, ErrorKind, Event, ExecError, Parked, Snapshot};
+use crate::engine::{ActionRegistry, Agent, Engine, Event, ExecError, Parked, Snapshot};
 use crate::spec::Bundle;
-use crate::store::{owner_id, Lease, SqliteCheckpointer, Store, StoreError};
+use crate::store::{owner_id, to_exec_error, Lease, SqliteCheckpointer, Store, StoreError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Why a durable run did not produce an output.
+/// Why a durable run did not produce an output. Each variant is its inner
+/// error, source chain included (`transparent`): a store failure under a
+/// checkpoint reads, through `source()`, down to the SQLite error.
 #[derive(Debug, thiserror::Error)]
 pub enum DriveError {
     /// Another live process holds the lease.
-    #[error("{0}")]
+    #[error(transparent)]
     Leased(StoreError),
     /// The execution ran and failed (or was interrupted).
-    #[error("{0}")]
+    #[error(transparent)]
     Exec(ExecError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(StoreError),
 }
 
@@ -103,13 +105,19 @@ impl Driver {
             (_, Some(snap)) => Start::Resume(Box::new(snap)),
             (Begin::Fresh(input), None) => Start::Fresh(input),
             (Begin::Latest, None) => {
-                let store = self.store.clone();
                 let key = id.to_string();
-                let input = tokio::task::spawn_blocking(move || store.execution_input(&key))
+                let input = self
+                    .store
+                    .run(move |s| s.execution_input(&key))
                     .await
-                    .map_err(|e| DriveError::Store(StoreError::TaskFailed(e.to_string())))?
-                    .map_err(DriveError::Store)?;
-                Start::Fresh(input)
+                    .map_err(DriveError::Store);
+                match input {
+                    Ok(input) => Start::Fresh(input),
+                    Err(e) => {
+                        self.release(id, &lease).await;
+                        return Err(e);
+                    }
+                }
             }
         };
         let checkpointer = Arc::new(SqliteCheckpointer::new(
@@ -133,17 +141,13 @@ impl Driver {
                 Start::Resume(snap) => engine.resume(*snap).await,
             }
         };
-        let mut lost = false;
         let result = tokio::select! {
             r = run => r,
-            who = renewer => {
-                lost = true;
-                Err(ExecError::new(ErrorKind::Interrupted, who))
-            }
+            lost = renewer => Err(lost),
         };
         // Only a lost lease leaves the lease alone (someone else holds it);
         // other interruptions (a failing store) still release ours.
-        let lost = lost || matches!(&result, Err(e) if e.is_lease_lost());
+        let lost = matches!(&result, Err(e) if e.is_lease_lost());
         if !lost {
             self.release(id, &lease).await;
         } else if let Err(e) = &result {
@@ -153,29 +157,25 @@ impl Driver {
     }
 
     async fn latest(&self, id: &str) -> Result<Option<Snapshot>, DriveError> {
-        let store = self.store.clone();
         let key = id.to_string();
-        tokio::task::spawn_blocking(move || store.latest(&key))
+        self.store
+            .run(move |s| s.latest(&key))
             .await
-            .map_err(|e| DriveError::Store(StoreError::TaskFailed(e.to_string())))?
             .map_err(DriveError::Store)
     }
 
     async fn release(&self, id: &str, lease: &Lease) {
-        let store = self.store.clone();
         let l = lease.clone();
-        let released = tokio::task::spawn_blocking(move || store.release_lease(&l)).await;
-        if let Ok(Err(e)) = released {
+        if let Err(e) = self.store.run(move |s| s.release_lease(&l)).await {
             tracing::warn!(execution_id = id, error = %e, "could not release lease");
         }
     }
 
     async fn acquire(&self, id: &str) -> Result<Lease, DriveError> {
-        let store = self.store.clone();
         let (id, owner, ttl) = (id.to_string(), self.owner.clone(), self.lease_ttl);
-        tokio::task::spawn_blocking(move || store.acquire_lease(&id, &owner, ttl))
+        self.store
+            .run(move |s| s.acquire_lease(&id, &owner, ttl))
             .await
-            .map_err(|e| DriveError::Store(StoreError::Invalid(format!("lease task failed: {e}"))))?
             .map_err(|e| match e {
                 StoreError::Leased { .. } => DriveError::Leased(e),
                 other => DriveError::Store(other),
@@ -183,19 +183,17 @@ impl Driver {
     }
 }
 
-/// Renew every TTL/3; returns only when the lease is lost, saying who
-/// holds it now.
-async fn renew_loop(store: Store, lease: Lease) -> String {
+/// Renew every TTL/3; returns only when the lease is lost: an
+/// `interrupted` error naming, typed, who holds it now.
+async fn renew_loop(store: Store, lease: Lease) -> ExecError {
     let every = (lease.ttl / 3).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
-        let s = store.clone();
         let l = lease.clone();
-        match tokio::task::spawn_blocking(move || s.renew_lease(&l)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e @ StoreError::LeaseLost { .. })) => return e.to_string(),
-            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
-            Err(e) => tracing::warn!(error = %e, "lease renewal task failed"),
+        match store.run(move |s| s.renew_lease(&l)).await {
+            Ok(()) => {}
+            Err(e @ StoreError::LeaseLost { .. }) => return to_exec_error(e),
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
         }
     }
 }

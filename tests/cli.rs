@@ -155,3 +155,51 @@ fn input_file_is_bounded_and_strict() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("duplicate key 'x'"), "{stderr}");
 }
+
+/// The exit-code table (`cli::exit`) through the real binary, for every
+/// row that is cheap to reach: 0 success, 1 failed work, 2 usage or
+/// configuration error. (3, a leased execution, is in `durable_cli`; 130,
+/// a second signal, in `hostile_sched`.)
+#[test]
+fn exit_code_table() {
+    // 0: success, and --help / --version.
+    let ok = fixture("cases/json_machine/machine.json");
+    let out = runner(&["machine", "run", s(&ok), "--input", r#"{"x": 3}"#]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(runner(&["--version"]).status.code(), Some(0));
+    assert_eq!(runner(&["--help"]).status.code(), Some(0));
+    // 1: the work failed.
+    let failing = fixture("cases/no_transition/machine.yml");
+    let out = runner(&["machine", "run", s(&failing), "--input", r#"{"x": 5}"#]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // 2: a bad flag, a missing argument, scheduler flags with a command.
+    let out = runner(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+    assert_eq!(runner(&["machine", "run"]).status.code(), Some(2));
+    let out = runner(&["--workers", "2", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: scheduler flags"));
+    // 2: a bad configuration refuses the scheduler's start-up (it was 1),
+    // before anything is written.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "db = \"r.db\"\n[scheduler]\nworkers = \"four\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("RUNNER_CONFIG")
+        .arg("--resume-only")
+        .output()
+        .expect("runner starts");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("scheduler.workers"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("r.db").exists(), "nothing was written");
+}

@@ -11,13 +11,14 @@ use paper_runner::store::{Store, StoreOptions};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CRASH_ENV: &str = "PAPER_RUNNER_CRASH_AFTER";
-const CRASH_EXIT: i32 = 86;
+/// The crash hook kills the runner with this signal (a real crash, not an exit).
+const CRASH_SIGNAL: i32 = paper_runner::store::CRASH_SIGNAL;
 const ID: &str = "chain-1";
 
 fn fixture(name: &str) -> PathBuf {
@@ -263,9 +264,10 @@ fn crash_after_every_checkpoint_then_resume() {
         let code = crashed.status.code();
         if k < count || code != Some(0) {
             assert_eq!(
-                code,
-                Some(CRASH_EXIT),
-                "{what}: exit code; stderr: {}",
+                crashed.status.signal(),
+                Some(CRASH_SIGNAL),
+                "{what}: killed by the hook ({:?}); stderr: {}",
+                crashed.status,
                 stderr(&crashed)
             );
             assert!(stderr(&crashed).contains("crash hook"), "{what}");
@@ -395,8 +397,8 @@ fn crash_between_parallel_children_reattaches_the_finished_one() {
         .stderr(Stdio::null())
         .status();
     assert_eq!(
-        crashed.status.code(),
-        Some(CRASH_EXIT),
+        crashed.status.signal(),
+        Some(CRASH_SIGNAL),
         "stderr: {}",
         stderr(&crashed)
     );

@@ -1,5 +1,6 @@
 //! `machine run --db`, `machine resume`, leases between processes, `prune`.
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -55,7 +56,10 @@ fn run_and_crash(m: &Path, db: &Path, id: &str) {
         .env("PAPER_RUNNER_CRASH_AFTER", "3")
         .output()
         .unwrap();
-    assert_eq!(crashed.status.code(), Some(86));
+    assert_eq!(
+        crashed.status.signal(),
+        Some(paper_runner::store::CRASH_SIGNAL)
+    );
     assert!(crashed.stdout.is_empty());
 }
 

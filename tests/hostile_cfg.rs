@@ -297,6 +297,8 @@ fn prune_uses_the_configured_database() {
 
 // ---------------------------------------------------------------- config
 
+/// A bad setting is a usage/configuration error: exit 2, like every other
+/// command's (it was 1 at scheduler start-up).
 #[test]
 fn lease_ttl_out_of_range_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,20 +311,20 @@ fn lease_ttl_out_of_range_is_refused_naming_the_key() {
     )
     .unwrap();
     let o = runner_args(dir.path(), &[]);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(o.stderr.contains(expected), "{}", o.stderr);
     // From the environment and from the flag.
     std::fs::write(dir.path().join("config.toml"), "db = \"r.db\"\n").unwrap();
     let mut c = runner(dir.path());
     c.env("RUNNER_LEASE_TTL_SECS", "9300000000000000");
     let o = run(c);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(o.stderr.contains(expected), "{}", o.stderr);
     let o = runner_args(dir.path(), &["--lease-ttl", "9300000000000000"]);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(o.stderr.contains(expected), "{}", o.stderr);
     let o = runner_args(dir.path(), &["--poll-interval", "inf", "--lease-ttl", "1"]);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(
         o.stderr
             .contains("scheduler.lease_ttl_secs: 1 is out of range")
@@ -400,7 +402,7 @@ fn a_one_digit_day_start_works_everywhere() {
     )
     .unwrap();
     let o = runner_args(dir.path(), &["--resume-only"]);
-    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(
         o.stderr.contains(
             "budget.day_start_utc: \"7:0\" is not a time HH:MM or H:MM in UTC (00:00 to 23:59)"

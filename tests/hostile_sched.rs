@@ -452,3 +452,146 @@ async fn sighup_and_sigquit_drain_like_sigterm() {
         site.assert_ledger_clean();
     }
 }
+
+/// An action that says it started, then never returns: the phase is held
+/// mid-state until something outside stops it.
+struct Hang(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl Action for Hang {
+    async fn run(
+        &self,
+        _ctx: &mut Map<String, Value>,
+        _args: &ActionArgs<'_>,
+    ) -> Result<Option<Value>, ExecError> {
+        self.0.notify_one();
+        std::future::pending().await
+    }
+}
+
+/// Issue 13: a paper cancelled mid-phase stops its drive, and the drive's
+/// lease renewer with it: the machine lease, given back, stays given back
+/// for 3 TTLs. Time is tokio's paused clock, advanced a third of a TTL at
+/// a time (the renewer's period), so a renewer that outlived its drive
+/// would have run nine times; nothing sleeps for real.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_phase_leaves_its_machine_lease_released_for_three_ttls() {
+    let site = Site::new("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
+    site.add_papers(0, 1);
+    let mut scheduler = in_process(&site, |c| c.scheduler.lease_ttl_secs = 30);
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let env = &scheduler.env;
+    let mut actions = env.actions.clone();
+    actions.register("acquire_pdf", Arc::new(Hang(entered.clone())));
+    scheduler.env = Arc::new(TaskEnv {
+        store: env.store.clone(),
+        agent: env.agent.clone(),
+        actions,
+        owner: env.owner.clone(),
+        lease_ttl: env.lease_ttl,
+        retry: env.retry,
+        configs: Default::default(),
+        models: env.models.clone(),
+        phase_timeout: env.phase_timeout,
+        trouble: Default::default(),
+    });
+    let (store, ttl) = (scheduler.env.store.clone(), scheduler.env.lease_ttl);
+    let held = "SELECT COUNT(*) FROM execution_leases WHERE lease_until > 0";
+    let run = tokio::spawn(async move {
+        scheduler
+            .run(CancellationToken::new(), CancellationToken::new())
+            .await
+    });
+    entered.notified().await;
+    assert_eq!(site.scalar(held), 1, "mid-phase, the machine lease is held");
+    let cancelled = store.cancel_papers(&["2501.00001".to_string()]).unwrap();
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    let summary = run.await.unwrap();
+    assert_eq!(summary.released, 1, "{summary:?}");
+    assert_eq!(site.scalar(held), 0, "the machine lease was given back");
+    for step in 1..=9 {
+        tokio::time::sleep(ttl / 3).await;
+        assert_eq!(
+            site.scalar(held),
+            0,
+            "a renewer outlived its drive: the lease was renewed {step}/3 of a TTL after the cancel"
+        );
+    }
+}
+
+/// Exit code 130 (the table's "stopped at once"): the first SIGTERM
+/// drains, the second stops the daemon at once although a phase is stuck
+/// in a 30 s shell step — through the scheduler's owned tasks, and `main`
+/// returns the code (nothing calls `process::exit`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once_with_exit_130() {
+    let site = Site::new("", "").await;
+    let prep = site.path().join("machines/prep.yml");
+    let text = std::fs::read_to_string(&prep).unwrap().replace(
+        "    acquire:\n      type: initial\n      action: acquire_pdf\n",
+        "    acquire:\n      type: initial\n      action: shell\n      command: [sleep, \"30\"]\n      timeout: 60\n",
+    );
+    assert!(text.contains("command: [sleep"), "prep.yml changed shape");
+    std::fs::write(&prep, text).unwrap();
+    site.add_papers(0, 1);
+    let mut child = site
+        .cmd(&[
+            "--daemon",
+            "--poll-interval",
+            "0.1",
+            "--drain-timeout",
+            "60",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log, line by line as it comes.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {what:?}: {e}"),
+            }
+        }
+    };
+    tokio::task::block_in_place(|| {
+        site.wait_for("the phase in flight", Duration::from_secs(60), |s| {
+            s.scalar("SELECT COUNT(*) FROM execution_leases WHERE lease_until > 0") > 0
+        })
+    });
+    let pid = child.id().to_string();
+    let term = || {
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    term();
+    // The second signal only once the first was seen (two deliveries of
+    // one signal before it is read count once).
+    tokio::task::block_in_place(|| wait_line("stop requested"));
+    let stopping = Instant::now();
+    term();
+    let status = tokio::task::block_in_place(|| child.wait().unwrap());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(25),
+        "stopped at once, not after the 30 s step"
+    );
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    // The reader ends when every writer of the pipe is gone (a shell step
+    // the runner started may hold it a little longer); not waited for.
+    drop(reader);
+}

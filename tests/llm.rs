@@ -9,6 +9,7 @@ use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::llm::HttpAgent;
 use paper_runner::spec::model::{AgentDef, FallbackProfile, PromptDef};
 use serde_json::{json, Map, Value};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -336,8 +337,8 @@ async fn a_crash_after_the_response_pays_nothing_extra_on_resume_and_the_key_sta
     .await
     .unwrap();
     assert_eq!(
-        crashed.status.code(),
-        Some(86),
+        crashed.status.signal(),
+        Some(paper_runner::store::CRASH_SIGNAL),
         "{}",
         String::from_utf8_lossy(&crashed.stderr)
     );

@@ -6,6 +6,7 @@ use paper_runner::store::{Store, StoreOptions};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
@@ -60,8 +61,8 @@ fn concurrent_resume_all_completes_each_execution_exactly_once() {
             .output()
             .expect("runner starts");
         assert_eq!(
-            out.status.code(),
-            Some(86),
+            out.status.signal(),
+            Some(paper_runner::store::CRASH_SIGNAL),
             "{}: stderr: {}",
             id(i),
             text(&out.stderr)

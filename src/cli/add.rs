@@ -9,6 +9,7 @@
 //!
 //! Exit codes: 0 ok, 2 bad input (an invalid id is named), 1 store error.
 
+use super::exit::{CliError, CliResult, Code};
 use anyhow::Context;
 use clap::Args;
 use paper_runner::ops::text::escape_control;
@@ -22,7 +23,6 @@ use paper_runner::runner::Config;
 use paper_runner::store::{paper_id, AddOutcome, NewPaper, Store};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// The API URL override until `Config::load` reads `RUNNER_*` itself.
@@ -77,27 +77,18 @@ pub struct AddArgs {
 }
 
 /// A failure and its exit code.
-struct Fail {
-    code: u8,
-    err: anyhow::Error,
-}
+type Fail = CliError;
 
 fn bad_input(err: anyhow::Error) -> Fail {
-    Fail { code: 2, err }
+    CliError::new(Code::Usage, format!("{err:#}"))
 }
 
 fn store_failure(err: anyhow::Error) -> Fail {
-    Fail { code: 1, err }
+    CliError::new(Code::Failure, format!("{err:#}"))
 }
 
-pub fn run(config: Option<PathBuf>, a: AddArgs) -> ExitCode {
-    match add(config, a) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("error: {:#}", f.err);
-            ExitCode::from(f.code)
-        }
-    }
+pub fn run(config: Option<PathBuf>, a: AddArgs) -> CliResult {
+    add(config, a)
 }
 
 fn add(config: Option<PathBuf>, a: AddArgs) -> Result<(), Fail> {

@@ -1,8 +1,8 @@
 //! `runner audit`: report quality checks; non-zero exit past thresholds.
 
+use super::exit::{CliResult, Code};
 use paper_runner::pipeline::audit::{audit, AuditOptions, GROUNDING_THRESHOLD};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
@@ -23,7 +23,7 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
-pub fn run(a: AuditArgs) -> ExitCode {
+pub fn run(a: AuditArgs) -> CliResult {
     let opts = AuditOptions {
         reports: a.reports,
         latest: a.latest,
@@ -34,7 +34,7 @@ pub fn run(a: AuditArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return Err(Code::Usage.into());
         }
     };
     if a.json {
@@ -60,9 +60,9 @@ pub fn run(a: AuditArgs) -> ExitCode {
         println!("{} report(s), {} failing", summary.reports, summary.failing);
     }
     if summary.failing > 0 {
-        ExitCode::FAILURE
+        Err(Code::Failure.into())
     } else {
-        ExitCode::SUCCESS
+        Ok(())
     }
 }
 

@@ -1,11 +1,11 @@
 //! `runner bench …`.
 
+use super::exit::{CliResult, Code};
 use clap::{Args, Subcommand};
 use paper_runner::bench::checkpoint;
 use paper_runner::bench::pipeline::{self, PipelineOptions, PipelineResult};
 use paper_runner::store::Synchronous;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
@@ -65,20 +65,20 @@ pub struct CheckpointArgs {
     pub json: bool,
 }
 
-pub fn run(cmd: BenchCmd) -> ExitCode {
+pub fn run(cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Checkpoint(a) => bench_checkpoint(a),
         BenchCmd::Pipeline(a) => match bench_pipeline(a) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");
-                ExitCode::FAILURE
+                Err(Code::Failure.into())
             }
         },
     }
 }
 
-fn bench_pipeline(a: PipelineArgs) -> anyhow::Result<ExitCode> {
+fn bench_pipeline(a: PipelineArgs) -> anyhow::Result<CliResult> {
     use anyhow::Context as _;
     let exe = std::env::current_exe().context("cannot find the runner executable")?;
     let temp = a.dir.is_none();
@@ -112,9 +112,9 @@ fn bench_pipeline(a: PipelineArgs) -> anyhow::Result<ExitCode> {
         print_pipeline(&r);
     }
     Ok(if r.done == r.papers as u64 {
-        ExitCode::SUCCESS
+        Ok(())
     } else {
-        ExitCode::FAILURE
+        Err(Code::Failure.into())
     })
 }
 
@@ -258,14 +258,14 @@ fn print_pipeline(r: &PipelineResult) {
     }
 }
 
-fn bench_checkpoint(a: CheckpointArgs) -> ExitCode {
+fn bench_checkpoint(a: CheckpointArgs) -> CliResult {
     let tmp = std::env::temp_dir().join(format!("paper-runner-bench-{}", std::process::id()));
     let db = a.db.clone().unwrap_or_else(|| tmp.join("bench.db"));
     let rt = match super::machine::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
+            return Err(Code::Failure.into());
         }
     };
     let sync = if a.sync_full {
@@ -279,7 +279,7 @@ fn bench_checkpoint(a: CheckpointArgs) -> ExitCode {
             Ok(r) => results.push(r),
             Err(e) => {
                 eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+                return Err(Code::Failure.into());
             }
         }
     }
@@ -303,5 +303,5 @@ fn bench_checkpoint(a: CheckpointArgs) -> ExitCode {
             );
         }
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! `data/`, `reports/`), so `runner status`, `runner show` and
 //! `runner audit --reports reports` work inside it afterwards.
 
+use super::exit::{CliResult, Code};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use paper_runner::llm::mock::{MockScript, MockServer};
@@ -16,7 +17,6 @@ use paper_runner::runner::Config;
 use paper_runner::store::{AddOutcome, NewPaper, PaperStatus};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -67,17 +67,17 @@ fn demo_profiles(base_url: &str) -> String {
     )
 }
 
-pub fn run(a: DemoArgs) -> ExitCode {
+pub fn run(a: DemoArgs) -> CliResult {
     match run_inner(a) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            Err(Code::Failure.into())
         }
     }
 }
 
-fn run_inner(a: DemoArgs) -> anyhow::Result<ExitCode> {
+fn run_inner(a: DemoArgs) -> anyhow::Result<CliResult> {
     let started = Instant::now();
     std::fs::create_dir_all(&a.dir)
         .with_context(|| format!("cannot create {}", a.dir.display()))?;
@@ -136,13 +136,17 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         let shutdown = CancellationToken::new();
         let kill = CancellationToken::new();
-        super::run::spawn_signal_handler(shutdown.clone(), kill.clone());
-        let summary = scheduler.run(shutdown, kill).await;
+        let signals = super::run::spawn_signal_handler(shutdown.clone(), kill.clone());
+        let summary = super::run::run_until_killed(&scheduler, shutdown, kill).await;
+        drop(signals);
         if let Some((_, handle)) = progress {
             handle.finish();
         }
         let served = mock.stats().requests;
         mock.shutdown().await;
+        if summary.killed {
+            return Ok(Err(Code::Interrupted.into()));
+        }
         let counts = store.status_counts()?;
         let papers = store.papers(&[])?;
         println!();
@@ -190,9 +194,9 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  runner audit --reports reports");
         let all_done = papers.iter().all(|p| p.status == PaperStatus::Done);
         Ok(if all_done && audited.failing == 0 {
-            ExitCode::SUCCESS
+            Ok(())
         } else {
-            ExitCode::FAILURE
+            Err(Code::Failure.into())
         })
     })
 }

@@ -1,19 +1,16 @@
 //! `machine run --db` and `machine resume`: executions checkpointed to
 //! SQLite, under a fenced lease.
 
-use super::machine::{actions, print_outcome, runtime, DbArgs, ResumeArgs, EXIT_INVALID};
+use super::exit::{CliResult, Code};
+use super::machine::{actions, print_outcome, runtime, DbArgs, ResumeArgs};
 use paper_runner::durable::{Begin, DriveError, Driver};
 use paper_runner::engine::{ActionRegistry, ErrorKind};
 use paper_runner::spec::{self, Bundle, LoadOptions};
 use paper_runner::store::{Store, StoreError, StoreOptions, Synchronous};
 use serde_json::{json, Map, Value};
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Exit code when another live process holds the execution's lease.
-pub const EXIT_LEASED: u8 = 3;
 
 pub fn open_store(db: &DbArgs) -> Result<Store, StoreError> {
     let path = db.db.clone().unwrap_or_else(|| "paper-runner.db".into());
@@ -49,7 +46,7 @@ pub fn run_persisted(
     registry: ActionRegistry,
     id: &str,
     input: Map<String, Value>,
-) -> ExitCode {
+) -> CliResult {
     let store = match open_store(db) {
         Ok(s) => s,
         Err(e) => return fail_invalid(&e.to_string()),
@@ -75,7 +72,7 @@ pub fn run_persisted(
     outcome(rt.block_on(d.drive(id, Begin::Fresh(input))))
 }
 
-pub fn resume(a: ResumeArgs) -> ExitCode {
+pub fn resume(a: ResumeArgs) -> CliResult {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => return fail_invalid(&format!("{e:#}")),
@@ -110,20 +107,23 @@ pub fn resume(a: ResumeArgs) -> ExitCode {
         ));
     }
     // Several: one JSON line per execution; leased ones are skipped.
-    let mut worst = 0u8;
+    let mut worst: Option<Code> = None;
     for id in &ids {
         let line = rt.block_on(resume_line(&store, id, reload.as_ref(), &a.db));
         match line {
             Ok(v) => {
                 if v.get("status").and_then(Value::as_str) == Some("failed") {
-                    worst = worst.max(1);
+                    worst = worst.max(Some(Code::Failure));
                 }
                 println!("{v}");
             }
-            Err(code) => worst = worst.max(code),
+            Err(code) => worst = worst.max(Some(code)),
         }
     }
-    ExitCode::from(if worst == EXIT_LEASED { 0 } else { worst })
+    match worst {
+        None | Some(Code::Leased) => Ok(()),
+        Some(code) => Err(code.into()),
+    }
 }
 
 async fn resume_line(
@@ -131,23 +131,23 @@ async fn resume_line(
     id: &str,
     reload: Option<&LoadOptions>,
     db: &DbArgs,
-) -> Result<Value, u8> {
+) -> Result<Value, Code> {
     let (driver, begin) = match prepare(store, id, reload, actions(), db) {
         Ok(x) => x,
         Err(Prepared::Finished(r)) => return Ok(line(id, r)),
         Err(Prepared::Invalid(msg)) => {
             eprintln!("error: {msg}");
-            return Err(EXIT_INVALID);
+            return Err(Code::Usage);
         }
     };
     match driver.drive(id, begin).await {
         Err(DriveError::Leased(e)) => {
             eprintln!("skipped: {e}");
-            Err(EXIT_LEASED)
+            Err(Code::Leased)
         }
         Err(DriveError::Store(e)) => {
             eprintln!("error: {e}");
-            Err(EXIT_INVALID)
+            Err(Code::Usage)
         }
         Err(DriveError::Exec(e)) => Ok(line(id, Err(e))),
         Ok(v) => Ok(line(id, Ok(v))),
@@ -253,7 +253,7 @@ async fn resume_one(
     reload: Option<&LoadOptions>,
     registry: ActionRegistry,
     db: &DbArgs,
-) -> ExitCode {
+) -> CliResult {
     match prepare(store, id, reload, registry, db) {
         Err(Prepared::Finished(r)) => print_outcome(r),
         Err(Prepared::Invalid(msg)) => fail_invalid(&msg),
@@ -261,25 +261,25 @@ async fn resume_one(
     }
 }
 
-fn outcome(r: Result<Value, DriveError>) -> ExitCode {
+fn outcome(r: Result<Value, DriveError>) -> CliResult {
     match r {
         Ok(v) => print_outcome(Ok(v)),
         Err(DriveError::Exec(e)) => {
             if e.kind == ErrorKind::Interrupted {
                 eprintln!("error: interrupted: {}", e.message);
-                return ExitCode::FAILURE;
+                return Err(Code::Failure.into());
             }
             print_outcome(Err(e))
         }
         Err(DriveError::Leased(e)) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_LEASED)
+            Err(Code::Leased.into())
         }
         Err(DriveError::Store(e)) => fail_invalid(&e.to_string()),
     }
 }
 
-fn fail_invalid(msg: &str) -> ExitCode {
+fn fail_invalid(msg: &str) -> CliResult {
     eprintln!("error: {msg}");
-    ExitCode::from(EXIT_INVALID)
+    Err(Code::Usage.into())
 }

@@ -4,12 +4,12 @@
 //! in the pipeline; the worker is this binary's hidden `__extract-pdf`
 //! subcommand ([`worker`]).
 
+use super::exit::{CliResult, Code};
 use paper_runner::pipeline::clean;
 use paper_runner::pipeline::pdf::ExtractLimits;
 use paper_runner::pipeline::pdf_child::{self, PdfWorker};
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// Arguments of the hidden worker subcommand (set by `pdf_child`, not by
 /// people).
@@ -25,18 +25,18 @@ pub struct WorkerArgs {
 }
 
 /// The worker process: one extraction, the reply on stdout.
-pub fn worker(a: WorkerArgs) -> ExitCode {
+pub fn worker(a: WorkerArgs) -> CliResult {
     let limits = ExtractLimits {
         max_pages: a.max_pages,
         max_stream_bytes: a.max_stream_bytes,
     };
     let mut out = std::io::stdout().lock();
-    ExitCode::from(pdf_child::run_worker(
-        &a.file,
-        a.max_file_bytes,
-        &limits,
-        &mut out,
-    ))
+    // The worker protocol's statuses are rows of the table: 0 a reply was
+    // written, 1 it could not be (said on stderr).
+    match pdf_child::run_worker(&a.file, a.max_file_bytes, &limits, &mut out) {
+        0 => Ok(()),
+        _ => Err(Code::Failure.into()),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,18 +48,18 @@ pub struct ExtractArgs {
     pub json: bool,
 }
 
-pub fn run(config: Option<std::path::PathBuf>, a: ExtractArgs) -> ExitCode {
+pub fn run(config: Option<std::path::PathBuf>, a: ExtractArgs) -> CliResult {
     let started = std::time::Instant::now();
     let cfg = match super::config_file(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(2);
+            return Err(Code::Usage.into());
         }
     };
     if let Err(e) = cfg.validate() {
         eprintln!("error: {e}");
-        return ExitCode::from(2);
+        return Err(Code::Usage.into());
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,7 +68,7 @@ pub fn run(config: Option<std::path::PathBuf>, a: ExtractArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return Err(Code::Failure.into());
         }
     };
     let worker = PdfWorker::new(cfg.pdf.clone());
@@ -76,7 +76,7 @@ pub fn run(config: Option<std::path::PathBuf>, a: ExtractArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {}: {}: {e}", e.kind(), a.file.display());
-            return ExitCode::FAILURE;
+            return Err(Code::Failure.into());
         }
     };
     let cleaned = clean::clean_pages(
@@ -105,5 +105,5 @@ pub fn run(config: Option<std::path::PathBuf>, a: ExtractArgs) -> ExitCode {
     } else {
         println!("{}", cleaned.paper_text);
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

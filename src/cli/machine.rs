@@ -1,5 +1,6 @@
 //! `runner machine run|check`.
 
+use super::exit::{CliResult, Code};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use paper_runner::engine::{ActionRegistry, Agent, Engine, NoCheckpoints, NoLlm};
@@ -8,11 +9,7 @@ use paper_runner::spec::{self, LoadOptions};
 use paper_runner::store::Store;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
-
-/// Exit code for invalid machine files or arguments.
-pub const EXIT_INVALID: u8 = 2;
 
 #[derive(Subcommand, Debug)]
 pub enum MachineCmd {
@@ -86,7 +83,7 @@ pub struct CheckArgs {
     pub profiles: Option<PathBuf>,
 }
 
-pub fn run(cmd: MachineCmd) -> ExitCode {
+pub fn run(cmd: MachineCmd) -> CliResult {
     match cmd {
         MachineCmd::Check(a) => check(a),
         MachineCmd::Run(a) => run_machine(a),
@@ -115,7 +112,7 @@ fn load_options(profiles: Option<PathBuf>, actions: &ActionRegistry) -> LoadOpti
     }
 }
 
-fn check(a: CheckArgs) -> ExitCode {
+fn check(a: CheckArgs) -> CliResult {
     let opts = load_options(a.profiles, &actions());
     let mut failed = false;
     for file in &a.files {
@@ -126,9 +123,9 @@ fn check(a: CheckArgs) -> ExitCode {
         failed |= loaded.diagnostics.has_errors();
     }
     if failed {
-        ExitCode::from(EXIT_INVALID)
+        Err(Code::Usage.into())
     } else {
-        ExitCode::SUCCESS
+        Ok(())
     }
 }
 
@@ -189,24 +186,24 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run_machine(a: RunArgs) -> ExitCode {
+fn run_machine(a: RunArgs) -> CliResult {
     let input = match read_input(a.input.as_deref(), a.input_file.as_deref()) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(EXIT_INVALID);
+            return Err(Code::Usage.into());
         }
     };
     let registry = actions();
     let opts = load_options(a.profiles, &registry);
     let Some(bundle) = load_bundle(&a.file, &opts) else {
-        return ExitCode::from(EXIT_INVALID);
+        return Err(Code::Usage.into());
     };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
+            return Err(Code::Failure.into());
         }
     };
     let id = a
@@ -237,18 +234,18 @@ pub fn llm_agent(store: Option<&Store>) -> Arc<dyn Agent> {
 }
 
 /// stdout: the output JSON (exit 0); stderr: `error: KIND: message` (exit 1).
-pub fn print_outcome(result: Result<Value, paper_runner::engine::ExecError>) -> ExitCode {
+pub fn print_outcome(result: Result<Value, paper_runner::engine::ExecError>) -> CliResult {
     match result {
         Ok(v) => {
             println!(
                 "{}",
                 serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
             );
-            ExitCode::SUCCESS
+            Ok(())
         }
         Err(e) => {
             eprintln!("error: {}: {}", e.kind, e.message);
-            ExitCode::FAILURE
+            Err(Code::Failure.into())
         }
     }
 }

@@ -1,10 +1,10 @@
 //! `runner mock-llm`: serve the mock OpenAI-compatible provider, so the demo
 //! and out-of-process tests can point the real client at a local URL.
 
+use super::exit::{CliResult, Code};
 use paper_runner::llm::mock::{MockScript, MockServer};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct MockLlmArgs {
@@ -16,13 +16,13 @@ pub struct MockLlmArgs {
     pub script: Option<PathBuf>,
 }
 
-pub fn run(a: MockLlmArgs) -> ExitCode {
+pub fn run(a: MockLlmArgs) -> CliResult {
     let script = match &a.script {
         Some(path) => match MockScript::from_file(path) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
-                return ExitCode::from(2);
+                return Err(Code::Usage.into());
             }
         },
         None => MockScript::default(),
@@ -34,7 +34,7 @@ pub fn run(a: MockLlmArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return Err(Code::Failure.into());
         }
     };
     rt.block_on(serve(&a.listen, script))
@@ -42,12 +42,12 @@ pub fn run(a: MockLlmArgs) -> ExitCode {
 
 /// Binds, announces the URL on stdout (one flushed line, which callers wait
 /// for), then serves until Ctrl-C or SIGTERM.
-async fn serve(listen: &str, script: MockScript) -> ExitCode {
+async fn serve(listen: &str, script: MockScript) -> CliResult {
     let server = match MockServer::start(listen, script).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");
-            return ExitCode::from(2);
+            return Err(Code::Usage.into());
         }
     };
     // Install the handlers before announcing: a caller may signal as soon
@@ -62,7 +62,7 @@ async fn serve(listen: &str, script: MockScript) -> ExitCode {
     }
     stop.await;
     server.shutdown().await;
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or (on Unix) SIGTERM. The handlers are installed

@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod demo;
 mod durable;
+pub mod exit;
 mod extract;
 mod machine;
 mod mock_llm;
@@ -16,9 +17,9 @@ mod show;
 mod status;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use exit::{CliError, CliResult, Code};
 use paper_runner::ops::metrics::Metrics;
 use std::io::IsTerminal as _;
-use std::process::ExitCode;
 use std::sync::OnceLock;
 use tracing_subscriber::filter::{filter_fn, FilterExt as _};
 use tracing_subscriber::fmt::MakeWriter;
@@ -196,14 +197,16 @@ pub fn config_file(
     Ok(loaded.config)
 }
 
-pub fn dispatch(cli: Cli) -> ExitCode {
+pub fn dispatch(cli: Cli) -> CliResult {
     progress::set_disabled(cli.no_progress);
     let Some(command) = cli.command else {
         return run::run(cli.config, cli.run);
     };
     if cli.run != run::RunFlags::default() {
-        eprintln!("error: scheduler flags (--daemon, --workers, …) apply only without a command; see `runner --help`");
-        return ExitCode::from(2);
+        return Err(CliError::new(
+            Code::Usage,
+            "scheduler flags (--daemon, --workers, …) apply only without a command; see `runner --help`",
+        ));
     }
     match command {
         Command::Machine(cmd) => machine::run(cmd),

@@ -2,6 +2,7 @@
 //! `runner resume`. Each prints what it changed, one line per paper
 //! (`paper:x failed → prepped`), or a JSON document with `--json`.
 
+use super::exit::{CliResult, Code};
 use super::status::{open_existing, Failure};
 use clap::Args;
 use paper_runner::runner::build::{build, RunOptions};
@@ -11,7 +12,6 @@ use paper_runner::runner::task::{TaskOutcome, TaskReport};
 use paper_runner::store::{PaperStatus, Phase, StoreError};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug)]
@@ -71,25 +71,24 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 fn print_json(v: &Value) -> Result<(), Failure> {
     serde_json::to_string_pretty(v)
         .map(|s| println!("{s}"))
-        .map_err(|e| Failure::new(1, format!("cannot print JSON: {e}")))
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot print JSON: {e}")))
 }
 
-pub fn retry(config: Option<PathBuf>, a: RetryArgs) -> ExitCode {
-    match retry_inner(config, a) {
-        Ok(code) => code,
-        Err(f) => f.exit(),
-    }
-}
-
-fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failure> {
+pub fn retry(config: Option<PathBuf>, a: RetryArgs) -> CliResult {
     let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     // Name unknown ids and papers with nothing to retry, instead of
     // silently doing nothing for them.
     let mut skipped = Vec::new();
     let mut ids = Vec::new();
     for id in &a.ids {
-        let Some(row) = store.paper(id).map_err(|e| Failure::new(1, e))? else {
-            return Err(Failure::new(2, format!("no paper {id} in the queue")));
+        let Some(row) = store
+            .paper(id)
+            .map_err(|e| Failure::new(Code::Failure, e))?
+        else {
+            return Err(Failure::new(
+                Code::Usage,
+                format!("no paper {id} in the queue"),
+            ));
         };
         if row.status == PaperStatus::Failed || row.cancel_requested {
             ids.push(row.id);
@@ -101,7 +100,7 @@ fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failur
         // Only failed papers: the store's "all" would also lift cancels.
         ids = store
             .papers(&[PaperStatus::Failed])
-            .map_err(|e| Failure::new(1, e))?
+            .map_err(|e| Failure::new(Code::Failure, e))?
             .into_iter()
             .map(|p| p.id)
             .collect();
@@ -109,7 +108,7 @@ fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failur
     let changed = if !ids.is_empty() {
         store
             .retry_papers(&ids, a.phase)
-            .map_err(|e| Failure::new(1, e))?
+            .map_err(|e| Failure::new(Code::Failure, e))?
     } else {
         Vec::new()
     };
@@ -140,22 +139,15 @@ fn retry_inner(config: Option<PathBuf>, a: RetryArgs) -> Result<ExitCode, Failur
             println!("nothing to retry");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-pub fn cancel(config: Option<PathBuf>, a: CancelArgs) -> ExitCode {
-    match cancel_inner(config, a) {
-        Ok(code) => code,
-        Err(f) => f.exit(),
-    }
-}
-
-fn cancel_inner(config: Option<PathBuf>, a: CancelArgs) -> Result<ExitCode, Failure> {
+pub fn cancel(config: Option<PathBuf>, a: CancelArgs) -> CliResult {
     let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     let marked = match store.cancel_papers(&a.ids) {
         Ok(m) => m,
-        Err(e @ StoreError::NotFound(_)) => return Err(Failure::new(2, e)),
-        Err(e) => return Err(Failure::new(1, e)),
+        Err(e @ StoreError::NotFound(_)) => return Err(Failure::new(Code::Usage, e)),
+        Err(e) => return Err(Failure::new(Code::Failure, e)),
     };
     if a.json {
         print_json(&json!({
@@ -176,7 +168,7 @@ fn cancel_inner(config: Option<PathBuf>, a: CancelArgs) -> Result<ExitCode, Fail
             println!("{id} {status} → cancelled ({note})");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn outcome_text(o: &TaskOutcome) -> String {
@@ -209,22 +201,18 @@ fn outcome_json(r: &TaskReport) -> Value {
     })
 }
 
-pub fn resume(config: Option<PathBuf>, a: ResumeArgs) -> ExitCode {
-    match resume_inner(config, a) {
-        Ok(code) => code,
-        Err(f) => f.exit(),
-    }
-}
-
-fn resume_inner(config: Option<PathBuf>, a: ResumeArgs) -> Result<ExitCode, Failure> {
+pub fn resume(config: Option<PathBuf>, a: ResumeArgs) -> CliResult {
     // Check the paper first: an unknown id should not need machines.
     let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     if store
         .paper(&a.id)
-        .map_err(|e| Failure::new(1, e))?
+        .map_err(|e| Failure::new(Code::Failure, e))?
         .is_none()
     {
-        return Err(Failure::new(2, format!("no paper {} in the queue", a.id)));
+        return Err(Failure::new(
+            Code::Usage,
+            format!("no paper {} in the queue", a.id),
+        ));
     }
     drop(store);
     let flags = super::run::RunFlags {
@@ -234,8 +222,9 @@ fn resume_inner(config: Option<PathBuf>, a: ResumeArgs) -> Result<ExitCode, Fail
         ..Default::default()
     };
     let cfg = super::run::load_config(config.as_deref(), &flags)
-        .map_err(|e| Failure::new(2, format!("{e:#}")))?;
-    let rt = super::machine::runtime().map_err(|e| Failure::new(1, format!("{e:#}")))?;
+        .map_err(|e| Failure::new(Code::Usage, format!("{e:#}")))?;
+    let rt =
+        super::machine::runtime().map_err(|e| Failure::new(Code::Failure, format!("{e:#}")))?;
     let json_out = a.json;
     let id = a.id.clone();
     let result = rt.block_on(async move {
@@ -246,10 +235,13 @@ fn resume_inner(config: Option<PathBuf>, a: ResumeArgs) -> Result<ExitCode, Fail
                 prep_only: false,
             },
         )
-        .map_err(|e| Failure::new(1, format!("cannot start the runner: {e}")))?;
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot start the runner: {e}")))?;
         let stop = CancellationToken::new();
-        super::run::spawn_signal_handler(stop.clone(), CancellationToken::new());
-        run_paper(&built.scheduler, &id, stop, |r| {
+        let kill = CancellationToken::new();
+        // First signal: give the phase back; second: stop at once (the
+        // phase resumes from its checkpoint), exit 130.
+        let _signals = super::run::spawn_signal_handler(stop.clone(), kill.clone());
+        let run = run_paper(&built.scheduler, &id, stop, |r| {
             if !json_out {
                 println!(
                     "{} {} {} ({})",
@@ -259,11 +251,14 @@ fn resume_inner(config: Option<PathBuf>, a: ResumeArgs) -> Result<ExitCode, Fail
                     paper_runner::ops::human_duration_ms(r.duration.as_millis() as i64)
                 );
             }
-        })
-        .await
-        .map_err(|e| match e {
-            SingleError::NotFound(_) => Failure::new(2, e),
-            other => Failure::new(1, other),
+        });
+        let result = tokio::select! {
+            r = run => r,
+            () = kill.cancelled() => return Err(Code::Interrupted.into()),
+        };
+        result.map_err(|e| match e {
+            SingleError::NotFound(_) => Failure::new(Code::Usage, e),
+            other => Failure::new(Code::Failure, other),
         })
     })?;
     let done = result.paper.status == PaperStatus::Done;
@@ -288,9 +283,9 @@ fn resume_inner(config: Option<PathBuf>, a: ResumeArgs) -> Result<ExitCode, Fail
             result.paper.id, result.paper.status, result.paper.arxiv_id
         );
     }
-    Ok(if done {
-        ExitCode::SUCCESS
+    if done {
+        Ok(())
     } else {
-        ExitCode::FAILURE
-    })
+        Err(Code::Failure.into())
+    }
 }

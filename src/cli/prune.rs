@@ -5,10 +5,10 @@
 //! A `--backup` target is checked before anything is pruned, so a refused
 //! backup leaves the database as it was.
 
+use super::exit::{CliResult, Code};
 use super::status::{open_existing, Failure};
 use paper_runner::store::{check_backup_target, PrunePolicy};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// Longest retention a flag may ask for: 100 years.
@@ -53,23 +53,23 @@ fn days(d: f64) -> Duration {
     Duration::try_from_secs_f64(d * 86_400.0).unwrap_or(Duration::MAX)
 }
 
-pub fn run(config: Option<PathBuf>, a: PruneArgs) -> ExitCode {
+pub fn run(config: Option<PathBuf>, a: PruneArgs) -> CliResult {
     if let Some(dest) = &a.backup {
         if let Err(e) = check_backup_target(dest) {
-            return Failure::new(2, format!("{e}; nothing was pruned")).exit();
+            return Err(Failure::new(
+                Code::Usage,
+                format!("{e}; nothing was pruned"),
+            ));
         }
     }
-    let (_, store) = match open_existing(config.as_deref(), a.db.as_deref()) {
-        Ok(x) => x,
-        Err(f) => return f.exit(),
-    };
+    let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     let policy = PrunePolicy {
         keep_done: days(a.keep_done),
         keep_failed: days(a.keep_failed),
     };
     let report = match store.prune(&policy) {
         Ok(r) => r,
-        Err(e) => return Failure::new(1, e).exit(),
+        Err(e) => return Err(Failure::new(Code::Failure, e)),
     };
     println!(
         "removed {} checkpoints, {} blobs, {} configs; compacted {} done paper(s); reclaimed {} bytes ({} → {} bytes in use)",
@@ -84,10 +84,10 @@ pub fn run(config: Option<PathBuf>, a: PruneArgs) -> ExitCode {
     if let Some(dest) = &a.backup {
         match store.backup(dest) {
             Ok(n) => println!("backup written to {} ({n} bytes)", dest.display()),
-            Err(e) => return Failure::new(1, e).exit(),
+            Err(e) => return Err(Failure::new(Code::Failure, e)),
         }
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! `runner [--daemon | --resume-only | --prep-only] [--workers N] …`: the
 //! scheduler itself — single pass by default, continuous with `--daemon`.
 
+use super::exit::{CliError, CliResult, Code};
 use anyhow::Context as _;
 use clap::Args;
-use paper_runner::runner::build::{build, RunOptions};
+use paper_runner::runner::build::{build, BuildError, RunOptions};
 use paper_runner::runner::scheduler::{RunMode, RunSummary};
 use paper_runner::runner::{Config, Notifier};
 use std::path::PathBuf;
-use std::process::ExitCode;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug, Clone, Default, PartialEq)]
@@ -106,43 +107,55 @@ pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::
     Ok(cfg)
 }
 
-/// Exit code of a one-shot run (`runner` without `--daemon`) that finished
-/// but met a panicked task or a store/I/O error (e.g. a full disk): the
-/// work is safe at its checkpoints, but the run did not do what it was
-/// asked. 1, like every other failure of the command.
-pub const EXIT_TROUBLE: u8 = 1;
-/// Exit code after a second signal stopped the run at once.
-pub const EXIT_KILLED: u8 = 130;
+/// How long a second signal lets the scheduler abort its tasks before the
+/// run is dropped regardless (dropping it aborts every task it owns).
+pub const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub fn run(config: Option<PathBuf>, f: RunFlags) -> ExitCode {
-    match run_inner(config, f) {
-        Ok(s) => {
-            let done: u64 = s.finished.values().sum();
-            eprintln!(
-                "runner: {done} phase(s) finished ({}), {} to retry later, {} failed, {} given back, {} parked",
-                fmt_counts(&s),
-                s.retry_later,
-                s.failed,
-                s.released,
-                s.parked
-            );
-            if s.killed {
-                return ExitCode::from(EXIT_KILLED);
-            }
-            if s.had_trouble() {
-                eprintln!(
-                    "error: {} phase task(s) panicked and {} store error(s) occurred; work is kept at its last checkpoint (see the log)",
-                    s.panicked, s.store_errors
-                );
-                return ExitCode::from(EXIT_TROUBLE);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+/// How long the ops server and the re-seeder get to stop once the
+/// scheduler has returned, before they are aborted.
+const SERVICES_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The scheduler command. Exit codes (see [`super::exit`]): 0 done; 1 a
+/// task panicked or the store failed (the work is safe at its last
+/// checkpoint, but the run did not do what it was asked), or start-up
+/// failed for another reason (database, listener, seeding); 2 the
+/// configuration or the machines are invalid; 130 a second signal stopped
+/// the run at once.
+pub fn run(config: Option<PathBuf>, f: RunFlags) -> CliResult {
+    let cfg = load_config(config.as_deref(), &f).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    let s = run_inner(cfg, f)?;
+    let done: u64 = s.finished.values().sum();
+    eprintln!(
+        "runner: {done} phase(s) finished ({}), {} to retry later, {} failed, {} given back, {} parked",
+        fmt_counts(&s),
+        s.retry_later,
+        s.failed,
+        s.released,
+        s.parked
+    );
+    if s.killed {
+        return Err(Code::Interrupted.into());
     }
+    if s.had_trouble() {
+        return Err(CliError::new(
+            Code::Failure,
+            format!(
+                "{} phase task(s) panicked and {} store error(s) occurred; work is kept at its last checkpoint (see the log)",
+                s.panicked, s.store_errors
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Start-up failures by cause: invalid machines or settings are usage
+/// errors (2); a database that cannot be opened is a failure (1).
+fn build_error(e: BuildError) -> CliError {
+    let code = match e {
+        BuildError::Store(_) => Code::Failure,
+        BuildError::Machine { .. } | BuildError::Setup(_) => Code::Usage,
+    };
+    CliError::new(code, format!("cannot start the runner: {e}"))
 }
 
 fn fmt_counts(s: &RunSummary) -> String {
@@ -156,8 +169,7 @@ fn fmt_counts(s: &RunSummary) -> String {
     parts.join(", ")
 }
 
-fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary> {
-    let cfg = load_config(config.as_deref(), &f)?;
+fn run_inner(cfg: Config, f: RunFlags) -> Result<RunSummary, CliError> {
     match paper_runner::ops::raise_fd_limit() {
         Ok(b) => tracing::info!(
             limit = b.now,
@@ -183,16 +195,26 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
                 prep_only: f.prep_only,
             },
         )
-        .context("cannot start the runner")?;
+        .map_err(build_error)?;
         let mut scheduler = built.scheduler;
         scheduler.notifier = Notifier::from_env();
         let shutdown = CancellationToken::new();
         let kill = CancellationToken::new();
-        spawn_signal_handler(shutdown.clone(), kill.clone());
+        // Every task this run starts is owned here: the signal listeners
+        // (`signals`), the re-seeder and the ops server (`services`) are
+        // stopped and joined below, before the runtime goes; on an early
+        // return, dropping the sets aborts them.
+        let mut signals = spawn_signal_handler(shutdown.clone(), kill.clone());
+        let mut services: JoinSet<()> = JoinSet::new();
+        let services_stop = CancellationToken::new();
         if f.seed {
             seed_once(&built.store, &cfg).await?;
             if mode == RunMode::Daemon {
-                spawn_reseeder(built.store.clone(), cfg.clone(), shutdown.clone());
+                services.spawn(reseed(
+                    built.store.clone(),
+                    cfg.clone(),
+                    services_stop.clone(),
+                ));
             }
         }
         // Progress bars for one-shot runs on a terminal (not for the daemon).
@@ -200,7 +222,6 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
         if let Some((observer, _)) = &progress {
             scheduler.observer = Some(observer.clone());
         }
-        let ops_stop = CancellationToken::new();
         if let Some(addr) = &cfg.ops.listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -211,19 +232,29 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
                 stats: Some(scheduler.stats.clone()),
                 metrics: super::metrics(),
             };
-            let stop = ops_stop.clone();
-            tokio::spawn(async move {
+            let stop = services_stop.clone();
+            services.spawn(async move {
                 if let Err(e) = paper_runner::ops::http::serve(listener, state, stop).await {
                     tracing::error!(error = %e, "the metrics endpoint stopped");
                 }
             });
         }
-        let summary = scheduler.run(shutdown, kill).await;
-        ops_stop.cancel();
+        let summary = run_until_killed(&scheduler, shutdown.clone(), kill.clone()).await;
+        // Stop the services and join them; after a second signal, or if
+        // one does not stop in time, abort them (and still join).
+        services_stop.cancel();
+        let joined = tokio::time::timeout(SERVICES_GRACE, async {
+            while services.join_next().await.is_some() {}
+        })
+        .await;
+        if summary.killed || joined.is_err() {
+            services.shutdown().await;
+        }
+        signals.shutdown().await;
         if let Some((_, handle)) = progress {
             handle.finish();
         }
-        Ok::<_, anyhow::Error>(summary)
+        Ok::<_, CliError>(summary)
     })?;
     if summary.killed {
         // Stopped at once: do not wait for blocking work still running
@@ -231,6 +262,32 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
         rt.shutdown_timeout(std::time::Duration::from_secs(1));
     }
     Ok(summary)
+}
+
+/// The scheduler's run, cut short on a second signal: the scheduler aborts
+/// its tasks and returns by itself; should it not within [`KILL_GRACE`],
+/// its future is dropped, which aborts every task it owns (its `JoinSet`),
+/// and the run counts as killed. Either way the process ends through
+/// `main` with the table's code, never by an exit from here.
+pub async fn run_until_killed(
+    scheduler: &paper_runner::runner::scheduler::Scheduler,
+    shutdown: CancellationToken,
+    kill: CancellationToken,
+) -> RunSummary {
+    let hard_stop = async {
+        kill.cancelled().await;
+        tokio::time::sleep(KILL_GRACE).await;
+    };
+    tokio::select! {
+        s = scheduler.run(shutdown, kill.clone()) => s,
+        () = hard_stop => {
+            tracing::warn!("the scheduler did not stop within {KILL_GRACE:?} of the second signal; its tasks were aborted");
+            RunSummary {
+                killed: true,
+                ..RunSummary::default()
+            }
+        }
+    }
 }
 
 async fn seed_once(store: &paper_runner::store::Store, cfg: &Config) -> anyhow::Result<()> {
@@ -244,38 +301,45 @@ async fn seed_once(store: &paper_runner::store::Store, cfg: &Config) -> anyhow::
     Ok(())
 }
 
-/// Re-seed every `seed.interval_secs` until shutdown; failures are logged
+/// Re-seed every `seed.interval_secs` until `stop`; failures are logged
 /// (the crawler DB may be briefly locked or replaced) and retried next time.
-fn spawn_reseeder(store: paper_runner::store::Store, cfg: Config, shutdown: CancellationToken) {
+async fn reseed(store: paper_runner::store::Store, cfg: Config, stop: CancellationToken) {
     let every = std::time::Duration::from_secs(cfg.seed.interval_secs.max(1));
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            match paper_runner::runner::ingest::seed_now(&store, &cfg).await {
-                Ok(r) if r.added > 0 => {
-                    tracing::info!(added = r.added, "re-seeded from the crawler DB")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "re-seeding failed; will retry"),
-            }
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
         }
-    });
+        // A seeding in progress is cut short by `stop` too (it is a
+        // read of another database and an idempotent insert).
+        let seeded = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = paper_runner::runner::ingest::seed_now(&store, &cfg) => r,
+        };
+        match seeded {
+            Ok(r) if r.added > 0 => {
+                tracing::info!(added = r.added, "re-seeded from the crawler DB")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "re-seeding failed; will retry"),
+        }
+    }
 }
 
 /// First SIGTERM, SIGINT, SIGHUP or SIGQUIT: stop claiming and drain
 /// (SIGHUP reloads nothing: a changed config needs a restart, and a drain
 /// is the safe way to stop). Second: stop at once through the `kill` token
 /// (the scheduler aborts its tasks and returns; everything stays resumable
-/// from its checkpoints); if the process is still alive
-/// [`KILL_GRACE`] later (blocking work that cannot be interrupted), it exits
-/// with code 130.
-/// The handler is installed before this returns (a signal sent right after
-/// start-up is not lost); must be called inside the runtime.
-pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken) {
+/// from its checkpoints; see [`run_until_killed`]).
+///
+/// The listeners are the returned set's tasks: they live as long as the
+/// caller keeps it and end when it is dropped. They are installed before
+/// this returns (a signal sent right after start-up is not lost); must be
+/// called inside the runtime.
+#[must_use = "the signal listeners stop when the returned set is dropped"]
+pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken) -> JoinSet<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    let mut tasks = JoinSet::new();
     let mut streams = Vec::new();
     for (kind, name) in [
         (SignalKind::terminate(), "SIGTERM"),
@@ -291,7 +355,7 @@ pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     for (mut stream, name) in streams {
         let tx = tx.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while stream.recv().await.is_some() {
                 if tx.send(name).is_err() {
                     return;
@@ -300,7 +364,7 @@ pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken
         });
     }
     drop(tx);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut seen = 0;
         while let Some(name) = rx.recv().await {
             seen += 1;
@@ -317,15 +381,8 @@ pub fn spawn_signal_handler(shutdown: CancellationToken, kill: CancellationToken
                 );
                 shutdown.cancel();
                 kill.cancel();
-                tokio::spawn(async {
-                    tokio::time::sleep(KILL_GRACE).await;
-                    std::process::exit(i32::from(EXIT_KILLED));
-                });
             }
         }
     });
+    tasks
 }
-
-/// How long a second signal waits for the scheduler to stop before the
-/// process exits regardless.
-pub const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -1,13 +1,13 @@
 //! `runner status [--json|--yaml] [--db PATH]`: the queue at a glance —
 //! counts, in-flight work, budget, breakers, mode, throughput.
 
+use super::exit::{CliResult, Code};
 use clap::Args;
 use paper_runner::ops::status::{render_human, status_report};
 use paper_runner::ops::text::escape_report;
 use paper_runner::runner::Config;
 use paper_runner::store::{Store, StoreOptions};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -23,54 +23,36 @@ pub struct StatusArgs {
 }
 
 /// A failed operator command: its exit code and what to tell the user.
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(code: u8, message: impl std::fmt::Display) -> Failure {
-        Failure {
-            code,
-            message: message.to_string(),
-        }
-    }
-
-    pub fn exit(self) -> ExitCode {
-        eprintln!("error: {}", self.message);
-        ExitCode::from(self.code)
-    }
-}
+pub use super::exit::CliError as Failure;
 
 /// The configuration (with `--db` applied) and its existing database.
 /// Read-only commands must not create an empty database where the user
 /// mistyped a path, so a missing file is an error (exit 2).
 pub fn open_existing(config: Option<&Path>, db: Option<&Path>) -> Result<(Config, Store), Failure> {
-    let mut cfg = super::config_file(config).map_err(|e| Failure::new(2, format!("{e:#}")))?;
+    let mut cfg =
+        super::config_file(config).map_err(|e| Failure::new(Code::Usage, format!("{e:#}")))?;
     if let Some(db) = db {
         cfg.db = db.to_path_buf();
     }
     if !cfg.db.exists() {
         return Err(Failure::new(
-            2,
+            Code::Usage,
             format!(
                 "database {} does not exist (give --db, or run where data/runner.db is)",
                 cfg.db.display()
             ),
         ));
     }
-    let store = Store::open(&cfg.db, &StoreOptions::default()).map_err(|e| Failure::new(1, e))?;
+    let store = Store::open(&cfg.db, &StoreOptions::default())
+        .map_err(|e| Failure::new(Code::Failure, e))?;
     Ok((cfg, store))
 }
 
-pub fn run(config: Option<PathBuf>, a: StatusArgs) -> ExitCode {
-    let (cfg, store) = match open_existing(config.as_deref(), a.db.as_deref()) {
-        Ok(x) => x,
-        Err(f) => return f.exit(),
-    };
+pub fn run(config: Option<PathBuf>, a: StatusArgs) -> CliResult {
+    let (cfg, store) = open_existing(config.as_deref(), a.db.as_deref())?;
     let report = match status_report(&store, &cfg, None, chrono::Utc::now()) {
         Ok(r) => r,
-        Err(e) => return Failure::new(1, e).exit(),
+        Err(e) => return Err(Failure::new(Code::Failure, e)),
     };
     let text = if a.json {
         serde_json::to_string_pretty(&report)
@@ -86,8 +68,11 @@ pub fn run(config: Option<PathBuf>, a: StatusArgs) -> ExitCode {
     match text {
         Ok(t) => {
             print!("{t}");
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(e) => Failure::new(1, format!("cannot print the report: {e}")).exit(),
+        Err(e) => Err(Failure::new(
+            Code::Failure,
+            format!("cannot print the report: {e}"),
+        )),
     }
 }

@@ -7,7 +7,7 @@
 //! decides what goes in them and runs every store call through
 //! [`Store::run`], off the async workers.
 
-use crate::engine::{AgentResult, ErrorKind, ExecError};
+use crate::engine::{AgentResult, ExecError};
 use crate::store::{CallStatus, LlmSettlement, Store, StoreError};
 
 /// What is known before a request is sent.
@@ -64,7 +64,7 @@ pub struct Ledger {
 /// A ledger store error stops the state: an unrecorded call must not be
 /// sent (and an unrecorded answer must not be used).
 fn stop(e: StoreError) -> ExecError {
-    ExecError::new(ErrorKind::Interrupted, format!("spend ledger: {e}"))
+    ExecError::host(format!("spend ledger: {e}"), e)
 }
 
 impl Ledger {
@@ -116,13 +116,12 @@ impl Ledger {
     }
 }
 
-/// Test hook: with `PAPER_RUNNER_CRASH_AFTER=llm_settled` the process exits
-/// right after a call's response is settled in the ledger — after the
-/// provider answered, before the state's exit checkpoint — so tests can prove
-/// a resume does not pay for the call again.
+/// Test hook: with `PAPER_RUNNER_CRASH_AFTER=llm_settled` the process crashes
+/// ([`crate::store::crash_now`]) right after a call's response is settled in
+/// the ledger — after the provider answered, before the state's exit
+/// checkpoint — so tests can prove a resume does not pay for the call again.
 fn crash_hook_after_settle() {
     if std::env::var(crate::store::CRASH_ENV).as_deref() == Ok("llm_settled") {
-        eprintln!("crash hook: exiting after a settled LLM call");
-        std::process::exit(crate::store::CRASH_EXIT_CODE);
+        crate::store::crash_now("crashing after a settled LLM call");
     }
 }

@@ -132,12 +132,12 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         // A panic is a bug of ours, not the paper's; a cancelled task means
         // the runtime is going down. Both are retried at phase level.
-        let kind = if e.is_panic() {
-            ErrorKind::Internal
+        let message = format!("{what} task failed: {e}");
+        if e.is_panic() {
+            ExecError::new(ErrorKind::Internal, message).with_source(e)
         } else {
-            ErrorKind::Interrupted
-        };
-        ExecError::new(kind, format!("{what} task failed: {e}"))
+            ExecError::stopped(crate::engine::Stop::Shutdown, message).with_source(e)
+        }
     })
 }
 

@@ -31,9 +31,11 @@
 
 use super::pdf::{self, ExtractLimits, ExtractedPdf, PdfError};
 use serde::{Deserialize, Serialize};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
@@ -55,6 +57,74 @@ const STDERR_CAP: usize = 16 << 10;
 /// How long to wait for a killed worker to be reaped before leaving it to
 /// tokio's orphan reaper (a process in uninterruptible sleep).
 const REAP_GRACE: Duration = Duration::from_secs(5);
+
+/// Exit status of a worker whose memory ran out (an allocation failed under
+/// its `RLIMIT_AS`, `pdf.max_memory_mb`): set by [`WorkerAlloc`], read by
+/// the parent as a typed signal (it never reads the worker's stderr text).
+/// Distinct from the worker's other statuses: 0 (a reply was written), 1
+/// (the reply could not be written), 2 (bad arguments), 101 (a panic).
+pub const OUT_OF_MEMORY_EXIT: i32 = 75;
+
+/// Set once this process is an extraction worker ([`run_worker`]).
+static IS_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// The `runner` binary's global allocator: the system allocator, except
+/// that in an extraction worker a failed allocation ends the process with
+/// [`OUT_OF_MEMORY_EXIT`] instead of the generic abort, so the parent can
+/// tell "the PDF needed more memory than allowed" (`pdf_too_large`) from
+/// a crash of the extractor (`pdf_unreadable`) by exit status alone.
+/// Outside a worker it behaves exactly like [`std::alloc::System`].
+pub struct WorkerAlloc;
+
+impl WorkerAlloc {
+    #[cold]
+    fn failed() {
+        if IS_WORKER.load(Ordering::Relaxed) {
+            const MSG: &[u8] = b"pdf worker: memory allocation failed (pdf.max_memory_mb)\n";
+            // SAFETY: write(2) and _exit(2) are async-signal-safe system
+            // calls that allocate nothing; the buffer is a static. No
+            // destructor or unwinding may run inside the allocator, so the
+            // worker ends with _exit (its reply was not written; the parent
+            // reads the status).
+            unsafe {
+                libc::write(2, MSG.as_ptr().cast(), MSG.len());
+                libc::_exit(OUT_OF_MEMORY_EXIT);
+            }
+        }
+    }
+}
+
+// SAFETY: every method forwards to `System` with the same arguments and
+// returns its result; `failed` only ever ends the process.
+unsafe impl GlobalAlloc for WorkerAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if p.is_null() {
+            Self::failed();
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(layout);
+        if p.is_null() {
+            Self::failed();
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = System.realloc(ptr, layout, new_size);
+        if p.is_null() {
+            Self::failed();
+        }
+        p
+    }
+}
 
 /// Threads the worker may run pages on (see `pdf::MAX_WORKERS`): the CPU
 /// time backstop allows this many seconds of CPU per second of wall time.
@@ -192,6 +262,7 @@ pub fn run_worker(
     limits: &ExtractLimits,
     out: &mut dyn std::io::Write,
 ) -> u8 {
+    IS_WORKER.store(true, Ordering::Relaxed);
     let result =
         pdf::read_capped(path, max_file_bytes).and_then(|b| pdf::extract_bytes_limited(&b, limits));
     let body = match serde_json::to_vec(&reply_of(result)) {
@@ -415,7 +486,6 @@ fn interpret(
         }
     }
     let tail = excerpt(stderr);
-    let out_of_memory = stderr.contains("memory allocation of") && stderr.contains("failed");
     let memory_error = || {
         PdfError::TooLarge(format!(
             "{}: extraction needed more than {} MiB of memory (pdf.max_memory_mb)",
@@ -423,7 +493,7 @@ fn interpret(
             cfg.max_memory_mb
         ))
     };
-    if out_of_memory {
+    if status.code() == Some(OUT_OF_MEMORY_EXIT) {
         return Err(memory_error());
     }
     match status.signal() {

@@ -117,19 +117,15 @@ fn retryable(e: &ExecError) -> bool {
     if transient(e.kind) {
         return true;
     }
-    if e.kind == ChildFailed && !e.causes.is_empty() {
-        // Retry only when every failed child failed for a transient reason
-        // (decided by the typed causes).
-        return e.causes.iter().all(|k| transient(*k));
-    }
     if e.kind == ChildFailed {
-        // An error stored before `causes` existed: "child machine 'x'
-        // failed: KIND: message".
-        let kinds: Vec<ErrorKind> = ErrorKind::ALL
-            .into_iter()
-            .filter(|k| *k != ChildFailed && e.message.contains(&format!("{}: ", k.as_str())))
-            .collect();
-        return !kinds.is_empty() && kinds.into_iter().all(transient);
+        // Retry only when every failed child failed for a transient reason,
+        // decided by the typed causes (stored with the error in its
+        // checkpoint). A `child_failed` without causes is a structural
+        // failure (no or an unknown child machine) — or an error stored
+        // before causes existed, whose reason is unknown: both fail the
+        // paper rather than pay for attempts that may fail the same way
+        // (`runner retry` puts it back).
+        return !e.causes.is_empty() && e.causes.iter().all(|k| transient(*k));
     }
     false
 }
@@ -352,17 +348,22 @@ async fn drive_claim(
         }
         Ok(Err(DriveError::Store(e))) => settle_store_error(env, claim, e, elapsed_ms()).await,
         Ok(Err(e)) if e.park().is_some() => park(env, claim, &e).await,
-        Ok(Err(DriveError::Exec(e))) if e.kind == ErrorKind::Interrupted => {
-            if e.is_lease_lost() {
+        Ok(Err(DriveError::Exec(e))) if e.kind == ErrorKind::Interrupted => match e.stop() {
+            Some(crate::engine::Stop::LeaseLost { owner }) => {
+                tracing::warn!(paper = %claim.arxiv_id, "machine lease lost to {owner}; stopped without writing");
                 TaskOutcome::Lost
-            } else {
-                // A failed checkpoint or ledger write: the store is in
-                // trouble (disk full, I/O error); the work is safe at its
-                // last checkpoint.
+            }
+            Some(crate::engine::Stop::Cancelled | crate::engine::Stop::Shutdown) => {
+                release(env, claim, &e.message).await
+            }
+            _ => {
+                // A failed checkpoint or ledger write (`Stop::Host`): the
+                // store is in trouble (disk full, I/O error); the work is
+                // safe at its last checkpoint.
                 env.trouble.store_error();
                 release(env, claim, &e.message).await
             }
-        }
+        },
         Ok(Err(DriveError::Exec(e))) => fail(env, claim, &e, elapsed_ms()).await,
     }
 }
@@ -718,17 +719,28 @@ mod tests {
         let e = |k, m: &str| ExecError::new(k, m);
         assert!(retryable(&e(ErrorKind::RateLimit, "429")));
         assert!(!retryable(&e(ErrorKind::InvalidRequest, "400")));
-        assert!(retryable(&e(
-            ErrorKind::ChildFailed,
-            "1 child machine(s) failed: 'mechanism' (empty_response: no text)"
+        let empty = e(ErrorKind::EmptyResponse, "no text");
+        assert!(retryable(&ExecError::child_failed(
+            "1 child machine(s) failed: 'mechanism'",
+            [&empty]
         )));
-        assert!(!retryable(&e(
-            ErrorKind::ChildFailed,
-            "2 child machine(s) failed: 'a' (timeout: slow), 'b' (invalid_request: bad)"
+        let (slow, bad) = (
+            e(ErrorKind::Timeout, "slow"),
+            e(ErrorKind::InvalidRequest, "bad"),
+        );
+        assert!(!retryable(&ExecError::child_failed(
+            "2 child machine(s) failed",
+            [&slow, &bad]
         )));
         assert!(!retryable(&e(
             ErrorKind::ChildFailed,
             "unknown machine 'x'"
+        )));
+        // Without typed causes (a row stored before they existed) the
+        // message does not decide, whatever kinds it names: the paper fails.
+        assert!(!retryable(&e(
+            ErrorKind::ChildFailed,
+            "1 child machine(s) failed: 'mechanism' (empty_response: no text)"
         )));
         assert!(!retryable(&e(ErrorKind::PdfUnreadable, "broken")));
     }

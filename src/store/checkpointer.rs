@@ -4,20 +4,37 @@ use super::checkpoints::{prepare, Memo, PreparedSnapshot};
 use super::db::Store;
 use super::error::StoreError;
 use super::leases::Fence;
-use crate::engine::{Checkpointer, ErrorKind, ExecError, Snapshot};
+use crate::engine::{Checkpointer, ExecError, Snapshot};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Test hook: `PAPER_RUNNER_CRASH_AFTER=K` exits the process right after the
-/// K-th checkpoint commit; `PAPER_RUNNER_CRASH_AFTER=EVENT@SUFFIX` exits after
-/// the first `EVENT` checkpoint of an execution whose id ends with `SUFFIX`.
-/// Crash tests use it to stop at every checkpoint deterministically.
+/// Test hook: `PAPER_RUNNER_CRASH_AFTER=K` kills the process right after the
+/// K-th checkpoint commit; `PAPER_RUNNER_CRASH_AFTER=EVENT@SUFFIX` kills it
+/// after the first `EVENT` checkpoint of an execution whose id ends with
+/// `SUFFIX`. Crash tests use it to stop at every checkpoint
+/// deterministically.
 pub const CRASH_ENV: &str = "PAPER_RUNNER_CRASH_AFTER";
 
-/// Exit code of a process stopped by the crash hook.
-pub const CRASH_EXIT_CODE: i32 = 86;
+/// The signal a process stopped by a crash hook dies of: `SIGKILL`, sent
+/// to itself, so the hook is a real crash at that exact point (no
+/// destructors, no flushing, nothing more written), like `kill -9` — and
+/// not an exit: only `main` ends the process with an exit code.
+pub const CRASH_SIGNAL: i32 = libc::SIGKILL;
+
+/// Crash the process now (see [`CRASH_SIGNAL`]). Only the crash-test hooks
+/// call it, and only when [`CRASH_ENV`] asks for it.
+pub fn crash_now(why: &str) -> ! {
+    eprintln!("crash hook: {why}");
+    // SAFETY: a plain system call sending a signal to this process.
+    unsafe {
+        libc::kill(libc::getpid(), CRASH_SIGNAL);
+    }
+    // SIGKILL cannot be caught or ignored; should delivery be delayed,
+    // aborting is a crash just the same.
+    std::process::abort()
+}
 
 pub struct SqliteCheckpointer {
     store: Store,
@@ -72,25 +89,26 @@ impl SqliteCheckpointer {
             None => spec.parse::<u64>().ok() == Some(n),
         };
         if hit {
-            eprintln!(
-                "crash hook: exiting after checkpoint {n} ({} of {})",
+            crash_now(&format!(
+                "crashing after checkpoint {n} ({} of {})",
                 snap.event.as_str(),
                 snap.execution_id
-            );
-            std::process::exit(CRASH_EXIT_CODE);
+            ));
         }
     }
 }
 
+/// A store failure under a running execution, typed: a lost lease names
+/// the new owner ([`crate::engine::Stop::LeaseLost`]); anything else is a
+/// host failure ([`crate::engine::Stop::Host`]) that keeps the store error
+/// as its source. Either way the execution stops (`interrupted`) and the
+/// state in flight re-runs on resume.
 pub fn to_exec_error(e: StoreError) -> ExecError {
     match e {
         StoreError::LeaseLost { ref owner, .. } => {
             ExecError::lease_lost(owner.clone(), e.to_string())
         }
-        other => ExecError::new(
-            ErrorKind::Interrupted,
-            format!("checkpoint failed: {other}"),
-        ),
+        other => ExecError::host(format!("checkpoint failed: {other}"), other),
     }
 }
 
@@ -128,6 +146,7 @@ impl Checkpointer for SqliteCheckpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ErrorKind;
 
     /// A lost lease is recognised by type: a store error whose text merely
     /// looks like one (e.g. a paper titled so) is not a lost lease.
@@ -145,5 +164,28 @@ mod tests {
         ));
         assert_eq!(lookalike.kind, ErrorKind::Interrupted);
         assert!(!lookalike.is_lease_lost());
+    }
+
+    /// Any other store failure is a typed host failure that keeps the
+    /// store error underneath (the chain reaches the SQLite error).
+    #[test]
+    fn a_store_failure_is_a_host_stop_with_its_source() {
+        use std::error::Error as _;
+        let sqlite = StoreError::sqlite(
+            std::path::Path::new("/x.db"),
+            "saving checkpoint",
+            rusqlite::Error::InvalidQuery,
+        );
+        let e = to_exec_error(sqlite);
+        assert_eq!(e.stop(), Some(&crate::engine::Stop::Host));
+        let source = e.source().expect("the store error");
+        let store = source
+            .downcast_ref::<crate::engine::ErrorSource>()
+            .and_then(|s| s.get().downcast_ref::<StoreError>());
+        assert!(
+            matches!(store, Some(StoreError::Sqlite { .. })),
+            "{source:?}"
+        );
+        assert!(source.source().is_some(), "down to the SQLite error");
     }
 }

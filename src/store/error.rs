@@ -45,20 +45,17 @@ pub enum StoreError {
     Invalid(String),
     /// A blocking store task panicked or was cancelled. Says nothing about
     /// the data (unlike `Invalid`), so a phase that meets it is retried as
-    /// `internal`, never failed for good on the first occurrence.
-    #[error("store task failed: {0}")]
-    TaskFailed(String),
+    /// `internal`, never failed for good on the first occurrence. The join
+    /// error is kept as the source (it holds the panic payload).
+    #[error("store task failed: a blocking store task {}", if .0.is_panic() { "panicked" } else { "was cancelled" })]
+    TaskFailed(#[source] tokio::task::JoinError),
 }
 
 impl StoreError {
     /// A blocking store task that did not return: it panicked, or the
     /// runtime cancelled it at shutdown.
     pub fn task_failed(e: tokio::task::JoinError) -> StoreError {
-        if e.is_panic() {
-            StoreError::TaskFailed(format!("a blocking store task panicked: {e}"))
-        } else {
-            StoreError::TaskFailed(format!("a blocking store task was cancelled: {e}"))
-        }
+        StoreError::TaskFailed(e)
     }
 
     /// Wrap a SQLite error, classifying read-only and corrupt files.

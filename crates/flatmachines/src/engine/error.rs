@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Error kinds, as named in `on_error` maps and `context.last_error_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -185,6 +186,54 @@ pub struct ExecError {
     /// existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<ErrorKind>,
+    /// The error underneath, when a host component failed (the store, the
+    /// spend ledger, a blocking task): kept so a log or an operator sees the
+    /// whole chain (`std::error::Error::source`). The runtime cannot name
+    /// the host's error types, so it is held as a trait object. Not stored
+    /// in checkpoints (the message says what happened).
+    #[serde(skip)]
+    #[source]
+    pub source: Option<ErrorSource>,
+}
+
+/// A host error kept as the [`ExecError::source`]: shared so `ExecError`
+/// stays `Clone`; two are equal only when they are the same error.
+#[derive(Clone)]
+pub struct ErrorSource(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl ErrorSource {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> ErrorSource {
+        ErrorSource(Arc::new(e))
+    }
+
+    /// The host error itself, for `downcast_ref` by the host that made it.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for ErrorSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for ErrorSource {
+    fn eq(&self, other: &ErrorSource) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The cause of an interruption the runner acts on.
@@ -196,6 +245,15 @@ pub enum Stop {
     Parked(Parked),
     /// Another process took the execution's lease: write nothing more.
     LeaseLost { owner: String },
+    /// An operator cancelled the work (`runner cancel`).
+    Cancelled,
+    /// The process is stopping (a signal, the runtime shutting down).
+    Shutdown,
+    /// The host under the execution failed (the store, the spend ledger, a
+    /// blocking task that panicked or was cancelled): says nothing about
+    /// the execution, whose work is safe at its last checkpoint. The
+    /// error itself is [`ExecError::source`].
+    Host,
 }
 
 /// Why an execution gave its worker back: a model it calls is blocked
@@ -219,33 +277,55 @@ impl ExecError {
             retry_after: None,
             stop: None,
             causes: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// An `interrupted` error with a typed cause.
+    pub fn stopped(stop: Stop, message: impl Into<String>) -> ExecError {
+        ExecError {
+            stop: Some(Box::new(stop)),
+            ..ExecError::new(ErrorKind::Interrupted, message)
         }
     }
 
     /// The execution stops (kind `interrupted`, never routed through
     /// `on_error`, no `machine_failed` checkpoint) because `p` is blocked.
     pub fn parked(p: Parked, message: impl Into<String>) -> ExecError {
-        ExecError {
-            kind: ErrorKind::Interrupted,
-            message: message.into(),
-            retry_after: None,
-            stop: Some(Box::new(Stop::Parked(p))),
-            causes: Vec::new(),
-        }
+        ExecError::stopped(Stop::Parked(p), message)
     }
 
     /// The execution stops (kind `interrupted`) because `owner` took its
     /// lease: a process that lost its lease writes nothing more.
     pub fn lease_lost(owner: impl Into<String>, message: impl Into<String>) -> ExecError {
-        ExecError {
-            kind: ErrorKind::Interrupted,
-            message: message.into(),
-            retry_after: None,
-            stop: Some(Box::new(Stop::LeaseLost {
+        ExecError::stopped(
+            Stop::LeaseLost {
                 owner: owner.into(),
-            })),
-            causes: Vec::new(),
+            },
+            message,
+        )
+    }
+
+    /// The execution stops (kind `interrupted`) because the host failed
+    /// under it; `source` is the host's error, kept for the error chain.
+    pub fn host(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ExecError {
+        ExecError::stopped(Stop::Host, message).with_source(source)
+    }
+
+    /// This error with `source` as the error underneath.
+    pub fn with_source(self, source: impl std::error::Error + Send + Sync + 'static) -> ExecError {
+        ExecError {
+            source: Some(ErrorSource::new(source)),
+            ..self
         }
+    }
+
+    /// The typed cause of an interruption, if any.
+    pub fn stop(&self) -> Option<&Stop> {
+        self.stop.as_deref()
     }
 
     /// The park, when this error is one.
@@ -289,6 +369,14 @@ impl ExecError {
     pub fn is_lease_lost(&self) -> bool {
         matches!(self.stop.as_deref(), Some(Stop::LeaseLost { .. }))
     }
+
+    /// Who took the lease, when the execution stopped because it was.
+    pub fn lease_owner(&self) -> Option<&str> {
+        match self.stop.as_deref() {
+            Some(Stop::LeaseLost { owner }) => Some(owner),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +394,32 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&ErrorKind::RateLimit).ok().as_deref(),
             Some("\"rate_limit\"")
+        );
+    }
+
+    /// A host failure keeps its error underneath for the chain, is typed
+    /// (not read from the message), and stays out of stored checkpoints.
+    #[test]
+    fn a_host_failure_keeps_its_source_and_is_typed() {
+        use std::error::Error as _;
+        let io = std::io::Error::other("disk full");
+        let e = ExecError::host("checkpoint failed: disk full", io);
+        assert_eq!(e.kind, ErrorKind::Interrupted);
+        assert_eq!(e.stop(), Some(&Stop::Host));
+        assert!(!e.is_lease_lost() && e.park().is_none());
+        let source = e.source().map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("disk full"));
+        assert_eq!(e.clone(), e, "a clone shares the source");
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(!json.contains("source"), "{json}");
+        let back: ExecError = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.stop(), Some(&Stop::Host));
+        assert!(back.source.is_none());
+        let lost = ExecError::lease_lost("host:2", "taken");
+        assert_eq!(lost.lease_owner(), Some("host:2"));
+        assert_eq!(
+            ExecError::stopped(Stop::Cancelled, "x").stop(),
+            Some(&Stop::Cancelled)
         );
     }
 

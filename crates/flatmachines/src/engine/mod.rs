@@ -16,6 +16,6 @@ pub use action::{Action, ActionArgs, ActionRegistry};
 pub use agent::{Agent, AgentRequest, AgentResult, NoLlm, Usage};
 pub use agent_call::retry_delay;
 pub use checkpoint::{Checkpointer, Event, MemoryCheckpoints, NoCheckpoints, Snapshot, Totals};
-pub use error::{ErrorKind, ExecError, Parked, Stop};
+pub use error::{ErrorKind, ErrorSource, ExecError, Parked, Stop};
 pub use exec::Engine;
 pub use exec::{Limits, MAX_CHILDREN_PER_ROOT, MAX_FANOUT_PER_STATE, MAX_NESTING_DEPTH};
