@@ -4,8 +4,10 @@
 use anyhow::Context as _;
 use clap::Args;
 use paper_runner::runner::build::{build, RunOptions};
+use paper_runner::runner::config::Settings;
 use paper_runner::runner::scheduler::{RunMode, RunSummary};
-use paper_runner::runner::{Config, Notifier};
+use paper_runner::runner::Config;
+use paper_runner::runner::Notifier;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -63,8 +65,9 @@ pub struct RunFlags {
     pub listen: Option<String>,
 }
 
-/// Load the configuration (file, environment) and apply flags.
-pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::Result<Config> {
+/// Load the configuration (file, environment), apply flags, and resolve it
+/// into typed settings: the one parse of every setting, at start-up.
+pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::Result<Settings> {
     let mut cfg = super::config_file(explicit)?;
     if let Some(v) = &f.db {
         cfg.db = v.clone();
@@ -102,8 +105,7 @@ pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::
     if let Some(v) = &f.listen {
         cfg.ops.listen = Some(v.clone());
     }
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(cfg.resolve()?)
 }
 
 /// Exit code of a one-shot run (`runner` without `--daemon`) that finished
@@ -162,7 +164,7 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
         Ok(b) => tracing::info!(
             limit = b.now,
             raised_from = b.was,
-            ops_connections = cfg.ops.listen.as_ref().map(|_| cfg.ops.max_connections),
+            ops_connections = cfg.ops.listen.map(|_| cfg.ops.max_connections),
             "file descriptor budget"
         ),
         Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
@@ -190,9 +192,14 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
         let kill = CancellationToken::new();
         spawn_signal_handler(shutdown.clone(), kill.clone());
         if f.seed {
-            seed_once(&built.store, &cfg).await?;
+            seed_once(&built.store, &cfg.config).await?;
             if mode == RunMode::Daemon {
-                spawn_reseeder(built.store.clone(), cfg.clone(), shutdown.clone());
+                spawn_reseeder(
+                    built.store.clone(),
+                    cfg.config.clone(),
+                    cfg.seed_interval,
+                    shutdown.clone(),
+                );
             }
         }
         // Progress bars for one-shot runs on a terminal (not for the daemon).
@@ -201,13 +208,13 @@ fn run_inner(config: Option<PathBuf>, f: RunFlags) -> anyhow::Result<RunSummary>
             scheduler.observer = Some(observer.clone());
         }
         let ops_stop = CancellationToken::new();
-        if let Some(addr) = &cfg.ops.listen {
+        if let Some(addr) = cfg.ops.listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (ops.listen)"))?;
             let state = paper_runner::ops::http::OpsState {
                 store: built.store.clone(),
-                config: std::sync::Arc::new(cfg.clone()),
+                config: std::sync::Arc::new(cfg.config.clone()),
                 stats: Some(scheduler.stats.clone()),
                 metrics: super::metrics(),
             };
@@ -246,8 +253,12 @@ async fn seed_once(store: &paper_runner::store::Store, cfg: &Config) -> anyhow::
 
 /// Re-seed every `seed.interval_secs` until shutdown; failures are logged
 /// (the crawler DB may be briefly locked or replaced) and retried next time.
-fn spawn_reseeder(store: paper_runner::store::Store, cfg: Config, shutdown: CancellationToken) {
-    let every = std::time::Duration::from_secs(cfg.seed.interval_secs.max(1));
+fn spawn_reseeder(
+    store: paper_runner::store::Store,
+    cfg: Config,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -29,6 +29,11 @@ fn out_of_range<T: PartialOrd + fmt::Display>(
     })
 }
 
+/// The shortest idle poll the daemon uses: `poll_interval_secs` validates
+/// down to 0.01 s, but polling the store faster than every 50 ms only
+/// burns CPU, so smaller values poll at this pace (as they always have).
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 impl Config {
     /// Checks every value that the types alone do not constrain and reports
     /// all problems at once: [`resolve`](Self::resolve) without keeping the
@@ -194,7 +199,7 @@ impl Config {
                 lease_ttl: secs(s.lease_ttl_secs),
                 retry_base: secs(s.retry_base_secs),
                 retry_max: secs(s.retry_max_secs),
-                poll_interval: fsecs(s.poll_interval_secs),
+                poll_interval: fsecs(s.poll_interval_secs).max(MIN_POLL_INTERVAL),
                 claim_backlog,
                 park_after: fsecs(s.park_after_secs).max(claim_backlog),
                 drain_timeout: secs(s.drain_timeout_secs),

@@ -46,6 +46,7 @@ pub struct SchedulerTimes {
     pub retry_base: Duration,
     /// Never below `retry_base` (validated).
     pub retry_max: Duration,
+    /// At least 50 ms, whatever smaller value validated.
     pub poll_interval: Duration,
     pub claim_backlog: Duration,
     /// `park_after_secs`, never less than `claim_backlog`, so a phase the

@@ -537,3 +537,184 @@ fn line_column_counts_characters() {
     assert_eq!(line_column(text, offset), (3, 4));
     assert_eq!(line_column(text, 0), (1, 1));
 }
+
+/// The resolved settings carry every value typed, equal to what the file
+/// model says, with the derived floors applied.
+#[test]
+fn resolve_types_every_setting() {
+    use std::time::Duration;
+    let text = "[scheduler]\nlease_ttl_secs = 90\nretry_base_secs = 7\nretry_max_secs = 70\n\
+                poll_interval_secs = 0.25\nclaim_backlog_secs = 3\npark_after_secs = 1\n\
+                drain_timeout_secs = 12\nphase_timeout_secs = 600\n\
+                prep_burst_cron = \"0 0 23 * * *\"\nprep_burst_minutes = 30\n\
+                [budget]\nday_start_utc = \"7:00\"\nclasses = { judge = \"expensive\" }\n\
+                [breaker]\nwindow_secs = 9\nopen_base_secs = 10\nopen_max_secs = 20\n\
+                [seed]\ninterval_secs = 120\n\
+                [ops]\nlisten = \"127.0.0.1:9464\"\nlog_format = \"json\"\nheader_timeout_secs = 4\n";
+    let s = load_file(text).unwrap().config.resolve().unwrap();
+    let t = &s.scheduler;
+    assert_eq!(t.lease_ttl, Duration::from_secs(90));
+    assert_eq!(
+        (t.retry_base, t.retry_max),
+        (Duration::from_secs(7), Duration::from_secs(70))
+    );
+    assert_eq!(t.poll_interval, Duration::from_millis(250));
+    assert_eq!(t.claim_backlog, Duration::from_secs(3));
+    assert_eq!(
+        t.park_after,
+        Duration::from_secs(3),
+        "never below claim_backlog"
+    );
+    assert_eq!(t.drain_timeout, Duration::from_secs(12));
+    assert_eq!(t.phase_timeout, Duration::from_secs(600));
+    let burst = t.prep_burst.as_ref().unwrap();
+    assert_eq!(burst.window, Duration::from_secs(30 * 60));
+    assert_eq!(burst.expr, "0 0 23 * * *");
+    assert_eq!(
+        s.budget.day_start,
+        chrono::NaiveTime::from_hms_opt(7, 0, 0).unwrap(),
+        "\"7:00\" is 07:00"
+    );
+    assert_eq!(s.budget.class_of("judge"), ModelClass::Expensive);
+    assert_eq!(s.budget.class_of("small"), ModelClass::Cheap);
+    assert_eq!(s.budget.class_of("big-expensive"), ModelClass::Expensive);
+    assert_eq!(s.breaker.window, Duration::from_secs(9));
+    assert_eq!(s.breaker.open_max, Duration::from_secs(20));
+    assert_eq!(s.seed_interval, Duration::from_secs(120));
+    assert_eq!(s.ops.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(s.ops.log_format, LogFormat::Json);
+    assert_eq!(s.ops.header_timeout, Duration::from_secs(4));
+    assert_eq!(s.ops.max_connections, 64);
+
+    // The tiniest poll interval that validates polls every 50 ms.
+    let mut c = Config::default();
+    c.scheduler.poll_interval_secs = 0.01;
+    assert_eq!(
+        c.resolve().unwrap().scheduler.poll_interval,
+        Duration::from_millis(50)
+    );
+    // The typed park threshold equals the file model's derived one.
+    let d = Config::default();
+    let r = d.resolve().unwrap();
+    assert_eq!(r.scheduler.claim_backlog, d.scheduler.claim_backlog());
+    assert_eq!(r.scheduler.park_after, d.scheduler.park_after());
+    assert_eq!(r.budget.day_start, chrono::NaiveTime::MIN);
+    assert_eq!(r.ops.log_format, LogFormat::Human);
+    assert!(r.scheduler.prep_burst.is_none() && r.ops.listen.is_none());
+}
+
+/// Every setting's bad value is refused at resolution, once, naming its
+/// key; nothing else is reported alongside it.
+#[test]
+fn every_bad_value_is_refused_once_naming_its_key() {
+    type Edit = fn(&mut Config);
+    let cases: &[(&str, Edit)] = &[
+        ("prompt_token_budget", |c| c.prompt_token_budget = 0),
+        ("pdf_base_url", |c| c.pdf_base_url = "ftp://x".into()),
+        ("arxiv_api_url", |c| c.arxiv_api_url = "x".into()),
+        ("scheduler.workers", |c| c.scheduler.workers = 0),
+        ("scheduler.phase_caps.wrap", |c| {
+            c.scheduler.phase_caps.insert(Phase::Wrap, 5000);
+        }),
+        ("scheduler.phase_order", |c| {
+            c.scheduler.phase_order = vec![Phase::Wrap, Phase::Wrap]
+        }),
+        ("scheduler.prepped_low_watermark", |c| {
+            c.scheduler.prepped_low_watermark = Some(usize::MAX)
+        }),
+        ("scheduler.lease_ttl_secs", |c| {
+            c.scheduler.lease_ttl_secs = 4
+        }),
+        ("scheduler.max_attempts", |c| c.scheduler.max_attempts = 101),
+        // (`retry_base_secs` out of range is always above `retry_max_secs`
+        // too, so it cannot be alone: see out_of_range_values_name_key_value_and_range.)
+        ("scheduler.retry_max_secs", |c| {
+            c.scheduler.retry_max_secs = 1
+        }),
+        ("scheduler.poll_interval_secs", |c| {
+            c.scheduler.poll_interval_secs = f64::NAN
+        }),
+        ("scheduler.claim_backlog_secs", |c| {
+            c.scheduler.claim_backlog_secs = -0.5
+        }),
+        ("scheduler.drain_timeout_secs", |c| {
+            c.scheduler.drain_timeout_secs = 86_401
+        }),
+        ("scheduler.prep_burst_cron", |c| {
+            c.scheduler.prep_burst_cron = Some("every night".into())
+        }),
+        ("scheduler.prep_burst_minutes", |c| {
+            c.scheduler.prep_burst_minutes = 0
+        }),
+        ("scheduler.phase_timeout_secs", |c| {
+            c.scheduler.phase_timeout_secs = 0
+        }),
+        ("scheduler.park_after_secs", |c| {
+            c.scheduler.park_after_secs = f64::INFINITY
+        }),
+        ("budget.daily", |c| c.budget.daily = Some(u64::MAX)),
+        ("budget.cheap", |c| c.budget.cheap = Some(u64::MAX)),
+        ("budget.expensive", |c| c.budget.expensive = Some(u64::MAX)),
+        ("budget.day_start_utc", |c| {
+            c.budget.day_start_utc = "7".into()
+        }),
+        ("budget.classes.judge", |c| {
+            c.budget.classes.insert("judge".into(), "Cheap".into());
+        }),
+        ("breaker.rate_limit_threshold", |c| {
+            c.breaker.rate_limit_threshold = 0
+        }),
+        ("breaker.error_threshold", |c| c.breaker.error_threshold = 0),
+        ("breaker.window_secs", |c| c.breaker.window_secs = 0),
+        ("breaker.open_base_secs", |c| c.breaker.open_base_secs = 0),
+        ("breaker.open_max_secs", |c| c.breaker.open_max_secs = 5),
+        ("seed.limit", |c| c.seed.limit = Some(usize::MAX)),
+        ("seed.interval_secs", |c| c.seed.interval_secs = 0),
+        ("ops.listen", |c| {
+            c.ops.listen = Some("localhost:9464".into())
+        }),
+        ("ops.token_env", |c| {
+            c.ops.listen = Some("0.0.0.0:9464".into())
+        }),
+        ("ops.log_format", |c| c.ops.log_format = "JSON".into()),
+        ("ops.max_connections", |c| c.ops.max_connections = 0),
+        ("ops.header_timeout_secs", |c| c.ops.header_timeout_secs = 0),
+        ("ops.idle_timeout_secs", |c| c.ops.idle_timeout_secs = 3601),
+        ("ops.request_timeout_secs", |c| {
+            c.ops.request_timeout_secs = 0
+        }),
+    ];
+    for (key, edit) in cases {
+        let mut c = Config::default();
+        edit(&mut c);
+        match c.resolve() {
+            Err(ConfigError::Invalid { problems }) => {
+                let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+                assert_eq!(keys, [*key], "{problems:?}");
+                assert!(!problems[0].message.contains('\n'), "{}", problems[0]);
+            }
+            other => panic!("{key}: expected one problem, got {other:?}"),
+        }
+    }
+}
+
+/// A bad day start read from a file is refused when the file is resolved,
+/// naming the key; "7:00" resolves to the same time as "07:00".
+#[test]
+fn day_start_from_a_file_is_checked_at_resolution() {
+    let seven = |v: &str| {
+        load_file(&format!("[budget]\nday_start_utc = \"{v}\"\n"))
+            .unwrap()
+            .config
+            .resolve()
+    };
+    assert_eq!(
+        seven("7:00").unwrap().budget.day_start,
+        seven("07:00").unwrap().budget.day_start
+    );
+    let err = seven("7h").unwrap_err().to_string();
+    assert!(
+        err.contains("budget.day_start_utc: \"7h\" is not a time HH:MM or H:MM"),
+        "{err}"
+    );
+}
