@@ -247,7 +247,7 @@ fn runner_start_sweeps_stale_download_temp_files() {
     for p in stale.iter().chain(keep.iter()) {
         std::fs::write(p, PDF).unwrap();
     }
-    let built = build(&cfg, &options()).unwrap();
+    let built = build(&cfg.resolve().unwrap(), &options()).unwrap();
     drop(built);
     for p in &stale {
         assert!(!p.exists(), "{} was swept", p.display());
@@ -341,13 +341,13 @@ fn invalid_profiles_are_refused_by_check_and_at_start() {
     let profiles = cfg.machines_dir.join("profiles.yml");
     let text = std::fs::read_to_string(&profiles).unwrap();
     assert!(
-        build(&cfg, &options()).is_ok(),
+        build(&cfg.resolve().unwrap(), &options()).is_ok(),
         "the shipped profiles are valid"
     );
     let bad = text.replacen("timeout:", "max_response_bytes: 0\n      timeout:", 1);
     assert_ne!(bad, text, "the shipped profiles set a timeout");
     std::fs::write(&profiles, &bad).unwrap();
-    match build(&cfg, &options()) {
+    match build(&cfg.resolve().unwrap(), &options()) {
         Err(BuildError::Machine { problems, .. }) => {
             assert!(
                 problems.contains("profiles.yml") && problems.contains("max_response_bytes"),

@@ -313,7 +313,9 @@ impl Action for Boom {
 async fn a_panicking_phase_is_failed_as_internal_and_its_claim_given_back() {
     let site = Site::new("", "[scheduler]\nworkers = 2\nretry_base_secs = 3600\n").await;
     site.add_papers(0, 2);
-    let mut scheduler = in_process(&site, |c| c.scheduler.lease_ttl_secs = 3600);
+    let mut scheduler = in_process(&site, |s| {
+        s.scheduler.lease_ttl = std::time::Duration::from_secs(3600)
+    });
     let env = &scheduler.env;
     let mut actions = env.actions.clone();
     actions.register("acquire_pdf", Arc::new(Boom));
@@ -354,7 +356,7 @@ async fn a_panicking_phase_is_failed_as_internal_and_its_claim_given_back() {
 /// Build the scheduler in-process for `site` (paths pinned to the site).
 fn in_process(
     site: &Site,
-    tweak: impl FnOnce(&mut paper_runner::runner::Config),
+    tweak: impl FnOnce(&mut paper_runner::runner::config::Settings),
 ) -> paper_runner::runner::scheduler::Scheduler {
     let mut cfg = paper_runner::runner::config::load(Some(&site.path().join("config.toml")))
         .unwrap()
@@ -363,9 +365,10 @@ fn in_process(
     cfg.machines_dir = site.path().join("machines");
     cfg.pdf_dir = site.path().join("pdfs");
     cfg.reports_dir = site.path().join("reports");
-    tweak(&mut cfg);
+    let mut settings = cfg.resolve().unwrap();
+    tweak(&mut settings);
     build(
-        &cfg,
+        &settings,
         &RunOptions {
             mode: RunMode::SinglePass,
             prep_only: false,
@@ -387,9 +390,11 @@ async fn a_stopped_drive_leaves_no_lease_renewer_running() {
     );
     std::fs::write(&prep, text).unwrap();
     site.add_papers(0, 1);
-    let scheduler = in_process(&site, |c| {
-        c.scheduler.phase_timeout_secs = 1;
-        c.scheduler.lease_ttl_secs = 1;
+    // A 1 s lease is below what a config may set (5 s): set on the
+    // resolved settings, to make the renewer's cadence fast.
+    let scheduler = in_process(&site, |s| {
+        s.scheduler.phase_timeout = std::time::Duration::from_secs(1);
+        s.scheduler.lease_ttl = std::time::Duration::from_secs(1);
     });
     let summary = scheduler
         .run(CancellationToken::new(), CancellationToken::new())
@@ -478,7 +483,7 @@ impl Action for Hang {
 async fn a_cancelled_phase_leaves_its_machine_lease_released_for_three_ttls() {
     let site = Site::new("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
     site.add_papers(0, 1);
-    let mut scheduler = in_process(&site, |c| c.scheduler.lease_ttl_secs = 30);
+    let mut scheduler = in_process(&site, |c| c.scheduler.lease_ttl = std::time::Duration::from_secs(30));
     let entered = Arc::new(tokio::sync::Notify::new());
     let env = &scheduler.env;
     let mut actions = env.actions.clone();

@@ -615,8 +615,11 @@ async fn measured(
     for d in [&cfg.pdf_dir, &cfg.reports_dir] {
         std::fs::create_dir_all(d).map_err(io(format!("cannot create {}", d.display())))?;
     }
+    let settings = cfg
+        .resolve()
+        .map_err(|e| BenchError::Invalid(e.to_string()))?;
     let built = build(
-        cfg,
+        &settings,
         &RunOptions {
             mode: RunMode::SinglePass,
             prep_only: false,

@@ -105,8 +105,9 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<CliResult> {
             manifest.papers.len(),
             mock.base_url()
         );
+        let settings = cfg.resolve().context("the demo configuration is invalid")?;
         let built = build(
-            &cfg,
+            &settings,
             &RunOptions {
                 mode: RunMode::SinglePass,
                 prep_only: false,

@@ -98,12 +98,17 @@ pub enum LogFormat {
 
 impl LogFormat {
     /// The flag, else the config file's `ops.log_format`, else human.
+    /// Logging starts before the configuration is resolved, so this reads
+    /// the value through the config's own parser of `ops.log_format`; a
+    /// bad value logs as human here and is then refused, naming the key,
+    /// when the command resolves its settings.
     pub fn choose(flag: Option<LogFormat>, config: Option<&std::path::Path>) -> LogFormat {
+        use paper_runner::runner::config::LogFormat as Configured;
         if let Some(f) = flag {
             return f;
         }
-        match config_file(config).map(|c| c.ops.log_format) {
-            Ok(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+        match config_file(config).map(|c| c.ops.log_format.parse::<Configured>()) {
+            Ok(Ok(Configured::Json)) => LogFormat::Json,
             _ => LogFormat::Human,
         }
     }

@@ -5,8 +5,10 @@ use super::exit::{CliError, CliResult, Code};
 use anyhow::Context as _;
 use clap::Args;
 use paper_runner::runner::build::{build, BuildError, RunOptions};
+use paper_runner::runner::config::Settings;
 use paper_runner::runner::scheduler::{RunMode, RunSummary};
-use paper_runner::runner::{Config, Notifier};
+use paper_runner::runner::Config;
+use paper_runner::runner::Notifier;
 use std::path::PathBuf;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -64,8 +66,9 @@ pub struct RunFlags {
     pub listen: Option<String>,
 }
 
-/// Load the configuration (file, environment) and apply flags.
-pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::Result<Config> {
+/// Load the configuration (file, environment), apply flags, and resolve it
+/// into typed settings: the one parse of every setting, at start-up.
+pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::Result<Settings> {
     let mut cfg = super::config_file(explicit)?;
     if let Some(v) = &f.db {
         cfg.db = v.clone();
@@ -103,8 +106,7 @@ pub fn load_config(explicit: Option<&std::path::Path>, f: &RunFlags) -> anyhow::
     if let Some(v) = &f.listen {
         cfg.ops.listen = Some(v.clone());
     }
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(cfg.resolve()?)
 }
 
 /// How long a second signal lets the scheduler abort its tasks before the
@@ -169,12 +171,12 @@ fn fmt_counts(s: &RunSummary) -> String {
     parts.join(", ")
 }
 
-fn run_inner(cfg: Config, f: RunFlags) -> Result<RunSummary, CliError> {
+fn run_inner(cfg: Settings, f: RunFlags) -> Result<RunSummary, CliError> {
     match paper_runner::ops::raise_fd_limit() {
         Ok(b) => tracing::info!(
             limit = b.now,
             raised_from = b.was,
-            ops_connections = cfg.ops.listen.as_ref().map(|_| cfg.ops.max_connections),
+            ops_connections = cfg.ops.listen.map(|_| cfg.ops.max_connections),
             "file descriptor budget"
         ),
         Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
@@ -208,11 +210,12 @@ fn run_inner(cfg: Config, f: RunFlags) -> Result<RunSummary, CliError> {
         let mut services: JoinSet<()> = JoinSet::new();
         let services_stop = CancellationToken::new();
         if f.seed {
-            seed_once(&built.store, &cfg).await?;
+            seed_once(&built.store, &cfg.config).await?;
             if mode == RunMode::Daemon {
                 services.spawn(reseed(
                     built.store.clone(),
-                    cfg.clone(),
+                    cfg.config.clone(),
+                    cfg.seed_interval,
                     services_stop.clone(),
                 ));
             }
@@ -222,13 +225,13 @@ fn run_inner(cfg: Config, f: RunFlags) -> Result<RunSummary, CliError> {
         if let Some((observer, _)) = &progress {
             scheduler.observer = Some(observer.clone());
         }
-        if let Some(addr) = &cfg.ops.listen {
+        if let Some(addr) = cfg.ops.listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (ops.listen)"))?;
             let state = paper_runner::ops::http::OpsState {
                 store: built.store.clone(),
-                config: std::sync::Arc::new(cfg.clone()),
+                config: std::sync::Arc::new(cfg.config.clone()),
                 stats: Some(scheduler.stats.clone()),
                 metrics: super::metrics(),
             };
@@ -303,8 +306,12 @@ async fn seed_once(store: &paper_runner::store::Store, cfg: &Config) -> anyhow::
 
 /// Re-seed every `seed.interval_secs` until `stop`; failures are logged
 /// (the crawler DB may be briefly locked or replaced) and retried next time.
-async fn reseed(store: paper_runner::store::Store, cfg: Config, stop: CancellationToken) {
-    let every = std::time::Duration::from_secs(cfg.seed.interval_secs.max(1));
+async fn reseed(
+    store: paper_runner::store::Store,
+    cfg: Config,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -5,7 +5,7 @@
 
 use super::breaker::Breakers;
 use super::budget::{self, Budget};
-use super::config::Config;
+use super::config::{Config, Settings};
 use super::gates::{Burst, Gates, PhaseModel};
 use super::phase::Phase;
 use super::scheduler::{RunMode, RunnerStats, Scheduler, SchedulerSettings};
@@ -192,7 +192,11 @@ pub struct Built {
     pub machines: HashMap<Phase, PhaseMachine>,
 }
 
-pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
+/// Builds the runner from resolved settings ([`Config::resolve`]): every
+/// duration, the day start, the cron schedule and the model classes arrive
+/// typed and checked, so nothing here parses or clamps a setting.
+pub fn build(settings: &Settings, opts: &RunOptions) -> Result<Built, BuildError> {
+    let cfg = &settings.config;
     let store = open_store(cfg)?;
     let actions = pipeline_actions(cfg)?;
     sweep_downloads(&cfg.pdf_dir);
@@ -215,7 +219,8 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         );
     }
     let breakers = Breakers::new(Some(store.clone()), cfg.breaker.clone())?;
-    let budget = match (cfg.budget.daily, cfg.budget.cheap, cfg.budget.expensive) {
+    let b = &settings.budget;
+    let budget = match (b.daily, b.cheap, b.expensive) {
         (None, None, None) => None,
         _ => Some(Budget::new(cfg.budget.clone()).map_err(|e| BuildError::Setup(e.to_string()))?),
     };
@@ -223,19 +228,17 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
     let mut phase_calls = HashMap::new();
     for (phase, m) in &machines {
         phase_models.insert(*phase, bundle_phase_models(&m.bundle));
-        let calls = budget::worst_case_calls(&m.bundle, |p| cfg.budget.class_of(p).to_string());
+        let calls = budget::worst_case_calls(&m.bundle, |p| b.class_of(p).as_str().to_string());
         phase_calls.insert(*phase, calls);
     }
-    let burst = match &cfg.scheduler.prep_burst_cron {
-        Some(expr) => {
-            Some(Burst::parse(expr, cfg.scheduler.prep_burst_minutes).map_err(BuildError::Setup)?)
-        }
-        None => None,
-    };
+    let t = &settings.scheduler;
+    let burst = t.prep_burst.as_ref().map(|p| Burst {
+        schedule: p.schedule.clone(),
+        window: p.window,
+    });
     // Calls whose model is blocked longer than `park_after` park their
     // phase (the worker slot goes to prep) instead of waiting.
-    let claim_backlog = cfg.scheduler.claim_backlog();
-    let park_after = cfg.scheduler.park_after();
+    let (claim_backlog, park_after) = (t.claim_backlog, t.park_after);
     // Provider pauses that hold claims are persisted for other processes.
     let breakers = breakers.with_pause_threshold(claim_backlog);
     let http = HttpAgent::new(Some(Ledger::new(store.clone())))
@@ -259,27 +262,27 @@ pub fn build(cfg: &Config, opts: &RunOptions) -> Result<Built, BuildError> {
         agent,
         actions,
         owner: owner_id(),
-        lease_ttl: Duration::from_secs(s.lease_ttl_secs.max(1)),
+        lease_ttl: t.lease_ttl,
         retry: RetryPolicy {
-            max_attempts: s.max_attempts.max(1),
-            base: Duration::from_secs(s.retry_base_secs),
-            max: Duration::from_secs(s.retry_max_secs.max(s.retry_base_secs)),
+            max_attempts: s.max_attempts,
+            base: t.retry_base,
+            max: t.retry_max,
         },
         configs: Mutex::new(HashMap::new()),
         models: models.into_iter().collect(),
-        phase_timeout: Duration::from_secs(s.phase_timeout_secs.clamp(1, 7 * 86_400)),
+        phase_timeout: t.phase_timeout,
         trouble: Default::default(),
     });
     let settings = SchedulerSettings {
         mode: opts.mode,
         prep_only: opts.prep_only,
-        workers: s.workers.max(1),
+        workers: s.workers,
         phase_caps: s.phase_caps.iter().map(|(k, v)| (*k, *v)).collect(),
         phase_order: s.phase_order.clone(),
         prepped_low_watermark: s.prepped_low_watermark,
-        poll_interval: Duration::from_secs_f64(s.poll_interval_secs.clamp(0.05, 3600.0)),
-        drain_timeout: Duration::from_secs(s.drain_timeout_secs),
-        reap_interval: Duration::from_secs((s.lease_ttl_secs / 3).clamp(1, 60)),
+        poll_interval: t.poll_interval,
+        drain_timeout: t.drain_timeout,
+        reap_interval: Duration::from_secs((t.lease_ttl.as_secs() / 3).clamp(1, 60)),
     };
     let scheduler = Scheduler {
         env,

@@ -14,8 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-/// The reference's default retry backoffs, in seconds.
-pub const DEFAULT_BACKOFFS: [f64; 4] = [2.0, 8.0, 16.0, 35.0];
+/// The reference's default retry backoffs (2, 8, 16, 35 s).
+pub const DEFAULT_BACKOFFS: [Duration; 4] = [
+    Duration::from_secs(2),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(35),
+];
 pub const DEFAULT_JITTER: f64 = 0.1;
 pub const DEFAULT_SAMPLES: u32 = 3;
 
@@ -122,10 +127,10 @@ impl Run {
         base: AgentRequest,
         exec: &ExecutionDef,
     ) -> Result<AgentResult, ExecError> {
-        let backoffs = exec
-            .backoffs
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BACKOFFS.to_vec());
+        let backoffs: Vec<Duration> = match &exec.backoffs {
+            Some(b) => b.iter().map(|s| s.duration()).collect(),
+            None => DEFAULT_BACKOFFS.to_vec(),
+        };
         let jitter = exec.jitter.unwrap_or(DEFAULT_JITTER).clamp(0.0, 1.0);
         let mut attempt = 1u32;
         loop {
@@ -226,21 +231,17 @@ impl Run {
 
 /// `max(backoff ± jitter, retry_after)`, at most
 /// [`MAX_DURATION_SECS`](crate::spec::limits::MAX_DURATION_SECS). Never
-/// panics: `backoff` may come from an old stored bundle and `retry_after`
-/// from a provider header (`1e20` once aborted the task here).
-pub fn retry_delay(backoff: f64, jitter: f64, retry_after: Option<f64>) -> Duration {
+/// panics: `backoff` was converted (and capped) when its file was read, and
+/// `retry_after` comes from a provider header (`1e20` once aborted the task
+/// here).
+pub fn retry_delay(backoff: Duration, jitter: f64, retry_after: Option<f64>) -> Duration {
     let jitter = if jitter.is_finite() {
         jitter.clamp(0.0, 1.0)
     } else {
         0.0
     };
     let max = crate::spec::limits::MAX_DURATION_SECS;
-    // NaN → 0, ±inf → 0/max, so the jitter arithmetic stays finite.
-    let backoff = if backoff.is_nan() {
-        0.0
-    } else {
-        backoff.clamp(0.0, max)
-    };
+    let backoff = backoff.as_secs_f64().min(max);
     let spread = backoff * jitter * (fastrand::f64() * 2.0 - 1.0);
     let mut secs = backoff + spread;
     if let Some(ra) = retry_after.filter(|r| !r.is_nan()) {
@@ -256,25 +257,29 @@ mod tests {
     #[test]
     fn delay_respects_jitter_and_retry_after() {
         for _ in 0..100 {
-            let d = retry_delay(10.0, 0.1, None).as_secs_f64();
+            let d = retry_delay(Duration::from_secs(10), 0.1, None).as_secs_f64();
             assert!((9.0..=11.0).contains(&d), "{d}");
         }
-        assert_eq!(retry_delay(2.0, 0.0, Some(30.0)).as_secs_f64(), 30.0);
-        assert_eq!(retry_delay(2.0, 0.0, None).as_secs_f64(), 2.0);
+        let two = Duration::from_secs(2);
+        assert_eq!(retry_delay(two, 0.0, Some(30.0)).as_secs_f64(), 30.0);
+        assert_eq!(retry_delay(two, 0.0, None).as_secs_f64(), 2.0);
     }
 
     #[test]
     fn hostile_numbers_do_not_panic() {
         let cap = Duration::from_secs(86_400);
-        assert_eq!(retry_delay(2.0, 0.1, Some(1e20)), cap);
-        assert_eq!(retry_delay(2.0, 0.1, Some(f64::INFINITY)), cap);
-        let d = retry_delay(1e300, 0.5, None);
+        let two = Duration::from_secs(2);
+        assert_eq!(retry_delay(two, 0.1, Some(1e20)), cap);
+        assert_eq!(retry_delay(two, 0.1, Some(f64::INFINITY)), cap);
+        let d = retry_delay(Duration::MAX, 0.5, None);
         assert!(d <= cap && d >= cap / 2, "{d:?}");
         assert_eq!(
-            retry_delay(f64::NAN, f64::NAN, Some(f64::NAN)),
+            retry_delay(Duration::ZERO, f64::NAN, Some(f64::NAN)),
             Duration::ZERO
         );
-        assert_eq!(retry_delay(-5.0, 0.0, Some(-1.0)), Duration::ZERO);
-        assert!(retry_delay(f64::INFINITY, 1.0, None) <= cap);
+        assert_eq!(retry_delay(Duration::ZERO, 0.0, Some(-1.0)), Duration::ZERO);
+        // A hostile backoff from an old stored bundle is capped when read.
+        let stored = crate::spec::limits::Seconds::new(f64::INFINITY).duration();
+        assert!(retry_delay(stored, 1.0, None) <= cap);
     }
 }

@@ -62,7 +62,13 @@ impl Run {
             return f.result.map_err(|e| child_failed(&spec.label, &e));
         }
         let results = if any {
-            self.run_any(name, specs, state.timeout, &lineage).await?
+            self.run_any(
+                name,
+                specs,
+                state.timeout.and_then(|t| t.positive()),
+                &lineage,
+            )
+            .await?
         } else {
             self.run_settled(name, specs, &lineage).await?
         };
@@ -314,7 +320,7 @@ impl Run {
         &mut self,
         state: &str,
         specs: Vec<ChildSpec>,
-        timeout: Option<f64>,
+        timeout: Option<std::time::Duration>,
         lineage: &Lineage,
     ) -> Result<Vec<(String, Result<Value, ExecError>)>, ExecError> {
         let total = specs.len();
@@ -347,7 +353,7 @@ impl Run {
                 errors.iter().map(|(_, e)| e),
             ))
         };
-        let winner = match timeout.and_then(crate::spec::limits::duration_from_secs) {
+        let winner = match timeout {
             Some(d) => tokio::time::timeout(d, wait).await.map_err(|_| {
                 ExecError::new(
                     ErrorKind::Timeout,

@@ -146,8 +146,7 @@ impl Action for Shell {
         let timeout = args
             .state
             .timeout
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .and_then(|t| t.positive())
             .map(|t| t.min(MAX_SHELL_TIMEOUT))
             .unwrap_or(DEFAULT_SHELL_TIMEOUT);
         let stdin = serde_json::to_vec(&Value::Object(ctx.clone()))
@@ -576,7 +575,7 @@ mod tests {
         StateDef {
             action: Some("shell".into()),
             command: Some(command),
-            timeout,
+            timeout: timeout.map(crate::spec::limits::Seconds::new),
             ..StateDef::default()
         }
     }

@@ -65,6 +65,68 @@ pub fn check_secs(what: &str, secs: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// A number of seconds from a machine file (state `timeout`,
+/// `execution.backoffs`), converted to a `Duration` once, when the file is
+/// deserialised, so the engine never converts a float at run time.
+///
+/// It keeps the number as written too: it serialises back to exactly that
+/// number (stored bundles and their config hashes stay as they were), and
+/// the validator reports an out-of-range value as written, naming file and
+/// state. The conversion itself cannot panic: NaN and negatives become
+/// zero, anything above [`MAX_DURATION_SECS`] is capped there; a checked
+/// bundle never holds such a value, but one stored by an older version may.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds {
+    raw: f64,
+    duration: Duration,
+}
+
+impl Seconds {
+    pub fn new(raw: f64) -> Seconds {
+        let duration = if raw.is_nan() || raw <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::try_from_secs_f64(raw.min(MAX_DURATION_SECS)).unwrap_or(Duration::ZERO)
+        };
+        Seconds { raw, duration }
+    }
+
+    /// The number as written in the file.
+    pub fn secs(self) -> f64 {
+        self.raw
+    }
+
+    /// The converted value (zero for NaN or a negative; capped at 24 h).
+    pub fn duration(self) -> Duration {
+        self.duration
+    }
+
+    /// The duration when the file asked for more than zero seconds: a
+    /// timeout of 0 (or NaN, or negative) means "no timeout given", as
+    /// [`duration_from_secs`] has it.
+    pub fn positive(self) -> Option<Duration> {
+        (self.raw > 0.0).then_some(self.duration)
+    }
+}
+
+impl From<f64> for Seconds {
+    fn from(raw: f64) -> Seconds {
+        Seconds::new(raw)
+    }
+}
+
+impl serde::Serialize for Seconds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.raw)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+        f64::deserialize(d).map(Seconds::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +157,27 @@ mod tests {
         assert_eq!(duration_from_secs(2.5), Some(Duration::from_millis(2500)));
         assert_eq!(duration_from_secs(-3.0), None);
         assert_eq!(duration_from_secs(f64::NAN), None);
+    }
+
+    #[test]
+    fn seconds_convert_once_and_keep_the_number() {
+        let s = Seconds::new(2.5);
+        assert_eq!((s.secs(), s.duration()), (2.5, Duration::from_millis(2500)));
+        assert_eq!(s.positive(), Some(Duration::from_millis(2500)));
+        assert_eq!(Seconds::new(0.0).positive(), None);
+        assert_eq!(Seconds::new(0.0).duration(), Duration::ZERO);
+        for bad in [f64::NAN, -1.0, f64::NEG_INFINITY] {
+            assert_eq!(Seconds::new(bad).duration(), Duration::ZERO, "{bad}");
+            assert_eq!(Seconds::new(bad).positive(), None, "{bad}");
+        }
+        for big in [1e20, f64::INFINITY, f64::MAX] {
+            assert_eq!(Seconds::new(big).duration(), Duration::from_secs(86_400));
+        }
+        // Serialises to the number as written (config hashes stay put).
+        let json = serde_json::to_string(&Seconds::new(0.1)).unwrap();
+        assert_eq!(json, "0.1");
+        let back: Seconds = serde_json::from_str("30").unwrap();
+        assert_eq!(back.duration(), Duration::from_secs(30));
     }
 
     #[test]

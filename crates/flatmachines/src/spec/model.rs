@@ -80,8 +80,9 @@ pub struct StateDef {
     pub as_name: Option<String>,
     pub key: Option<String>,
     pub mode: Option<String>,
-    /// Seconds: bounds `mode: any` and `shell` actions.
-    pub timeout: Option<f64>,
+    /// Seconds: bounds `mode: any` and `shell` actions (converted to a
+    /// `Duration` when the file is read).
+    pub timeout: Option<super::limits::Seconds>,
     /// When true, failed children of a settled fan-out become
     /// `{_error, _error_type}` entries instead of failing the state.
     pub allow_failures: bool,
@@ -194,7 +195,8 @@ pub enum Command {
 pub struct ExecutionDef {
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    pub backoffs: Option<Vec<f64>>,
+    /// Seconds before each retry (converted when the file is read).
+    pub backoffs: Option<Vec<super::limits::Seconds>>,
     pub jitter: Option<f64>,
     pub n_samples: Option<u32>,
     #[serde(flatten)]

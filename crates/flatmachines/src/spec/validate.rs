@@ -127,7 +127,7 @@ fn check_state(
         }
     }
     if let Some(t) = s.timeout {
-        if let Err(e) = check_secs("timeout", t) {
+        if let Err(e) = check_secs("timeout", t.secs()) {
             diags.error(file, st, e);
         }
     }
@@ -275,7 +275,8 @@ fn check_execution(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics
         // 0 is allowed here (retry at once); a timeout of 0 is not.
         if let Some(x) = b
             .iter()
-            .find(|x| !x.is_finite() || **x < 0.0 || **x > super::limits::MAX_DURATION_SECS)
+            .map(|x| x.secs())
+            .find(|x| !x.is_finite() || *x < 0.0 || *x > super::limits::MAX_DURATION_SECS)
         {
             diags.error(
                 file,
@@ -801,5 +802,78 @@ mod tests {
         assert_eq!(shell_script(&argv(&["python3", "-c", "s"])), None);
         assert_eq!(shell_script(&argv(&["sh", "-c"])), None);
         assert_eq!(shell_script(&Command::Line("s".into())), Some("s"));
+    }
+
+    /// Machine-file durations are checked when the file is loaded: an
+    /// out-of-range, negative or NaN `timeout` or backoff is a check error
+    /// naming the file and the state; a good one arrives as a `Duration`.
+    #[test]
+    fn file_durations_are_checked_at_load_naming_file_and_state() {
+        use crate::spec::{load, LoadOptions, Severity};
+        use std::time::Duration;
+        let machine = |timeout: &str, backoff: &str| {
+            format!(
+                "spec: flatmachine\nspec_version: \"4.2.1\"\ndata:\n  agents:\n    a: {{spec: flatagent, spec_version: \"4.2.1\", data: {{model: {{provider: openai, name: m}}, prompt: {{user: hi}}}}}}\n  machines:\n    child: child.yml\n  states:\n    start: {{type: initial, transitions: [{{to: fan}}]}}\n    fan:\n      machine: [child]\n      mode: any\n      timeout: {timeout}\n      transitions: [{{to: ask}}]\n    ask:\n      agent: a\n      execution: {{type: retry, backoffs: [{backoff}]}}\n      transitions: [{{to: done}}]\n    done: {{type: final}}\n"
+            )
+        };
+        let child = "spec: flatmachine\nspec_version: \"4.2.1\"\ndata:\n  states:\n    start: {type: initial, transitions: [{to: done}]}\n    done: {type: final}\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("child.yml"), child).unwrap();
+        let path = dir.path().join("m.yml");
+        let errors = |timeout: &str, backoff: &str| -> (Vec<String>, Option<crate::spec::Bundle>) {
+            std::fs::write(&path, machine(timeout, backoff)).unwrap();
+            let loaded = load(&path, &LoadOptions::default());
+            let errs = loaded
+                .diagnostics
+                .items
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| d.to_string())
+                .collect();
+            (errs, loaded.bundle)
+        };
+        let (ok, bundle) = errors("2.5", "0, 1.5");
+        assert!(ok.is_empty(), "{ok:?}");
+        let bundle = bundle.unwrap();
+        let root = bundle.root();
+        let fan = &root.states["fan"];
+        assert_eq!(
+            fan.timeout.and_then(|t| t.positive()),
+            Some(Duration::from_millis(2500))
+        );
+        let backoffs: Vec<Duration> = root.states["ask"]
+            .execution
+            .as_ref()
+            .unwrap()
+            .backoffs
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|b| b.duration())
+            .collect();
+        assert_eq!(backoffs, [Duration::ZERO, Duration::from_millis(1500)]);
+
+        // (YAML `.nan` / `.inf` read as null — no value — before the model
+        // sees them; a NaN `Seconds` is covered in `limits`.)
+        for bad in ["-1", "-0.5", "1e20", "0", "86400.5"] {
+            let (errs, _) = errors(bad, "1");
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(
+                errs[0].contains("m.yml")
+                    && errs[0].contains("state 'fan'")
+                    && errs[0].contains("timeout must be"),
+                "{bad}: {errs:?}"
+            );
+        }
+        for bad in ["-1", "-0.001", "1e20", "86401"] {
+            let (errs, _) = errors("5", bad);
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(
+                errs[0].contains("m.yml")
+                    && errs[0].contains("state 'ask'")
+                    && errs[0].contains("execution.backoffs must be"),
+                "{bad}: {errs:?}"
+            );
+        }
     }
 }
