@@ -20,8 +20,10 @@ use super::{Condition, ConditionError};
 pub struct CachedCondition {
     source: String,
     /// Errors are cached too: a condition that does not parse fails the same
-    /// way every time, without re-tokenizing.
-    compiled: OnceLock<Result<Arc<Condition>, ConditionError>>,
+    /// way every time, without re-tokenizing. Behind an `Arc` so clones share
+    /// the cell even before it is filled: the engine works on cloned state
+    /// definitions, and each clone must not parse for itself.
+    compiled: Arc<OnceLock<Result<Condition, ConditionError>>>,
 }
 
 impl CachedCondition {
@@ -29,7 +31,7 @@ impl CachedCondition {
     pub fn new(source: impl Into<String>) -> CachedCondition {
         CachedCondition {
             source: source.into(),
-            compiled: OnceLock::new(),
+            compiled: Arc::new(OnceLock::new()),
         }
     }
 
@@ -47,10 +49,7 @@ impl CachedCondition {
     /// The parsed condition: parsed on the first call (normally by the
     /// validator at load time), returned from the cache afterwards.
     pub fn compiled(&self) -> Result<&Condition, ConditionError> {
-        match self
-            .compiled
-            .get_or_init(|| Condition::parse(&self.source).map(Arc::new))
-        {
+        match self.compiled.get_or_init(|| Condition::parse(&self.source)) {
             Ok(cond) => Ok(cond),
             Err(e) => Err(e.clone()),
         }
@@ -103,10 +102,11 @@ mod tests {
     fn parses_once_and_clones_share_the_parse() {
         let start = PARSES.with(|n| n.get());
         let cached = CachedCondition::new("context.n > 1");
+        // Cloned before the first parse, as the engine clones state defs.
+        let copy = cached.clone();
         assert!(!cached.is_compiled());
         let first: *const Condition = cached.compiled().unwrap();
-        assert!(cached.is_compiled());
-        let copy = cached.clone();
+        assert!(cached.is_compiled() && copy.is_compiled());
         let second: *const Condition = copy.compiled().unwrap();
         assert!(std::ptr::eq(first, second));
         let vars = Map::from_iter([("context".to_owned(), json!({"n": 2}))]);
