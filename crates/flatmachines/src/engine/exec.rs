@@ -10,7 +10,7 @@ use super::action::ActionRegistry;
 use super::agent::Agent;
 use super::checkpoint::{Checkpointer, Event, Snapshot, Totals};
 use super::error::{ErrorKind, ExecError};
-use crate::expr::{Condition, Templates, Vars};
+use crate::expr::{Templates, Vars};
 use crate::spec::model::OnError;
 use crate::spec::{AgentDef, Bundle, MachineDef, StateDef};
 use serde_json::{json, Map, Value};
@@ -460,10 +460,12 @@ impl Run {
         let vars =
             serde_json::Map::from_iter([("context".to_string(), Value::Object(self.ctx.clone()))]);
         for t in &state.transitions {
-            let Some(src) = t.condition.as_deref().filter(|c| !c.trim().is_empty()) else {
+            let Some(guard) = t.condition.as_ref().filter(|c| !c.is_blank()) else {
                 return Ok(Some(t.to.clone()));
             };
-            let cond = Condition::parse(src).map_err(|e| {
+            let src = guard.source();
+            // Parsed once per loaded bundle (normally by validation), not here.
+            let cond = guard.compiled().map_err(|e| {
                 ExecError::new(ErrorKind::TemplateError, format!("condition '{src}': {e}"))
             })?;
             let hit = cond.eval_bool(&vars).map_err(|e| {

@@ -7,6 +7,8 @@ pub mod agent;
 mod agent_call;
 pub mod checkpoint;
 mod children;
+#[cfg(test)]
+mod condition_cache_tests;
 pub mod error;
 mod exec;
 pub mod shell;

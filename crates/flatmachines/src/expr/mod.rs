@@ -6,5 +6,5 @@ pub mod condition;
 pub mod pyjson;
 pub mod template;
 
-pub use condition::{Condition, ConditionError};
+pub use condition::{CachedCondition, Condition, ConditionError};
 pub use template::{TemplateError, Templates, Vars};

@@ -178,8 +178,11 @@ impl OnError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
+    /// The guard as written; serialized as that string. It carries its own
+    /// parse (filled by validation at load, or on first use for a bundle
+    /// read back from the store), so running a transition never re-parses.
     #[serde(default)]
-    pub condition: Option<String>,
+    pub condition: Option<crate::expr::CachedCondition>,
     pub to: String,
 }
 

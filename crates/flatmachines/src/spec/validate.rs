@@ -7,7 +7,7 @@
 use super::diag::Diagnostics;
 use super::limits::{check_secs, MAX_BACKOFFS, MAX_SAMPLES};
 use super::model::{MachineDef, OnError, StateDef, ERROR_KINDS};
-use crate::expr::{Condition, Templates};
+use crate::expr::{CachedCondition, Templates};
 use serde_json::Value;
 use std::collections::{HashSet, VecDeque};
 
@@ -139,8 +139,11 @@ fn check_state(
     check_unsupported(file, name, s, diags);
 }
 
-fn check_condition(file: &str, state: &str, src: &str, diags: &mut Diagnostics) {
-    match Condition::parse(src) {
+/// Parses through the condition's cache, so the engine later evaluates this
+/// very parse instead of parsing again on every transition.
+fn check_condition(file: &str, state: &str, cond: &CachedCondition, diags: &mut Diagnostics) {
+    let src = cond.source();
+    match cond.compiled() {
         Err(e) => diags.error(
             file,
             Some(state),
