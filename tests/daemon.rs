@@ -2,12 +2,12 @@
 //! file, against the mock provider over loopback. Two runners on one DB,
 //! kill -9 and restart, SIGTERM drain, reaping, `--resume-only`.
 
-use paper_runner::llm::mock::{MockScript, MockServer};
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use testkit::mock::{MockScript, MockServer};
 
 const PDFS: [&str; 4] = ["paper-a.pdf", "paper-b.pdf", "paper-c.pdf", "onecol.pdf"];
 

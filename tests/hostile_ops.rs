@@ -2,7 +2,6 @@
 //! connections, half-sent requests, and a daemon at its descriptor limit.
 //! Real `runner` processes and real sockets over loopback.
 
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::ops::http::{serve, OpsState};
 use paper_runner::ops::metrics::Metrics;
 use paper_runner::runner::Config;
@@ -14,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::mock::{MockScript, MockServer};
 use tokio_util::sync::CancellationToken;
 
 const PDFS: [&str; 2] = ["paper-a.pdf", "paper-b.pdf"];

@@ -7,7 +7,6 @@
 mod common;
 
 use paper_runner::engine::{Agent, AgentRequest, ErrorKind};
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::spec::model::{AgentDef, PromptDef};
 use paper_runner::store::Store;
@@ -16,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::mock::{MockScript, MockServer};
 
 /// A realistic key (OpenRouter shape), only in this binary's environment.
 const KEY: &str = "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";

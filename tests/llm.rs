@@ -5,13 +5,13 @@
 mod common;
 
 use paper_runner::engine::{Agent, AgentRequest, ErrorKind};
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::llm::HttpAgent;
 use paper_runner::spec::model::{AgentDef, FallbackProfile, PromptDef};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use testkit::mock::{MockScript, MockServer};
 
 fn model(base_url: &str, name: &str) -> Map<String, Value> {
     common::obj(

@@ -1,9 +1,9 @@
 //! The mock OpenAI-compatible provider, exercised over loopback HTTP the way
 //! the product's client and the demo use it.
 
-use paper_runner::llm::mock::{MockScript, MockServer, MockStats};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use testkit::mock::{MockScript, MockServer, MockStats};
 
 async fn start(yaml: &str) -> MockServer {
     let script = MockScript::parse(yaml).expect("script");

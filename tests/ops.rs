@@ -5,7 +5,6 @@
 
 mod common;
 
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::ops::http::{render_metrics, serve, OpsState};
 use paper_runner::ops::metrics::Metrics;
 use paper_runner::ops::status::status_report;
@@ -16,6 +15,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
+use testkit::mock::{MockScript, MockServer};
 use tokio_util::sync::CancellationToken;
 
 const PDFS: [&str; 3] = ["paper-a.pdf", "paper-b.pdf", "onecol.pdf"];

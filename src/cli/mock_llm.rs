@@ -1,10 +1,10 @@
 //! `runner mock-llm`: serve the mock OpenAI-compatible provider, so the demo
 //! and out-of-process tests can point the real client at a local URL.
 
-use paper_runner::llm::mock::{MockScript, MockServer};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use testkit::mock::{MockScript, MockServer};
 
 #[derive(clap::Args, Debug)]
 pub struct MockLlmArgs {

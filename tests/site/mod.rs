@@ -5,12 +5,12 @@
 //! scheduler and pause tests; each test uses a part of it.
 #![allow(dead_code)]
 
-use paper_runner::llm::mock::{MockScript, MockServer};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use testkit::mock::{MockScript, MockServer};
 
 pub const PDFS: [&str; 4] = ["paper-a.pdf", "paper-b.pdf", "paper-c.pdf", "onecol.pdf"];
 
