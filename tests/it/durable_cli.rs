@@ -1,6 +1,7 @@
 //! `machine run --db`, `machine resume`, leases between processes, `prune`.
 
-use std::path::{Path, PathBuf};
+use crate::support::fixture;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,12 +14,6 @@ fn bin() -> Command {
 
 fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("runner starts")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
 }
 
 fn s(p: &Path) -> &str {

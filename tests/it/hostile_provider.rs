@@ -4,8 +4,7 @@
 //! panic, hang, grow memory past the caps, leave a ledger row `reserved`, or
 //! put a byte of the key anywhere.
 
-mod common;
-
+use crate::support;
 use paper_runner::engine::{Agent, AgentRequest, ErrorKind};
 use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::spec::model::{AgentDef, PromptDef};
@@ -32,7 +31,7 @@ fn key_free(bytes: &[u8]) -> bool {
 }
 
 fn model(base_url: &str, name: &str, extra: Value) -> Map<String, Value> {
-    let mut m = common::obj(json!({
+    let mut m = support::obj(json!({
         "provider": "mock", "name": name, "base_url": base_url, "api_key_env": KEY_ENV,
         "timeout": 30
     }));

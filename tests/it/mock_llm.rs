@@ -433,6 +433,8 @@ fn bad_scripts_are_rejected_with_a_reason() {
     assert!(missing.unwrap_err().contains("/nonexistent/script.yaml"));
 }
 
+/// `runner mock-llm` itself: needs a runner built with the `tooling` feature.
+#[cfg(feature = "tooling")]
 mod cli {
     use super::*;
     use std::process::Stdio;
