@@ -1,6 +1,8 @@
 //! paper-runner: durable, resumable FlatMachines state machines for
 //! research-paper analysis pipelines. See ARCHITECTURE.md for the map.
 
+/// Benchmarks (`runner bench`): tooling, only with the `tooling` feature.
+#[cfg(feature = "tooling")]
 pub mod bench;
 pub mod durable;
 pub mod llm;

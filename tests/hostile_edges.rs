@@ -6,7 +6,8 @@
 //! scripts.
 //!
 //! The descriptor tests lower this process's `RLIMIT_NOFILE`, which every
-//! thread shares, so every test in this file runs under one lock.
+//! thread shares, so every test in this file runs under one lock, and
+//! the file is its own test binary (not a module of tests/it/).
 
 use paper_runner::engine::ErrorKind;
 use paper_runner::pipeline::acquire::{AcquireConfig, Acquirer};

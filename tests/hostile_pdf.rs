@@ -5,6 +5,11 @@
 //! Also the in-process repairs (a `/Parent` cycle, a capped inflate), and a
 //! property test over mutated real PDFs: no panic, no hang, ever.
 
+// Its own test binary: the memory tests measure this process's peak RSS,
+// which tests running alongside in a shared binary would raise.
+#[path = "it/support/mod.rs"]
+mod support;
+
 use paper_runner::engine::ErrorKind;
 use paper_runner::pipeline::pdf::{extract_bytes_limited, ExtractLimits, PdfError};
 use paper_runner::pipeline::pdf_child::{PdfConfig, PdfWorker};
@@ -203,9 +208,7 @@ fn worker(cfg: PdfConfig) -> PdfWorker {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/papers")
-        .join(name)
+    support::fixture("papers").join(name)
 }
 
 fn write_pdf(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

@@ -3,7 +3,7 @@
 //! `sd-notify` reads `NOTIFY_SOCKET` / `WATCHDOG_*` from the process
 //! environment on every call, so this test has to set them. It is the only
 //! test in this binary: no other thread reads or writes the environment
-//! while it runs.
+//! while it runs (so it is not a module of tests/it/).
 
 use paper_runner::runner::systemd::Notifier;
 use std::io::ErrorKind;

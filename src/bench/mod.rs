@@ -1,6 +1,10 @@
 //! Benchmarks run by `runner bench …`; numbers go to docs/benchmarks.md.
+//!
+//! Tooling, not product: compiled only with the `tooling` feature (on by
+//! default). Nothing in the product modules may import from here; the
+//! mock provider and the synthetic papers it drives come from the
+//! `testkit` crate.
 
 pub mod checkpoint;
 pub mod pipeline;
-pub mod synth;
 pub mod sys;

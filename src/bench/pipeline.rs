@@ -43,10 +43,8 @@
 //!   run PDF extraction or cleaning, and states that run child machines
 //!   (their children's states are counted instead), are excluded.
 
-use super::synth;
 use super::sys;
 use crate::engine::{Agent, AgentRequest, AgentResult, ExecError};
-use crate::llm::mock::MockStats;
 use crate::pipeline::clean;
 use crate::pipeline::pdf_child::{PdfConfig, PdfWorker};
 use crate::runner::build::{build, BuildError, RunOptions};
@@ -63,6 +61,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::mock::MockStats;
+use testkit::synth;
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 

@@ -8,7 +8,6 @@
 use super::exit::{CliResult, Code};
 use anyhow::{bail, Context as _};
 use clap::Args;
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::pipeline::audit::{audit, AuditOptions, GROUNDING_THRESHOLD};
 use paper_runner::runner::build::{build, RunOptions};
 use paper_runner::runner::embedded::{write_machines, EXAMPLE_MANIFEST, EXAMPLE_PDFS};
@@ -18,6 +17,7 @@ use paper_runner::store::{AddOutcome, NewPaper, PaperStatus};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use testkit::mock::{MockScript, MockServer};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug)]

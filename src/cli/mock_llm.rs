@@ -2,9 +2,9 @@
 //! and out-of-process tests can point the real client at a local URL.
 
 use super::exit::{CliResult, Code};
-use paper_runner::llm::mock::{MockScript, MockServer};
 use std::io::Write;
 use std::path::PathBuf;
+use testkit::mock::{MockScript, MockServer};
 
 #[derive(clap::Args, Debug)]
 pub struct MockLlmArgs {

@@ -2,12 +2,15 @@
 
 mod add;
 mod audit;
+#[cfg(feature = "tooling")]
 mod bench;
+#[cfg(feature = "tooling")]
 mod demo;
 mod durable;
 pub mod exit;
 mod extract;
 mod machine;
+#[cfg(feature = "tooling")]
 mod mock_llm;
 mod papers;
 pub mod progress;
@@ -15,6 +18,21 @@ mod prune;
 mod run;
 mod show;
 mod status;
+// Without the `tooling` feature the tooling commands parse but refuse.
+#[cfg(not(feature = "tooling"))]
+mod without_tooling;
+#[cfg(feature = "tooling")]
+use bench::BenchCmd;
+#[cfg(feature = "tooling")]
+use demo::DemoArgs;
+#[cfg(feature = "tooling")]
+use mock_llm::MockLlmArgs;
+#[cfg(not(feature = "tooling"))]
+use without_tooling::Ignored as BenchCmd;
+#[cfg(not(feature = "tooling"))]
+use without_tooling::Ignored as DemoArgs;
+#[cfg(not(feature = "tooling"))]
+use without_tooling::Ignored as MockLlmArgs;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use exit::{CliError, CliResult, Code};
@@ -57,7 +75,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the pipeline on the bundled sample papers with a built-in mock provider.
-    Demo(demo::DemoArgs),
+    Demo(DemoArgs),
     /// Queue papers by arXiv id.
     Add(add::AddArgs),
     /// Run, resume or check FlatMachine files.
@@ -70,10 +88,10 @@ pub enum Command {
     /// Extract and clean the text of one PDF (what the prompts will see).
     Extract(extract::ExtractArgs),
     /// Measure performance.
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    #[cfg_attr(feature = "tooling", command(subcommand))]
+    Bench(BenchCmd),
     /// Run a mock OpenAI-compatible provider (tests and demo)
-    MockLlm(mock_llm::MockLlmArgs),
+    MockLlm(MockLlmArgs),
     /// Show the queue: counts, in-flight work, budget, breakers, mode.
     Status(status::StatusArgs),
     /// Show one paper's timeline: phases, states, LLM calls, errors.
@@ -217,12 +235,21 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(cli.config, a),
         Command::Add(a) => add::run(cli.config, a),
+        #[cfg(feature = "tooling")]
         Command::Demo(a) => demo::run(a),
+        #[cfg(not(feature = "tooling"))]
+        Command::Demo(_) => without_tooling::refuse("demo"),
         Command::Audit(a) => audit::run(a),
         Command::Extract(a) => extract::run(cli.config, a),
         Command::ExtractPdfWorker(a) => extract::worker(a),
+        #[cfg(feature = "tooling")]
         Command::Bench(cmd) => bench::run(cmd),
+        #[cfg(feature = "tooling")]
         Command::MockLlm(a) => mock_llm::run(a),
+        #[cfg(not(feature = "tooling"))]
+        Command::Bench(_) => without_tooling::refuse("bench"),
+        #[cfg(not(feature = "tooling"))]
+        Command::MockLlm(_) => without_tooling::refuse("mock-llm"),
         Command::Status(a) => status::run(cli.config, a),
         Command::Show(a) => show::run(cli.config, a),
         Command::Retry(a) => papers::retry(cli.config, a),

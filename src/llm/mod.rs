@@ -1,12 +1,12 @@
-//! LLM layer: OpenAI-compatible client, error taxonomy, rate limiter,
-//! spend ledger, and a mock provider for tests and the demo.
+//! LLM layer: OpenAI-compatible client, error taxonomy, rate limiter and
+//! spend ledger. The mock provider for tests and the demo lives in the
+//! `testkit` crate (crates/testkit), outside the product library.
 
 pub mod client;
 pub mod errors;
 pub mod gate;
 pub mod ledger;
 pub mod limiter;
-pub mod mock;
 pub mod profile;
 
 pub use client::HttpAgent;

@@ -1,5 +1,4 @@
-//! Test support: a scripted agent and helpers to load and run machines.
-#![allow(dead_code)]
+//! A scripted agent and helpers to load and run machines in-process.
 
 use async_trait::async_trait;
 use paper_runner::engine::{

@@ -2,7 +2,7 @@
 //! connections, half-sent requests, and a daemon at its descriptor limit.
 //! Real `runner` processes and real sockets over loopback.
 
-use paper_runner::llm::mock::{MockScript, MockServer};
+use crate::support::Site;
 use paper_runner::ops::http::{serve, OpsState};
 use paper_runner::ops::metrics::Metrics;
 use paper_runner::runner::Config;
@@ -10,30 +10,12 @@ use paper_runner::store::{Store, StoreOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const PDFS: [&str; 2] = ["paper-a.pdf", "paper-b.pdf"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -139,72 +121,36 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// A [`Site`] whose daemon serves the ops endpoint on `port`.
 struct Daemon {
-    dir: tempfile::TempDir,
-    _mock: MockServer,
+    site: Site,
     port: u16,
 }
 
 impl Daemon {
     async fn site(max_connections: u32, header_timeout_secs: u64) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("machines"), &dir.path().join("machines"));
-        let mock = MockServer::start("127.0.0.1:0", MockScript::parse("").unwrap())
-            .await
-            .unwrap();
-        let profiles = format!(
-            "spec: flatprofile\nspec_version: \"4.2.1\"\ndata:\n  model_profiles:\n    cheap: {{provider: openai, name: mock/cheap, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n    expensive: {{provider: openai, name: mock/expensive, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n  default: cheap\n",
-            mock.base_url()
-        );
-        std::fs::write(dir.path().join("machines/profiles.yml"), profiles).unwrap();
         let port = free_port();
-        std::fs::write(
-            dir.path().join("config.toml"),
-            format!(
+        let site = Site::with_config(
+            "",
+            &format!(
                 "[ops]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = {max_connections}\nheader_timeout_secs = {header_timeout_secs}\nidle_timeout_secs = 60\n"
             ),
         )
-        .unwrap();
-        Daemon {
-            dir,
-            _mock: mock,
-            port,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
-        c.current_dir(self.dir.path())
-            .env("MOCK_KEY", "test-key-not-secret")
-            .env_remove("RUST_LOG")
-            .env_remove("RUNNER_CONFIG")
-            .args(args);
-        c
+        .await;
+        Daemon { site, port }
     }
 
     fn add_papers(&self, n: usize) {
-        for i in 0..n {
-            let pdf = repo()
-                .join("tests/fixtures/papers")
-                .join(PDFS[i % PDFS.len()]);
-            let id = format!("2501.{:05}", i + 1);
-            let out = self
-                .cmd(&["add", &id, "--offline", "--pdf", pdf.to_str().unwrap()])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.site.add_pdfs(&PDFS, 0, n);
     }
 
     /// The daemon with both descriptor limits lowered to `nofile` (so it
     /// cannot raise them back), stderr to a file.
     fn spawn(&self, nofile: u64) -> Child {
-        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
-        let mut c = self.cmd(&["--daemon", "--workers", "2", "--poll-interval", "0.1"]);
+        let log = std::fs::File::create(self.site.path().join("daemon.log")).unwrap();
+        let mut c = self
+            .site
+            .cmd(&["--daemon", "--workers", "2", "--poll-interval", "0.1"]);
         c.stdout(Stdio::null()).stderr(log);
         // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
         unsafe {
@@ -223,12 +169,11 @@ impl Daemon {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(self.site.path().join("daemon.log")).unwrap_or_default()
     }
 
     fn statuses(&self) -> Vec<String> {
-        let c = rusqlite::Connection::open(self.dir.path().join("data/runner.db")).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        let c = self.site.conn();
         let mut st = c
             .prepare("SELECT status FROM executions ORDER BY arxiv_id")
             .unwrap();

@@ -7,6 +7,7 @@
 //! was checkpointed, re-run at most the one state in flight, and leave a
 //! healthy database.
 
+use crate::support::{self, stderr};
 use paper_runner::store::{Store, StoreOptions};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{json, Value};
@@ -22,9 +23,7 @@ const CRASH_SIGNAL: i32 = paper_runner::store::CRASH_SIGNAL;
 const ID: &str = "chain-1";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/durable")
-        .join(name)
+    support::fixture("durable").join(name)
 }
 
 fn s(p: &Path) -> &str {
@@ -154,10 +153,6 @@ impl Trial {
             .integrity_check()
             .expect("integrity check runs")
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The single JSON object a successful run or resume prints.

@@ -1,5 +1,6 @@
 //! The `runner machine` command line: exit codes, stdout/stderr contract.
 
+use crate::support::repo;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,9 +13,7 @@ fn runner(args: &[&str]) -> Output {
 }
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/conformance")
-        .join(rel)
+    repo().join("tests/conformance").join(rel)
 }
 
 fn s(p: &Path) -> &str {

@@ -1,14 +1,13 @@
 //! Retry waits honour the provider's retry_after (tokio paused time).
 
-mod common;
-
-use common::ScriptedAgent;
+use crate::support;
+use crate::support::ScriptedAgent;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 
 fn machine() -> Arc<paper_runner::spec::Bundle> {
-    common::load(
+    support::load(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/conformance/cases/agent_retry/machine.yml"),
     )
@@ -21,7 +20,7 @@ async fn waits_max_of_backoff_and_retry_after() {
         {"error": {"kind": "server_error"}},
         {"output": {"answer": 1}}
     ]})));
-    let engine = common::engine(machine(), agent.clone());
+    let engine = support::engine(machine(), agent.clone());
     let start = tokio::time::Instant::now();
     let out = engine.run("r", Default::default()).await.unwrap();
     assert_eq!(out["answer"], 1);
@@ -35,7 +34,7 @@ async fn non_retryable_errors_do_not_wait() {
     let agent = Arc::new(ScriptedAgent::new(json!({"flaky": [
         {"error": {"kind": "payment_required", "retry_after": 30}}
     ]})));
-    let engine = common::engine(machine(), agent.clone());
+    let engine = support::engine(machine(), agent.clone());
     let start = tokio::time::Instant::now();
     let err = engine.run("r", Default::default()).await.unwrap_err();
     assert_eq!(err.kind.as_str(), "payment_required");

@@ -2,136 +2,12 @@
 //! file, against the mock provider over loopback. Two runners on one DB,
 //! kill -9 and restart, SIGTERM drain, reaping, `--resume-only`.
 
-use paper_runner::llm::mock::{MockScript, MockServer};
-use rusqlite::Connection;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use crate::support::*;
+use std::process::Command;
+use std::time::Duration;
 
-const PDFS: [&str; 4] = ["paper-a.pdf", "paper-b.pdf", "paper-c.pdf", "onecol.pdf"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-/// A runner directory: machines (profiles pointing at the mock), data/, reports/.
-struct Site {
-    dir: tempfile::TempDir,
-    mock: MockServer,
-}
-
+/// Checks only the daemon tests make.
 impl Site {
-    async fn new(script: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("machines"), &dir.path().join("machines"));
-        let script = MockScript::parse(script).unwrap();
-        let mock = MockServer::start("127.0.0.1:0", script).await.unwrap();
-        let profiles = format!(
-            "spec: flatprofile\nspec_version: \"4.2.1\"\ndata:\n  model_profiles:\n    cheap: {{provider: openai, name: mock/cheap, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n    expensive: {{provider: openai, name: mock/expensive, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n  default: cheap\n",
-            mock.base_url()
-        );
-        std::fs::write(dir.path().join("machines/profiles.yml"), profiles).unwrap();
-        Site { dir, mock }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("data/runner.db")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
-        c.current_dir(self.path())
-            .env("MOCK_KEY", "test-key-not-secret")
-            .env_remove("RUST_LOG")
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn add_papers(&self, n: usize) {
-        for i in 0..n {
-            let pdf = repo()
-                .join("tests/fixtures/papers")
-                .join(PDFS[i % PDFS.len()]);
-            let id = format!("2501.{:05}", i + 1);
-            let out = self.run(&["add", &id, "--offline", "--pdf", pdf.to_str().unwrap()]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-
-    fn conn(&self) -> Connection {
-        let c = Connection::open(self.db()).unwrap();
-        c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c
-    }
-
-    fn statuses(&self) -> BTreeMap<String, String> {
-        let c = self.conn();
-        let mut st = c
-            .prepare("SELECT arxiv_id, status FROM executions")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    }
-
-    fn scalar(&self, sql: &str) -> i64 {
-        self.conn().query_row(sql, [], |r| r.get(0)).unwrap()
-    }
-
-    fn reports(&self) -> Vec<String> {
-        match std::fs::read_dir(self.path().join("reports")) {
-            Ok(rd) => rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-                .filter(|n| n.ends_with(".md"))
-                .collect(),
-            Err(_) => Vec::new(),
-        }
-    }
-
-    /// Wait (polling the DB file) until `cond` holds; panics after `limit`.
-    fn wait_for(&self, what: &str, limit: Duration, cond: impl Fn(&Site) -> bool) {
-        let start = Instant::now();
-        while !cond(self) {
-            assert!(start.elapsed() < limit, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Every paper done, each phase finished exactly once per paper, one
     /// report per paper, the provider's request count equal to the ledger's
     /// sent rows, and no successful call paid twice.
@@ -176,14 +52,10 @@ impl Site {
     }
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_pass_runs_every_paper_through_three_phases() {
     let site = Site::new("").await;
-    site.add_papers(4);
+    site.add_papers(0, 4);
     let out = tokio::task::block_in_place(|| site.run(&["--workers", "4"]));
     assert!(out.status.success(), "{}", stderr(&out));
     site.assert_all_done_once(4, false);
@@ -209,7 +81,7 @@ async fn single_pass_runs_every_paper_through_three_phases() {
 async fn two_runners_on_one_db_process_every_paper_exactly_once() {
     let site = Site::new("latency_ms: 20\njitter_ms: 10\n").await;
     let n = 10;
-    site.add_papers(n);
+    site.add_papers(0, n);
     let a = site.spawn(&["--workers", "3"]);
     let b = site.spawn(&["--workers", "3"]);
     let (oa, ob) = tokio::task::block_in_place(|| {
@@ -231,7 +103,7 @@ async fn two_runners_on_one_db_process_every_paper_exactly_once() {
 async fn kill_dash_nine_then_restart_finishes_everything_without_paying_twice() {
     let site = Site::new("latency_ms: 60\njitter_ms: 30\n").await;
     let n = 6;
-    site.add_papers(n);
+    site.add_papers(0, n);
     for round in 0..2 {
         let mut child = site.spawn(&["--workers", "3"]);
         let target = 2 + round * 5;
@@ -252,7 +124,7 @@ async fn kill_dash_nine_then_restart_finishes_everything_without_paying_twice() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_only_finishes_in_flight_work_and_starts_nothing_new() {
     let site = Site::new("latency_ms: 80\n").await;
-    site.add_papers(5);
+    site.add_papers(0, 5);
     let mut child = site.spawn(&["--workers", "2", "--prep-only"]);
     tokio::task::block_in_place(|| {
         site.wait_for("two preps in flight", Duration::from_secs(60), |s| {
@@ -282,7 +154,7 @@ async fn resume_only_finishes_in_flight_work_and_starts_nothing_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_work_and_exits_zero() {
     let site = Site::new("latency_ms: 150\n").await;
-    site.add_papers(4);
+    site.add_papers(0, 4);
     let child = site.spawn(&[
         "--daemon",
         "--workers",
@@ -330,7 +202,7 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
 async fn sigterm_past_the_drain_timeout_gives_claims_back() {
     // Calls take 5 s; the drain allows 1 s: claims are handed back.
     let site = Site::new("latency_ms: 5000\n").await;
-    site.add_papers(2);
+    site.add_papers(0, 2);
     let child = site.spawn(&[
         "--daemon",
         "--workers",
@@ -375,7 +247,7 @@ async fn sigterm_past_the_drain_timeout_gives_claims_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_claim_of_another_host_is_reaped_and_resumed() {
     let site = Site::new("").await;
-    site.add_papers(2);
+    site.add_papers(0, 2);
     {
         // Another host claimed both papers and vanished: its claims expired.
         let c = site.conn();
@@ -398,7 +270,7 @@ async fn an_expired_claim_of_another_host_is_reaped_and_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_claim_of_another_host_is_never_touched() {
     let site = Site::new("").await;
-    site.add_papers(1);
+    site.add_papers(0, 1);
     let far = paper_runner::store::now_ms() + 3_600_000;
     site.conn()
         .execute(
@@ -436,7 +308,7 @@ fn fast_backoffs(site: &Site) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_expensive_budget_stops_expensive_claims_while_prep_continues() {
     let site = Site::new("").await;
-    site.add_papers(5);
+    site.add_papers(0, 5);
     // The expensive phase may cost up to 15 calls (3 children × 5 attempts):
     // 20 allows one phase at a time and stops after the second (6 used).
     let out =
@@ -477,7 +349,7 @@ async fn a_429_storm_opens_the_expensive_breaker_and_a_probe_closes_it() {
     ))
     .await;
     fast_backoffs(&site);
-    site.add_papers(3);
+    site.add_papers(0, 3);
     let out =
         tokio::task::block_in_place(|| site.run(&["--workers", "3", "--poll-interval", "0.1"]));
     let err = stderr(&out);
@@ -543,7 +415,7 @@ async fn a_failed_paper_retried_after_the_fix_really_runs_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_compacts_done_papers_down_to_their_record() {
     let site = Site::new("").await;
-    site.add_papers(3);
+    site.add_papers(0, 3);
     let out = tokio::task::block_in_place(|| site.run(&["--workers", "3"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(site.scalar("SELECT COUNT(*) FROM blobs") > 0);

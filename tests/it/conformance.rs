@@ -3,9 +3,8 @@
 //! or error); every file under `tests/conformance/broken/` declares the
 //! problems `machine check` must report (`# expect: ...` lines).
 
-mod common;
-
-use common::ScriptedAgent;
+use crate::support;
+use crate::support::ScriptedAgent;
 use paper_runner::spec::{self, LoadOptions};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -37,8 +36,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let agent = Arc::new(ScriptedAgent::new(
         case.get("script").cloned().unwrap_or(Value::Null),
     ));
-    let bundle = common::load(&machine_file(dir));
-    let engine = common::engine(bundle, agent.clone());
+    let bundle = support::load(&machine_file(dir));
+    let engine = support::engine(bundle, agent.clone());
     let paused = case.get("paused_time").and_then(Value::as_bool) == Some(true);
     let mut rt = tokio::runtime::Builder::new_current_thread();
     rt.enable_all();
@@ -126,7 +125,7 @@ fn expectations(path: &Path) -> Vec<String> {
 fn every_broken_file_is_rejected_with_file_and_state_named() {
     let opts = LoadOptions {
         profiles: None,
-        actions: common::actions().names(),
+        actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let files = broken_files();
@@ -160,7 +159,7 @@ fn every_broken_file_is_rejected_with_file_and_state_named() {
 fn valid_files_with_warnings_pass_check() {
     let opts = LoadOptions {
         profiles: None,
-        actions: common::actions().names(),
+        actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let f = root().join("valid/unreachable.yml");

@@ -5,6 +5,7 @@
 //! this file), all on loopback. Each test has its own working directory,
 //! so `reports/` and the database land in a temp dir.
 
+use crate::support::{repo, stderr as stderr_of};
 use paper_runner::pipeline::report::{
     missing_sections, parse_sections, split_frontmatter, REQUIRED_SECTIONS,
 };
@@ -22,12 +23,8 @@ const EXPENSIVE: &str = "mock-expensive-large";
 /// The API key variable the profiles name (the mock only counts it).
 const KEY_ENV: &str = "PIPELINE_E2E_KEY";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn machine(name: &str) -> PathBuf {
-    root().join("machines").join(name)
+    repo().join("machines").join(name)
 }
 
 /// One entry of `examples/papers.yml`.
@@ -40,7 +37,7 @@ struct Paper {
 
 /// The sample papers, as the demo reads them.
 fn sample_papers() -> Vec<Paper> {
-    let manifest = root().join("examples/papers.yml");
+    let manifest = repo().join("examples/papers.yml");
     let text = std::fs::read_to_string(&manifest).expect("examples/papers.yml");
     let v: Value = serde_yaml::from_str(&text).expect("manifest is YAML");
     let papers = v["papers"].as_array().expect("`papers` list");
@@ -272,10 +269,6 @@ fn wrap_input(prep: &Map<String, Value>, expensive: &Map<String, Value>) -> Valu
     m.extend(expensive.clone());
     m.insert("models".into(), json!([CHEAP, EXPENSIVE]));
     Value::Object(m)
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 /// Every required section is there, exactly once as a `## ` heading, with

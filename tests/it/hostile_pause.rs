@@ -17,8 +17,7 @@ use std::process::{Child, Command};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-mod site;
-use site::*;
+use crate::support::*;
 /// The provider's Retry-After on the first expensive request.
 const PAUSE_SECS: i64 = 60;
 
@@ -84,7 +83,7 @@ fn assert_blocked_by_the_pause(status: &Value, pause_end: (i64, i64)) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_pause_is_seen_by_status_and_honoured_by_a_second_daemon() {
-    let site = Site::new(
+    let site = Site::with_config(
         &format!(
             "latency_ms: 20\nmodels:\n  mock/expensive:\n    faults: [{{at: 1, status: 429, retry_after: {PAUSE_SECS}}}]\n"
         ),

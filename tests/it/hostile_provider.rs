@@ -4,10 +4,8 @@
 //! panic, hang, grow memory past the caps, leave a ledger row `reserved`, or
 //! put a byte of the key anywhere.
 
-mod common;
-
+use crate::support;
 use paper_runner::engine::{Agent, AgentRequest, ErrorKind};
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::spec::model::{AgentDef, PromptDef};
 use paper_runner::store::Store;
@@ -16,6 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::mock::{MockScript, MockServer};
 
 /// A realistic key (OpenRouter shape), only in this binary's environment.
 const KEY: &str = "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";
@@ -32,7 +31,7 @@ fn key_free(bytes: &[u8]) -> bool {
 }
 
 fn model(base_url: &str, name: &str, extra: Value) -> Map<String, Value> {
-    let mut m = common::obj(json!({
+    let mut m = support::obj(json!({
         "provider": "mock", "name": name, "base_url": base_url, "api_key_env": KEY_ENV,
         "timeout": 30
     }));

@@ -2,6 +2,7 @@
 //! "Error" entries, retries, pacing, outages), `runner add` through the real
 //! binary, and seeding from a synthetic arxiv-crawler database.
 
+use crate::support::{stderr, stdout};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
@@ -673,14 +674,6 @@ async fn runner(e: &Env, api: &str, args: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || c.output().expect("runner starts"))
         .await
         .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

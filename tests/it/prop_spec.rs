@@ -4,8 +4,7 @@
 //! property is always the same: an answer or an error, never a panic, and
 //! quickly.
 
-mod common;
-
+use crate::support;
 use paper_runner::expr::template::MAX_TEMPLATE_OUTPUT;
 use paper_runner::expr::{Condition, Templates, Vars};
 use paper_runner::spec::load::parse_value;
@@ -177,7 +176,7 @@ fn mutated_machine_files_load_or_fail_cleanly() {
     );
     let opts = LoadOptions {
         profiles: None,
-        actions: common::actions().names(),
+        actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let strategy = (0..files.len(), prop::collection::vec(mutation(), 1..6));

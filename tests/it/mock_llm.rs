@@ -1,9 +1,9 @@
 //! The mock OpenAI-compatible provider, exercised over loopback HTTP the way
 //! the product's client and the demo use it.
 
-use paper_runner::llm::mock::{MockScript, MockServer, MockStats};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use testkit::mock::{MockScript, MockServer, MockStats};
 
 async fn start(yaml: &str) -> MockServer {
     let script = MockScript::parse(yaml).expect("script");
@@ -433,6 +433,8 @@ fn bad_scripts_are_rejected_with_a_reason() {
     assert!(missing.unwrap_err().contains("/nonexistent/script.yaml"));
 }
 
+/// `runner mock-llm` itself: needs a runner built with the `tooling` feature.
+#[cfg(feature = "tooling")]
 mod cli {
     use super::*;
     use std::process::Stdio;

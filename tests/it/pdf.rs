@@ -8,6 +8,7 @@
 //! true reading order, which is stricter than comparing with pdftotext
 //! (whose own block ordering puts some column-2 paragraphs first).
 
+use crate::support;
 use paper_runner::pipeline::pdf::{extract_bytes, extract_file, ExtractedPdf, PdfError};
 use regex::Regex;
 use std::collections::HashMap;
@@ -15,9 +16,7 @@ use std::path::PathBuf;
 use unicode_normalization::UnicodeNormalization;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/papers")
-        .join(name)
+    support::fixture("papers").join(name)
 }
 
 fn expected(name: &str) -> String {

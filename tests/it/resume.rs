@@ -2,10 +2,8 @@
 //! uninterrupted output; a state whose exit was checkpointed never runs
 //! again; finished children are re-attached, not re-run.
 
-mod common;
-
+use crate::support::ScriptedAgent;
 use async_trait::async_trait;
-use common::ScriptedAgent;
 use paper_runner::engine::{
     Action, ActionArgs, ActionRegistry, Checkpointer, Engine, Event, ExecError, MemoryCheckpoints,
 };

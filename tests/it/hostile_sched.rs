@@ -23,8 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-mod site;
-use site::*;
+use crate::support::*;
 /// `breaker.rate_limit_threshold` default.
 const THRESHOLD: u64 = 5;
 
@@ -69,7 +68,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prep_keeps_prepping_while_the_expensive_model_is_rate_limited() {
     let port = free_port();
-    let site = Site::new(
+    let site = Site::with_config(
         "latency_ms: 20\nmodels:\n  mock/expensive: {rpm: 2}\n",
         &format!(
             "[scheduler]\nworkers = 4\npoll_interval_secs = 0.2\n\n[ops]\nlisten = \"127.0.0.1:{port}\"\n"
@@ -199,7 +198,7 @@ async fn prep_keeps_prepping_while_the_expensive_model_is_rate_limited() {
 /// checkpoints and finish — each paper done once, nothing paid twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_expensive_phases_finish_later_without_paying_twice() {
-    let site = Site::new(
+    let site = Site::with_config(
         "latency_ms: 20\nmodels:\n  mock/expensive:\n    faults: [{at: 3, status: 429, retry_after: 3}, {at: 4, status: 429, retry_after: 3}]\n",
         "[scheduler]\nworkers = 4\npoll_interval_secs = 0.1\nclaim_backlog_secs = 0.5\npark_after_secs = 1.0\n",
     )
@@ -251,7 +250,7 @@ impl Site {
 /// are given back at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phase_past_its_deadline_fails_as_a_retryable_timeout_naming_its_state() {
-    let site = Site::new(
+    let site = Site::with_config(
         "",
         "[scheduler]\nworkers = 1\nphase_timeout_secs = 1\nretry_base_secs = 3600\n",
     )
@@ -311,7 +310,7 @@ impl Action for Boom {
 /// pass reports the trouble.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_phase_is_failed_as_internal_and_its_claim_given_back() {
-    let site = Site::new("", "[scheduler]\nworkers = 2\nretry_base_secs = 3600\n").await;
+    let site = Site::with_config("", "[scheduler]\nworkers = 2\nretry_base_secs = 3600\n").await;
     site.add_papers(0, 2);
     let mut scheduler = in_process(&site, |s| {
         s.scheduler.lease_ttl = std::time::Duration::from_secs(3600)
@@ -382,7 +381,7 @@ fn in_process(
 /// renewer with it: the machine lease, given back, stays given back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_drive_leaves_no_lease_renewer_running() {
-    let site = Site::new("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
+    let site = Site::with_config("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
     let prep = site.path().join("machines/prep.yml");
     let text = std::fs::read_to_string(&prep).unwrap().replace(
         "    acquire:\n      type: initial\n      action: acquire_pdf\n",
@@ -419,7 +418,7 @@ async fn a_stopped_drive_leaves_no_lease_renewer_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_sigquit_drain_like_sigterm() {
     for signal in ["-HUP", "-QUIT"] {
-        let site = Site::new("latency_ms: 150\n", "").await;
+        let site = Site::with_config("latency_ms: 150\n", "").await;
         site.add_papers(0, 3);
         let child = site.spawn(&[
             "--daemon",
@@ -481,7 +480,7 @@ impl Action for Hang {
 /// would have run nine times; nothing sleeps for real.
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_phase_leaves_its_machine_lease_released_for_three_ttls() {
-    let site = Site::new("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
+    let site = Site::with_config("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
     site.add_papers(0, 1);
     let mut scheduler = in_process(&site, |c| {
         c.scheduler.lease_ttl = std::time::Duration::from_secs(30)
@@ -532,7 +531,7 @@ async fn a_cancelled_phase_leaves_its_machine_lease_released_for_three_ttls() {
 /// returns the code (nothing calls `process::exit`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_stops_at_once_with_exit_130() {
-    let site = Site::new("", "").await;
+    let site = Site::with_config("", "").await;
     let prep = site.path().join("machines/prep.yml");
     let text = std::fs::read_to_string(&prep).unwrap().replace(
         "    acquire:\n      type: initial\n      action: acquire_pdf\n",

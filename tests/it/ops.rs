@@ -3,136 +3,18 @@
 //! `show`, `retry`, `cancel`, `resume`, JSON logs), and the ops HTTP
 //! endpoint served in-process (`/metrics`, `/status`, `/healthz`, tokens).
 
-mod common;
-
-use paper_runner::llm::mock::{MockScript, MockServer};
+use crate::support::{self, arxiv, repo, Site};
 use paper_runner::ops::http::{render_metrics, serve, OpsState};
 use paper_runner::ops::metrics::Metrics;
 use paper_runner::ops::status::status_report;
 use paper_runner::runner::scheduler::RunnerStats;
-use paper_runner::runner::Config;
-use paper_runner::store::{Store, StoreOptions};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
+/// Papers cycle through these three fixture PDFs here.
 const PDFS: [&str; 3] = ["paper-a.pdf", "paper-b.pdf", "onecol.pdf"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-/// A runner directory (machines whose profiles point at the mock, data/,
-/// reports/) and the mock provider.
-struct Site {
-    dir: tempfile::TempDir,
-    mock: MockServer,
-}
-
-impl Site {
-    async fn new(script: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(&repo().join("machines"), &dir.path().join("machines"));
-        let mock = MockServer::start("127.0.0.1:0", MockScript::parse(script).unwrap())
-            .await
-            .unwrap();
-        let profiles = format!(
-            "spec: flatprofile\nspec_version: \"4.2.1\"\ndata:\n  model_profiles:\n    cheap: {{provider: openai, name: mock/cheap, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n    expensive: {{provider: openai, name: mock/expensive, base_url: \"{0}\", api_key_env: MOCK_KEY, timeout: 30}}\n  default: cheap\n",
-            mock.base_url()
-        );
-        std::fs::write(dir.path().join("machines/profiles.yml"), profiles).unwrap();
-        Site { dir, mock }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("data/runner.db")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
-        c.current_dir(self.path())
-            .env("MOCK_KEY", "test-key-not-secret")
-            .env_remove("RUST_LOG")
-            .env_remove("RUNNER_CONFIG")
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Run and expect success.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "runner {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Run with --json and parse stdout.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let text = self.ok(&a);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}\n{text}"))
-    }
-
-    fn add_papers(&self, n: usize) {
-        for i in 0..n {
-            let pdf = repo()
-                .join("tests/fixtures/papers")
-                .join(PDFS[i % PDFS.len()]);
-            // Offline: no arXiv metadata lookup (tests stay on loopback).
-            self.ok(&[
-                "add",
-                &arxiv(i),
-                "--offline",
-                "--pdf",
-                pdf.to_str().unwrap(),
-            ]);
-        }
-    }
-
-    fn store(&self) -> Store {
-        Store::open(&self.db(), &StoreOptions::default()).unwrap()
-    }
-
-    fn config(&self) -> Config {
-        Config {
-            db: self.db(),
-            machines_dir: self.path().join("machines"),
-            ..Config::default()
-        }
-    }
-}
-
-fn arxiv(i: usize) -> String {
-    format!("2501.{:05}", i + 1)
-}
 
 fn keys(v: &Value) -> Vec<&str> {
     v.as_object()
@@ -161,7 +43,7 @@ models:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_show_retry_cancel_resume_report_what_they_did() {
     let site = Site::new(FIRST_PREP_FAILS).await;
-    site.add_papers(4);
+    site.add_pdfs(&PDFS, 0, 4);
     // The fourth waits, cancelled, through the pass (resumed at the end).
     let c = site.json(&["cancel", &arxiv(3)]);
     assert_eq!(
@@ -552,11 +434,11 @@ async fn status_show_retry_cancel_resume_report_what_they_did() {
 /// Run the conformance `children` machine in-process under a subscriber
 /// with only the metrics layer (on this thread: a current-thread runtime).
 fn run_children_machine(metrics: &Metrics) {
-    let bundle = common::load(&repo().join("tests/conformance/cases/children/machine.yml"));
-    let agent = Arc::new(common::ScriptedAgent::new(json!({})));
-    let engine = common::engine(bundle, agent);
+    let bundle = support::load(&repo().join("tests/conformance/cases/children/machine.yml"));
+    let agent = Arc::new(support::ScriptedAgent::new(json!({})));
+    let engine = support::engine(bundle, agent);
     let input =
-        common::obj(json!({"n": 3, "items": [{"name": "a", "v": 1}, {"name": "b", "v": 2}]}));
+        support::obj(json!({"n": 3, "items": [{"name": "a", "v": 1}, {"name": "b", "v": 2}]}));
     let metrics = metrics.clone();
     std::thread::spawn(move || {
         tracing::subscriber::with_default(metrics.subscriber(), || {
@@ -592,7 +474,7 @@ async fn start(state: OpsState) -> (String, CancellationToken, tokio::task::Join
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_every_family_and_requires_a_configured_token() {
     let site = Site::new("").await;
-    site.add_papers(2);
+    site.add_pdfs(&PDFS, 0, 2);
     site.ok(&["--workers", "2"]);
 
     let metrics = Metrics::new();

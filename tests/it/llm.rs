@@ -2,10 +2,8 @@
 //! error kinds, retry_after, rate limiting, the spend ledger (no call paid
 //! twice across a crash), fallback, and key secrecy.
 
-mod common;
-
+use crate::support;
 use paper_runner::engine::{Agent, AgentRequest, ErrorKind};
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::llm::HttpAgent;
 use paper_runner::spec::model::{AgentDef, FallbackProfile, PromptDef};
 use serde_json::{json, Map, Value};
@@ -13,9 +11,10 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use testkit::mock::{MockScript, MockServer};
 
 fn model(base_url: &str, name: &str) -> Map<String, Value> {
-    common::obj(
+    support::obj(
         json!({"provider": "mock", "name": name, "base_url": base_url, "api_key_env": "PAPER_RUNNER_TEST_KEY"}),
     )
 }

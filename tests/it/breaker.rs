@@ -6,7 +6,6 @@
 use async_trait::async_trait;
 use paper_runner::engine::{Agent, AgentRequest, ErrorKind};
 use paper_runner::llm::gate::{CallGate, CallPermit};
-use paper_runner::llm::mock::{MockScript, MockServer};
 use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::runner::breaker::{BreakerState, Breakers};
 use paper_runner::runner::config::BreakerConfig;
@@ -14,6 +13,7 @@ use paper_runner::spec::model::{AgentDef, PromptDef};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use testkit::mock::{MockScript, MockServer};
 use tokio::sync::Notify;
 
 fn request(base_url: &str, model: &str, state: &str) -> AgentRequest {

@@ -2,8 +2,8 @@
 //! case must end with a named error kind or a `check` error, fast, and never
 //! with a panic, a stack overflow (SIGABRT) or unbounded memory.
 
-mod common;
-
+use crate::support;
+use crate::support::{stderr, stdout};
 use paper_runner::engine::{
     ActionRegistry, Engine, ErrorKind, Limits, NoCheckpoints, NoLlm, MAX_NESTING_DEPTH,
 };
@@ -44,14 +44,6 @@ fn runner(args: &[&str], dir: &Path, deadline: Duration) -> Output {
         // Polling a real child process: there is no event to wait on.
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Exit code, failing the test on death by a signal (SIGABRT = overflow).
@@ -540,7 +532,7 @@ fn allow_failures_does_not_hide_a_recursion_limit() {
 fn the_repo_machines_still_pass_check() {
     let opts = LoadOptions {
         profiles: None,
-        actions: common::actions().names(),
+        actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");

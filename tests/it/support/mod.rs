@@ -1,0 +1,52 @@
+//! Helpers shared by every integration test: paths to the repository and
+//! its fixtures, process-output text, a scripted in-process agent
+//! ([`agent`]), and a runner directory on the mock provider for tests that
+//! run the real `runner` binary ([`site`]). One copy, used by all; add a
+//! helper here rather than in a test file when a second file needs it.
+#![allow(dead_code)]
+
+pub mod agent;
+pub mod site;
+
+// Unused by a standalone test binary that includes this module by path.
+#[allow(unused_imports)]
+pub use agent::*;
+#[allow(unused_imports)]
+pub use site::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The repository root (the paper-runner package).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/fixtures/<rel>`.
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+/// Copies a directory tree (machines/, fixtures) into a test directory.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A child's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A child's stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
