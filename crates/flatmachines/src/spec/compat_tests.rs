@@ -63,7 +63,10 @@ fn a_string_model_names_a_profile() {
     let (name, model) = model_of(&load_ok(&m));
     assert_eq!(name.as_deref(), Some("fast"));
     assert_eq!(model.get("name"), Some(&json!("fast-model")));
-    assert_eq!(model.get("base_url"), Some(&json!("http://fast.invalid/v1")));
+    assert_eq!(
+        model.get("base_url"),
+        Some(&json!("http://fast.invalid/v1"))
+    );
     assert_eq!(model.get("temperature"), None, "the default must not leak");
 }
 
@@ -74,8 +77,13 @@ fn a_string_model_names_a_profile() {
 fn legacy_agents_and_profile_mappings_resolve_through_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "profiles.yml", PROFILES);
-    let legacy = "spec: flatagent\nspec_version: \"2.0.0\"\ndata:\n  model: fast\n  system: s\n  user: hi\n";
-    let (name, model) = model_of(&load_ok(&machine_with_agent(dir.path(), "\"4.2.1\"", legacy)));
+    let legacy =
+        "spec: flatagent\nspec_version: \"2.0.0\"\ndata:\n  model: fast\n  system: s\n  user: hi\n";
+    let (name, model) = model_of(&load_ok(&machine_with_agent(
+        dir.path(),
+        "\"4.2.1\"",
+        legacy,
+    )));
     assert_eq!(name.as_deref(), Some("fast"));
     assert_eq!(model.get("name"), Some(&json!("fast-model")));
 
@@ -88,7 +96,10 @@ fn legacy_agents_and_profile_mappings_resolve_through_the_catalog() {
     assert_eq!(name.as_deref(), Some("fast"));
     assert_eq!(model.get("name"), Some(&json!("fast-model")));
     assert_eq!(model.get("temperature"), Some(&json!(0.9)));
-    assert!(!model.contains_key("seed"), "a null field overrides nothing");
+    assert!(
+        !model.contains_key("seed"),
+        "a null field overrides nothing"
+    );
 
     // No `model` and no `profile`: the catalog's default.
     let m = machine_with_agent(dir.path(), "\"4.2.1\"", &agent("# no model"));
@@ -106,7 +117,11 @@ fn override_profile_trumps_inline_fields() {
         "profiles.yml",
         &PROFILES.replace("  default: slow\n", "  default: slow\n  override: pin\n"),
     );
-    let m = machine_with_agent(dir.path(), "\"4.2.1\"", &agent("model: {profile: fast, seed: 1}"));
+    let m = machine_with_agent(
+        dir.path(),
+        "\"4.2.1\"",
+        &agent("model: {profile: fast, seed: 1}"),
+    );
     let (_, model) = model_of(&load_ok(&m));
     assert_eq!(model.get("seed"), Some(&json!(7)));
     assert_eq!(model.get("name"), Some(&json!("fast-model")));
@@ -124,8 +139,9 @@ fn an_unknown_profile_name_is_an_error_naming_file_and_agent() {
     let errs = errors(&l);
     let label = m.display().to_string();
     assert!(
-        errs.iter().any(|e| e.starts_with(&format!("{label}: state 'ask': agent 'a': unknown profile 'medium'"))
-            && e.contains("fast, slow, pin")
+        errs.iter().any(|e| e.starts_with(&format!(
+            "{label}: state 'ask': agent 'a': unknown profile 'medium'"
+        )) && e.contains("fast, slow, pin")
             && e.contains("agents/a.yml")),
         "{errs:?}"
     );
@@ -141,8 +157,10 @@ fn a_profile_name_without_a_catalog_is_an_error_with_the_fix() {
     assert!(l.bundle.is_none());
     let errs = errors(&l);
     assert!(
-        errs.iter().any(|e| e.contains("agent 'a': profile 'fast' requested but no profiles.yml")
-            && e.contains("model: {provider: PROVIDER, name: fast}")),
+        errs.iter().any(
+            |e| e.contains("agent 'a': profile 'fast' requested but no profiles.yml")
+                && e.contains("model: {provider: PROVIDER, name: fast}")
+        ),
         "{errs:?}"
     );
     // A literal model mapping needs no catalog.
@@ -160,13 +178,22 @@ fn a_profile_name_without_a_catalog_is_an_error_with_the_fix() {
 fn profile_and_model_naming_different_profiles_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "profiles.yml", PROFILES);
-    let m = machine_with_agent(dir.path(), "\"4.2.1\"", &agent("profile: slow\n  model: fast"));
+    let m = machine_with_agent(
+        dir.path(),
+        "\"4.2.1\"",
+        &agent("profile: slow\n  model: fast"),
+    );
     let errs = errors(&load(&m, &LoadOptions::default()));
     assert!(
-        errs.iter().any(|e| e.contains("`profile: slow` and `model: fast` both name a profile")),
+        errs.iter()
+            .any(|e| e.contains("`profile: slow` and `model: fast` both name a profile")),
         "{errs:?}"
     );
-    let m = machine_with_agent(dir.path(), "\"4.2.1\"", &agent("profile: fast\n  model: fast"));
+    let m = machine_with_agent(
+        dir.path(),
+        "\"4.2.1\"",
+        &agent("profile: fast\n  model: fast"),
+    );
     assert_eq!(model_of(&load_ok(&m)).0.as_deref(), Some("fast"));
 }
 
@@ -183,7 +210,10 @@ fn an_older_spec_version_loads_with_one_warning() {
         let v = version.trim_matches('"');
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].starts_with(&format!("{}: warning: spec_version {v} predates 4.x", m.display())),
+            w[0].starts_with(&format!(
+                "{}: warning: spec_version {v} predates 4.x",
+                m.display()
+            )),
             "{w:?}"
         );
         assert_eq!(l.bundle.unwrap().root().spec_version.as_deref(), Some(v));
@@ -216,7 +246,10 @@ fn newer_or_malformed_spec_versions_are_errors() {
         let l = load(&m, &LoadOptions::default());
         assert!(l.bundle.is_none(), "{v}");
         let errs = errors(&l);
-        assert!(errs.iter().any(|e| e.contains("is not supported")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("is not supported")),
+            "{errs:?}"
+        );
     }
 }
 
@@ -243,8 +276,11 @@ fn pre4_file_references_in_states_are_errors_with_the_fix() {
         "{errs:?}"
     );
     assert!(
-        errs.iter().any(|e| e.starts_with(&format!("{label}: state 'kids': `machine: ./sub/child.yml` names a file"))
-            && e.contains("add `machines: {child: ./sub/child.yml}` to data and write `machine: child`")),
+        errs.iter().any(|e| e.starts_with(&format!(
+            "{label}: state 'kids': `machine: ./sub/child.yml` names a file"
+        )) && e.contains(
+            "add `machines: {child: ./sub/child.yml}` to data and write `machine: child`"
+        )),
         "{errs:?}"
     );
     // A plain undeclared name keeps the ordinary message.
@@ -254,7 +290,10 @@ fn pre4_file_references_in_states_are_errors_with_the_fix() {
         "spec: flatmachine\nspec_version: \"4.2.1\"\ndata:\n  states:\n    start: {type: initial, agent: revewer, transitions: [{to: done}]}\n    done: {type: final}\n",
     );
     let errs = errors(&load(&m, &LoadOptions::default()));
-    assert!(errs.iter().any(|e| e.contains("unknown agent 'revewer'")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("unknown agent 'revewer'")),
+        "{errs:?}"
+    );
     assert!(errors(&load(&m, &LoadOptions::default()))
         .iter()
         .all(|e| !e.contains("before spec 4")));

@@ -220,7 +220,9 @@ fn check_refs(
             let n = item.name();
             if !def.machines.contains_key(n) && !scope.declared.contains(&format!("machines.{n}")) {
                 match pre4_file_ref(n) {
-                    Some(key) => diags.error(file, st, pre4_ref_fix("machine", "machines", n, &key)),
+                    Some(key) => {
+                        diags.error(file, st, pre4_ref_fix("machine", "machines", n, &key))
+                    }
                     None => diags.error(
                         file,
                         st,
