@@ -177,3 +177,30 @@ fn valid_files_with_warnings_pass_check() {
         "{warnings:?}"
     );
 }
+
+/// A file written for an older spec that reads fine under 4.x rules passes
+/// `check` with one warning naming the file and its version (the Python SDK
+/// also loads it and only warns).
+#[test]
+fn older_spec_versions_pass_check_with_one_warning() {
+    let opts = LoadOptions {
+        profiles: None,
+        actions: common::actions().names(),
+        model_check: Some(paper_runner::llm::ModelProfile::check_config),
+    };
+    let f = root().join("valid/old_version.yml");
+    let loaded = spec::load(&f, &opts);
+    assert!(loaded.bundle.is_some(), "{}", loaded.diagnostics);
+    let warnings: Vec<String> = loaded
+        .diagnostics
+        .warnings()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        warnings,
+        vec![format!(
+            "{}: warning: spec_version 3.0.0 predates 4.x; the file is read under 4.x rules (set spec_version: \"4.2.1\" once it runs as intended)",
+            f.display()
+        )]
+    );
+}

@@ -20,6 +20,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The spec version this runner implements (the Python SDK's 4.2.1).
+pub const CURRENT_SPEC_VERSION: &str = "4.2.1";
+
 /// Default `settings.max_steps`.
 pub const DEFAULT_MAX_STEPS: u64 = 1000;
 
@@ -475,21 +478,29 @@ impl Loader<'_> {
         }
     }
 
+    /// The Python SDK loads a file of any spec version and only logs a
+    /// warning when it differs from its own; a missing version silently
+    /// means "current". This runner reads every file under 4.x rules, so an
+    /// older file loads with one warning, and a file that really uses a
+    /// pre-4 shape fails on that shape with the change to make (see
+    /// `validate`). Only a version from a newer major (whose rules this
+    /// runner cannot know) or one that is not a version at all is an error.
     fn check_version(&mut self, v: Option<&str>, label: &str) {
-        match v {
-            None => self
-                .diags
-                .warn(label, None, "no spec_version (assuming 4.x)"),
-            Some(v) => {
-                let major = v.split('.').next().unwrap_or("");
-                if major != "4" {
-                    self.diags.error(
-                        label,
-                        None,
-                        format!("spec_version {v} is not supported (major version must be 4)"),
-                    );
-                }
-            }
+        let Some(v) = v else { return };
+        match v.split('.').next().and_then(|m| m.trim().parse::<u64>().ok()) {
+            Some(4) => {}
+            Some(major) if major < 4 => self.diags.warn(
+                label,
+                None,
+                format!(
+                    "spec_version {v} predates 4.x; the file is read under 4.x rules (set spec_version: \"{CURRENT_SPEC_VERSION}\" once it runs as intended)"
+                ),
+            ),
+            _ => self.diags.error(
+                label,
+                None,
+                format!("spec_version {v} is not supported (major version must be 4, or older)"),
+            ),
         }
     }
 
@@ -674,7 +685,10 @@ impl Loader<'_> {
                 // An agent's profiles.yml is found from its own folder first.
                 let own = self.catalog_for(&adir);
                 let cat = own.as_ref().or(catalog);
+                // Name the agent's own file: the error is reported at the
+                // machine, which may hold many agents from many files.
                 self.agent_from_doc(name, &doc, &adir, &plabel, cat)
+                    .map_err(|e| format!("{e} (in {plabel})"))
             }
             Value::Object(obj) if obj.contains_key("spec") => {
                 self.agent_from_doc(name, r, dir, label, catalog)
@@ -739,7 +753,7 @@ impl Loader<'_> {
         if let Err(e) = check_prompt(&prompt) {
             return Err(format!("prompt: {e}"));
         }
-        let (profile_name, model) = self.resolve_model(data, dir, catalog)?;
+        let (profile_name, model) = self.resolve_model(data, catalog)?;
         check_model_numbers(&model).map_err(|e| format!("model: {e}"))?;
         let fallback = match model.get("fallback") {
             None | Some(Value::Null) => None,
@@ -795,10 +809,17 @@ impl Loader<'_> {
         }
     }
 
+    /// The agent's model config, resolved the way the Python SDK reads an
+    /// agent file: `profile: NAME` and `model: NAME` (a string) both name a
+    /// profile of the catalog — `model: fast` is the `fast` profile, never
+    /// the literal model id `fast` — and `model: {profile: NAME, ...}` names
+    /// one and overrides some of its fields. Deliberate differences from the
+    /// SDK: a name the catalog does not define is an error instead of a
+    /// warning and the default profile, and the default's fields do not leak
+    /// into a named profile (see [`Catalog::resolve`]).
     fn resolve_model(
         &mut self,
         data: &Map<String, Value>,
-        dir: &Path,
         catalog: Option<&Arc<Catalog>>,
     ) -> Result<(Option<String>, Map<String, Value>), String> {
         let mut inline = Map::new();
@@ -816,36 +837,42 @@ impl Loader<'_> {
                 return Err("`profile` must be a profile name or an inline flatprofile".into())
             }
         }
+        let mut named_by_model: Option<String> = None;
         match data.get("model") {
             None | Some(Value::Null) => {}
-            Some(Value::String(m)) => {
-                inline.insert("name".into(), Value::String(m.clone()));
-            }
+            Some(Value::String(m)) => named_by_model = Some(m.clone()),
             Some(Value::Object(m)) => {
                 for (k, v) in m {
                     if k == "profile" {
-                        wanted = v.as_str().map(str::to_string);
-                    } else {
+                        named_by_model = v.as_str().map(str::to_string);
+                    } else if !v.is_null() {
+                        // A null field overrides nothing, as in the SDK.
                         inline.insert(k.clone(), v.clone());
                     }
                 }
             }
-            Some(_) => return Err("`model` must be a model name or a mapping".into()),
+            Some(_) => return Err("`model` must be a profile name or a mapping".into()),
         }
-        let _ = dir;
+        if let Some(m) = named_by_model {
+            match &wanted {
+                Some(p) if *p != m => {
+                    return Err(format!(
+                        "`profile: {p}` and `model: {m}` both name a profile; keep one"
+                    ))
+                }
+                _ => wanted = Some(m),
+            }
+        }
         let cat = local_catalog.as_ref().or(catalog);
-        let mut model = match (cat, &wanted) {
-            (Some(cat), _) => cat.resolve(wanted.as_deref())?,
+        let model = match (cat, &wanted) {
+            (Some(cat), _) => cat.resolve_with(wanted.as_deref(), &inline)?,
             (None, Some(n)) => {
                 return Err(format!(
-                    "profile '{n}' requested but no profiles.yml was found beside the machine or in any parent folder (use --profiles PATH)"
+                    "profile '{n}' requested but no profiles.yml was found beside the agent or in any parent folder (use --profiles PATH; for a literal model id write `model: {{provider: PROVIDER, name: {n}}}`)"
                 ))
             }
-            (None, None) => Map::new(),
+            (None, None) => inline,
         };
-        for (k, v) in inline {
-            model.insert(k, v);
-        }
         Ok((wanted, model))
     }
 

@@ -8,6 +8,9 @@ pub mod model;
 pub mod profile;
 pub mod validate;
 
+#[cfg(test)]
+mod compat_tests;
+
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use load::{load, LoadOptions, Loaded, ModelCheck};
 pub use model::{AgentDef, Bundle, MachineDef, PromptDef, StateDef};

@@ -64,6 +64,17 @@ impl Catalog {
 
     /// The model config for `name` (or the default), with `override` applied.
     pub fn resolve(&self, name: Option<&str>) -> Result<Map<String, Value>, String> {
+        self.resolve_with(name, &Map::new())
+    }
+
+    /// The model config for `name` (or the default), then the agent's
+    /// `inline` fields, then `override` — the SDK's order, so an `override`
+    /// profile trumps everything an agent file says.
+    pub fn resolve_with(
+        &self,
+        name: Option<&str>,
+        inline: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
         let chosen = match name {
             Some(n) => n,
             None => self
@@ -78,6 +89,9 @@ impl Catalog {
                 names(&self.profiles)
             )
         })?;
+        for (k, v) in inline {
+            model.insert(k.clone(), v.clone());
+        }
         if let Some(o) = &self.override_ {
             if let Some(over) = self.profiles.get(o) {
                 for (k, v) in over {

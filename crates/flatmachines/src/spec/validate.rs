@@ -205,22 +205,30 @@ fn check_refs(
     let st = Some(name);
     if let Some(a) = &s.agent {
         if !def.agents.contains_key(a) && !scope.declared.contains(&format!("agents.{a}")) {
-            diags.error(
-                file,
-                st,
-                format!("unknown agent '{a}'{}", known_list(def.agents.keys())),
-            );
+            match pre4_file_ref(a) {
+                Some(key) => diags.error(file, st, pre4_ref_fix("agent", "agents", a, &key)),
+                None => diags.error(
+                    file,
+                    st,
+                    format!("unknown agent '{a}'{}", known_list(def.agents.keys())),
+                ),
+            }
         }
     }
     if let Some(m) = &s.machine {
         for item in m.items() {
             let n = item.name();
             if !def.machines.contains_key(n) && !scope.declared.contains(&format!("machines.{n}")) {
-                diags.error(
-                    file,
-                    st,
-                    format!("unknown machine '{n}'{}", known_list(def.machines.keys())),
-                );
+                match pre4_file_ref(n) {
+                    Some(key) => {
+                        diags.error(file, st, pre4_ref_fix("machine", "machines", n, &key))
+                    }
+                    None => diags.error(
+                        file,
+                        st,
+                        format!("unknown machine '{n}'{}", known_list(def.machines.keys())),
+                    ),
+                }
             }
             if let Some(input) = item.input() {
                 for e in Templates::check(&Value::Object(input.clone())) {
@@ -517,6 +525,34 @@ fn check_reachability(def: &MachineDef, diags: &mut Diagnostics) {
             "no final state: the machine can never finish",
         );
     }
+}
+
+/// When a state's `agent:`/`machine:` value that names nothing declared
+/// looks like a file path (the pre-4 shape `agent: reviewer.yml`, where a
+/// state pointed at a file directly), the key to declare it under instead.
+fn pre4_file_ref(value: &str) -> Option<String> {
+    let is_path = value.contains('/')
+        || [".yml", ".yaml", ".json"]
+            .iter()
+            .any(|ext| value.ends_with(ext));
+    if !is_path {
+        return None;
+    }
+    let base = value.rsplit('/').next().unwrap_or(value);
+    let stem = base
+        .strip_suffix(".yml")
+        .or_else(|| base.strip_suffix(".yaml"))
+        .or_else(|| base.strip_suffix(".json"))
+        .unwrap_or(base);
+    Some(if stem.is_empty() { "name" } else { stem }.to_string())
+}
+
+/// The error for a pre-4 file reference in a state, with the change to make.
+fn pre4_ref_fix(what: &str, section: &str, value: &str, key: &str) -> String {
+    let article = if what == "agent" { "an" } else { "a" };
+    format!(
+        "`{what}: {value}` names a file, a shape from before spec 4: a state names {article} {what} declared under `data.{section}` — add `{section}: {{{key}: {value}}}` to data and write `{what}: {key}`",
+    )
 }
 
 fn check_hooks(def: &MachineDef, diags: &mut Diagnostics) {
