@@ -185,7 +185,7 @@ fn valid_files_with_warnings_pass_check() {
 fn older_spec_versions_pass_check_with_one_warning() {
     let opts = LoadOptions {
         profiles: None,
-        actions: common::actions().names(),
+        actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
     };
     let f = root().join("valid/old_version.yml");

@@ -5,7 +5,7 @@
 //! providers on loopback, one per profile, each recording the model ids it
 //! was sent.
 
-use paper_runner::llm::mock::{MockScript, MockServer};
+use testkit::mock::{MockScript, MockServer};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
