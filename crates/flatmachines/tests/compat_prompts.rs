@@ -71,7 +71,10 @@ fn check_case(dir: &Path) -> Vec<String> {
     let mut got = Vec::new();
     for (i, call) in agent.calls.lock().unwrap().iter().enumerate() {
         for (part, text) in [("system", &call.system), ("user", &call.user)] {
-            got.push((format!("{:02}-{}.{part}.txt", i + 1, call.state), text.clone()));
+            got.push((
+                format!("{:02}-{}.{part}.txt", i + 1, call.state),
+                text.clone(),
+            ));
         }
     }
     got.sort();
@@ -87,7 +90,9 @@ fn check_case(dir: &Path) -> Vec<String> {
     for ((name, text), path) in got.iter().zip(&expected) {
         let want = std::fs::read_to_string(path).unwrap();
         if *text != want {
-            problems.push(format!("{name}:\n--- expected\n{want:?}\n--- got\n{text:?}"));
+            problems.push(format!(
+                "{name}:\n--- expected\n{want:?}\n--- got\n{text:?}"
+            ));
         }
     }
     problems
@@ -105,7 +110,10 @@ fn prompts_render_as_the_python_sdk_renders_them() {
     let mut failures = Vec::new();
     for dir in &dirs {
         for p in check_case(dir) {
-            failures.push(format!("{}: {p}", dir.file_name().unwrap().to_string_lossy()));
+            failures.push(format!(
+                "{}: {p}",
+                dir.file_name().unwrap().to_string_lossy()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

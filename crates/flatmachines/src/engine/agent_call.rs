@@ -230,11 +230,9 @@ pub fn render_prompts(
         prompt_model(&agent.model),
     );
     let p = &agent.prompt;
-    let system = Templates::render_prompt(
-        p.system.as_deref().unwrap_or(DEFAULT_SYSTEM_PROMPT),
-        &vars,
-    )
-    .map_err(|e| template_err(&format!("agent '{agent_name}' system prompt"), e))?;
+    let system =
+        Templates::render_prompt(p.system.as_deref().unwrap_or(DEFAULT_SYSTEM_PROMPT), &vars)
+            .map_err(|e| template_err(&format!("agent '{agent_name}' system prompt"), e))?;
     let mut user = Templates::render_prompt(&p.user, &vars)
         .map_err(|e| template_err(&format!("agent '{agent_name}' user prompt"), e))?;
     if let Some(suffix) = p.instruction_suffix.as_deref().filter(|s| !s.is_empty()) {

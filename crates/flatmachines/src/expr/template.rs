@@ -454,10 +454,7 @@ impl Object for JsonPrinted {
     }
 
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
-        self.inner
-            .get_item(key)
-            .ok()
-            .filter(|v| !v.is_undefined())
+        self.inner.get_item(key).ok().filter(|v| !v.is_undefined())
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -654,11 +651,7 @@ fn py_str(value: &MjValue) -> Result<String, minijinja::Error> {
 }
 
 /// Jinja2's `join(d='', attribute=None)`: items printed with `str()`.
-fn py_join(
-    value: &MjValue,
-    d: Option<String>,
-    kwargs: Kwargs,
-) -> Result<String, minijinja::Error> {
+fn py_join(value: &MjValue, d: Option<String>, kwargs: Kwargs) -> Result<String, minijinja::Error> {
     let sep = match d {
         Some(d) => d,
         None => kwargs.get::<Option<String>>("d")?.unwrap_or_default(),
@@ -677,10 +670,12 @@ fn py_join(
             out.push_str(&sep);
         }
         let item = match &attribute {
-            Some(a) => a.split('.').try_fold(item, |v, part| match part.parse::<i64>() {
-                Ok(i) => v.get_item(&MjValue::from(i)),
-                Err(_) => v.get_attr(part),
-            })?,
+            Some(a) => a
+                .split('.')
+                .try_fold(item, |v, part| match part.parse::<i64>() {
+                    Ok(i) => v.get_item(&MjValue::from(i)),
+                    Err(_) => v.get_attr(part),
+                })?,
             None => item,
         };
         out.push_str(&py_str(&item)?);
@@ -771,7 +766,12 @@ fn sort_keys(v: Value) -> Value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
         other => other,
@@ -1077,5 +1077,131 @@ mod bound_tests {
             Templates::render_str("{{ [1, 2] * 2 }}", &vars()).unwrap(),
             json!([1, 2, 1, 2])
         );
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn vars() -> Vars {
+        Vars::for_prompt(
+            None,
+            obj(
+                json!({"l": [1, "a", null, true, 2.0], "m": {"k": "v", "b": [1.5]},
+                       "f": 0.5, "big": 1e16, "yes": false, "s": "it's"}),
+            ),
+            prompt_model(&obj(json!({"provider": "openai", "name": "gpt-4o"}))),
+        )
+    }
+
+    fn p(s: &str) -> String {
+        Templates::render_prompt(s, &vars()).unwrap()
+    }
+
+    #[test]
+    fn values_print_like_python_str() {
+        assert_eq!(p("{{ input.l }}"), "[1, 'a', None, True, 2.0]");
+        assert_eq!(p("{{ input.m }}"), "{'k': 'v', 'b': [1.5]}");
+        assert_eq!(
+            p("{{ input.f }} {{ input.big }} {{ input.yes }}"),
+            "0.5 1e+16 False"
+        );
+        assert_eq!(p("{{ input.s }} {{ [input.s] }}"), "it's [\"it's\"]");
+        assert_eq!(p("{{ input.l | join('-') }}"), "1-a-None-True-2.0");
+        assert_eq!(p("{{ input.l | string }}"), "[1, 'a', None, True, 2.0]");
+        assert_eq!(p("{{ 'abc' | join('.') }}"), "a.b.c");
+        assert_eq!(p("{{ 4 / 2 }} {{ 7 // 2 }}"), "2.0 3");
+        // Jinja2's default tojson sorts keys.
+        assert_eq!(p("{{ input.m | tojson }}"), "{\"b\": [1.5], \"k\": \"v\"}");
+    }
+
+    #[test]
+    fn one_trailing_newline_is_dropped_and_line_ends_normalised() {
+        assert_eq!(p("plain\n"), "plain");
+        assert_eq!(p("plain\n\n"), "plain\n");
+        assert_eq!(p("plain"), "plain");
+        assert_eq!(p("{{ input.s }}\n"), "it's");
+        assert_eq!(p("a\r\nb\rc\r\n"), "a\nb\nc");
+        assert_eq!(p("{{ input.s }}\r\n\r\n"), "it's\n");
+        // Machine-level text keeps literals as written.
+        assert_eq!(
+            Templates::render_str("plain\n", &vars()),
+            Ok(json!("plain\n"))
+        );
+    }
+
+    #[test]
+    fn model_shows_the_called_id_and_every_sampling_key() {
+        assert_eq!(p("{{ model.name }}"), "openai/gpt-4o");
+        assert_eq!(p("{{ model.temperature }} {{ model.seed }}"), "None None");
+        let m = |name: &str| {
+            prompt_model(&obj(json!({"provider": "openrouter", "name": name})))["name"].clone()
+        };
+        assert_eq!(m("meta/llama"), json!("openrouter/meta/llama"));
+        assert_eq!(m("openrouter/meta/llama"), json!("openrouter/meta/llama"));
+        assert_eq!(m("x-openrouter:llama"), json!("x-openrouter:llama"));
+        let keys: Vec<String> = prompt_model(&obj(json!({"provider": "p", "temperature": 0.1})))
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "provider",
+                "temperature",
+                "name",
+                "max_tokens",
+                "top_p",
+                "top_k",
+                "frequency_penalty",
+                "presence_penalty",
+                "seed",
+                "base_url"
+            ]
+        );
+    }
+
+    #[test]
+    fn expression_inputs_print_as_the_json_text_the_sdk_made_of_them() {
+        let spec = obj(json!({"a": "{{ context.l }}", "b": "context.l",
+                              "n": {"m": "{{ context.m }}"}}));
+        let input = obj(json!({"a": [1, "x"], "b": [1, "x"], "n": {"m": {"k": [true]}}}));
+        let v = Vars::for_prompt(Some(&spec), input, Map::new());
+        let r = |s: &str| Templates::render_prompt(s, &v).unwrap();
+        assert_eq!(r("{{ input.a }} | {{ input.b }}"), "[1, \"x\"] | [1, 'x']");
+        assert_eq!(r("{{ input.n.m }}"), "{\"k\": [true]}");
+        // They still behave as the list or map they hold.
+        assert_eq!(
+            r("{{ input.a | length }} {% for x in input.a %}<{{ x }}>{% endfor %} {{ input.a[1] }}"),
+            "2 <1><x> x"
+        );
+        assert_eq!(
+            r("{% for k in input.n.m %}{{ k }}={{ input.n.m[k] }}{% endfor %} {{ input.n.m.k }}"),
+            "k=[True] [True]"
+        );
+    }
+
+    #[test]
+    fn undefined_stays_an_error_in_prompts() {
+        assert!(Templates::render_prompt("{{ input.nope }}", &vars()).is_err());
+        assert_eq!(p("{{ input.nope | default('d') }}"), "d");
+    }
+
+    #[test]
+    fn maps_keep_their_order_in_machine_templates_too() {
+        let v = Vars::from_pairs([("context", json!({"m": {"z": 1, "a": 2}}))]);
+        assert_eq!(
+            Templates::render_str("m={{ context.m }}", &v),
+            Ok(json!("m={\"z\": 1, \"a\": 2}"))
+        );
+        let typed = Templates::render_str("{{ context.m }}", &v).unwrap();
+        let keys: Vec<&String> = typed.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["z", "a"]);
     }
 }
