@@ -6,8 +6,9 @@ use super::agent::{AgentRequest, AgentResult, DEFAULT_SYSTEM_PROMPT};
 use super::error::{ErrorKind, ExecError};
 use super::exec::Run;
 use super::state::template_err;
+use crate::expr::template::prompt_model;
 use crate::expr::{Templates, Vars};
-use crate::spec::model::ExecutionDef;
+use crate::spec::model::{AgentDef, ExecutionDef};
 use crate::spec::StateDef;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -43,24 +44,7 @@ impl Run {
                 )
             })?;
         let input = self.render_input(state)?;
-        let prompt_vars = Vars::from_pairs([
-            ("input", Value::Object(input.clone())),
-            ("model", Value::Object(agent.model.clone())),
-        ]);
-        let p = &agent.prompt;
-        let system = Templates::render_text(
-            p.system.as_deref().unwrap_or(DEFAULT_SYSTEM_PROMPT),
-            &prompt_vars,
-        )
-        .map_err(|e| template_err(&format!("agent '{agent_name}' system prompt"), e))?;
-        let mut user = Templates::render_text(&p.user, &prompt_vars)
-            .map_err(|e| template_err(&format!("agent '{agent_name}' user prompt"), e))?;
-        if let Some(suffix) = &p.instruction_suffix {
-            let s = Templates::render_text(suffix, &prompt_vars).map_err(|e| {
-                template_err(&format!("agent '{agent_name}' instruction_suffix"), e)
-            })?;
-            user = format!("{user}\n\n{s}");
-        }
+        let (system, user) = render_prompts(agent_name, &agent, state, &input)?;
         let base = AgentRequest {
             execution_id: self.id.clone(),
             state: name.to_string(),
@@ -227,6 +211,38 @@ impl Run {
         out.insert("count".into(), json!(count));
         Ok(Value::Object(out))
     }
+}
+
+/// The system and user prompts of one call, rendered as the reference's
+/// agent runtime renders them ([`Templates::render_prompt`]): `input` is the
+/// state's rendered `input:`, `model` the resolved model config as
+/// [`prompt_model`] shows it, and an `instruction_suffix` that renders to
+/// nothing adds nothing (not even the blank line before it).
+pub fn render_prompts(
+    agent_name: &str,
+    agent: &AgentDef,
+    state: &StateDef,
+    input: &Map<String, Value>,
+) -> Result<(String, String), ExecError> {
+    let vars = Vars::for_prompt(
+        state.input.as_ref(),
+        input.clone(),
+        prompt_model(&agent.model),
+    );
+    let p = &agent.prompt;
+    let system =
+        Templates::render_prompt(p.system.as_deref().unwrap_or(DEFAULT_SYSTEM_PROMPT), &vars)
+            .map_err(|e| template_err(&format!("agent '{agent_name}' system prompt"), e))?;
+    let mut user = Templates::render_prompt(&p.user, &vars)
+        .map_err(|e| template_err(&format!("agent '{agent_name}' user prompt"), e))?;
+    if let Some(suffix) = p.instruction_suffix.as_deref().filter(|s| !s.is_empty()) {
+        let s = Templates::render_prompt(suffix, &vars)
+            .map_err(|e| template_err(&format!("agent '{agent_name}' instruction_suffix"), e))?;
+        if !s.is_empty() {
+            user = format!("{user}\n\n{s}");
+        }
+    }
+    Ok((system, user))
 }
 
 /// `max(backoff ± jitter, retry_after)`, at most

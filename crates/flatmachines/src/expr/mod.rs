@@ -4,6 +4,7 @@
 
 pub mod condition;
 pub mod pyjson;
+pub mod pyrepr;
 pub mod template;
 
 pub use condition::{CachedCondition, Condition, ConditionError};

@@ -6,18 +6,23 @@
 //!   its type (the Python reference stringifies here, which turns `8` into
 //!   `"8"` and `false` into the truthy `"False"`);
 //! * anything else renders to a string, printing lists and maps as Python's
-//!   `json.dumps` would and booleans/null as `True`/`False`/`None`, so prompts
-//!   match the reference.
+//!   `json.dumps` would and booleans/null as `True`/`False`/`None`, as the
+//!   reference's machine runtime does.
+//!
+//! Agent prompts are different ([`Templates::render_prompt`]): the reference
+//! renders them with a plain Jinja2 environment, which prints every value
+//! with Python's `str()` (`[1, 'a']`, `{'k': 'v'}`), normalises line endings
+//! and drops one trailing newline of every prompt, templated or not.
 //!
 //! Undefined variables are errors (minijinja's semi-strict mode): a typo in a
 //! template must not silently become an empty string in a paid prompt.
 //! `default(...)`, `is defined` and `{% if x %}` still work on undefined values.
 
-use super::pyjson;
-use minijinja::value::{Kwargs, Value as MjValue};
+use super::{pyjson, pyrepr};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value as MjValue};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Instructions one template render (or one `{{ expr }}` evaluation) may
 /// execute. Why: a loop in a machine file (or over a huge list from a
@@ -206,6 +211,37 @@ impl Vars {
         &self.map
     }
 
+    /// Variables for an agent prompt: `input` (the state's rendered
+    /// `input:`) and `model` (see [`prompt_model`]).
+    ///
+    /// `input_spec` is the state's `input:` as written. Where one of its
+    /// values is a single `{{ expr }}` that gave a list or a map, the
+    /// reference had already turned it into JSON text before the prompt saw
+    /// it; such values keep their type here (loops, `length` and keys work)
+    /// but print as that JSON text, so the prompt reads as it does there.
+    pub fn for_prompt(
+        input_spec: Option<&Map<String, Value>>,
+        input: Map<String, Value>,
+        model: Map<String, Value>,
+    ) -> Vars {
+        let mj_input = match input_spec {
+            Some(spec) => marked_map(spec, &input),
+            None => MjValue::from_serialize(&input),
+        };
+        let mj = MjValue::from_iter([
+            ("input", mj_input),
+            ("model", MjValue::from_serialize(&model)),
+        ]);
+        let mut map = Map::new();
+        map.insert("input".into(), Value::Object(input));
+        map.insert("model".into(), Value::Object(model));
+        Vars {
+            map,
+            mj: OnceLock::from(mj),
+            extra_roots: Vec::new(),
+        }
+    }
+
     fn mj(&self) -> MjValue {
         self.mj
             .get_or_init(|| MjValue::from_serialize(&self.map))
@@ -219,7 +255,26 @@ pub struct Templates;
 impl Templates {
     fn env() -> &'static Environment<'static> {
         static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-        ENV.get_or_init(build_env)
+        ENV.get_or_init(|| build_env(Flavor::Machine))
+    }
+
+    fn prompt_env() -> &'static Environment<'static> {
+        static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+        ENV.get_or_init(|| build_env(Flavor::Prompt))
+    }
+
+    /// Render agent prompt text as the reference's agent runtime does (a
+    /// plain Jinja2 environment): values print with Python's `str()`
+    /// (`[1, 'a']`, `{'k': 'v'}`, `None`, `True`, `1.0`), `\r\n` and `\r`
+    /// become `\n`, and one trailing newline is dropped, also from text with
+    /// no template syntax at all. Undefined variables stay errors.
+    pub fn render_prompt(s: &str, vars: &Vars) -> Result<String, TemplateError> {
+        let normalized = normalize_newlines(s);
+        let src = normalized.as_ref();
+        if !has_markers(src) {
+            return Ok(src.strip_suffix('\n').unwrap_or(src).to_string());
+        }
+        render_with(Self::prompt_env(), src, vars)
     }
 
     /// Render a value: strings per [`shape`], maps and lists recursively,
@@ -261,21 +316,10 @@ impl Templates {
 
     /// Render `s` as Jinja text, always producing a string (used for prompts).
     pub fn render_text(s: &str, vars: &Vars) -> Result<String, TemplateError> {
-        if !(s.contains("{{") || s.contains("{%") || s.contains("{#")) {
+        if !has_markers(s) {
             return Ok(s.to_string());
         }
-        let env = Self::env();
-        let tmpl = env.template_from_str(s).map_err(|e| syntax(s, &e))?;
-        let mut out = CappedWriter::new(MAX_TEMPLATE_OUTPUT);
-        match tmpl.render_captured_to(vars.mj(), &mut out) {
-            Ok(_) => {}
-            Err(e) if out.overflowed || is_oversize(&e) => return Err(too_large(s)),
-            Err(e) => return Err(render_err(s, &e)),
-        }
-        String::from_utf8(out.buf).map_err(|e| TemplateError::Render {
-            template: excerpt(s),
-            message: format!("output is not UTF-8: {e}"),
-        })
+        render_with(Self::env(), s, vars)
     }
 
     fn eval_expression(src: &str, expr: &str, vars: &Vars) -> Result<Value, TemplateError> {
@@ -327,6 +371,134 @@ impl Templates {
         check_into(value, &mut errs);
         errs
     }
+}
+
+fn has_markers(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// Jinja2 turns every `\r\n` and `\r` of a template's source into `\n`.
+fn normalize_newlines(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\r') {
+        std::borrow::Cow::Owned(s.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+fn render_with(env: &Environment<'static>, s: &str, vars: &Vars) -> Result<String, TemplateError> {
+    let tmpl = env.template_from_str(s).map_err(|e| syntax(s, &e))?;
+    let mut out = CappedWriter::new(MAX_TEMPLATE_OUTPUT);
+    match tmpl.render_captured_to(vars.mj(), &mut out) {
+        Ok(_) => {}
+        Err(e) if out.overflowed || is_oversize(&e) => return Err(too_large(s)),
+        Err(e) => return Err(render_err(s, &e)),
+    }
+    String::from_utf8(out.buf).map_err(|e| TemplateError::Render {
+        template: excerpt(s),
+        message: format!("output is not UTF-8: {e}"),
+    })
+}
+
+/// What the reference's prompt templates see as `model`: the resolved model
+/// config, with `name` as the model id it calls (`provider/name` unless the
+/// name already holds `provider/` or `provider:`) and the sampling keys
+/// always present (`None` when unset), in the reference's key order.
+pub fn prompt_model(config: &Map<String, Value>) -> Map<String, Value> {
+    let mut m = config.clone();
+    let provider = config.get("provider").and_then(Value::as_str);
+    let name = config.get("name").and_then(Value::as_str);
+    if let (Some(p), Some(n)) = (provider, name) {
+        if !p.is_empty()
+            && !n.is_empty()
+            && !n.contains(&format!("{p}/"))
+            && !n.contains(&format!("{p}:"))
+        {
+            m.insert("name".into(), Value::String(format!("{p}/{n}")));
+        }
+    }
+    if !m.contains_key("name") {
+        m.insert("name".into(), Value::Null);
+    }
+    for key in [
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "base_url",
+    ] {
+        if !m.contains_key(key) {
+            m.insert(key.into(), Value::Null);
+        }
+    }
+    m
+}
+
+/// A list or map that prints as JSON text in a prompt (see
+/// [`Vars::for_prompt`]) but otherwise behaves as the value it holds.
+#[derive(Debug)]
+struct JsonPrinted {
+    inner: MjValue,
+    json: Value,
+}
+
+impl Object for JsonPrinted {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        match self.json {
+            Value::Object(_) => ObjectRepr::Map,
+            _ => ObjectRepr::Seq,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
+        self.inner.get_item(key).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match &self.json {
+            Value::Object(map) => {
+                Enumerator::Values(map.keys().map(|k| MjValue::from(k.as_str())).collect())
+            }
+            Value::Array(items) => Enumerator::Seq(items.len()),
+            _ => Enumerator::Empty,
+        }
+    }
+}
+
+/// `value` for a prompt, with the lists and maps that came from a single
+/// `{{ expr }}` in `spec` wrapped in [`JsonPrinted`].
+fn marked(spec: &Value, value: &Value) -> MjValue {
+    match (spec, value) {
+        (Value::String(s), Value::Array(_) | Value::Object(_))
+            if matches!(shape(s), Shape::Expression(_)) =>
+        {
+            MjValue::from_object(JsonPrinted {
+                inner: MjValue::from_serialize(value),
+                json: value.clone(),
+            })
+        }
+        (Value::Object(spec), Value::Object(map)) => marked_map(spec, map),
+        (Value::Array(specs), Value::Array(items)) if specs.len() == items.len() => specs
+            .iter()
+            .zip(items)
+            .map(|(s, v)| marked(s, v))
+            .collect::<Vec<_>>()
+            .into(),
+        _ => MjValue::from_serialize(value),
+    }
+}
+
+fn marked_map(spec: &Map<String, Value>, map: &Map<String, Value>) -> MjValue {
+    MjValue::from_iter(map.iter().map(|(k, v)| {
+        let v = match spec.get(k) {
+            Some(s) => marked(s, v),
+            None => MjValue::from_serialize(v),
+        };
+        (k.clone(), v)
+    }))
 }
 
 fn check_into(value: &Value, errs: &mut Vec<TemplateError>) {
@@ -413,16 +585,108 @@ fn render_err(src: &str, e: &minijinja::Error) -> TemplateError {
     }
 }
 
-fn build_env() -> Environment<'static> {
+/// Which of the reference's two Jinja environments a template follows.
+#[derive(Clone, Copy)]
+enum Flavor {
+    /// The machine runtime's: lists and maps print as `json.dumps`.
+    Machine,
+    /// The agent runtime's plain environment: values print with `str()`,
+    /// and `tojson` sorts keys (Jinja2's default policy).
+    Prompt,
+}
+
+fn build_env(flavor: Flavor) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.set_formatter(format_value);
-    env.add_filter("tojson", tojson);
     env.add_filter("fromjson", fromjson);
     env.add_filter("truncate", truncate);
+    match flavor {
+        Flavor::Machine => {
+            env.set_formatter(format_value);
+            env.add_filter("tojson", tojson);
+        }
+        Flavor::Prompt => {
+            env.set_formatter(format_prompt_value);
+            env.add_filter("tojson", tojson_sorted);
+            env.add_filter("join", py_join);
+            env.add_filter("string", |v: &MjValue| py_str(v));
+        }
+    }
     env
+}
+
+/// Print values as Jinja2 does by default: with Python's `str()`.
+fn format_prompt_value(
+    out: &mut minijinja::Output,
+    _state: &minijinja::State,
+    value: &MjValue,
+) -> Result<(), minijinja::Error> {
+    let text = py_str(value)?;
+    out.write_str(&text)
+        .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "could not write output"))
+}
+
+/// Python's `str()` of a template value.
+fn py_str(value: &MjValue) -> Result<String, minijinja::Error> {
+    use minijinja::value::ValueKind;
+    if let Some(j) = value.downcast_object_ref::<JsonPrinted>() {
+        return Ok(pyjson::dumps(&j.json, None));
+    }
+    Ok(match value.kind() {
+        ValueKind::Undefined => String::new(),
+        ValueKind::Bool => if value.is_true() { "True" } else { "False" }.to_string(),
+        ValueKind::None => "None".to_string(),
+        ValueKind::String => value.as_str().unwrap_or_default().to_string(),
+        ValueKind::Number if !value.is_integer() => match f64::try_from(value.clone()) {
+            Ok(f) => pyrepr::float_repr(f),
+            Err(_) => value.to_string(),
+        },
+        // Through JSON, as in `format_value`: a lazy sequence is cut off at
+        // the size cap instead of being walked to its end.
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => pyrepr::repr(&to_json(value)?),
+        _ => value.to_string(),
+    })
+}
+
+/// Jinja2's `join(d='', attribute=None)`: items printed with `str()`.
+fn py_join(value: &MjValue, d: Option<String>, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+    let sep = match d {
+        Some(d) => d,
+        None => kwargs.get::<Option<String>>("d")?.unwrap_or_default(),
+    };
+    let attribute = kwargs.get::<Option<String>>("attribute")?;
+    kwargs.assert_all_used()?;
+    if value.is_undefined() || value.is_none() {
+        return Ok(String::new());
+    }
+    if let Some(s) = value.as_str() {
+        return Ok(s.chars().map(String::from).collect::<Vec<_>>().join(&sep));
+    }
+    let mut out = String::new();
+    for (i, item) in value.try_iter()?.enumerate() {
+        if i > 0 {
+            out.push_str(&sep);
+        }
+        let item = match &attribute {
+            Some(a) => a
+                .split('.')
+                .try_fold(item, |v, part| match part.parse::<i64>() {
+                    Ok(i) => v.get_item(&MjValue::from(i)),
+                    Err(_) => v.get_attr(part),
+                })?,
+            None => item,
+        };
+        out.push_str(&py_str(&item)?);
+        if out.len() > MAX_TEMPLATE_OUTPUT {
+            return Err(
+                minijinja::Error::new(ErrorKind::WriteFailure, Oversize.to_string())
+                    .with_source(Oversize),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Print values the way the Python reference's finalize does.
@@ -477,6 +741,41 @@ fn tojson(value: &MjValue, indent: Option<usize>) -> Result<MjValue, minijinja::
         .replace('&', "\\u0026")
         .replace('\'', "\\u0027");
     Ok(MjValue::from_safe_string(s))
+}
+
+/// Jinja2's default `tojson`, as the reference's prompts get it: keys
+/// sorted (`json.dumps_kwargs = {"sort_keys": True}`), HTML-sensitive
+/// characters escaped.
+fn tojson_sorted(value: &MjValue, indent: Option<usize>) -> Result<MjValue, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "tojson of an undefined value",
+        ));
+    }
+    let s = pyjson::dumps(&sort_keys(to_json(value)?), indent)
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\'', "\\u0027");
+    Ok(MjValue::from_safe_string(s))
+}
+
+fn sort_keys(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
 }
 
 /// Parse a JSON string into a value (the reference's extra filter).
@@ -778,5 +1077,131 @@ mod bound_tests {
             Templates::render_str("{{ [1, 2] * 2 }}", &vars()).unwrap(),
             json!([1, 2, 1, 2])
         );
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn vars() -> Vars {
+        Vars::for_prompt(
+            None,
+            obj(
+                json!({"l": [1, "a", null, true, 2.0], "m": {"k": "v", "b": [1.5]},
+                       "f": 0.5, "big": 1e16, "yes": false, "s": "it's"}),
+            ),
+            prompt_model(&obj(json!({"provider": "openai", "name": "gpt-4o"}))),
+        )
+    }
+
+    fn p(s: &str) -> String {
+        Templates::render_prompt(s, &vars()).unwrap()
+    }
+
+    #[test]
+    fn values_print_like_python_str() {
+        assert_eq!(p("{{ input.l }}"), "[1, 'a', None, True, 2.0]");
+        assert_eq!(p("{{ input.m }}"), "{'k': 'v', 'b': [1.5]}");
+        assert_eq!(
+            p("{{ input.f }} {{ input.big }} {{ input.yes }}"),
+            "0.5 1e+16 False"
+        );
+        assert_eq!(p("{{ input.s }} {{ [input.s] }}"), "it's [\"it's\"]");
+        assert_eq!(p("{{ input.l | join('-') }}"), "1-a-None-True-2.0");
+        assert_eq!(p("{{ input.l | string }}"), "[1, 'a', None, True, 2.0]");
+        assert_eq!(p("{{ 'abc' | join('.') }}"), "a.b.c");
+        assert_eq!(p("{{ 4 / 2 }} {{ 7 // 2 }}"), "2.0 3");
+        // Jinja2's default tojson sorts keys.
+        assert_eq!(p("{{ input.m | tojson }}"), "{\"b\": [1.5], \"k\": \"v\"}");
+    }
+
+    #[test]
+    fn one_trailing_newline_is_dropped_and_line_ends_normalised() {
+        assert_eq!(p("plain\n"), "plain");
+        assert_eq!(p("plain\n\n"), "plain\n");
+        assert_eq!(p("plain"), "plain");
+        assert_eq!(p("{{ input.s }}\n"), "it's");
+        assert_eq!(p("a\r\nb\rc\r\n"), "a\nb\nc");
+        assert_eq!(p("{{ input.s }}\r\n\r\n"), "it's\n");
+        // Machine-level text keeps literals as written.
+        assert_eq!(
+            Templates::render_str("plain\n", &vars()),
+            Ok(json!("plain\n"))
+        );
+    }
+
+    #[test]
+    fn model_shows_the_called_id_and_every_sampling_key() {
+        assert_eq!(p("{{ model.name }}"), "openai/gpt-4o");
+        assert_eq!(p("{{ model.temperature }} {{ model.seed }}"), "None None");
+        let m = |name: &str| {
+            prompt_model(&obj(json!({"provider": "openrouter", "name": name})))["name"].clone()
+        };
+        assert_eq!(m("meta/llama"), json!("openrouter/meta/llama"));
+        assert_eq!(m("openrouter/meta/llama"), json!("openrouter/meta/llama"));
+        assert_eq!(m("x-openrouter:llama"), json!("x-openrouter:llama"));
+        let keys: Vec<String> = prompt_model(&obj(json!({"provider": "p", "temperature": 0.1})))
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "provider",
+                "temperature",
+                "name",
+                "max_tokens",
+                "top_p",
+                "top_k",
+                "frequency_penalty",
+                "presence_penalty",
+                "seed",
+                "base_url"
+            ]
+        );
+    }
+
+    #[test]
+    fn expression_inputs_print_as_the_json_text_the_sdk_made_of_them() {
+        let spec = obj(json!({"a": "{{ context.l }}", "b": "context.l",
+                              "n": {"m": "{{ context.m }}"}}));
+        let input = obj(json!({"a": [1, "x"], "b": [1, "x"], "n": {"m": {"k": [true]}}}));
+        let v = Vars::for_prompt(Some(&spec), input, Map::new());
+        let r = |s: &str| Templates::render_prompt(s, &v).unwrap();
+        assert_eq!(r("{{ input.a }} | {{ input.b }}"), "[1, \"x\"] | [1, 'x']");
+        assert_eq!(r("{{ input.n.m }}"), "{\"k\": [true]}");
+        // They still behave as the list or map they hold.
+        assert_eq!(
+            r("{{ input.a | length }} {% for x in input.a %}<{{ x }}>{% endfor %} {{ input.a[1] }}"),
+            "2 <1><x> x"
+        );
+        assert_eq!(
+            r("{% for k in input.n.m %}{{ k }}={{ input.n.m[k] }}{% endfor %} {{ input.n.m.k }}"),
+            "k=[True] [True]"
+        );
+    }
+
+    #[test]
+    fn undefined_stays_an_error_in_prompts() {
+        assert!(Templates::render_prompt("{{ input.nope }}", &vars()).is_err());
+        assert_eq!(p("{{ input.nope | default('d') }}"), "d");
+    }
+
+    #[test]
+    fn maps_keep_their_order_in_machine_templates_too() {
+        let v = Vars::from_pairs([("context", json!({"m": {"z": 1, "a": 2}}))]);
+        assert_eq!(
+            Templates::render_str("m={{ context.m }}", &v),
+            Ok(json!("m={\"z\": 1, \"a\": 2}"))
+        );
+        let typed = Templates::render_str("{{ context.m }}", &v).unwrap();
+        let keys: Vec<&String> = typed.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["z", "a"]);
     }
 }
