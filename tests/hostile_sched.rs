@@ -483,7 +483,9 @@ impl Action for Hang {
 async fn a_cancelled_phase_leaves_its_machine_lease_released_for_three_ttls() {
     let site = Site::new("", "[scheduler]\nworkers = 1\nretry_base_secs = 3600\n").await;
     site.add_papers(0, 1);
-    let mut scheduler = in_process(&site, |c| c.scheduler.lease_ttl = std::time::Duration::from_secs(30));
+    let mut scheduler = in_process(&site, |c| {
+        c.scheduler.lease_ttl = std::time::Duration::from_secs(30)
+    });
     let entered = Arc::new(tokio::sync::Notify::new());
     let env = &scheduler.env;
     let mut actions = env.actions.clone();
