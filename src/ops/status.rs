@@ -1048,8 +1048,10 @@ mod tests {
     fn the_report_reads_resolved_settings_and_parses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db"), &StoreOptions::default()).unwrap();
-        let mut cfg = Config::default();
-        cfg.machines_dir = dir.path().join("no-machines");
+        let mut cfg = Config {
+            machines_dir: dir.path().join("no-machines"),
+            ..Config::default()
+        };
         cfg.budget.day_start_utc = "6:30".into();
         cfg.scheduler.prep_burst_cron = Some("0 0 9 * * *".into());
         cfg.scheduler.prep_burst_minutes = 60;
