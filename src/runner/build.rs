@@ -61,6 +61,7 @@ pub fn open_store(cfg: &Config) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
             path: cfg.db.clone(),
             message: format!("cannot create {}: {e}", dir.display()),
+            source: Some(Box::new(e)),
         })?;
     }
     Store::open(
