@@ -128,7 +128,7 @@ mod tests {
     use std::error::Error as _;
 
     /// The first error of `T` in `e`'s source chain.
-    fn in_chain<'a, T: std::error::Error + 'static>(e: &'a StoreError) -> Option<&'a T> {
+    fn in_chain<T: std::error::Error + 'static>(e: &StoreError) -> Option<&T> {
         let mut next = e.source();
         while let Some(s) = next {
             if let Some(t) = s.downcast_ref::<T>() {
