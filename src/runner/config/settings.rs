@@ -24,9 +24,11 @@ use std::time::Duration;
 /// `config` is the file model it was resolved from, kept for the values
 /// that are used as they are (paths, URLs, counts, phase lists, the `pdf`,
 /// `shell` and `download` sections with their own checked limits) and for
-/// `runner status`. The timing, day start, cron, listen address, log format
-/// and class values of `config` are not read after resolution: the typed
-/// fields below are the truth, and the runner builds from them.
+/// `runner status`. The timing, day start, cron, listen address, log
+/// format, class, budget-limit and breaker values of `config` are not read
+/// after resolution: the typed fields below are the truth, and the runner
+/// (scheduler, budget, breakers, the ops endpoint and its `/status`, and
+/// `runner status`) builds from them.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: Config,
