@@ -189,6 +189,8 @@ fn run_inner(cfg: Settings, f: RunFlags) -> Result<RunSummary, CliError> {
         RunMode::SinglePass
     };
     let rt = super::machine::runtime()?;
+    // Shared with the ops endpoint, which reads the same resolved values.
+    let cfg = std::sync::Arc::new(cfg);
     let summary = rt.block_on(async move {
         let built = build(
             &cfg,
@@ -231,7 +233,7 @@ fn run_inner(cfg: Settings, f: RunFlags) -> Result<RunSummary, CliError> {
                 .with_context(|| format!("cannot listen on {addr} (ops.listen)"))?;
             let state = paper_runner::ops::http::OpsState {
                 store: built.store.clone(),
-                config: std::sync::Arc::new(cfg.config.clone()),
+                settings: cfg.clone(),
                 stats: Some(scheduler.stats.clone()),
                 metrics: super::metrics(),
             };

@@ -50,7 +50,13 @@ pub fn open_existing(config: Option<&Path>, db: Option<&Path>) -> Result<(Config
 
 pub fn run(config: Option<PathBuf>, a: StatusArgs) -> CliResult {
     let (cfg, store) = open_existing(config.as_deref(), a.db.as_deref())?;
-    let report = match status_report(&store, &cfg, None, chrono::Utc::now()) {
+    // Resolved once, like the daemon's: the report reads typed values (the
+    // day start, the prep-burst cron) and an invalid setting is a usage
+    // error naming its key, as it is for `runner run`.
+    let settings = cfg
+        .resolve()
+        .map_err(|e| Failure::new(Code::Usage, format!("{e:#}")))?;
+    let report = match status_report(&store, &settings, None, chrono::Utc::now()) {
         Ok(r) => r,
         Err(e) => return Err(Failure::new(Code::Failure, e)),
     };

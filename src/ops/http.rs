@@ -32,7 +32,7 @@
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::status::{status_report, StatusReport};
 use super::OpsError;
-use crate::runner::config::Config;
+use crate::runner::config::{OpsSettings, Settings};
 use crate::runner::scheduler::RunnerStats;
 use crate::store::Store;
 use axum::extract::{Request, State};
@@ -63,7 +63,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct OpsState {
     pub store: Store,
-    pub config: Arc<Config>,
+    /// The daemon's settings, resolved once at start-up: `/status` and the
+    /// endpoint's bounds read typed values and never re-parse the file.
+    pub settings: Arc<Settings>,
     /// The running scheduler's live view (None outside a daemon).
     pub stats: Option<Arc<Mutex<RunnerStats>>>,
     /// The registry of the metrics layer installed by logging.
@@ -83,7 +85,7 @@ impl OpsState {
     pub fn status(&self) -> Result<StatusReport, OpsError> {
         status_report(
             &self.store,
-            &self.config,
+            &self.settings,
             self.live().as_ref(),
             chrono::Utc::now(),
         )
@@ -106,7 +108,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let token = state
-        .config
+        .settings
         .ops
         .token_env
         .as_deref()
@@ -117,7 +119,7 @@ pub async fn serve(
     if closed {
         tracing::error!(
             %addr,
-            token_env = ?state.config.ops.token_env,
+            token_env = ?state.settings.ops.token_env,
             "ops endpoint is not on loopback and has no bearer token: every request gets 401"
         );
     }
@@ -125,7 +127,7 @@ pub async fn serve(
         token: token.map(Arc::from),
         closed,
     };
-    let limits = Limits::from_config(&state.config.ops);
+    let limits = Limits::new(&state.settings.ops);
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/status", get(status_handler))
@@ -154,15 +156,16 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// From `[ops]`; values are range-checked by config validation, and
-    /// clamped here again so an unvalidated config cannot disable a bound.
-    pub fn from_config(o: &crate::runner::config::OpsConfig) -> Limits {
-        let secs = |s: u64| Duration::from_secs(s.clamp(1, 3600));
+    /// From the resolved `[ops]` settings, whose values
+    /// [`Config::resolve`](crate::runner::config::Config::resolve) has
+    /// range-checked (1–4096 connections, 1–3600 s timeouts), so no bound
+    /// can be zero or disabled.
+    pub fn new(o: &OpsSettings) -> Limits {
         Limits {
-            max_connections: (o.max_connections as usize).clamp(1, 4096),
-            header_timeout: secs(o.header_timeout_secs),
-            idle_timeout: secs(o.idle_timeout_secs),
-            request_timeout: secs(o.request_timeout_secs),
+            max_connections: o.max_connections,
+            header_timeout: o.header_timeout,
+            idle_timeout: o.idle_timeout,
+            request_timeout: o.request_timeout,
         }
     }
 }

@@ -18,9 +18,6 @@ pub enum OpsError {
     /// No such paper (the CLI exits 2).
     #[error("{0}")]
     NotFound(String),
-    /// The configuration cannot be used (e.g. an invalid budget day start).
-    #[error("{0}")]
-    Config(String),
 }
 
 /// The process's file-descriptor budget after [`raise_fd_limit`].

@@ -11,7 +11,7 @@ use crate::llm::gate::BlockReason;
 use crate::llm::ModelProfile;
 use crate::runner::budget::{self, Budget, BudgetUsage, ClassCalls};
 use crate::runner::build;
-use crate::runner::config::Config;
+use crate::runner::config::{Config, Settings};
 use crate::runner::gates::{BlockedModel, Burst, ModeView};
 use crate::runner::scheduler::RunnerStats;
 use crate::store::ops::{BreakerRow, WorkingRow};
@@ -159,10 +159,13 @@ pub struct PendingReport {
 }
 
 /// Build the report. `live`: the stats of the daemon serving `/status`
-/// (its mode wins over the derived one).
+/// (its mode wins over the derived one). `settings` are resolved once by
+/// the caller (the daemon at start-up, `runner status` before it reads):
+/// the day start, the prep-burst cron and the thresholds arrive typed, so
+/// a report parses no setting.
 pub fn status_report(
     store: &Store,
-    cfg: &Config,
+    settings: &Settings,
     live: Option<&RunnerStats>,
     now: DateTime<Utc>,
 ) -> Result<StatusReport, OpsError> {
@@ -178,8 +181,8 @@ pub fn status_report(
         .into_iter()
         .map(|w| in_flight(w, now))
         .collect();
-    let budget_rules =
-        Budget::new(cfg.budget.clone()).map_err(|e| OpsError::Config(e.to_string()))?;
+    let cfg = &settings.config;
+    let budget_rules = Budget::new(settings.budget.clone());
     let usage = budget_rules.usage(store, now)?;
     let budget = budget_report(&usage);
     let breakers: Vec<BreakerReport> = store
@@ -190,12 +193,8 @@ pub fn status_report(
     let mode = match live.and_then(|s| s.mode.as_ref()) {
         Some(m) => mode_report(m, "runner"),
         None => {
-            let needs = expensive_needs(cfg);
-            let burst = cfg
-                .scheduler
-                .prep_burst_cron
-                .as_deref()
-                .and_then(|c| Burst::parse(c, cfg.scheduler.prep_burst_minutes).ok());
+            let needs = expensive_needs(settings);
+            let burst = settings.scheduler.prep_burst.as_ref().map(Burst::new);
             let pauses = store.model_pauses(now_ms)?;
             // Which phases a paused model holds (read only when one is).
             let model_phases = if pauses.is_empty() {
@@ -203,7 +202,7 @@ pub fn status_report(
             } else {
                 model_phases(cfg)
             };
-            let (claim_backlog_ms, park_after_ms) = pause_thresholds_ms(cfg);
+            let (claim_backlog_ms, park_after_ms) = pause_thresholds_ms(settings);
             let view = derive_mode(&ModeInputs {
                 needs: needs.as_ref(),
                 budget: &budget_rules,
@@ -346,7 +345,8 @@ pub struct PhaseNeeds {
 
 /// [`PhaseNeeds`] of the expensive phase from its machine file; None when
 /// the machines cannot be loaded here (then every breaker counts).
-pub fn expensive_needs(cfg: &Config) -> Option<PhaseNeeds> {
+pub fn expensive_needs(settings: &Settings) -> Option<PhaseNeeds> {
+    let cfg = &settings.config;
     if !build::has_machines(&cfg.machines_dir) {
         return None;
     }
@@ -370,7 +370,7 @@ pub fn expensive_needs(cfg: &Config) -> Option<PhaseNeeds> {
             }
         }
     }
-    let calls = budget::worst_case_calls(&bundle, |p| cfg.budget.class_of(p).to_string());
+    let calls = budget::worst_case_calls(&bundle, |p| settings.budget.class_of(p).to_string());
     Some(PhaseNeeds { models, calls })
 }
 
@@ -398,15 +398,13 @@ pub fn model_phases(cfg: &Config) -> Option<HashMap<String, Vec<Phase>>> {
     Some(out)
 }
 
-/// The claim backlog and the park threshold in ms, as `runner::build`
-/// derives them: a pause longer than the backlog holds claims, one longer
-/// than the park threshold changes the mode.
-pub fn pause_thresholds_ms(cfg: &Config) -> (i64, i64) {
+/// The claim backlog and the park threshold in ms, the resolved values
+/// `runner::build` gives the daemon: a pause longer than the backlog holds
+/// claims, one longer than the park threshold changes the mode.
+pub fn pause_thresholds_ms(settings: &Settings) -> (i64, i64) {
     let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    (
-        ms(cfg.scheduler.claim_backlog()),
-        ms(cfg.scheduler.park_after()),
-    )
+    let t = &settings.scheduler;
+    (ms(t.claim_backlog), ms(t.park_after))
 }
 
 /// What [`derive_mode`] decides from.
@@ -814,7 +812,7 @@ mod tests {
     fn a_persisted_pause_is_derived_like_the_daemon_sees_it() {
         let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
         let now_ms = now.timestamp_millis();
-        let budget = Budget::new(Default::default()).unwrap();
+        let budget = Budget::new(Default::default());
         let none = crate::runner::budget::Limits {
             daily: None,
             cheap: None,
@@ -897,11 +895,10 @@ mod tests {
     fn mode_follows_the_expensive_phase_breakers_budget_and_credits() {
         let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
         let now_ms = now.timestamp_millis();
-        let budget = Budget::new(crate::runner::config::BudgetConfig {
+        let budget = Budget::new(crate::runner::config::BudgetSettings {
             expensive: Some(5),
             ..Default::default()
-        })
-        .unwrap();
+        });
         let usage = |e: u64| {
             let limits = crate::runner::budget::Limits {
                 daily: None,
@@ -1044,6 +1041,37 @@ mod tests {
         assert!(probing.blocking);
     }
 
+    /// The report reads the resolved settings only: once resolved, the
+    /// file model's text can be anything (it is never parsed again) and
+    /// the typed day start and prep-burst window decide.
+    #[test]
+    fn the_report_reads_resolved_settings_and_parses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), &StoreOptions::default()).unwrap();
+        let mut cfg = Config {
+            machines_dir: dir.path().join("no-machines"),
+            ..Config::default()
+        };
+        cfg.budget.day_start_utc = "6:30".into();
+        cfg.scheduler.prep_burst_cron = Some("0 0 9 * * *".into());
+        cfg.scheduler.prep_burst_minutes = 60;
+        let mut settings = cfg.resolve().unwrap();
+        // What a re-parse would trip over.
+        settings.config.budget.day_start_utc = "not a time".into();
+        settings.config.scheduler.prep_burst_cron = Some("not cron".into());
+        let now = parse_ts("2026-01-02T09:10:00Z").unwrap();
+        let r = status_report(&store, &settings, None, now).unwrap();
+        let at = |t: &str| fmt_ts(parse_ts(t).unwrap());
+        assert_eq!(r.budget.day_started_at, at("2026-01-02T06:30:00Z"));
+        assert_eq!(r.budget.resets_at, at("2026-01-03T06:30:00Z"));
+        assert!(r.mode.only_prep, "{:?}", r.mode);
+        assert!(
+            r.mode.reason.starts_with("prep burst until 10:00Z"),
+            "{:?}",
+            r.mode
+        );
+    }
+
     #[test]
     fn report_of_a_small_queue_fits_80_columns() {
         let dir = tempfile::tempdir().unwrap();
@@ -1067,7 +1095,7 @@ mod tests {
             .unwrap();
         let mut cfg = Config::default();
         cfg.budget.expensive = Some(10);
-        let r = status_report(&store, &cfg, None, Utc::now()).unwrap();
+        let r = status_report(&store, &cfg.resolve().unwrap(), None, Utc::now()).unwrap();
         assert_eq!(r.total, 2);
         assert_eq!(r.counts["pending"], 1);
         assert_eq!(r.counts["prepping"], 1);

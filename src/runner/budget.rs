@@ -8,16 +8,22 @@
 //! not counted: no request was sent. Each row belongs to the budget day in
 //! which it was reserved; the day starts at `day_start_utc` ("HH:MM", UTC).
 //! A row's class comes from its `profile` column through
-//! [`BudgetConfig::class_of`]; a row without a profile (the catalog default
+//! [`BudgetSettings::class_of`]; a row without a profile (the catalog default
 //! was used) is "cheap".
+//!
+//! The budget is built from the resolved settings ([`Settings::budget`]):
+//! the day start is already a time and the classes an enum, so building
+//! cannot fail and nothing here parses a setting.
+//!
+//! [`Settings::budget`]: super::config::Settings::budget
 //!
 //! Because the budget is read from the ledger rather than from estimates, a
 //! crash or a restart can never make it forget what was spent.
 
-use super::config::BudgetConfig;
+use super::config::{BudgetSettings, ModelClass};
 use crate::spec::model::{Bundle, MachineDef};
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -26,16 +32,6 @@ use std::collections::HashSet;
 pub const DEFAULT_RETRY_BACKOFFS: usize = 4;
 /// Samples of a `parallel` execution without `n_samples` (engine default).
 pub const DEFAULT_SAMPLES: u64 = 3;
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum BudgetError {
-    #[error("budget.day_start_utc '{0}' must be \"HH:MM\" or \"H:MM\" in UTC (00:00 to 23:59)")]
-    DayStart(String),
-    #[error(
-        "budget.classes: profile '{profile}' has class '{class}'; use \"cheap\" or \"expensive\""
-    )]
-    Class { profile: String, class: String },
-}
 
 /// Requests per class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -98,37 +94,27 @@ impl BudgetUsage {
 /// The daily budget.
 #[derive(Debug, Clone)]
 pub struct Budget {
-    cfg: BudgetConfig,
-    day_start: NaiveTime,
+    cfg: BudgetSettings,
 }
 
 impl Budget {
-    /// Validate the config: `day_start_utc` must be "HH:MM" and every
-    /// configured class "cheap" or "expensive" (a typo would otherwise
-    /// silently move a profile to the cheap class).
-    pub fn new(cfg: BudgetConfig) -> Result<Budget, BudgetError> {
-        let day_start = parse_hh_mm(&cfg.day_start_utc)
-            .ok_or_else(|| BudgetError::DayStart(cfg.day_start_utc.clone()))?;
-        if let Some((profile, class)) = cfg
-            .classes
-            .iter()
-            .find(|(_, c)| !matches!(c.as_str(), "cheap" | "expensive"))
-        {
-            return Err(BudgetError::Class {
-                profile: profile.clone(),
-                class: class.clone(),
-            });
-        }
-        Ok(Budget { cfg, day_start })
+    /// The budget of the resolved `[budget]` settings. A malformed day
+    /// start or class never gets here: [`Config::resolve`] refuses it,
+    /// naming the key, so the daemon cannot start and then stop on it.
+    ///
+    /// [`Config::resolve`]: super::config::Config::resolve
+    pub fn new(cfg: BudgetSettings) -> Budget {
+        Budget { cfg }
     }
 
-    pub fn config(&self) -> &BudgetConfig {
+    /// The settings it was built from.
+    pub fn settings(&self) -> &BudgetSettings {
         &self.cfg
     }
 
     /// The budget day containing `now`: [start, next start).
     pub fn day_bounds(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-        let today = now.date_naive().and_time(self.day_start).and_utc();
+        let today = now.date_naive().and_time(self.cfg.day_start).and_utc();
         let start = if today > now {
             today - TimeDelta::days(1)
         } else {
@@ -146,8 +132,8 @@ impl Budget {
             let class = row
                 .profile
                 .as_deref()
-                .map_or("cheap", |p| self.cfg.class_of(p));
-            used.add(class, row.calls);
+                .map_or(ModelClass::Cheap, |p| self.cfg.class_of(p));
+            used.add(class.as_str(), row.calls);
         }
         let limits = Limits {
             daily: self.cfg.daily,
@@ -185,14 +171,6 @@ impl Budget {
     pub fn worst_case(&self, bundle: &Bundle) -> ClassCalls {
         worst_case_calls(bundle, |p| self.cfg.class_of(p).to_string())
     }
-}
-
-/// `day_start_utc` through the config's own parser, so validation and the
-/// budget can never disagree about a value (they once did: `"7:00"`
-/// validated and then stopped the daemon here).
-fn parse_hh_mm(s: &str) -> Option<NaiveTime> {
-    let (h, m) = super::config::parse_hh_mm(s)?;
-    NaiveTime::from_hms_opt(h, m, 0)
 }
 
 /// The most requests one run of `bundle`'s root machine can send, per class
@@ -306,6 +284,7 @@ fn states_on_cycles(m: &MachineDef) -> HashSet<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::config::{BudgetConfig, Config};
     use chrono::TimeZone;
     use std::path::Path;
 
@@ -313,10 +292,24 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    /// The budget of a `[budget]` section as the daemon gets it: written
+    /// like the file, then resolved.
     fn budget(f: impl FnOnce(&mut BudgetConfig)) -> Budget {
-        let mut cfg = BudgetConfig::default();
-        f(&mut cfg);
-        Budget::new(cfg).unwrap()
+        let mut cfg = Config::default();
+        f(&mut cfg.budget);
+        Budget::new(cfg.resolve().unwrap().budget)
+    }
+
+    /// The keys `Config::resolve` refuses in a `[budget]` section.
+    fn refused(f: impl FnOnce(&mut BudgetConfig)) -> Vec<String> {
+        let mut cfg = Config::default();
+        f(&mut cfg.budget);
+        match cfg.resolve() {
+            Err(crate::runner::config::ConfigError::Invalid { problems }) => {
+                problems.into_iter().map(|p| p.key).collect()
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     /// A store whose clock the test sets: ledger rows are stamped with it.
@@ -422,21 +415,23 @@ mod tests {
         );
     }
 
+    /// A malformed day start or class never reaches a budget: resolving
+    /// the settings refuses it, naming the key.
     #[test]
     fn bad_configs_are_refused() {
         for bad in ["24:00", "06:60", "0630", "", "ab:cd", "+6:30", "006:30"] {
-            let cfg = BudgetConfig {
-                day_start_utc: bad.into(),
-                ..BudgetConfig::default()
-            };
             assert_eq!(
-                Budget::new(cfg).unwrap_err(),
-                BudgetError::DayStart(bad.into())
+                refused(|c| c.day_start_utc = bad.into()),
+                ["budget.day_start_utc"],
+                "{bad:?}"
             );
         }
-        let mut cfg = BudgetConfig::default();
-        cfg.classes.insert("big".into(), "pricey".into());
-        assert!(matches!(Budget::new(cfg), Err(BudgetError::Class { .. })));
+        assert_eq!(
+            refused(|c| {
+                c.classes.insert("big".into(), "pricey".into());
+            }),
+            ["budget.classes.big"]
+        );
     }
 
     #[test]
@@ -595,7 +590,7 @@ mod tests {
     }
 
     fn by_name(p: &str) -> String {
-        BudgetConfig::default().class_of(p).to_string()
+        BudgetSettings::default().class_of(p).to_string()
     }
 
     #[test]

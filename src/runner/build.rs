@@ -61,6 +61,7 @@ pub fn open_store(cfg: &Config) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
             path: cfg.db.clone(),
             message: format!("cannot create {}: {e}", dir.display()),
+            source: Some(Box::new(e)),
         })?;
     }
     Store::open(
@@ -218,11 +219,11 @@ pub fn build(settings: &Settings, opts: &RunOptions) -> Result<Built, BuildError
             },
         );
     }
-    let breakers = Breakers::new(Some(store.clone()), cfg.breaker.clone())?;
+    let breakers = Breakers::new(Some(store.clone()), settings.breaker.clone())?;
     let b = &settings.budget;
     let budget = match (b.daily, b.cheap, b.expensive) {
         (None, None, None) => None,
-        _ => Some(Budget::new(cfg.budget.clone()).map_err(|e| BuildError::Setup(e.to_string()))?),
+        _ => Some(Budget::new(b.clone())),
     };
     let mut phase_models = HashMap::new();
     let mut phase_calls = HashMap::new();
@@ -232,10 +233,7 @@ pub fn build(settings: &Settings, opts: &RunOptions) -> Result<Built, BuildError
         phase_calls.insert(*phase, calls);
     }
     let t = &settings.scheduler;
-    let burst = t.prep_burst.as_ref().map(|p| Burst {
-        schedule: p.schedule.clone(),
-        window: p.window,
-    });
+    let burst = t.prep_burst.as_ref().map(Burst::new);
     // Calls whose model is blocked longer than `park_after` park their
     // phase (the worker slot goes to prep) instead of waiting.
     let (claim_backlog, park_after) = (t.claim_backlog, t.park_after);

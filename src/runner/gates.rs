@@ -15,6 +15,7 @@
 
 use super::breaker::Breakers;
 use super::budget::{Budget, BudgetUsage, ClassCalls};
+use super::config::PrepBurst;
 use super::phase::Phase;
 use crate::llm::gate::BlockReason;
 use crate::llm::RateLimiter;
@@ -22,7 +23,6 @@ use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,13 +126,13 @@ pub struct Burst {
 }
 
 impl Burst {
-    pub fn parse(expr: &str, minutes: u64) -> Result<Burst, String> {
-        let schedule =
-            cron::Schedule::from_str(expr).map_err(|e| format!("prep_burst_cron '{expr}': {e}"))?;
-        Ok(Burst {
-            schedule,
-            window: Duration::from_secs(minutes.max(1) * 60),
-        })
+    /// The window of the resolved `scheduler.prep_burst_cron` (parsed once,
+    /// by [`Config::resolve`](super::config::Config::resolve)).
+    pub fn new(p: &PrepBurst) -> Burst {
+        Burst {
+            schedule: p.schedule.clone(),
+            window: p.window,
+        }
     }
 
     /// The end of the window `now` is in, if any.
@@ -307,7 +307,7 @@ impl Gates {
         // spend of the same classes (all classes under a total daily limit):
         // claims never over-commit the budget.
         let own = self.phase_calls.get(&phase).copied().unwrap_or_default();
-        let all = budget.config().daily.is_some();
+        let all = budget.settings().daily.is_some();
         let mut need = own;
         for (p, n) in running {
             let w = self.phase_calls.get(p).copied().unwrap_or_default();
@@ -507,7 +507,11 @@ mod tests {
 
     #[test]
     fn burst_window_follows_the_cron_schedule() {
-        let b = Burst::parse("0 0 23 * * *", 60).unwrap();
+        let mut cfg = crate::runner::config::Config::default();
+        cfg.scheduler.prep_burst_cron = Some("0 0 23 * * *".into());
+        cfg.scheduler.prep_burst_minutes = 60;
+        let settings = cfg.resolve().unwrap();
+        let b = Burst::new(settings.scheduler.prep_burst.as_ref().unwrap());
         let at = |h, m| Utc.with_ymd_and_hms(2026, 12, 1, h, m, 0).unwrap();
         assert_eq!(b.active_until(at(22, 59)), None);
         assert_eq!(
@@ -515,7 +519,7 @@ mod tests {
             Some(at(23, 0) + chrono::Duration::minutes(60))
         );
         assert!(b.active_until(at(23, 30)).is_some());
-        assert!(Burst::parse("not cron", 5).is_err());
+        assert!(crate::runner::config::parse_cron("not cron").is_err());
     }
 
     /// Gates where expensive calls `u|big` and wrap `u|small`, with a
@@ -617,12 +621,12 @@ mod tests {
     #[tokio::test]
     async fn a_pause_persisted_by_another_process_holds_the_phase_here() {
         use crate::runner::breaker::CallOutcome;
-        use crate::runner::config::BreakerConfig;
+        use crate::runner::config::BreakerSettings;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
         let other = Breakers::new(
             Some(Store::open(&path, &Default::default()).unwrap()),
-            BreakerConfig::default(),
+            BreakerSettings::default(),
         )
         .unwrap()
         .with_pause_threshold(Duration::from_secs(2));
@@ -635,7 +639,7 @@ mod tests {
         // A synchronous record is written by the breakers' own task.
         other.flush().await;
         let store = Store::open(&path, &Default::default()).unwrap();
-        let here = Breakers::new(Some(store.clone()), BreakerConfig::default()).unwrap();
+        let here = Breakers::new(Some(store.clone()), BreakerSettings::default()).unwrap();
         let model = |key: &str| PhaseModel {
             key: key.into(),
             provider: "p".into(),

@@ -286,6 +286,14 @@ impl Scheduler {
                 }
             }
         }
+        // Breaker changes made from synchronous code in the last moments
+        // (an outcome recorded by a task that just ended) are written by a
+        // task the breakers own; the caller drops the runtime soon after
+        // this returns, which would abort that write. Wait for it here, so
+        // a restart sees every breaker this run opened.
+        if let Some(breakers) = &self.gates.breakers {
+            breakers.flush().await;
+        }
         let (panics, store_errors) = self.env.trouble.counts();
         summary.panicked += panics.saturating_sub(trouble_before.0);
         summary.store_errors += store_errors.saturating_sub(trouble_before.1);
@@ -552,5 +560,91 @@ impl Scheduler {
                 Vec::new()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{ActionRegistry, ErrorKind};
+    use crate::llm::HttpAgent;
+    use crate::runner::breaker::{Breakers, CallOutcome};
+    use crate::runner::config::BreakerSettings;
+    use crate::store::{owner_id, RetryPolicy, Store, StoreOptions};
+
+    /// A scheduler with no machines whose gates hold `breakers`.
+    fn scheduler(store: &Store, breakers: &Breakers) -> Scheduler {
+        let env = Arc::new(TaskEnv {
+            store: store.clone(),
+            agent: Arc::new(HttpAgent::new(None).unwrap()),
+            actions: ActionRegistry::with_builtins(),
+            owner: owner_id(),
+            lease_ttl: Duration::from_secs(60),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_secs(60),
+                max: Duration::from_secs(3600),
+            },
+            configs: Mutex::new(HashMap::new()),
+            models: Vec::new(),
+            phase_timeout: Duration::from_secs(60),
+            trouble: Default::default(),
+        });
+        Scheduler {
+            env,
+            machines: HashMap::new(),
+            settings: SchedulerSettings {
+                mode: RunMode::Daemon,
+                prep_only: false,
+                workers: 1,
+                phase_caps: HashMap::new(),
+                phase_order: Phase::ALL.to_vec(),
+                prepped_low_watermark: None,
+                poll_interval: Duration::from_secs(1),
+                drain_timeout: Duration::from_secs(1),
+                reap_interval: Duration::from_secs(1),
+            },
+            gates: Gates::new(
+                Some(breakers.clone()),
+                None,
+                Some(store.clone()),
+                HashMap::new(),
+                HashMap::new(),
+                None,
+            ),
+            stats: Arc::new(Mutex::new(RunnerStats::default())),
+            observer: None,
+            notifier: Notifier::disabled(),
+        }
+    }
+
+    /// A breaker opened from synchronous code just before shutdown is in
+    /// the table when `run` returns. The runtime is single-threaded, so
+    /// the breakers' own writer task cannot run before the scheduler
+    /// yields: only the flush on the shutdown path can have written it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_breaker_opened_just_before_shutdown_is_written_before_run_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let breakers = Breakers::new(Some(store.clone()), BreakerSettings::default()).unwrap();
+        let s = scheduler(&store, &breakers);
+        breakers.record(
+            "http://p/v1|big",
+            "p",
+            CallOutcome::Failed {
+                kind: ErrorKind::PaymentRequired,
+                retry_after: None,
+            },
+        );
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        s.run(shutdown, CancellationToken::new()).await;
+        let other = Store::open(&path, &StoreOptions::default()).unwrap();
+        let rows = other.breakers().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].model, "http://p/v1|big");
+        assert_eq!(rows[0].state, "open");
+        assert_eq!(rows[0].reason.as_deref(), Some("payment_required"));
     }
 }

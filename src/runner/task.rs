@@ -258,9 +258,20 @@ async fn current_execution(env: &Arc<TaskEnv>, claim: &Claim) -> Option<String> 
         .and_then(|row| row.phase_execution)
 }
 
+/// Why a drive is stopped from outside, as [`keep_claim`] and the phase
+/// deadline report it. These never reach the engine: `drive_claim` drops
+/// the drive future (its children's `JoinSet`s and its lease renewer go
+/// with it), gives the machine lease back, and settles the claim by the
+/// variant — an operator's cancel ([`Stop::Cancelled`], from the
+/// `cancel_requested` flag `runner cancel` sets) releases the claim as
+/// "cancelled by operator", and the flag keeps the paper from being
+/// claimed again until `runner retry`.
 enum Stop {
+    /// The claim was taken over by this owner: write nothing.
     Lost(String),
+    /// `runner cancel` flagged the paper.
     Cancelled,
+    /// The runner is stopping (drain timeout passed).
     Shutdown,
     /// `phase_timeout` passed.
     Deadline,
@@ -353,9 +364,7 @@ async fn drive_claim(
                 tracing::warn!(paper = %claim.arxiv_id, "machine lease lost to {owner}; stopped without writing");
                 TaskOutcome::Lost
             }
-            Some(crate::engine::Stop::Cancelled | crate::engine::Stop::Shutdown) => {
-                release(env, claim, &e.message).await
-            }
+            Some(crate::engine::Stop::Shutdown) => release(env, claim, &e.message).await,
             _ => {
                 // A failed checkpoint or ledger write (`Stop::Host`): the
                 // store is in trouble (disk full, I/O error); the work is

@@ -79,6 +79,7 @@ impl Store {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                     path: path.to_path_buf(),
                     message: format!("cannot create folder {}: {e}", dir.display()),
+                    source: Some(Box::new(e)),
                 })?;
             }
         }
@@ -106,6 +107,7 @@ impl Store {
             .map_err(|e| StoreError::Pool {
                 path: path.to_path_buf(),
                 message: e.to_string(),
+                source: e,
             })?;
         Ok(Store {
             pool,
@@ -161,6 +163,7 @@ impl Store {
         self.pool.get().map_err(|e| StoreError::Pool {
             path: self.path.clone(),
             message: e.to_string(),
+            source: e,
         })
     }
 
@@ -243,6 +246,7 @@ fn check_db_path(path: &Path) -> Result<(), StoreError> {
     let refuse = |message: String| StoreError::Open {
         path: path.to_path_buf(),
         message,
+        source: None,
     };
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
@@ -269,7 +273,11 @@ fn check_db_path(path: &Path) -> Result<(), StoreError> {
                 None => Ok(()),
             }
         }
-        Err(e) => Err(refuse(format!("cannot inspect the path: {e}"))),
+        Err(e) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            message: format!("cannot inspect the path: {e}"),
+            source: Some(Box::new(e)),
+        }),
     }
 }
 
@@ -278,6 +286,7 @@ fn classify_open(path: &Path, e: rusqlite::Error) -> StoreError {
         StoreError::Sqlite { source, .. } => StoreError::Open {
             path: path.to_path_buf(),
             message: source.to_string(),
+            source: Some(Box::new(source)),
         },
         other => other,
     }

@@ -8,7 +8,7 @@ use paper_runner::engine::{Agent, AgentRequest, ErrorKind};
 use paper_runner::llm::gate::{CallGate, CallPermit};
 use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::runner::breaker::{BreakerState, Breakers};
-use paper_runner::runner::config::BreakerConfig;
+use paper_runner::runner::config::BreakerSettings;
 use paper_runner::spec::model::{AgentDef, PromptDef};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,7 +104,7 @@ models:
     let server = MockServer::start("127.0.0.1:0", script).await.unwrap();
     let url = server.base_url();
     let key = format!("{url}|storm");
-    let breakers = Breakers::new(None, BreakerConfig::default()).unwrap();
+    let breakers = Breakers::new(None, BreakerSettings::default()).unwrap();
     let gate = Counting::new(breakers.clone());
     let agent = Arc::new(HttpAgent::new(None).unwrap().with_gate(gate.clone()));
 
@@ -166,7 +166,7 @@ async fn payment_required_blocks_the_provider_and_ledger_reuse_bypasses_the_gate
     let dir = tempfile::tempdir().unwrap();
     let store =
         paper_runner::store::Store::open(&dir.path().join("l.db"), &Default::default()).unwrap();
-    let breakers = Breakers::new(Some(store.clone()), BreakerConfig::default()).unwrap();
+    let breakers = Breakers::new(Some(store.clone()), BreakerSettings::default()).unwrap();
     let gate = Counting::new(breakers.clone());
     let agent = HttpAgent::new(Some(Ledger::new(store.clone())))
         .unwrap()
@@ -189,7 +189,7 @@ async fn payment_required_blocks_the_provider_and_ledger_reuse_bypasses_the_gate
     }
     assert_eq!(breakers.blocked_providers(), vec!["mock".to_string()]);
     // And a restarted runner remembers it.
-    let reloaded = Breakers::new(Some(store), BreakerConfig::default()).unwrap();
+    let reloaded = Breakers::new(Some(store), BreakerSettings::default()).unwrap();
     assert!(reloaded.is_open(&format!("{url}|fine")));
     server.shutdown().await;
 }

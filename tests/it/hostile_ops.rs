@@ -265,7 +265,7 @@ async fn start(
     let store = Store::open(&dir.path().join("runner.db"), &StoreOptions::default()).unwrap();
     let state = OpsState {
         store,
-        config: Arc::new(config),
+        settings: Arc::new(config.resolve().unwrap()),
         stats: None,
         metrics: Metrics::new(),
     };

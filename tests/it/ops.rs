@@ -373,7 +373,7 @@ async fn status_show_retry_cancel_resume_report_what_they_did() {
     let store = site.store();
     let mut cfg = site.config();
     cfg.budget.expensive = Some(1);
-    let r = status_report(&store, &cfg, None, chrono::Utc::now()).unwrap();
+    let r = status_report(&store, &cfg.resolve().unwrap(), None, chrono::Utc::now()).unwrap();
     assert_eq!(r.budget.classes[1].remaining, Some(0));
     assert!(r.mode.prep_only);
     assert!(
@@ -488,7 +488,7 @@ async fn metrics_endpoint_serves_every_family_and_requires_a_configured_token() 
 
     let state = OpsState {
         store: site.store(),
-        config: Arc::new(site.config()),
+        settings: Arc::new(site.config().resolve().unwrap()),
         stats: Some(Arc::new(Mutex::new(RunnerStats::default()))),
         metrics: metrics.clone(),
     };
@@ -571,7 +571,7 @@ async fn metrics_endpoint_serves_every_family_and_requires_a_configured_token() 
     let mut cfg = site.config();
     cfg.ops.token_env = Some(var.into());
     let (base, stop, handle) = start(OpsState {
-        config: Arc::new(cfg),
+        settings: Arc::new(cfg.resolve().unwrap()),
         stats: None,
         ..state
     })

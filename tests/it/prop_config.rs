@@ -183,7 +183,12 @@ fn assert_no_overflow(c: &Config) {
         .checked_add(Duration::from_secs(c.seed.interval_secs))
         .is_some());
     // One day-start parser: what validates, the budget accepts.
-    Budget::new(c.budget.clone()).expect("a validated day start is accepted by the budget");
+    let settings = c
+        .resolve()
+        .expect("a config that validates resolves (one day-start parser)");
+    let budget = Budget::new(settings.budget);
+    let (start, next) = budget.day_bounds(chrono::Utc::now());
+    assert_eq!(next - start, chrono::TimeDelta::days(1));
 }
 
 proptest! {

@@ -88,7 +88,7 @@ mod tests;
 pub use admission::Admission;
 pub use state::{BreakerState, BreakerView};
 
-use super::config::BreakerConfig;
+use super::config::BreakerSettings;
 use crate::store::{Store, StoreError};
 use state::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -114,7 +114,7 @@ const PAUSE_WRITE_STEP_MS: i64 = 1_000;
 const PAUSE_REFRESH_MS: i64 = 1_000;
 
 struct Inner {
-    cfg: BreakerConfig,
+    cfg: BreakerSettings,
     store: Option<Store>,
     entries: Mutex<HashMap<String, Entry>>,
     /// Woken on every state change (waiters in `admit` re-check).
@@ -169,8 +169,10 @@ pub fn system_clock() -> Clock {
 
 impl Breakers {
     /// Breakers persisted in `store` (None: in memory only), with the state
-    /// the table holds loaded.
-    pub fn new(store: Option<Store>, cfg: BreakerConfig) -> Result<Breakers, StoreError> {
+    /// the table holds loaded. `cfg` is the resolved `[breaker]` section
+    /// ([`Settings::breaker`](super::config::Settings::breaker)), so the
+    /// thresholds and periods arrive checked and typed.
+    pub fn new(store: Option<Store>, cfg: BreakerSettings) -> Result<Breakers, StoreError> {
         let clock = store.as_ref().map_or_else(system_clock, Store::clock);
         let b = Breakers {
             inner: Arc::new(Inner {

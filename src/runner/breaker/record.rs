@@ -28,7 +28,7 @@ impl Breakers {
     ) {
         let now = self.now();
         let cfg = &self.inner.cfg;
-        let window = (cfg.window_secs as i64).saturating_mul(1000);
+        let window = duration_ms(cfg.window);
         let (sig, kind, retry_after) = signal(outcome);
         // A 429's wait, or a success that said nothing remains: both are
         // pauses the provider asked for.
@@ -128,11 +128,11 @@ impl Breakers {
         }
         let cfg = &self.inner.cfg;
         let factor = 1u64.checked_shl(n.saturating_sub(1)).unwrap_or(u64::MAX);
-        let secs = cfg
-            .open_base_secs
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let period = ms(cfg.open_base)
             .saturating_mul(factor)
-            .min(cfg.open_max_secs);
-        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+            .min(ms(cfg.open_max));
+        i64::try_from(period).unwrap_or(i64::MAX)
     }
 
     /// The entry of `key`, created (closed, or open while its provider is
@@ -188,7 +188,7 @@ impl Breakers {
     }
 
     fn view(&self, e: &Entry, now: i64) -> BreakerView {
-        let window = (self.inner.cfg.window_secs as i64).saturating_mul(1000);
+        let window = duration_ms(self.inner.cfg.window);
         let recent = |q: &VecDeque<i64>| q.iter().filter(|t| now - **t < window).count() as u32;
         BreakerView {
             state: e.state,
@@ -247,4 +247,10 @@ impl Breakers {
         }
         known
     }
+}
+
+/// A period in milliseconds, saturating (the resolved periods are at most
+/// a day, far inside `i64`).
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

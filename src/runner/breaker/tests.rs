@@ -39,7 +39,7 @@ fn tokio_clock() -> Clock {
 }
 
 fn breakers(clock: Clock) -> Breakers {
-    Breakers::new(None, BreakerConfig::default())
+    Breakers::new(None, BreakerSettings::default())
         .unwrap()
         .with_clock(clock)
 }
@@ -398,7 +398,7 @@ async fn an_exhausted_success_is_persisted_as_a_pause_and_opens_nothing() {
     let store = Store::open(&dir.path().join("b.db"), &Default::default()).unwrap();
     let (t, clock) = manual_from_now();
     let t0 = t.load(Ordering::SeqCst);
-    let a = Breakers::new(Some(store.clone()), BreakerConfig::default())
+    let a = Breakers::new(Some(store.clone()), BreakerSettings::default())
         .unwrap()
         .with_clock(clock)
         .with_pause_threshold(Duration::from_secs(2));
@@ -420,7 +420,7 @@ async fn a_provider_pause_is_persisted_rarely_and_holds_another_process() {
     let store = Store::open(&path, &Default::default()).unwrap();
     let (t, clock) = manual_from_now();
     let t0 = t.load(Ordering::SeqCst);
-    let a = Breakers::new(Some(store.clone()), BreakerConfig::default())
+    let a = Breakers::new(Some(store.clone()), BreakerSettings::default())
         .unwrap()
         .with_clock(clock.clone())
         .with_pause_threshold(Duration::from_secs(2));
@@ -488,7 +488,7 @@ async fn a_provider_pause_is_persisted_rarely_and_holds_another_process() {
     // neither probes nor calls: a caller allowed 10 s parks.
     let b = Breakers::new(
         Some(Store::open(&path, &Default::default()).unwrap()),
-        BreakerConfig::default(),
+        BreakerSettings::default(),
     )
     .unwrap()
     .with_clock(clock.clone());
@@ -553,7 +553,7 @@ async fn state_survives_a_restart() {
     let path = dir.path().join("b.db");
     let store = Store::open(&path, &Default::default()).unwrap();
     let (t, clock) = manual();
-    let b = Breakers::new(Some(store.clone()), BreakerConfig::default())
+    let b = Breakers::new(Some(store.clone()), BreakerSettings::default())
         .unwrap()
         .with_clock(clock.clone());
     b.record("a|1", "acme", CallOutcome::Ok);
@@ -580,7 +580,7 @@ async fn state_survives_a_restart() {
     drop(b);
 
     let store2 = Store::open(&path, &Default::default()).unwrap();
-    let b2 = Breakers::new(Some(store2), BreakerConfig::default())
+    let b2 = Breakers::new(Some(store2), BreakerSettings::default())
         .unwrap()
         .with_clock(clock);
     let after = b2.all();
@@ -604,7 +604,7 @@ async fn state_survives_a_restart() {
     // Closing is persisted too.
     b2.reset("o|2");
     b2.flush().await;
-    let b3 = Breakers::new(Some(store), BreakerConfig::default()).unwrap();
+    let b3 = Breakers::new(Some(store), BreakerSettings::default()).unwrap();
     assert_eq!(b3.state("o|2").state, BreakerState::Closed);
 }
 
@@ -623,7 +623,7 @@ async fn state_changes_are_written_before_the_async_paths_return() {
         ..Default::default()
     };
     let store = Store::open(&path, &opts).unwrap();
-    let b = Breakers::new(Some(store.clone()), BreakerConfig::default()).unwrap();
+    let b = Breakers::new(Some(store.clone()), BreakerSettings::default()).unwrap();
     let permit = b.before_call(KEY, "p").await;
     permit.complete(&fail(ErrorKind::PaymentRequired)).await;
     let row = |s: &Store| s.breakers().unwrap().into_iter().next().unwrap();
@@ -643,7 +643,7 @@ async fn state_changes_are_written_before_the_async_paths_return() {
     // says so.
     let b2 = Breakers::new(
         Some(Store::open(&path, &opts).unwrap()),
-        BreakerConfig::default(),
+        BreakerSettings::default(),
     )
     .unwrap();
     assert!(b2.is_open(KEY));

@@ -41,7 +41,7 @@ pub use file::{
 };
 pub use model::{BreakerConfig, BudgetConfig, Config, OpsConfig, SchedulerConfig, SeedConfig};
 pub use settings::{
-    checked_secs_f64, parse_cron, parse_day_start, parse_hh_mm, parse_listen, BreakerTimes,
+    checked_secs_f64, parse_cron, parse_day_start, parse_hh_mm, parse_listen, BreakerSettings,
     BudgetSettings, LogFormat, ModelClass, OpsSettings, PrepBurst, SchedulerTimes, Settings,
 };
 

@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::settings::{parse_hh_mm, parse_listen, secs_capped};
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -251,53 +249,5 @@ impl Default for OpsConfig {
             idle_timeout_secs: 30,
             request_timeout_secs: 30,
         }
-    }
-}
-
-impl SchedulerConfig {
-    /// Phases whose model the limiter has booked further ahead than this
-    /// are not claimed (validated to 0–86400 s; clamped again so a value
-    /// that skipped validation cannot panic).
-    pub fn claim_backlog(&self) -> std::time::Duration {
-        secs_capped(self.claim_backlog_secs)
-    }
-
-    /// Calls whose model is blocked longer than this park their phase
-    /// instead of waiting; never less than [`claim_backlog`](Self::claim_backlog),
-    /// so a phase the gates let through is not parked at once. The daemon
-    /// and `runner status` derive the mode from these two alone.
-    pub fn park_after(&self) -> std::time::Duration {
-        secs_capped(self.park_after_secs).max(self.claim_backlog())
-    }
-}
-
-impl BudgetConfig {
-    /// The class ("cheap" or "expensive") of a profile name.
-    pub fn class_of(&self, profile: &str) -> &str {
-        match self.classes.get(profile) {
-            Some(c) => c.as_str(),
-            None if profile.contains("expensive") => "expensive",
-            None => "cheap",
-        }
-    }
-
-    /// Start of the budget day as (hour, minute) UTC. [`Config::validate`]
-    /// rejects a malformed `day_start_utc`, so after validation this is the
-    /// configured time; an unvalidated bad value falls back to midnight
-    /// rather than panicking.
-    pub fn day_start(&self) -> (u32, u32) {
-        parse_hh_mm(&self.day_start_utc).unwrap_or((0, 0))
-    }
-}
-
-impl OpsConfig {
-    /// Whether `listen` is a loopback address (127.0.0.0/8 or ::1). Only
-    /// loopback listeners may go without a bearer token: anything else is
-    /// reachable from other hosts. False when `listen` is unset or malformed.
-    pub fn is_loopback_listen(&self) -> bool {
-        self.listen
-            .as_deref()
-            .and_then(|s| parse_listen(s).ok())
-            .is_some_and(|a| a.ip().is_loopback())
     }
 }

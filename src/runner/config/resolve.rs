@@ -7,7 +7,7 @@ use super::file::{ConfigError, Problem};
 use super::limits;
 use super::model::Config;
 use super::settings::{
-    checked_secs_f64, parse_cron, parse_day_start, parse_listen, BreakerTimes, BudgetSettings,
+    checked_secs_f64, parse_cron, parse_day_start, parse_listen, BreakerSettings, BudgetSettings,
     LogFormat, OpsSettings, PrepBurst, SchedulerTimes, Settings,
 };
 use std::fmt;
@@ -217,7 +217,9 @@ impl Config {
                 day_start,
                 classes,
             },
-            breaker: BreakerTimes {
+            breaker: BreakerSettings {
+                rate_limit_threshold: br.rate_limit_threshold,
+                error_threshold: br.error_threshold,
                 window: secs(br.window_secs),
                 open_base: secs(br.open_base_secs),
                 open_max: secs(br.open_max_secs),

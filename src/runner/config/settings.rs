@@ -24,15 +24,17 @@ use std::time::Duration;
 /// `config` is the file model it was resolved from, kept for the values
 /// that are used as they are (paths, URLs, counts, phase lists, the `pdf`,
 /// `shell` and `download` sections with their own checked limits) and for
-/// `runner status`. The timing, day start, cron, listen address, log format
-/// and class values of `config` are not read after resolution: the typed
-/// fields below are the truth, and the runner builds from them.
+/// `runner status`. The timing, day start, cron, listen address, log
+/// format, class, budget-limit and breaker values of `config` are not read
+/// after resolution: the typed fields below are the truth, and the runner
+/// (scheduler, budget, breakers, the ops endpoint and its `/status`, and
+/// `runner status`) builds from them.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: Config,
     pub scheduler: SchedulerTimes,
     pub budget: BudgetSettings,
-    pub breaker: BreakerTimes,
+    pub breaker: BreakerSettings,
     pub ops: OpsSettings,
     /// Daemon with `--seed`: re-seed every this long (`seed.interval_secs`).
     pub seed_interval: Duration,
@@ -69,8 +71,9 @@ pub struct PrepBurst {
 }
 
 /// `[budget]` typed: the limits stay counts, the day start is a time and
-/// the classes an enum.
-#[derive(Debug, Clone, PartialEq)]
+/// the classes an enum. `Default` is what `[budget]`'s defaults resolve to
+/// (no limits, the day starting at 00:00 UTC, no explicit classes).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct BudgetSettings {
     pub daily: Option<u64>,
     pub cheap: Option<u64>,
@@ -83,8 +86,7 @@ pub struct BudgetSettings {
 
 impl BudgetSettings {
     /// The class of a profile: its entry in `budget.classes`, else
-    /// expensive when the name contains "expensive", else cheap (the rule
-    /// [`BudgetConfig::class_of`](super::BudgetConfig::class_of) states).
+    /// expensive when the name contains "expensive", else cheap.
     pub fn class_of(&self, profile: &str) -> ModelClass {
         match self.classes.get(profile) {
             Some(c) => *c,
@@ -94,13 +96,34 @@ impl BudgetSettings {
     }
 }
 
-/// `[breaker]` periods.
+/// `[breaker]` typed: the thresholds stay counts, the periods are
+/// durations.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BreakerTimes {
+pub struct BreakerSettings {
+    /// 429s within `window` that open a model's breaker (0: never).
+    pub rate_limit_threshold: u32,
+    /// Server errors / timeouts within `window` that open it (0: never).
+    pub error_threshold: u32,
+    /// The sliding window the thresholds count in.
     pub window: Duration,
+    /// First open period (doubles on each consecutive opening).
     pub open_base: Duration,
-    /// Never below `open_base` (validated).
+    /// Longest open period; never below `open_base` (validated).
     pub open_max: Duration,
+}
+
+impl Default for BreakerSettings {
+    /// What `[breaker]`'s defaults resolve to (a test holds the two
+    /// together): 5 429s or 10 errors in 60 s; open 30 s doubling to 30 min.
+    fn default() -> Self {
+        BreakerSettings {
+            rate_limit_threshold: 5,
+            error_threshold: 10,
+            window: Duration::from_secs(60),
+            open_base: Duration::from_secs(30),
+            open_max: Duration::from_secs(1800),
+        }
+    }
 }
 
 /// `[ops]` typed.
@@ -252,11 +275,4 @@ pub fn checked_secs_f64(secs: f64) -> Option<Duration> {
     } else {
         None
     }
-}
-
-/// Seconds → a duration of at most a day; NaN and negatives are zero. For
-/// values read from a file model that may not have been resolved
-/// (`runner status` on a config it only displays); never panics.
-pub(super) fn secs_capped(secs: f64) -> Duration {
-    checked_secs_f64(secs.min(86_400.0)).unwrap_or_default()
 }

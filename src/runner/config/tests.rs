@@ -334,12 +334,12 @@ fn validation_of_cron() {
 fn validation_of_listen_and_token() {
     let mut c = Config::default();
     c.ops.listen = Some("127.0.0.1:9464".into());
-    c.validate().unwrap();
-    assert!(c.ops.is_loopback_listen());
+    let listen = |c: &Config| c.resolve().unwrap().ops.listen.unwrap();
+    assert!(listen(&c).ip().is_loopback());
     c.ops.listen = Some("[::1]:9464".into());
-    c.validate().unwrap();
+    assert!(listen(&c).ip().is_loopback());
     c.ops.listen = Some("0.0.0.0:9464".into());
-    assert!(!c.ops.is_loopback_listen());
+    assert!(!parse_listen("0.0.0.0:9464").unwrap().ip().is_loopback());
     assert_eq!(problem_keys(&c), ["ops.token_env"]);
     c.ops.token_env = Some("RUNNER_HTTP_TOKEN".into());
     c.validate().unwrap();
@@ -349,12 +349,14 @@ fn validation_of_listen_and_token() {
 
 #[test]
 fn day_start_parses_hh_mm() {
-    let mut b = BudgetConfig::default();
-    assert_eq!(b.day_start(), (0, 0));
-    b.day_start_utc = "06:30".into();
-    assert_eq!(b.day_start(), (6, 30));
-    b.day_start_utc = "7:05".into();
-    assert_eq!(b.day_start(), (7, 5));
+    let mut c = Config::default();
+    let day_start = |c: &Config| c.resolve().unwrap().budget.day_start;
+    let hm = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+    assert_eq!(day_start(&c), hm(0, 0));
+    c.budget.day_start_utc = "06:30".into();
+    assert_eq!(day_start(&c), hm(6, 30));
+    c.budget.day_start_utc = "7:05".into();
+    assert_eq!(day_start(&c), hm(7, 5));
     for bad in [
         "", "6", "06:3", "06:60", "24:00", "-1:00", "06:30:00", "a:bc",
     ] {
@@ -362,17 +364,25 @@ fn day_start_parses_hh_mm() {
     }
 }
 
-/// The derived durations cannot panic even on values that skipped
-/// validation (NaN, infinity, negative).
+/// Waits that are not durations (NaN, infinity, negative, huge) never
+/// panic: resolving refuses them, naming both keys; and a resolved park
+/// threshold is never below the claim backlog.
 #[test]
 fn derived_waits_never_panic() {
-    let mut s = SchedulerConfig::default();
+    let mut c = Config::default();
     for v in [f64::NAN, f64::INFINITY, -1.0, 1e300] {
-        s.claim_backlog_secs = v;
-        s.park_after_secs = v;
-        assert!(s.claim_backlog() <= std::time::Duration::from_secs(86_400));
-        assert!(s.park_after() >= s.claim_backlog());
+        c.scheduler.claim_backlog_secs = v;
+        c.scheduler.park_after_secs = v;
+        assert_eq!(
+            problem_keys(&c),
+            ["scheduler.claim_backlog_secs", "scheduler.park_after_secs"],
+            "{v}"
+        );
     }
+    c.scheduler.claim_backlog_secs = 30.0;
+    c.scheduler.park_after_secs = 5.0;
+    let t = c.resolve().unwrap().scheduler;
+    assert!(t.park_after >= t.claim_backlog);
 }
 
 #[test]
@@ -477,12 +487,14 @@ fn day_start_has_one_parser() {
     // "7:00" validates, and the budget takes it: no daemon stop.
     let mut c = Config::default();
     c.budget.day_start_utc = "7:00".into();
-    c.validate().unwrap();
-    crate::runner::budget::Budget::new(c.budget.clone()).unwrap();
+    let budget = crate::runner::budget::Budget::new(c.resolve().unwrap().budget);
+    assert_eq!(
+        budget.settings().day_start,
+        chrono::NaiveTime::from_hms_opt(7, 0, 0).unwrap()
+    );
     for bad in ["7", "7:0", "24:00", "07:60", " : ", "٧:00"] {
         c.budget.day_start_utc = bad.into();
         assert_eq!(problem_keys(&c), ["budget.day_start_utc"], "{bad:?}");
-        assert!(crate::runner::budget::Budget::new(c.budget.clone()).is_err());
     }
 }
 
@@ -593,11 +605,20 @@ fn resolve_types_every_setting() {
         c.resolve().unwrap().scheduler.poll_interval,
         Duration::from_millis(50)
     );
-    // The typed park threshold equals the file model's derived one.
+    // The typed waits are the file's seconds.
     let d = Config::default();
     let r = d.resolve().unwrap();
-    assert_eq!(r.scheduler.claim_backlog, d.scheduler.claim_backlog());
-    assert_eq!(r.scheduler.park_after, d.scheduler.park_after());
+    assert_eq!(
+        r.scheduler.claim_backlog,
+        Duration::from_secs_f64(d.scheduler.claim_backlog_secs)
+    );
+    assert_eq!(
+        r.scheduler.park_after,
+        Duration::from_secs_f64(d.scheduler.park_after_secs)
+    );
+    // The typed defaults are what the file's defaults resolve to.
+    assert_eq!(r.breaker, BreakerSettings::default());
+    assert_eq!(r.budget, BudgetSettings::default());
     assert_eq!(r.budget.day_start, chrono::NaiveTime::MIN);
     assert_eq!(r.ops.log_format, LogFormat::Human);
     assert!(r.scheduler.prep_burst.is_none() && r.ops.listen.is_none());

@@ -237,6 +237,12 @@ impl PartialEq for ErrorSource {
 }
 
 /// The cause of an interruption the runner acts on.
+///
+/// There is no "cancelled": a host that stops an execution from outside
+/// (an operator's cancel, a deadline) does not ask the engine to fail —
+/// it drops the drive future, which aborts the engine's children and its
+/// lease renewer, and settles the work itself. Nothing inside the engine
+/// observes a cancel, so nothing here could report one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stop {
@@ -245,8 +251,6 @@ pub enum Stop {
     Parked(Parked),
     /// Another process took the execution's lease: write nothing more.
     LeaseLost { owner: String },
-    /// An operator cancelled the work (`runner cancel`).
-    Cancelled,
     /// The process is stopping (a signal, the runtime shutting down).
     Shutdown,
     /// The host under the execution failed (the store, the spend ledger, a
@@ -418,8 +422,8 @@ mod tests {
         let lost = ExecError::lease_lost("host:2", "taken");
         assert_eq!(lost.lease_owner(), Some("host:2"));
         assert_eq!(
-            ExecError::stopped(Stop::Cancelled, "x").stop(),
-            Some(&Stop::Cancelled)
+            ExecError::stopped(Stop::Shutdown, "x").stop(),
+            Some(&Stop::Shutdown)
         );
     }
 
