@@ -4,7 +4,7 @@
 //! "unrecognized subcommand"), accept any arguments, and exit with the
 //! usage code.
 
-use std::process::ExitCode;
+use super::exit::{CliError, CliResult};
 
 /// Any arguments; none are read.
 #[derive(clap::Args, Debug)]
@@ -14,10 +14,9 @@ pub struct Ignored {
 }
 
 /// The refusal every tooling command gives: exit code 2, like a usage error.
-pub fn refuse(command: &str) -> ExitCode {
-    eprintln!(
-        "error: `runner {command}` is not available: this runner was built without the `tooling` feature \
+pub fn refuse(command: &str) -> CliResult {
+    Err(CliError::usage(format!(
+        "`runner {command}` is not available: this runner was built without the `tooling` feature \
          (rebuild with default features, e.g. `cargo build --release`)"
-    );
-    ExitCode::from(2)
+    )))
 }

@@ -5,10 +5,10 @@
 //! providers on loopback, one per profile, each recording the model ids it
 //! was sent.
 
-use testkit::mock::{MockScript, MockServer};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
+use testkit::mock::{MockScript, MockServer};
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let p = dir.join(rel);
