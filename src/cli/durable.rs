@@ -96,6 +96,7 @@ pub fn resume(a: ResumeArgs) -> CliResult {
         profiles: a.profiles.clone(),
         actions: actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     });
     if ids.len() == 1 && !a.all {
         return rt.block_on(resume_one(

@@ -3,7 +3,10 @@
 use super::exit::{CliResult, Code};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use paper_runner::engine::{ActionRegistry, Agent, Engine, NoCheckpoints, NoLlm};
+use paper_runner::engine::shell::ShellConfig;
+use paper_runner::engine::{
+    hooks, ActionRegistry, Agent, Engine, HookRegistry, NoCheckpoints, NoLlm,
+};
 use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::spec::{self, LoadOptions};
 use paper_runner::store::Store;
@@ -69,6 +72,9 @@ pub struct RunArgs {
     /// Execution id (default: a new UUID). With --db, an existing id is resumed.
     #[arg(long)]
     pub execution_id: Option<String>,
+    /// A handler for a hook the machine names: NAME=cmd:PATH (repeatable).
+    #[arg(long = "hooks", value_name = "NAME=HANDLER")]
+    pub hooks: Vec<String>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -81,6 +87,11 @@ pub struct CheckArgs {
     /// Profile catalog to use instead of the nearest profiles.yml.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// A handler for a hook the machines name: NAME=cmd:PATH (repeatable).
+    /// With any, custom actions are checked against these hooks; without,
+    /// an action only hooks could implement is a warning.
+    #[arg(long = "hooks", value_name = "NAME=HANDLER")]
+    pub hooks: Vec<String>,
 }
 
 pub fn run(cmd: MachineCmd) -> CliResult {
@@ -104,16 +115,43 @@ pub fn actions() -> ActionRegistry {
     r
 }
 
+/// [`actions`] with the hooks registry `--hooks` describes (none when no
+/// `--hooks` is given). Relative handler paths resolve against the working
+/// directory; an unusable handler is a usage error.
+pub fn actions_with_hooks(bindings: &[String]) -> anyhow::Result<ActionRegistry> {
+    let mut r = actions();
+    if bindings.is_empty() {
+        return Ok(r);
+    }
+    let base = std::env::current_dir().context("cannot read the working directory")?;
+    let mut specs = Vec::new();
+    for b in bindings {
+        specs.push(hooks::parse_binding(b, &base).map_err(|e| anyhow::anyhow!("--hooks: {e}"))?);
+    }
+    let registry = HookRegistry::build(&specs, &ShellConfig::default())
+        .map_err(|e| anyhow::anyhow!("--hooks: {e}"))?;
+    r.set_hooks(registry);
+    Ok(r)
+}
+
 fn load_options(profiles: Option<PathBuf>, actions: &ActionRegistry) -> LoadOptions {
     LoadOptions {
         profiles,
         actions: actions.names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: actions.hook_names(),
     }
 }
 
 fn check(a: CheckArgs) -> CliResult {
-    let opts = load_options(a.profiles, &actions());
+    let registry = match actions_with_hooks(&a.hooks) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Err(Code::Usage.into());
+        }
+    };
+    let opts = load_options(a.profiles, &registry);
     let mut failed = false;
     for file in &a.files {
         let loaded = spec::load(file, &opts);
@@ -194,7 +232,13 @@ fn run_machine(a: RunArgs) -> CliResult {
             return Err(Code::Usage.into());
         }
     };
-    let registry = actions();
+    let registry = match actions_with_hooks(&a.hooks) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Err(Code::Usage.into());
+        }
+    };
     let opts = load_options(a.profiles, &registry);
     let Some(bundle) = load_bundle(&a.file, &opts) else {
         return Err(Code::Usage.into());

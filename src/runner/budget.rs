@@ -582,6 +582,7 @@ mod tests {
             profiles: None,
             actions: reg.names(),
             model_check: Some(crate::llm::ModelProfile::check_config),
+            hooks: None,
         };
         let loaded = crate::spec::load(&path, &opts);
         loaded

@@ -53,6 +53,12 @@ pub fn pipeline_actions(cfg: &Config) -> Result<ActionRegistry, BuildError> {
         pdf: cfg.pdf.clone(),
     };
     register(&mut r, pc).map_err(|e| BuildError::Setup(e.message))?;
+    if let Some(hooks) = cfg
+        .hook_registry()
+        .map_err(|e| BuildError::Setup(e.to_string()))?
+    {
+        r.set_hooks(hooks);
+    }
     Ok(r)
 }
 
@@ -90,6 +96,7 @@ pub fn load_machine(
             profiles: cfg.profiles.clone(),
             actions: actions.names(),
             model_check: Some(crate::llm::ModelProfile::check_config),
+            hooks: actions.hook_names(),
         },
     );
     let problems: Vec<String> = loaded

@@ -127,6 +127,7 @@ fn every_broken_file_is_rejected_with_file_and_state_named() {
         profiles: None,
         actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     };
     let files = broken_files();
     assert!(files.len() >= 18, "found {}", files.len());
@@ -161,6 +162,7 @@ fn valid_files_with_warnings_pass_check() {
         profiles: None,
         actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     };
     let f = root().join("valid/unreachable.yml");
     let loaded = spec::load(&f, &opts);
@@ -187,6 +189,7 @@ fn older_spec_versions_pass_check_with_one_warning() {
         profiles: None,
         actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     };
     let f = root().join("valid/old_version.yml");
     let loaded = spec::load(&f, &opts);

@@ -534,6 +534,7 @@ fn the_repo_machines_still_pass_check() {
         profiles: None,
         actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
     for f in ["prep.yml", "expensive.yml", "wrap.yml"] {

@@ -178,6 +178,7 @@ fn mutated_machine_files_load_or_fail_cleanly() {
         profiles: None,
         actions: support::actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     };
     let strategy = (0..files.len(), prop::collection::vec(mutation(), 1..6));
     proptest!(config(160), |((i, muts) in strategy)| {

@@ -46,6 +46,7 @@ fn engine(count: Arc<Count>, ckpt: Arc<dyn Checkpointer>) -> Engine {
         profiles: None,
         actions: actions.names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     };
     let bundle = Arc::new(
         paper_runner::spec::load(&path, &opts)

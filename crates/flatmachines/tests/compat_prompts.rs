@@ -41,6 +41,7 @@ fn check_case(dir: &Path) -> Vec<String> {
         profiles: None,
         actions: ActionRegistry::with_builtins().names(),
         model_check: None,
+        hooks: None,
     };
     let loaded = spec::load(&dir.join("machine.yml"), &opts);
     let Some(bundle) = loaded.bundle else {

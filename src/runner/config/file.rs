@@ -234,6 +234,13 @@ fn resolve_paths(config: &mut Config, table: &toml::Table, base: &Path) {
             resolve(field);
         }
     }
+    // Hook handler paths: `cmd:run.sh` next to the config file. A value
+    // that does not parse stays as written; `resolve` reports it.
+    for v in config.hooks.values_mut() {
+        if let Ok(spec) = crate::engine::HandlerSpec::parse(v, base) {
+            *v = spec.to_string();
+        }
+    }
     // Optional paths default to None, so Some means the file set them.
     for field in [
         &mut config.profiles,

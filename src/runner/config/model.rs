@@ -47,6 +47,10 @@ pub struct Config {
     pub shell: crate::engine::shell::ShellConfig,
     /// Limits on PDF downloads (`[download]`).
     pub download: crate::pipeline::acquire::DownloadConfig,
+    /// Handlers of the hooks machines name (`[hooks]`, `NAME = "cmd:PATH"`;
+    /// a relative PATH is relative to the config file). With any, every
+    /// custom action a phase machine's hooks implement must have one.
+    pub hooks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -178,6 +182,7 @@ impl Default for Config {
             pdf: Default::default(),
             shell: crate::engine::shell::ShellConfig::default(),
             download: Default::default(),
+            hooks: BTreeMap::new(),
         }
     }
 }

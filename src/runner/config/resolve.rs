@@ -35,6 +35,25 @@ fn out_of_range<T: PartialOrd + fmt::Display>(
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Config {
+    /// The hooks registry `[hooks]` describes, or `None` when the table is
+    /// empty (then `check` only warns about custom actions). Paths were made
+    /// relative to the config file when it was read.
+    pub fn hook_registry(
+        &self,
+    ) -> Result<Option<crate::engine::HookRegistry>, crate::engine::HookSpecError> {
+        use crate::engine::{HandlerSpec, HookRegistry, HookSpecError};
+        if self.hooks.is_empty() {
+            return Ok(None);
+        }
+        let mut specs = Vec::new();
+        for (name, v) in &self.hooks {
+            let spec = HandlerSpec::parse(v, std::path::Path::new(""))
+                .map_err(|e| HookSpecError::Syntax(format!("hooks.{name}: {e}")))?;
+            specs.push((name.clone(), spec));
+        }
+        HookRegistry::build(&specs, &self.shell).map(Some)
+    }
+
     /// Checks every value that the types alone do not constrain and reports
     /// all problems at once: [`resolve`](Self::resolve) without keeping the
     /// result (`runner extract`, tests and tools that only need the verdict).
@@ -184,6 +203,15 @@ impl Config {
 
         for (key, message) in self.download.problems() {
             check(false, key, message);
+        }
+
+        if let Err(e) = self.hook_registry() {
+            let key = match &e {
+                crate::engine::HookSpecError::Unsupported { name, .. }
+                | crate::engine::HookSpecError::Duplicate(name) => format!("hooks.{name}"),
+                crate::engine::HookSpecError::Syntax(_) => "hooks".to_string(),
+            };
+            check(false, &key, e.to_string());
         }
 
         if !problems.is_empty() {

@@ -114,6 +114,7 @@ pub fn load(path: &Path) -> Arc<spec::Bundle> {
         profiles: None,
         actions: actions().names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
+        hooks: None,
     };
     let loaded = spec::load(path, &opts);
     match loaded.bundle {

@@ -2,6 +2,7 @@
 //! pipeline registers paper actions (`acquire_pdf`, ...) by name.
 
 use super::error::{ErrorKind, ExecError};
+use super::hooks::HookRegistry;
 use super::shell::Shell;
 use crate::spec::StateDef;
 use async_trait::async_trait;
@@ -32,10 +33,13 @@ pub trait Action: Send + Sync {
     ) -> Result<Option<Value>, ExecError>;
 }
 
-/// Actions by name.
+/// Actions by name, and the hooks registry custom actions resolve through.
 #[derive(Clone, Default)]
 pub struct ActionRegistry {
     actions: BTreeMap<String, Arc<dyn Action>>,
+    /// `None` when the host was given no hooks registry: `check` then
+    /// warns about custom actions instead of refusing them.
+    hooks: Option<HookRegistry>,
 }
 
 impl ActionRegistry {
@@ -59,6 +63,22 @@ impl ActionRegistry {
 
     pub fn names(&self) -> Vec<String> {
         self.actions.keys().cloned().collect()
+    }
+
+    /// Use `hooks` for the hooks machines name (`--hooks`, `[hooks]`).
+    pub fn set_hooks(&mut self, hooks: HookRegistry) {
+        self.hooks = Some(hooks);
+    }
+
+    /// The hooks registry, if one was given.
+    pub fn hooks(&self) -> Option<&HookRegistry> {
+        self.hooks.as_ref()
+    }
+
+    /// Names in the hooks registry, or `None` without one (for
+    /// [`LoadOptions::hooks`](crate::spec::LoadOptions)).
+    pub fn hook_names(&self) -> Option<Vec<String>> {
+        self.hooks.as_ref().map(HookRegistry::names)
     }
 }
 

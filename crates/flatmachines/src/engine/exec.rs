@@ -325,6 +325,11 @@ impl Run {
                     .map_err(|e| super::state::template_err("context", e))?;
                 let initial = self.def().initial.clone();
                 self.inject_machine(None);
+                // Before the start checkpoint, so what the hook changes is
+                // in it and a crash before it re-runs the hook.
+                if let Err(e) = self.machine_start_hooks(&initial).await {
+                    return Ok(Cursor::Failed(e));
+                }
                 self.checkpoint(Event::MachineStart, None, Some(&initial), None, None)
                     .await?;
                 tracing::info!(event = "machine_start", "machine started");
@@ -403,8 +408,15 @@ impl Run {
         self.checkpoint(Event::StateEnter, Some(name), None, None, None)
             .await?;
         tracing::debug!(event = "state_enter", "enter");
-        let outcome = self.run_state(name, &state).await;
-        let outcome = outcome.and_then(|out| Ok((self.next_state(name, &state)?, out)));
+        let outcome = self.run_state_hooked(name, &state).await;
+        let mut outcome = outcome.and_then(|out| Ok((self.next_state(name, &state)?, out)));
+        // machine_end before the final state's exit checkpoint: a recorded
+        // exit means the hook ran, and its output is the one stored.
+        if let Ok((None, out)) = &mut outcome {
+            if let Err(e) = self.machine_end_hooks(name, out).await {
+                outcome = Err(e);
+            }
+        }
         match outcome {
             Ok((None, out)) => {
                 self.checkpoint(Event::StateExit, Some(name), None, Some(&out), None)
@@ -426,6 +438,7 @@ impl Run {
             Err(e) => {
                 tracing::info!(event = "error", kind = %e.kind, error = %e.message, "state failed");
                 self.set_last_error(&e);
+                self.error_hooks(name, &e).await;
                 match self.route(name, &e) {
                     Some(target) => {
                         self.checkpoint(

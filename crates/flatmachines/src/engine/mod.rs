@@ -11,6 +11,8 @@ mod children;
 mod condition_cache_tests;
 pub mod error;
 mod exec;
+pub mod hooks;
+mod run_hooks;
 pub mod shell;
 mod state;
 
@@ -21,3 +23,4 @@ pub use checkpoint::{Checkpointer, Event, MemoryCheckpoints, NoCheckpoints, Snap
 pub use error::{ErrorKind, ErrorSource, ExecError, Parked, Stop};
 pub use exec::Engine;
 pub use exec::{Limits, MAX_CHILDREN_PER_ROOT, MAX_FANOUT_PER_STATE, MAX_NESTING_DEPTH};
+pub use hooks::{HandlerSpec, Hook, HookCall, HookEvent, HookRegistry, HookSpecError};

@@ -143,38 +143,54 @@ impl Action for Shell {
         args: &ActionArgs<'_>,
     ) -> Result<Option<Value>, ExecError> {
         let cmd = prepare(ctx, args)?;
-        let timeout = args
-            .state
-            .timeout
-            .and_then(|t| t.positive())
-            .map(|t| t.min(MAX_SHELL_TIMEOUT))
-            .unwrap_or(DEFAULT_SHELL_TIMEOUT);
+        let timeout = state_timeout(Some(args.state));
         let stdin = serde_json::to_vec(&Value::Object(ctx.clone()))
             .map_err(|e| action_err(format!("cannot serialise context: {e}")))?;
         let cap = self.config.max_output_bytes;
-        let out = run(&cmd, args, stdin, timeout, cap).await?;
-        let name = &cmd.argv[0];
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.trim().is_empty() {
-            return Ok(Some(Value::Object(Map::new())));
+        let process = Process {
+            argv: &cmd.argv,
+            env: &cmd.env,
+            dir: args.machine_dir,
+            execution_id: args.execution_id,
+            state_name: args.state_name,
+        };
+        let out = run_process(&process, stdin, timeout, cap).await?;
+        let obj = stdout_object(&cmd.argv[0], &out)?;
+        for (k, v) in &obj {
+            ctx.insert(k.clone(), v.clone());
         }
-        match serde_json::from_str::<Value>(text.trim()) {
-            Ok(Value::Object(obj)) => {
-                for (k, v) in &obj {
-                    ctx.insert(k.clone(), v.clone());
-                }
-                Ok(Some(Value::Object(obj)))
-            }
-            Ok(other) => Err(action_err(format!(
-                "command {name:?} printed JSON that is not an object ({}); stderr: {}",
-                type_name(&other),
-                tail(&out.stderr)
-            ))),
-            Err(e) => Err(action_err(format!(
-                "command {name:?} printed output that is not JSON ({e}); stderr: {}",
-                tail(&out.stderr)
-            ))),
-        }
+        Ok(Some(Value::Object(obj)))
+    }
+}
+
+/// The timeout a state's `timeout` asks for, bounded, or the default.
+pub(crate) fn state_timeout(state: Option<&crate::spec::StateDef>) -> Duration {
+    state
+        .and_then(|s| s.timeout)
+        .and_then(|t| t.positive())
+        .map(|t| t.min(MAX_SHELL_TIMEOUT))
+        .unwrap_or(DEFAULT_SHELL_TIMEOUT)
+}
+
+/// A command's stdout read as the JSON object it must print: empty output
+/// is an empty object (nothing changes); anything else that is not an object
+/// is an `action_error` carrying the tail of stderr.
+pub(crate) fn stdout_object(name: &str, out: &Output) -> Result<Map<String, Value>, ExecError> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(text.trim()) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(other) => Err(action_err(format!(
+            "command {name:?} printed JSON that is not an object ({}); stderr: {}",
+            type_name(&other),
+            tail(&out.stderr)
+        ))),
+        Err(e) => Err(action_err(format!(
+            "command {name:?} printed output that is not JSON ({e}); stderr: {}",
+            tail(&out.stderr)
+        ))),
     }
 }
 
@@ -369,9 +385,23 @@ impl Drop for Group {
 }
 
 /// What a finished command left.
-struct Output {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+pub(crate) struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// One process to start: shared by the `shell` action and command hooks
+/// (`hooks.rs`), so both get the same bounds (own process group, timeout,
+/// output cap, stdin written concurrently, `resource_exhausted` on host
+/// exhaustion) from one implementation.
+pub(crate) struct Process<'a> {
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    /// Working directory; empty means `.`.
+    pub dir: &'a Path,
+    pub execution_id: &'a str,
+    /// `FLATMACHINE_STATE` (empty for machine-level hook events).
+    pub state_name: &'a str,
 }
 
 enum Failure {
@@ -398,19 +428,22 @@ async fn read_capped<R: AsyncRead + Unpin>(
     Ok(buf)
 }
 
-async fn run(
-    cmd: &Prepared,
-    args: &ActionArgs<'_>,
+/// Run `cmd` to completion within `timeout`, reading at most `cap` bytes of
+/// each of stdout and stderr; a non-zero exit is an `action_error`.
+pub(crate) async fn run_process(
+    cmd: &Process<'_>,
     stdin: Vec<u8>,
     timeout: Duration,
     cap: u64,
 ) -> Result<Output, ExecError> {
-    let argv = &cmd.argv;
-    let name = &argv[0];
-    let dir = if args.machine_dir.as_os_str().is_empty() {
+    let argv = cmd.argv;
+    let Some(name) = argv.first() else {
+        return Err(action_err("empty command"));
+    };
+    let dir = if cmd.dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
-        args.machine_dir
+        cmd.dir
     };
     if let Some((var, _)) = cmd.env.iter().find(|(_, v)| v.contains('\0')) {
         return Err(action_err(format!(
@@ -422,8 +455,8 @@ async fn run(
         .args(&argv[1..])
         .current_dir(dir)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .env("FLATMACHINE_EXECUTION_ID", args.execution_id)
-        .env("FLATMACHINE_STATE", args.state_name)
+        .env("FLATMACHINE_EXECUTION_ID", cmd.execution_id)
+        .env("FLATMACHINE_STATE", cmd.state_name)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -75,9 +75,26 @@ impl Run {
         action: &str,
         state: &StateDef,
     ) -> Result<Option<Value>, ExecError> {
-        let handler = self.shared.actions.get(action).cloned().ok_or_else(|| {
-            ExecError::new(ErrorKind::ActionError, format!("unknown action '{action}'"))
-        })?;
+        let Some(handler) = self.shared.actions.get(action).cloned() else {
+            // Not native: the hooks the state (or machine) names implement it.
+            let refs = self.action_hooks(state)?;
+            if refs.is_empty() {
+                return Err(ExecError::new(
+                    ErrorKind::ActionError,
+                    format!("unknown action '{action}'"),
+                ));
+            }
+            let site = super::run_hooks::Site {
+                event: super::hooks::HookEvent::Action,
+                action: Some(action),
+                state_name: name,
+                state: Some(state),
+                error: None,
+            };
+            tracing::debug!(event = "action", action, "running hook action");
+            let merged = self.call_hooks(&refs, &site, None).await?;
+            return Ok(Some(Value::Object(merged)));
+        };
         let input = self.render_input(state)?;
         let shared = self.shared.clone();
         let def = &shared.bundle.machines[self.m];

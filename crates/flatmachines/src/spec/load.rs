@@ -43,6 +43,10 @@ pub struct LoadOptions {
     /// a profile the client would refuse is a load error, not a failure
     /// when a paper first reaches that agent. `None` skips the check.
     pub model_check: Option<ModelCheck>,
+    /// Names in the host's hooks registry, or `None` when none was given:
+    /// then a custom action a machine's hooks would implement is a warning
+    /// (the run fails only if it reaches that state), not an error.
+    pub hooks: Option<Vec<String>>,
 }
 
 /// The outcome of loading: a bundle when nothing fatal happened, and all problems.
@@ -434,6 +438,7 @@ impl Loader<'_> {
         }
         let scope = validate::Scope {
             actions: &self.opts.actions,
+            hooks: self.opts.hooks.as_deref(),
             declared,
         };
         validate::validate_machine(&mut def, &scope, &mut self.diags);

@@ -2,6 +2,7 @@
 //! validation. Pure apart from reading the files it is asked to load.
 
 pub mod diag;
+pub mod hooks;
 pub mod limits;
 pub mod load;
 pub mod model;

@@ -5,6 +5,7 @@
 //! and each problem names the file and the state.
 
 use super::diag::Diagnostics;
+use super::hooks::parse_hook_refs;
 use super::limits::{check_secs, MAX_BACKOFFS, MAX_SAMPLES};
 use super::model::{MachineDef, OnError, StateDef, ERROR_KINDS};
 use crate::expr::{CachedCondition, Templates};
@@ -19,6 +20,8 @@ const PYTHON_ERROR_KEYS: &[&str] = &["RetryableError", "RuntimeError", "Exceptio
 pub struct Scope<'a> {
     /// Action names the runtime provides.
     pub actions: &'a [String],
+    /// Names in the hooks registry; `None` when no registry was given.
+    pub hooks: Option<&'a [String]>,
     /// Every agent/machine name the file declares, including ones that failed
     /// to load (those were reported already; they are not "unknown").
     pub declared: HashSet<String>,
@@ -251,11 +254,7 @@ fn check_refs(
     }
     if let Some(a) = &s.action {
         if !actions.iter().any(|k| k == a) {
-            diags.error(
-                file,
-                st,
-                format!("unknown action '{a}' (known: {})", actions.join(", ")),
-            );
+            check_hook_action(def, name, s, a, scope, diags);
         }
         if a == "shell" && s.command.is_none() {
             diags.error(file, st, "action 'shell' needs `command: [argv...]`");
@@ -486,12 +485,77 @@ fn check_unsupported(file: &str, name: &str, s: &StateDef, diags: &mut Diagnosti
             );
         }
     }
-    if s.hooks.is_some() {
-        diags.warn(
+    if let Some(h) = &s.hooks {
+        if let Err(e) = parse_hook_refs(h) {
+            diags.error(file, Some(name), format!("hooks: {e}"));
+        }
+    }
+}
+
+/// A custom action (no native action has its name): the hooks the state
+/// names (else the machine's `lifecycle_hooks`) implement it at run time.
+/// With a registry, each of those hooks must have a handler; without one,
+/// the action can only be resolved when the machine runs, so it is a
+/// warning, and reaching the state without a handler is an `action_error`.
+fn check_hook_action(
+    def: &MachineDef,
+    name: &str,
+    s: &StateDef,
+    action: &str,
+    scope: &Scope<'_>,
+    diags: &mut Diagnostics,
+) {
+    let file = def.file.as_str();
+    let st = Some(name);
+    let own = s
+        .hooks
+        .as_ref()
+        .and_then(|h| parse_hook_refs(h).ok())
+        .unwrap_or_default();
+    let refs = if own.is_empty() {
+        parse_hook_refs(&def.lifecycle_hooks).unwrap_or_default()
+    } else {
+        own
+    };
+    if refs.is_empty() {
+        diags.error(
             file,
-            Some(name),
-            "state `hooks` are not loaded; hook events are emitted as tracing events",
+            st,
+            format!(
+                "unknown action '{action}' (known: {}; or name the hooks that implement it with `hooks:`)",
+                scope.actions.join(", ")
+            ),
         );
+        return;
+    }
+    let names: Vec<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+    match scope.hooks {
+        Some(registry) => {
+            for n in names.iter().filter(|n| !registry.iter().any(|k| k == *n)) {
+                let known = if registry.is_empty() {
+                    "it is empty".to_string()
+                } else {
+                    format!("it has: {}", registry.join(", "))
+                };
+                diags.error(
+                    file,
+                    st,
+                    format!(
+                        "action '{action}' needs hook '{n}', which the hooks registry has no handler for ({known})"
+                    ),
+                );
+            }
+        }
+        None => diags.warn(
+            file,
+            st,
+            format!(
+                "action '{action}' is not built in; hook {} must implement it, and no hooks registry was given \
+                 (`--hooks {}=cmd:PATH`): a run fails with action_error if it reaches this state",
+                names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
+                names[0]
+            ),
+        ),
     }
 }
 
@@ -556,12 +620,8 @@ fn pre4_ref_fix(what: &str, section: &str, value: &str, key: &str) -> String {
 }
 
 fn check_hooks(def: &MachineDef, diags: &mut Diagnostics) {
-    if !def.lifecycle_hooks.is_null() {
-        diags.warn(
-            &def.file,
-            None,
-            "lifecycle_hooks are not loaded; machine start/end are emitted as tracing events",
-        );
+    if let Err(e) = parse_hook_refs(&def.lifecycle_hooks) {
+        diags.error(&def.file, None, format!("lifecycle_hooks: {e}"));
     }
 }
 

@@ -1,0 +1,324 @@
+//! The hooks registry: handlers for the hooks a machine names (`hooks:` on
+//! a state, `lifecycle_hooks:` on the machine), so SDK machines whose custom
+//! `action:` names are implemented by the user's hooks run without Rust.
+//!
+//! A registry maps a hook name to a handler, written `NAME=KIND:…`
+//! (`--hooks v2-hooks=cmd:./hooks/run.sh`, or `v2-hooks = "cmd:…"` under
+//! `[hooks]` in the runner's config). Kinds:
+//!
+//! * `cmd:PATH` — a [`CommandHook`]: the program is started once per event
+//!   and follows the `shell` action's conventions (see [`super::shell`]):
+//!   the event as JSON on stdin, a JSON object (or nothing) on stdout, its
+//!   own process group, the state's `timeout` (default
+//!   [`DEFAULT_SHELL_TIMEOUT`](super::shell::DEFAULT_SHELL_TIMEOUT)), the
+//!   `shell.max_output_bytes` cap, and a non-zero exit as an `action_error`.
+//! * `python:PATH:Class` — parsed, but not supported yet: building a
+//!   registry with one is a [`HookSpecError::Unsupported`]. A Python bridge
+//!   is one more [`Hook`] implementation; nothing else changes.
+//!
+//! # The event a handler receives
+//!
+//! ```json
+//! {"event": "action", "action": "fetch", "state": "s", "context": {...},
+//!  "execution_id": "...", "args": {...}?, "output": ...?, "error": {...}?}
+//! ```
+//!
+//! `event` is one of `action`, `state_enter`, `state_exit`, `machine_start`,
+//! `machine_end`, `error`. The object the handler prints is merged into the
+//! context (keys it leaves out keep their values; print nothing to change
+//! nothing) — except for `machine_end`, where it is merged into the final
+//! output, as the SDK's `on_machine_end` returns the result.
+
+use super::error::{ErrorKind, ExecError};
+use super::shell::{run_process, stdout_object, Process, ShellConfig};
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a hook is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookEvent {
+    Action,
+    StateEnter,
+    StateExit,
+    MachineStart,
+    MachineEnd,
+    Error,
+}
+
+impl HookEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::Action => "action",
+            HookEvent::StateEnter => "state_enter",
+            HookEvent::StateExit => "state_exit",
+            HookEvent::MachineStart => "machine_start",
+            HookEvent::MachineEnd => "machine_end",
+            HookEvent::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for HookEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One call of a hook.
+pub struct HookCall<'a> {
+    pub event: HookEvent,
+    /// The action name, for [`HookEvent::Action`].
+    pub action: Option<&'a str>,
+    /// The state the event belongs to (for machine events: the initial
+    /// state at start, the final state at the end).
+    pub state: &'a str,
+    pub context: &'a Map<String, Value>,
+    /// The state's output (`state_exit`) or the final output (`machine_end`).
+    pub output: Option<&'a Value>,
+    /// The failure, for [`HookEvent::Error`].
+    pub error: Option<&'a ExecError>,
+    /// The `args` of a `{name, args}` hook reference.
+    pub args: Option<&'a Map<String, Value>>,
+    pub execution_id: &'a str,
+    /// The machine file's folder: the handler's working directory.
+    pub machine_dir: &'a Path,
+    pub timeout: Duration,
+}
+
+impl HookCall<'_> {
+    /// The JSON a handler receives.
+    pub fn payload(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("event".into(), json!(self.event.as_str()));
+        if let Some(a) = self.action {
+            m.insert("action".into(), json!(a));
+        }
+        m.insert("state".into(), json!(self.state));
+        m.insert("context".into(), Value::Object(self.context.clone()));
+        if let Some(o) = self.output {
+            m.insert("output".into(), o.clone());
+        }
+        if let Some(e) = self.error {
+            m.insert(
+                "error".into(),
+                json!({"kind": e.kind.as_str(), "message": e.message}),
+            );
+        }
+        if let Some(a) = self.args {
+            m.insert("args".into(), Value::Object(a.clone()));
+        }
+        m.insert("execution_id".into(), json!(self.execution_id));
+        Value::Object(m)
+    }
+}
+
+/// A hook handler. It returns the object to merge (see the module docs).
+#[async_trait]
+pub trait Hook: Send + Sync {
+    async fn call(&self, call: &HookCall<'_>) -> Result<Map<String, Value>, ExecError>;
+}
+
+/// How a hook name is implemented, as written after `NAME=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerSpec {
+    /// `cmd:PATH` (the path made absolute against the writer's base).
+    Command(PathBuf),
+    /// `python:PATH:Class` — not supported yet.
+    Python { path: PathBuf, class: String },
+}
+
+impl HandlerSpec {
+    /// Parse `cmd:PATH` or `python:PATH:Class`; relative paths resolve
+    /// against `base` (the working directory for `--hooks`, the config
+    /// file's folder for `[hooks]`).
+    pub fn parse(s: &str, base: &Path) -> Result<HandlerSpec, HookSpecError> {
+        let syntax = |why: &str| {
+            HookSpecError::Syntax(format!(
+                "handler {s:?}: {why} (expected cmd:PATH or python:PATH:Class)"
+            ))
+        };
+        let abs = |p: &str| {
+            let p = Path::new(p);
+            if p.is_relative() {
+                base.join(p)
+            } else {
+                p.to_path_buf()
+            }
+        };
+        if let Some(path) = s.strip_prefix("cmd:") {
+            if path.trim().is_empty() {
+                return Err(syntax("the command path is empty"));
+            }
+            return Ok(HandlerSpec::Command(abs(path)));
+        }
+        if let Some(rest) = s.strip_prefix("python:") {
+            let (path, class) = rest
+                .rsplit_once(':')
+                .filter(|(p, c)| !p.is_empty() && !c.is_empty())
+                .ok_or_else(|| syntax("a python handler names a file and a class"))?;
+            return Ok(HandlerSpec::Python {
+                path: abs(path),
+                class: class.to_string(),
+            });
+        }
+        Err(syntax("unknown handler kind"))
+    }
+}
+
+impl fmt::Display for HandlerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerSpec::Command(p) => write!(f, "cmd:{}", p.display()),
+            HandlerSpec::Python { path, class } => {
+                write!(f, "python:{}:{class}", path.display())
+            }
+        }
+    }
+}
+
+/// Split `NAME=HANDLER` (the `--hooks` form) and parse the handler.
+pub fn parse_binding(s: &str, base: &Path) -> Result<(String, HandlerSpec), HookSpecError> {
+    let (name, handler) = s
+        .split_once('=')
+        .filter(|(n, _)| !n.trim().is_empty())
+        .ok_or_else(|| {
+            HookSpecError::Syntax(format!(
+                "{s:?} is not NAME=HANDLER (e.g. v2-hooks=cmd:./hooks/run.sh)"
+            ))
+        })?;
+    Ok((name.trim().to_string(), HandlerSpec::parse(handler, base)?))
+}
+
+/// A handler spec that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookSpecError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("hook '{name}': {kind} handlers are not supported yet (use a cmd: handler)")]
+    Unsupported { name: String, kind: &'static str },
+    #[error("hook '{0}' is given more than one handler")]
+    Duplicate(String),
+}
+
+/// Hook handlers by name.
+#[derive(Clone, Default)]
+pub struct HookRegistry {
+    hooks: BTreeMap<String, Arc<dyn Hook>>,
+}
+
+impl HookRegistry {
+    /// A registry of the given handlers; command hooks read at most
+    /// `shell.max_output_bytes` of output.
+    pub fn build(
+        specs: &[(String, HandlerSpec)],
+        shell: &ShellConfig,
+    ) -> Result<HookRegistry, HookSpecError> {
+        let mut r = HookRegistry::default();
+        for (name, spec) in specs {
+            if r.hooks.contains_key(name) {
+                return Err(HookSpecError::Duplicate(name.clone()));
+            }
+            let hook: Arc<dyn Hook> = match spec {
+                HandlerSpec::Command(path) => Arc::new(CommandHook {
+                    program: path.clone(),
+                    max_output_bytes: shell.max_output_bytes,
+                }),
+                HandlerSpec::Python { .. } => {
+                    return Err(HookSpecError::Unsupported {
+                        name: name.clone(),
+                        kind: "python",
+                    })
+                }
+            };
+            r.hooks.insert(name.clone(), hook);
+        }
+        Ok(r)
+    }
+
+    pub fn register(&mut self, name: &str, hook: Arc<dyn Hook>) {
+        self.hooks.insert(name.to_string(), hook);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Hook>> {
+        self.hooks.get(name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.hooks.keys().cloned().collect()
+    }
+}
+
+/// A `cmd:` handler: one process per event.
+pub struct CommandHook {
+    program: PathBuf,
+    max_output_bytes: u64,
+}
+
+#[async_trait]
+impl Hook for CommandHook {
+    async fn call(&self, call: &HookCall<'_>) -> Result<Map<String, Value>, ExecError> {
+        let name = self.program.display().to_string();
+        let stdin = serde_json::to_vec(&call.payload()).map_err(|e| {
+            ExecError::new(
+                ErrorKind::ActionError,
+                format!("cannot serialise the hook event: {e}"),
+            )
+        })?;
+        let argv = [name.clone()];
+        let process = Process {
+            argv: &argv,
+            env: &[],
+            dir: call.machine_dir,
+            execution_id: call.execution_id,
+            state_name: call.state,
+        };
+        let out = run_process(&process, stdin, call.timeout, self.max_output_bytes).await?;
+        stdout_object(&name, &out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_specs_parse_and_python_is_refused_for_now() {
+        let base = Path::new("/cfg");
+        assert_eq!(
+            parse_binding("h=cmd:./run.sh", base).unwrap(),
+            ("h".into(), HandlerSpec::Command("/cfg/./run.sh".into()))
+        );
+        assert_eq!(
+            HandlerSpec::parse("cmd:/abs/x", base).unwrap(),
+            HandlerSpec::Command("/abs/x".into())
+        );
+        let py = HandlerSpec::parse("python:hooks.py:V2Hooks", base).unwrap();
+        assert_eq!(
+            py,
+            HandlerSpec::Python {
+                path: "/cfg/hooks.py".into(),
+                class: "V2Hooks".into()
+            }
+        );
+        let e = HookRegistry::build(&[("v2".into(), py)], &ShellConfig::default())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+        for bad in ["h", "=cmd:x", "h=cmd:", "h=exec:x", "h=python:x.py"] {
+            assert!(parse_binding(bad, base).is_err(), "{bad}");
+        }
+        let dup = [
+            ("h".to_string(), HandlerSpec::Command("/a".into())),
+            ("h".to_string(), HandlerSpec::Command("/b".into())),
+        ];
+        assert!(matches!(
+            HookRegistry::build(&dup, &ShellConfig::default()),
+            Err(HookSpecError::Duplicate(_))
+        ));
+    }
+}
