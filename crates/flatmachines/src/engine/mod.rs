@@ -12,6 +12,8 @@ mod condition_cache_tests;
 pub mod error;
 mod exec;
 pub mod hooks;
+#[cfg(test)]
+mod hooks_tests;
 mod run_hooks;
 pub mod shell;
 mod state;
