@@ -31,6 +31,7 @@ mod breaker;
 mod cli;
 mod config_example;
 mod daemon;
+mod hooks_cli;
 mod hostile_cfg;
 mod hostile_ops;
 mod hostile_pause;
