@@ -2,7 +2,7 @@
 //! SQLite, under a fenced lease.
 
 use super::exit::{CliResult, Code};
-use super::machine::{actions, print_outcome, runtime, DbArgs, ResumeArgs};
+use super::machine::{print_outcome, runtime, DbArgs, ResumeArgs};
 use paper_runner::durable::{Begin, DriveError, Driver};
 use paper_runner::engine::{ActionRegistry, ErrorKind};
 use paper_runner::spec::{self, Bundle, LoadOptions};
@@ -92,25 +92,35 @@ pub fn resume(a: ResumeArgs) -> CliResult {
     if ids.is_empty() && !a.all {
         return fail_invalid("name an execution id to resume, or use --all");
     }
+    let registry = match super::machine::actions_with_hooks(&a.hooks) {
+        Ok(r) => r,
+        Err(e) => return fail_invalid(&format!("{e:#}")),
+    };
     let reload = a.reload_config.then(|| LoadOptions {
         profiles: a.profiles.clone(),
-        actions: actions().names(),
+        actions: registry.names(),
         model_check: Some(paper_runner::llm::ModelProfile::check_config),
-        hooks: None,
+        hooks: registry.hook_names(),
     });
     if ids.len() == 1 && !a.all {
         return rt.block_on(resume_one(
             &store,
             &ids[0],
             reload.as_ref(),
-            actions(),
+            registry,
             &a.db,
         ));
     }
     // Several: one JSON line per execution; leased ones are skipped.
     let mut worst: Option<Code> = None;
     for id in &ids {
-        let line = rt.block_on(resume_line(&store, id, reload.as_ref(), &a.db));
+        let line = rt.block_on(resume_line(
+            &store,
+            id,
+            reload.as_ref(),
+            registry.clone(),
+            &a.db,
+        ));
         match line {
             Ok(v) => {
                 if v.get("status").and_then(Value::as_str) == Some("failed") {
@@ -131,9 +141,10 @@ async fn resume_line(
     store: &Store,
     id: &str,
     reload: Option<&LoadOptions>,
+    registry: ActionRegistry,
     db: &DbArgs,
 ) -> Result<Value, Code> {
-    let (driver, begin) = match prepare(store, id, reload, actions(), db) {
+    let (driver, begin) = match prepare(store, id, reload, registry, db) {
         Ok(x) => x,
         Err(Prepared::Finished(r)) => return Ok(line(id, r)),
         Err(Prepared::Invalid(msg)) => {

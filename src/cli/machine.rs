@@ -52,6 +52,10 @@ pub struct ResumeArgs {
     /// Profile catalog for --reload-config.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// A handler for a hook the machines name: NAME=cmd:PATH (repeatable),
+    /// as given to `run`.
+    #[arg(long = "hooks", value_name = "NAME=HANDLER")]
+    pub hooks: Vec<String>,
     #[command(flatten)]
     pub db: DbArgs,
 }

@@ -207,3 +207,73 @@ fn check_warns_without_a_registry_and_errors_with_one_lacking_the_hook() {
         stderr(&out)
     );
 }
+
+/// Hook calls are checkpointed with their state: a run killed right after
+/// the exit of `start` was recorded (the crash hook, after the third
+/// checkpoint) resumes without calling the hooks of `start` again.
+#[test]
+fn a_resumed_execution_does_not_repeat_hook_calls_of_exited_states() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = setup();
+    let crashed = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("PAPER_RUNNER_CRASH_AFTER", "3")
+        .args([
+            "machine",
+            "run",
+            "m.yml",
+            "--db",
+            "r.db",
+            "--execution-id",
+            "h1",
+            "--input",
+            r#"{"name": "ada"}"#,
+            "--hooks",
+            "h=cmd:./hook.sh",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        crashed.status.signal(),
+        Some(paper_runner::store::CRASH_SIGNAL),
+        "{}",
+        stderr(&crashed)
+    );
+    let out = runner(
+        dir.path(),
+        &[
+            "machine",
+            "resume",
+            "h1",
+            "--db",
+            "r.db",
+            "--hooks",
+            "h=cmd:./hook.sh",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        result,
+        json!({"greeting": "hello", "name": "ada", "started": true, "ended": true})
+    );
+    let log = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+    let events: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["event"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "machine_start",
+            "state_enter",
+            "action",
+            "state_exit",
+            "machine_end"
+        ]
+    );
+}
