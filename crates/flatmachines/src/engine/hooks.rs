@@ -285,6 +285,93 @@ impl Hook for CommandHook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    async fn call_with(
+        program: PathBuf,
+        dir: &Path,
+        cap: u64,
+        timeout: Duration,
+    ) -> Result<Map<String, Value>, ExecError> {
+        let hook = CommandHook {
+            program,
+            max_output_bytes: cap,
+        };
+        let ctx = json!({"n": 1}).as_object().cloned().unwrap();
+        let call = HookCall {
+            event: HookEvent::Action,
+            action: Some("go"),
+            state: "s",
+            context: &ctx,
+            output: None,
+            error: None,
+            args: None,
+            execution_id: "e1",
+            machine_dir: dir,
+            timeout,
+        };
+        hook.call(&call).await
+    }
+
+    /// The shell action's bounds apply: the payload on stdin, the working
+    /// directory, a timeout, an output cap, a non-zero exit, non-JSON output.
+    #[tokio::test]
+    async fn command_hooks_share_the_shell_actions_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let long = Duration::from_secs(30);
+        // Every script is written before any runs: a write descriptor
+        // inherited by a process forked meanwhile would make exec fail
+        // with ETXTBSY.
+        let echo = script(
+            d,
+            "echo.sh",
+            "#!/bin/sh\ncat > seen.json\necho \"{\\\"state\\\": \\\"$FLATMACHINE_STATE\\\"}\"\n",
+        );
+        let slow = script(d, "slow.sh", "#!/bin/sh\nsleep 100\n");
+        let noisy = script(d, "noisy.sh", "#!/bin/sh\nyes\n");
+        let failing = script(d, "fail.sh", "#!/bin/sh\necho nope >&2\nexit 4\n");
+        let list = script(d, "list.sh", "#!/bin/sh\necho '[1]'\n");
+        let quiet = script(d, "quiet.sh", "#!/bin/sh\ntrue\n");
+
+        let out = call_with(echo, d, 4096, long).await.unwrap();
+        assert_eq!(out["state"], json!("s"));
+        let seen: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("seen.json")).unwrap()).unwrap();
+        assert_eq!(seen["event"], json!("action"));
+        assert_eq!(seen["action"], json!("go"));
+        assert_eq!(seen["context"]["n"], json!(1));
+        assert_eq!(seen["execution_id"], json!("e1"));
+
+        let e = call_with(slow, d, 4096, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ActionError);
+        assert!(e.message.contains("timed out"), "{e}");
+
+        let e = call_with(noisy, d, 4096, long).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::OutputTooLarge, "{e}");
+
+        let e = call_with(failing, d, 4096, long).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ActionError);
+        assert!(
+            e.message.contains("exit code 4") && e.message.contains("nope"),
+            "{e}"
+        );
+
+        let e = call_with(list, d, 4096, long).await.unwrap_err();
+        assert!(e.message.contains("not an object"), "{e}");
+
+        // Printing nothing changes nothing.
+        assert!(call_with(quiet, d, 4096, long).await.unwrap().is_empty());
+    }
 
     #[test]
     fn handler_specs_parse_and_python_is_refused_for_now() {
