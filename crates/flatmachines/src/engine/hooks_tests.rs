@@ -215,6 +215,13 @@ fn check_warns_without_a_registry_and_errors_with_one_lacking_the_hook() {
             .any(|e| e.contains("action 'bump' needs hook 'h'") && e.contains("other")),
         "{errs:?}"
     );
+    // ... and its events would be skipped: a warning for the state and the machine.
+    let warns = messages(&loaded, Severity::Warning);
+    let skipped = warns
+        .iter()
+        .filter(|w| w.contains("hook 'h' has no handler"))
+        .count();
+    assert_eq!(skipped, 3, "{warns:?}");
     // With `h`: clean of hook findings.
     let loaded = load_with(MACHINE, Some(vec!["h".into()]));
     assert!(messages(&loaded, Severity::Error).is_empty());

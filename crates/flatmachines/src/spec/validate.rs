@@ -41,6 +41,7 @@ pub fn validate_machine(def: &mut MachineDef, scope: &Scope<'_>, diags: &mut Dia
     }
     check_reachability(def, diags);
     check_hooks(def, diags);
+    check_event_hooks(&file, None, &def.lifecycle_hooks, scope, diags);
 }
 
 fn find_initial(def: &MachineDef, diags: &mut Diagnostics) -> String {
@@ -140,6 +141,35 @@ fn check_state(
     check_templates(file, name, s, diags);
     check_shell_script(file, name, s, diags);
     check_unsupported(file, name, s, diags);
+    if let Some(h) = &s.hooks {
+        check_event_hooks(file, Some(name), h, scope, diags);
+    }
+}
+
+/// With a registry, a named hook it has no handler for gets its events
+/// skipped at run time: say so (custom actions are checked separately).
+fn check_event_hooks(
+    file: &str,
+    state: Option<&str>,
+    refs: &Value,
+    scope: &Scope<'_>,
+    diags: &mut Diagnostics,
+) {
+    let (Some(registry), Ok(refs)) = (scope.hooks, parse_hook_refs(refs)) else {
+        return;
+    };
+    for r in refs {
+        if !registry.iter().any(|k| *k == r.name) {
+            diags.warn(
+                file,
+                state,
+                format!(
+                    "hook '{}' has no handler in the hooks registry: its events are not delivered",
+                    r.name
+                ),
+            );
+        }
+    }
 }
 
 /// Parses through the condition's cache, so the engine later evaluates this
