@@ -159,7 +159,7 @@ fn check_event_hooks(
         return;
     };
     for r in refs {
-        if !registry.iter().any(|k| *k == r.name) {
+        if !registry.contains(&r.name) {
             diags.warn(
                 file,
                 state,
