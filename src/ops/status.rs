@@ -819,7 +819,8 @@ pub fn render_human(r: &StatusReport) -> String {
         );
         for m in &u.models {
             let profile = m.profile.as_deref().unwrap_or("(default)");
-            let line = format!("  {profile}: {} ({} calls)", m.model, m.calls);
+            let n = if m.calls == 1 { "call" } else { "calls" };
+            let line = format!("  {profile}: {} ({} {n})", m.model, m.calls);
             let _ = writeln!(o, "{}", fit(&line, 80));
         }
     }

@@ -21,6 +21,9 @@
 //!   such as `retry-after: "1e20"`) exist to prove the client survives a
 //!   broken or malicious provider: bounded memory, capped waits, no key in
 //!   any stored or printed byte.
+//! - `usage` counts whitespace words as tokens; `usage.cost` is total
+//!   tokens × `cost_per_mtok` / 1e6 (default 1.0) unless the model's script
+//!   sets `omit_cost` (tokens only) or `omit_usage` (no usage at all).
 //! - JSON mode wins over verdict mode, which wins over markdown. The enum
 //!   "prefer PASS" rule looks at the whole prompt, schema included, so an
 //!   upper-case enum containing PASS yields PASS unless `verdict` overrides.
@@ -1304,6 +1307,11 @@ mod tests {
     fn scripts_are_validated() {
         assert!(MockScript::parse("").is_ok());
         assert!(MockScript::parse("models: {m: {rpm: 0}}").is_err());
+        assert!(MockScript::parse("models: {m: {cost_per_mtok: -1}}").is_err());
+        assert!(MockScript::parse("models: {m: {cost_per_mtok: .nan}}").is_err());
+        let costs = script("models: {m: {cost_per_mtok: 2.5, omit_cost: true, omit_usage: true}}");
+        assert_eq!(costs.models["m"].cost_per_mtok, Some(2.5));
+        assert!(costs.models["m"].omit_cost && costs.models["m"].omit_usage);
         assert!(
             MockScript::parse("models: {m: {faults: [{at: 1, every: 2, status: 500}]}}").is_err()
         );
