@@ -157,3 +157,23 @@ async fn each_call_is_costed_from_the_provider_the_price_table_or_marked_unknown
     );
     assert!(text.contains("  free: free (1 call)"), "{text}");
 }
+
+#[test]
+fn machine_check_reports_a_bad_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = profiles("http://127.0.0.1:9/v1").replace(
+        "price: {input_per_mtok: 3.0, output_per_mtok: 15.0}",
+        "price: {input_per_mtok: 3.0, output_per_mtok: 1e9}",
+    );
+    std::fs::write(dir.path().join("profiles.yml"), bad).unwrap();
+    std::fs::write(dir.path().join("machine.yml"), MACHINE).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["machine", "check", "machine.yml"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = support::stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("price.output_per_mtok"), "{stdout}");
+}
