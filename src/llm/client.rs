@@ -316,10 +316,10 @@ impl HttpAgent {
                 notes.exhausted = Some(wait);
             }
         }
-        let result = parse_response(&text, &headers, target, req);
-        if result.is_ok() {
-            notes.usage = reported_usage(&text);
-        }
+        let result = parse_response(&text, &headers, target, req).map(|(r, usage)| {
+            notes.usage = usage;
+            r
+        });
         (Some(status), result)
     }
 }
@@ -333,12 +333,11 @@ struct Notes {
     usage: Option<TokenUsage>,
 }
 
-/// The prompt and completion tokens of a 2xx body's `usage`, when it has
+/// The prompt and completion tokens of an answer's `usage`, when it has
 /// both as whole numbers; None when the provider reported no usage (then
 /// the ledger row's tokens and cost are unknown, not zero).
-fn reported_usage(text: &str) -> Option<TokenUsage> {
-    let v: Value = serde_json::from_str(text).ok()?;
-    let u = v.get("usage")?;
+fn reported_usage(usage: Option<&Value>) -> Option<TokenUsage> {
+    let u = usage?;
     Some(TokenUsage {
         prompt: u.get("prompt_tokens")?.as_u64()?,
         completion: u.get("completion_tokens")?.as_u64()?,
@@ -523,13 +522,14 @@ fn request_hash(p: &ModelProfile, body: &Value, sample: u32) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parse a 200 response into an AgentResult (or an error kind).
+/// Parse a 200 response into an AgentResult (or an error kind), with the
+/// tokens its `usage` reported (None: no usage).
 fn parse_response(
     text: &str,
     headers: &reqwest::header::HeaderMap,
     t: &Target<'_>,
     req: &AgentRequest,
-) -> Result<AgentResult, ExecError> {
+) -> Result<(AgentResult, Option<TokenUsage>), ExecError> {
     // A complete body: a key echoed in it goes before anything is parsed,
     // so it can reach neither the ledger's stored response nor a message.
     let text = &errors::scrub_whole(text, t.key);
@@ -583,7 +583,8 @@ fn parse_response(
             )
         })?),
     };
-    Ok(AgentResult {
+    let reported = reported_usage(usage);
+    let result = AgentResult {
         output,
         content: Some(content),
         usage: Usage {
@@ -598,7 +599,8 @@ fn parse_response(
             "retry_after": null,
             "windows": errors::windows(headers, t.max_retry_after),
         })),
-    })
+    };
+    Ok((result, reported))
 }
 
 /// Parse a JSON object from model text, tolerating code fences and prose
@@ -751,6 +753,38 @@ mod tests {
             ]
         }
 
+        #[test]
+        fn usage_is_reported_only_when_the_answer_has_it() {
+            let t = Target {
+                provider: "p",
+                model: "m",
+                key: None,
+                max_retry_after: 60.0,
+            };
+            let parse = |usage: Value| {
+                let mut body = json!({"choices": [{"message": {"content": "hi"}}]});
+                if !usage.is_null() {
+                    body["usage"] = usage;
+                }
+                parse_response(&body.to_string(), &HeaderMap::new(), &t, &req(false))
+                    .unwrap()
+                    .1
+            };
+            assert_eq!(
+                parse(json!({"prompt_tokens": 7, "completion_tokens": 0, "cost": 0.1})),
+                Some(TokenUsage {
+                    prompt: 7,
+                    completion: 0
+                })
+            );
+            assert_eq!(parse(Value::Null), None);
+            assert_eq!(parse(json!({"total_tokens": 7})), None);
+            assert_eq!(
+                parse(json!({"prompt_tokens": -1, "completion_tokens": 1})),
+                None
+            );
+        }
+
         proptest! {
             #![proptest_config(config())]
 
@@ -771,7 +805,7 @@ mod tests {
                 let short: String = text.chars().take(cut * 8).collect();
                 for body in [&text, &short] {
                     match parse_response(body, &HeaderMap::new(), &t, &req(structured)) {
-                        Ok(r) => {
+                        Ok((r, _)) => {
                             let content = r.content.clone().unwrap_or_default();
                             prop_assert!(!content.trim().is_empty());
                             prop_assert!(!content.contains(KEY), "{content}");

@@ -820,7 +820,11 @@ pub fn render_human(r: &StatusReport) -> String {
         for m in &u.models {
             let profile = m.profile.as_deref().unwrap_or("(default)");
             let n = if m.calls == 1 { "call" } else { "calls" };
-            let line = format!("  {profile}: {} ({} {n})", m.model, m.calls);
+            let why = match m.no_usage {
+                0 => String::new(),
+                k => format!(", {k} with no usage reported"),
+            };
+            let line = format!("  {profile}: {} ({} {n}{why})", m.model, m.calls);
             let _ = writeln!(o, "{}", fit(&line, 80));
         }
     }

@@ -110,6 +110,9 @@ pub struct UnknownCostCalls {
     pub model: String,
     pub profile: Option<String>,
     pub calls: u64,
+    /// Of those, answers that reported no token usage (a price would not
+    /// help: the provider sent nothing to price).
+    pub no_usage: u64,
 }
 
 /// Ledger rows per profile (`None`: the catalog default was used).
@@ -284,7 +287,9 @@ impl Store {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT model, profile, COUNT(*) AS calls FROM llm_calls
+                "SELECT model, profile, COUNT(*) AS calls,
+                        SUM(status = 'ok' AND prompt_tokens IS NULL) AS no_usage
+                 FROM llm_calls
                  WHERE reserved_at >= :start AND reserved_at < :end AND cost_source = 'unknown'
                  GROUP BY model, profile ORDER BY calls DESC, model, profile",
             )
@@ -297,6 +302,7 @@ impl Store {
                         model: r.get("model")?,
                         profile: r.get("profile")?,
                         calls: u64::try_from(r.get::<_, i64>("calls")?).unwrap_or(0),
+                        no_usage: u64::try_from(r.get::<_, i64>("no_usage")?).unwrap_or(0),
                     })
                 },
             )
@@ -502,6 +508,7 @@ mod tests {
             model: m.into(),
             profile: p.map(str::to_string),
             calls,
+            no_usage: 0,
         };
         assert_eq!(
             unknown,

@@ -156,6 +156,10 @@ async fn each_call_is_costed_from_the_provider_the_price_table_or_marked_unknown
         "{text}"
     );
     assert!(text.contains("  free: free (1 call)"), "{text}");
+    assert!(
+        text.contains("  nousage: nousage (1 call, 1 with no usage reported)"),
+        "{text}"
+    );
 }
 
 #[test]
