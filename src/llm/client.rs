@@ -11,6 +11,7 @@ use super::errors::{self, Target};
 use super::gate::{BlockReason, CallGate, CallOutcome, CallPermit};
 use super::ledger::{Ledger, Reservation, Settlement};
 use super::limiter::{RateLimiter, Slot, SlotOutcome};
+use super::price::{self, CallCost, TokenUsage};
 use super::profile::ModelProfile;
 use crate::engine::{Agent, AgentRequest, AgentResult, ErrorKind, ExecError, Parked, Usage};
 use async_trait::async_trait;
@@ -118,12 +119,20 @@ impl HttpAgent {
             None => None,
         };
         let started = Instant::now();
-        let mut exhausted = None;
-        let (status, result) = self
-            .send(&p, &body, key.as_deref(), req, &mut exhausted)
-            .await;
+        let mut notes = Notes::default();
+        let (status, mut result) = self.send(&p, &body, key.as_deref(), req, &mut notes).await;
+        let cost = match &mut result {
+            Ok(r) => {
+                let cost = CallCost::answered(p.price.as_ref(), notes.usage, r.cost);
+                price::log_difference(&p.limiter_key(), p.price.as_ref(), notes.usage, &cost);
+                // The machine's running totals see the same figure as the ledger.
+                r.cost = cost.cost;
+                cost
+            }
+            Err(_) => CallCost::failed(status),
+        };
         if let Some(permit) = permit {
-            let outcome = match (&result, exhausted) {
+            let outcome = match (&result, notes.exhausted) {
                 (Ok(_), Some(retry_after)) => CallOutcome::Exhausted { retry_after },
                 _ => CallOutcome::of(&result),
             };
@@ -135,6 +144,8 @@ impl HttpAgent {
                 http_status: status,
                 latency_ms: started.elapsed().as_millis() as u64,
                 result: result.clone(),
+                usage: notes.usage,
+                cost,
             };
             l.settle(id, &s).await?;
         }
@@ -212,8 +223,7 @@ impl HttpAgent {
         body: &Value,
         key: Option<&str>,
         req: &AgentRequest,
-        // Set when a 2xx said no requests remain: the wait it asked for.
-        exhausted: &mut Option<f64>,
+        notes: &mut Notes,
     ) -> (Option<u16>, Result<AgentResult, ExecError>) {
         let target = Target {
             provider: &p.provider,
@@ -221,7 +231,7 @@ impl HttpAgent {
             key,
             max_retry_after: p.max_retry_after,
         };
-        let (status, mut result) = self.exchange(p, body, &target, req, exhausted).await;
+        let (status, mut result) = self.exchange(p, body, &target, req, notes).await;
         if let Err(e) = &mut result {
             e.message = errors::scrub(&e.message, key);
         }
@@ -234,7 +244,7 @@ impl HttpAgent {
         body: &Value,
         target: &Target<'_>,
         req: &AgentRequest,
-        exhausted: &mut Option<f64>,
+        notes: &mut Notes,
     ) -> (Option<u16>, Result<AgentResult, ExecError>) {
         // One deadline for the whole exchange, body included: reqwest's
         // request timeout covers it too, this makes it explicit for the
@@ -303,11 +313,35 @@ impl HttpAgent {
         if errors::remaining(&headers) == Some(0.0) {
             if let Some(wait) = errors::retry_after_capped(&headers, p.max_retry_after) {
                 self.limiter.pause(&p.limiter_key(), wait).await;
-                *exhausted = Some(wait);
+                notes.exhausted = Some(wait);
             }
         }
-        (Some(status), parse_response(&text, &headers, target, req))
+        let result = parse_response(&text, &headers, target, req).map(|(r, usage)| {
+            notes.usage = usage;
+            r
+        });
+        (Some(status), result)
     }
+}
+
+/// What an exchange learned besides its result.
+#[derive(Debug, Default)]
+struct Notes {
+    /// Set when a 2xx said no requests remain: the wait it asked for.
+    exhausted: Option<f64>,
+    /// The tokens a successful answer's `usage` reported (None: no usage).
+    usage: Option<TokenUsage>,
+}
+
+/// The prompt and completion tokens of an answer's `usage`, when it has
+/// both as whole numbers; None when the provider reported no usage (then
+/// the ledger row's tokens and cost are unknown, not zero).
+fn reported_usage(usage: Option<&Value>) -> Option<TokenUsage> {
+    let u = usage?;
+    Some(TokenUsage {
+        prompt: u.get("prompt_tokens")?.as_u64()?,
+        completion: u.get("completion_tokens")?.as_u64()?,
+    })
 }
 
 /// How much of a non-2xx body is read (for the excerpt and classification).
@@ -488,13 +522,14 @@ fn request_hash(p: &ModelProfile, body: &Value, sample: u32) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parse a 200 response into an AgentResult (or an error kind).
+/// Parse a 200 response into an AgentResult (or an error kind), with the
+/// tokens its `usage` reported (None: no usage).
 fn parse_response(
     text: &str,
     headers: &reqwest::header::HeaderMap,
     t: &Target<'_>,
     req: &AgentRequest,
-) -> Result<AgentResult, ExecError> {
+) -> Result<(AgentResult, Option<TokenUsage>), ExecError> {
     // A complete body: a key echoed in it goes before anything is parsed,
     // so it can reach neither the ledger's stored response nor a message.
     let text = &errors::scrub_whole(text, t.key);
@@ -548,7 +583,8 @@ fn parse_response(
             )
         })?),
     };
-    Ok(AgentResult {
+    let reported = reported_usage(usage);
+    let result = AgentResult {
         output,
         content: Some(content),
         usage: Usage {
@@ -563,7 +599,8 @@ fn parse_response(
             "retry_after": null,
             "windows": errors::windows(headers, t.max_retry_after),
         })),
-    })
+    };
+    Ok((result, reported))
 }
 
 /// Parse a JSON object from model text, tolerating code fences and prose
@@ -716,6 +753,38 @@ mod tests {
             ]
         }
 
+        #[test]
+        fn usage_is_reported_only_when_the_answer_has_it() {
+            let t = Target {
+                provider: "p",
+                model: "m",
+                key: None,
+                max_retry_after: 60.0,
+            };
+            let parse = |usage: Value| {
+                let mut body = json!({"choices": [{"message": {"content": "hi"}}]});
+                if !usage.is_null() {
+                    body["usage"] = usage;
+                }
+                parse_response(&body.to_string(), &HeaderMap::new(), &t, &req(false))
+                    .unwrap()
+                    .1
+            };
+            assert_eq!(
+                parse(json!({"prompt_tokens": 7, "completion_tokens": 0, "cost": 0.1})),
+                Some(TokenUsage {
+                    prompt: 7,
+                    completion: 0
+                })
+            );
+            assert_eq!(parse(Value::Null), None);
+            assert_eq!(parse(json!({"total_tokens": 7})), None);
+            assert_eq!(
+                parse(json!({"prompt_tokens": -1, "completion_tokens": 1})),
+                None
+            );
+        }
+
         proptest! {
             #![proptest_config(config())]
 
@@ -736,7 +805,7 @@ mod tests {
                 let short: String = text.chars().take(cut * 8).collect();
                 for body in [&text, &short] {
                     match parse_response(body, &HeaderMap::new(), &t, &req(structured)) {
-                        Ok(r) => {
+                        Ok((r, _)) => {
                             let content = r.content.clone().unwrap_or_default();
                             prop_assert!(!content.trim().is_empty());
                             prop_assert!(!content.contains(KEY), "{content}");

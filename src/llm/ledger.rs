@@ -7,6 +7,7 @@
 //! decides what goes in them and runs every store call through
 //! [`Store::run`], off the async workers.
 
+use super::price::{CallCost, TokenUsage};
 use crate::engine::{AgentResult, ExecError};
 use crate::store::{CallStatus, LlmSettlement, Store, StoreError};
 
@@ -19,6 +20,11 @@ pub struct Settlement {
     pub http_status: Option<u16>,
     pub latency_ms: u64,
     pub result: Result<AgentResult, ExecError>,
+    /// The tokens the provider reported (None: no `usage` in the answer,
+    /// or no answer); a successful row stores them, NULL when missing.
+    pub usage: Option<TokenUsage>,
+    /// What the attempt cost, and where that figure came from.
+    pub cost: CallCost,
 }
 
 impl Settlement {
@@ -32,17 +38,20 @@ impl Settlement {
             prompt_tokens: None,
             completion_tokens: None,
             total_tokens: None,
-            cost: None,
+            cost: self.cost.cost,
+            cost_source: self.cost.source,
+            currency: self.cost.currency.clone(),
             latency_ms: self.latency_ms,
             retry_after: None,
             response: None,
         };
         match &self.result {
             Ok(r) => {
-                row.prompt_tokens = Some(r.usage.prompt_tokens);
-                row.completion_tokens = Some(r.usage.completion_tokens);
-                row.total_tokens = Some(r.usage.total_tokens);
-                row.cost = r.cost;
+                if self.usage.is_some() {
+                    row.prompt_tokens = Some(r.usage.prompt_tokens);
+                    row.completion_tokens = Some(r.usage.completion_tokens);
+                    row.total_tokens = Some(r.usage.total_tokens);
+                }
                 row.response = serde_json::to_string(r).ok();
             }
             Err(e) => {

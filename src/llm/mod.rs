@@ -7,10 +7,12 @@ pub mod errors;
 pub mod gate;
 pub mod ledger;
 pub mod limiter;
+pub mod price;
 pub mod profile;
 
 pub use client::HttpAgent;
 pub use gate::{CallGate, CallOutcome, CallPermit};
 pub use ledger::Ledger;
 pub use limiter::RateLimiter;
+pub use price::{CallCost, Price};
 pub use profile::{ModelProfile, Rate};

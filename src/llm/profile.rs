@@ -81,6 +81,9 @@ pub struct ModelProfile {
     pub max_response_bytes: u64,
     /// Cap on any wait read from the provider's headers, seconds.
     pub max_retry_after: f64,
+    /// Prices per million tokens (`price:`); None: the cost of a call is
+    /// what the provider reports, or unknown.
+    pub price: Option<super::price::Price>,
 }
 
 /// (default base URL, default key variable) per provider.
@@ -206,6 +209,7 @@ impl ModelProfile {
             Some(Value::Number(n)) => Some(Rate::parse(&format!("{n}/m")).map_err(bad)?),
             Some(_) => return Err(bad("`rate_limit` must look like \"200/m\"".into())),
         };
+        let price = super::price::Price::from_config(&name, cfg.get("price")).map_err(bad)?;
         Ok(ModelProfile {
             provider,
             model,
@@ -220,6 +224,7 @@ impl ModelProfile {
             rate_limit,
             max_response_bytes,
             max_retry_after,
+            price,
         })
     }
 
@@ -310,6 +315,29 @@ mod tests {
             with("max_retry_after", json!(60)).unwrap().max_retry_after,
             60.0
         );
+    }
+
+    #[test]
+    fn prices_are_read_and_bad_ones_fail_the_check() {
+        let base = json!({"provider": "ollama", "name": "x"});
+        assert_eq!(
+            ModelProfile::from_config(&cfg(base.clone())).unwrap().price,
+            None
+        );
+        let mut c = cfg(base);
+        c.insert(
+            "price".into(),
+            json!({"input_per_mtok": 3.0, "output_per_mtok": 15.0}),
+        );
+        let p = ModelProfile::from_config(&c).unwrap().price.unwrap();
+        assert_eq!((p.input_per_mtok, p.output_per_mtok), (3.0, 15.0));
+        assert_eq!(p.currency, "USD");
+        c.insert(
+            "price".into(),
+            json!({"input_per_mtok": -3.0, "output_per_mtok": 15.0}),
+        );
+        let e = ModelProfile::check_config(&c).unwrap_err();
+        assert!(e.contains("price.input_per_mtok"), "{e}");
     }
 
     #[test]

@@ -92,7 +92,16 @@ pub struct CallTotals {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Sum of the known costs (in `currency` when every known cost shares
+    /// one; see `costs` otherwise).
     pub cost: f64,
+    /// The currency of `cost` when all known costs share one.
+    pub currency: Option<String>,
+    /// Known costs per currency (one entry unless profiles mix them).
+    pub costs: std::collections::BTreeMap<String, f64>,
+    /// Settled calls whose cost is unknown (no price, no provider figure,
+    /// or no usage reported): `cost` leaves them out.
+    pub unknown_cost: u64,
 }
 
 /// An error from any source, in time order.
@@ -364,8 +373,30 @@ fn call_totals(calls: &[LlmCallRow]) -> CallTotals {
         t.completion_tokens += c.completion_tokens.unwrap_or(0);
         t.total_tokens += c.total_tokens.unwrap_or(0);
         t.cost += c.cost.unwrap_or(0.0);
+        if c.cost_source.as_deref() == Some("unknown") {
+            t.unknown_cost += 1;
+        }
+        if let (Some(cost), Some(cur)) = (c.cost, &c.currency) {
+            *t.costs.entry(cur.clone()).or_insert(0.0) += cost;
+        }
+    }
+    for v in t.costs.values_mut() {
+        *v = crate::llm::price::round_cost(*v);
+    }
+    t.cost = crate::llm::price::round_cost(t.cost);
+    if t.costs.len() == 1 {
+        t.currency = t.costs.keys().next().cloned();
     }
     t
+}
+
+/// A cost for the call table: six decimals, `unknown` when not known.
+fn money(cost: Option<f64>, source: Option<&str>) -> String {
+    match (cost, source) {
+        (_, Some("unknown")) => "unknown".into(),
+        (Some(c), _) => format!("{c:.6}"),
+        (None, _) => "-".into(),
+    }
 }
 
 fn errors(
@@ -534,26 +565,47 @@ pub fn render_human(t: &PaperTimeline) -> String {
             80
         )
     );
+    let spent = match (&c.currency, c.costs.is_empty()) {
+        (Some(cur), _) => format!("{:.6} {cur}", c.cost),
+        (None, true) => "none known".into(),
+        (None, false) => c
+            .costs
+            .iter()
+            .map(|(cur, v)| format!("{v:.6} {cur}"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+    };
+    let unknown = match c.unknown_cost {
+        0 => String::new(),
+        1 => " (1 call of unknown cost)".into(),
+        n => format!(" ({n} calls of unknown cost)"),
+    };
+    if c.calls > 0 {
+        let _ = writeln!(o, "{}", fit(&format!("cost: {spent}{unknown}"), 80));
+    }
     if !t.llm_calls.is_empty() {
         let _ = writeln!(
             o,
-            "  {:<18} {:<14} {:<12} {:<6} {:>4} {:>6} {:>7}",
-            "TIME", "MODEL", "STATE", "STATUS", "HTTP", "TOKENS", "LATENCY"
+            "  {:<18} {:<12} {:<10} {:<6} {:>6} {:>5} {:>9} {:>5}",
+            "TIME", "MODEL", "STATE", "STATUS", "IN", "OUT", "COST", "LAT"
         );
     }
     for call in &t.llm_calls {
+        let tokens = |n: Option<u64>| n.map_or_else(|| "-".into(), |n| n.to_string());
         let mut line = format!(
-            "  {:<18} {:<14} {:<12} {:<6} {:>4} {:>6} {:>7}",
+            "  {:<18} {:<12} {:<10} {:<6} {:>6} {:>5} {:>9} {:>5}",
             clock(&call.reserved_at),
-            fit(&call.model, 14),
-            fit(&call.state, 12),
+            fit(&call.model, 12),
+            fit(&call.state, 10),
             call.status,
-            call.http_status
-                .map_or_else(|| "-".into(), |h| h.to_string()),
-            call.total_tokens
-                .map_or_else(|| "-".into(), |n| n.to_string()),
+            tokens(call.prompt_tokens),
+            tokens(call.completion_tokens),
+            money(call.cost, call.cost_source.as_deref()),
             dur(call.latency_ms.map(|l| l as i64)),
         );
+        if let Some(h) = call.http_status.filter(|_| call.status == "error") {
+            line.push_str(&format!(" {h}"));
+        }
         if let Some(k) = &call.error_kind {
             line.push_str(&format!(" {k}"));
         }

@@ -44,9 +44,47 @@ pub struct StatusReport {
     pub done_last_hour: u64,
     pub done_last_day: u64,
     pub oldest_pending: Option<PendingReport>,
+    /// Settled calls of the current budget day whose cost is unknown.
+    pub unknown_cost: UnknownCostReport,
     /// The live view of the daemon serving this report (only from `/status`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerStats>,
+}
+
+/// Calls of the current budget day with no known cost (their profile has
+/// no `price:` and the provider reported none, or no usage came back):
+/// spend sums leave them out, so the report says so.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct UnknownCostReport {
+    pub calls: u64,
+    /// Per model and profile, most calls first.
+    pub models: Vec<crate::store::UnknownCostCalls>,
+}
+
+impl UnknownCostReport {
+    /// The operator's line, e.g. "3 calls today with unknown cost: models
+    /// x (profile judge), y — add `price:` to their profiles".
+    pub fn text(&self) -> Option<String> {
+        if self.calls == 0 {
+            return None;
+        }
+        let mut models: Vec<String> = Vec::new();
+        for m in &self.models {
+            let name = match &m.profile {
+                Some(p) => format!("{} (profile {p})", m.model),
+                None => m.model.clone(),
+            };
+            if !models.contains(&name) {
+                models.push(name);
+            }
+        }
+        let calls = if self.calls == 1 { "call" } else { "calls" };
+        Some(format!(
+            "{} {calls} today with unknown cost: models {} — add `price:` to their profiles",
+            self.calls,
+            models.join(", ")
+        ))
+    }
 }
 
 /// A paper whose phase is being worked on.
@@ -185,6 +223,11 @@ pub fn status_report(
     let budget_rules = Budget::new(settings.budget.clone());
     let usage = budget_rules.usage(store, now)?;
     let budget = budget_report(&usage);
+    let models = store.unknown_cost_calls(usage.day_started_at, usage.resets_at)?;
+    let unknown_cost = UnknownCostReport {
+        calls: models.iter().map(|m| m.calls).sum(),
+        models,
+    };
     let breakers: Vec<BreakerReport> = store
         .breakers()?
         .into_iter()
@@ -250,6 +293,7 @@ pub fn status_report(
         done_last_hour: done_since(ChronoDuration::hours(1))?,
         done_last_day: done_since(ChronoDuration::days(1))?,
         oldest_pending,
+        unknown_cost,
         runner: live.cloned(),
     })
 }
@@ -762,6 +806,27 @@ pub fn render_human(r: &StatusReport) -> String {
             limit(c.limit),
             limit(c.remaining)
         );
+    }
+    let u = &r.unknown_cost;
+    if u.calls > 0 {
+        // One model per line, so a long model id cannot push the advice
+        // past the 80th column.
+        let calls = if u.calls == 1 { "call" } else { "calls" };
+        let _ = writeln!(
+            o,
+            "unknown cost: {} {calls} today; add `price:` to the profiles of:",
+            u.calls
+        );
+        for m in &u.models {
+            let profile = m.profile.as_deref().unwrap_or("(default)");
+            let n = if m.calls == 1 { "call" } else { "calls" };
+            let why = match m.no_usage {
+                0 => String::new(),
+                k => format!(", {k} with no usage reported"),
+            };
+            let line = format!("  {profile}: {} ({} {n}{why})", m.model, m.calls);
+            let _ = writeln!(o, "{}", fit(&line, 80));
+        }
     }
     let _ = writeln!(o);
     if r.breakers.is_empty() {

@@ -368,6 +368,8 @@ mod tests {
                 completion_tokens: None,
                 total_tokens: None,
                 cost: None,
+                cost_source: crate::store::CostSource::Unknown,
+                currency: None,
                 latency_ms: 0,
                 retry_after: None,
                 response: None,

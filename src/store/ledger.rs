@@ -37,6 +37,34 @@ impl CallStatus {
     }
 }
 
+/// Where a settled row's `cost` came from, as stored in
+/// `llm_calls.cost_source` (NULL only while a row is reserved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostSource {
+    /// The provider's own figure (OpenRouter's `usage.cost`).
+    Provider,
+    /// The reported tokens times the profile's `price`.
+    PriceTable,
+    /// Neither: the profile has no price and the provider sent no cost, or
+    /// the provider reported no usage (e.g. the request timed out).
+    Unknown,
+    /// Nothing billable: a reused response, or a request the provider
+    /// refused with an HTTP error status.
+    None,
+}
+
+impl CostSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostSource::Provider => "provider",
+            CostSource::PriceTable => "price_table",
+            CostSource::Unknown => "unknown",
+            CostSource::None => "none",
+        }
+    }
+}
+
 /// What is known of a call before its request is sent.
 #[derive(Debug, Clone)]
 pub struct LlmReservation {
@@ -66,10 +94,25 @@ pub struct LlmSettlement {
     pub completion_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
     pub cost: Option<f64>,
+    /// Where `cost` came from.
+    pub cost_source: CostSource,
+    /// Currency of `cost` (ISO 4217 code); None when the cost is unknown.
+    pub currency: Option<String>,
     pub latency_ms: u64,
     pub retry_after: Option<f64>,
     /// The parsed result of a successful call (JSON), for reuse.
     pub response: Option<String>,
+}
+
+/// Settled rows of one model whose cost is unknown, for `runner status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnknownCostCalls {
+    pub model: String,
+    pub profile: Option<String>,
+    pub calls: u64,
+    /// Of those, answers that reported no token usage (a price would not
+    /// help: the provider sent nothing to price).
+    pub no_usage: u64,
 }
 
 /// Ledger rows per profile (`None`: the catalog default was used).
@@ -129,14 +172,19 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let at = self.ledger_now();
         let settled = (status == CallStatus::Reused).then(|| at.clone());
+        // A reused response sent nothing: settled at once, costing nothing.
+        let (cost, cost_source) = match status {
+            CallStatus::Reused => (Some(0.0), Some(CostSource::None.as_str())),
+            _ => (None, None),
+        };
         self.write("reserving ledger row", |tx| {
             tx.execute(
                 "INSERT INTO llm_calls(execution_id, machine, state, step, sample, attempt, agent,
                                        profile, provider, model, request_hash, fallback_from,
-                                       status, reserved_at, settled_at)
+                                       status, reserved_at, settled_at, cost, cost_source)
                  VALUES (:execution_id, :machine, :state, :step, :sample, :attempt, :agent,
                          :profile, :provider, :model, :request_hash, :fallback_from,
-                         :status, :reserved_at, :settled_at)",
+                         :status, :reserved_at, :settled_at, :cost, :cost_source)",
                 named_params! {
                     ":execution_id": r.execution_id,
                     ":machine": r.machine,
@@ -153,6 +201,8 @@ impl Store {
                     ":status": status.as_str(),
                     ":reserved_at": at,
                     ":settled_at": settled,
+                    ":cost": cost,
+                    ":cost_source": cost_source,
                 },
             )
             .map_err(|e| self.err("reserving ledger row", e))?;
@@ -168,7 +218,8 @@ impl Store {
                 "UPDATE llm_calls SET status = :status, http_status = :http_status,
                         error_kind = :error_kind, error_message = :error_message,
                         prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens,
-                        total_tokens = :total_tokens, cost = :cost, latency_ms = :latency_ms,
+                        total_tokens = :total_tokens, cost = :cost, cost_source = :cost_source,
+                        currency = :currency, latency_ms = :latency_ms,
                         retry_after = :retry_after, response = :response, settled_at = :settled_at
                  WHERE id = :id",
                 named_params! {
@@ -181,6 +232,8 @@ impl Store {
                     ":completion_tokens": s.completion_tokens.map(to_i64),
                     ":total_tokens": s.total_tokens.map(to_i64),
                     ":cost": s.cost,
+                    ":cost_source": s.cost_source.as_str(),
+                    ":currency": s.currency,
                     ":latency_ms": to_i64(s.latency_ms),
                     ":retry_after": s.retry_after,
                     ":response": s.response,
@@ -219,6 +272,43 @@ impl Store {
             .map_err(|e| self.err("reading the budget", e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| self.err("reading the budget", e))
+    }
+}
+
+impl Store {
+    /// Settled rows reserved in `[start, end)` whose cost is unknown, by
+    /// model and profile (most calls first): what `runner status` flags so
+    /// an operator adds `price:` to those profiles.
+    pub fn unknown_cost_calls(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<UnknownCostCalls>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT model, profile, COUNT(*) AS calls,
+                        SUM(status = 'ok' AND prompt_tokens IS NULL) AS no_usage
+                 FROM llm_calls
+                 WHERE reserved_at >= :start AND reserved_at < :end AND cost_source = 'unknown'
+                 GROUP BY model, profile ORDER BY calls DESC, model, profile",
+            )
+            .map_err(|e| self.err("reading unknown-cost calls", e))?;
+        let rows = stmt
+            .query_map(
+                named_params! {":start": ledger_time(start), ":end": ledger_time(end)},
+                |r| {
+                    Ok(UnknownCostCalls {
+                        model: r.get("model")?,
+                        profile: r.get("profile")?,
+                        calls: u64::try_from(r.get::<_, i64>("calls")?).unwrap_or(0),
+                        no_usage: u64::try_from(r.get::<_, i64>("no_usage")?).unwrap_or(0),
+                    })
+                },
+            )
+            .map_err(|e| self.err("reading unknown-cost calls", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| self.err("reading unknown-cost calls", e))
     }
 }
 
@@ -274,6 +364,8 @@ mod tests {
             completion_tokens: Some(5),
             total_tokens: Some(15),
             cost: Some(0.25),
+            cost_source: CostSource::PriceTable,
+            currency: Some("USD".into()),
             latency_ms: 42,
             retry_after: None,
             response: response.map(str::to_string),
@@ -366,6 +458,64 @@ mod tests {
         );
         assert!(s
             .sent_llm_calls(at("2024-05-12T00:00:00Z"), at("2024-05-13T00:00:00Z"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn cost_columns_round_trip_and_unknown_costs_are_counted_by_model() {
+        let clock = ManualClock::at(at("2024-05-10T12:00:00Z").timestamp_millis());
+        let (_d, s) = store(&clock);
+        let settle = |model: &str, profile: Option<&str>, cost: Option<f64>, src: CostSource| {
+            let mut r = reservation("s", model, profile);
+            r.model = model.into();
+            let id = s.insert_llm_call(&r, CallStatus::Reserved).unwrap();
+            let mut row = settled(CallStatus::Ok, None);
+            row.cost = cost;
+            row.cost_source = src;
+            row.currency = cost.map(|_| "EUR".to_string());
+            s.settle_llm_call(id, &row).unwrap();
+        };
+        settle(
+            "priced",
+            Some("cheap"),
+            Some(0.0045),
+            CostSource::PriceTable,
+        );
+        settle("free", Some("judge"), None, CostSource::Unknown);
+        settle("free", Some("judge"), None, CostSource::Unknown);
+        settle("other", None, None, CostSource::Unknown);
+        s.insert_llm_call(&reservation("s", "r", Some("cheap")), CallStatus::Reused)
+            .unwrap();
+        // In flight: no cost source yet, and not counted as unknown.
+        s.insert_llm_call(&reservation("s", "q", Some("cheap")), CallStatus::Reserved)
+            .unwrap();
+        let calls = s.paper_llm_calls("paper:e1").unwrap();
+        assert_eq!(calls[0].cost, Some(0.0045));
+        assert_eq!(calls[0].cost_source.as_deref(), Some("price_table"));
+        assert_eq!(calls[0].currency.as_deref(), Some("EUR"));
+        assert_eq!(calls[1].cost, None);
+        assert_eq!(calls[1].cost_source.as_deref(), Some("unknown"));
+        assert_eq!(calls[1].currency, None);
+        assert_eq!(calls[4].status, "reused");
+        assert_eq!(calls[4].cost, Some(0.0));
+        assert_eq!(calls[4].cost_source.as_deref(), Some("none"));
+        assert_eq!(calls[5].cost_source, None);
+        let unknown = s
+            .unknown_cost_calls(at("2024-05-10T00:00:00Z"), at("2024-05-11T00:00:00Z"))
+            .unwrap();
+        let row = |m: &str, p: Option<&str>, calls| UnknownCostCalls {
+            model: m.into(),
+            profile: p.map(str::to_string),
+            calls,
+            no_usage: 0,
+        };
+        assert_eq!(
+            unknown,
+            vec![row("free", Some("judge"), 2), row("other", None, 1)]
+        );
+        assert!(s
+            .unknown_cost_calls(at("2024-05-11T00:00:00Z"), at("2024-05-12T00:00:00Z"))
             .unwrap()
             .is_empty());
     }

@@ -37,6 +37,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_model_pauses",
         include_str!("../../migrations/0008_model_pauses.sql"),
     ),
+    (
+        "0009_call_costs",
+        include_str!("../../migrations/0009_call_costs.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

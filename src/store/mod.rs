@@ -30,6 +30,7 @@ pub use ingest::QueuedPaper;
 pub use leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
 pub use ledger::{ledger_time, CallStatus, LlmReservation, LlmSettlement, ProfileCalls};
+pub use ledger::{CostSource, UnknownCostCalls};
 pub use phase::{PaperStatus, Phase, UnknownStatus, STATUSES};
 pub use prune::check_backup_target;
 pub use prune::{PrunePolicy, PruneReport};

@@ -97,6 +97,10 @@ pub struct LlmCallRow {
     pub completion_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
     pub cost: Option<f64>,
+    /// provider, price_table, unknown or none (None while reserved).
+    pub cost_source: Option<String>,
+    /// Currency of `cost` (None when the cost is unknown).
+    pub currency: Option<String>,
     pub latency_ms: Option<u64>,
     pub retry_after: Option<f64>,
     pub reserved_at: String,
@@ -155,7 +159,7 @@ fn prefix_bounds(paper_id: &str) -> (String, String) {
     (format!("{paper_id}/"), format!("{paper_id}0"))
 }
 
-const LLM_COLUMNS: &str = "id, execution_id, machine, state, step, attempt, agent, profile, provider, model, fallback_from, status, http_status, error_kind, error_message, prompt_tokens, completion_tokens, total_tokens, cost, latency_ms, retry_after, reserved_at, settled_at";
+const LLM_COLUMNS: &str = "id, execution_id, machine, state, step, attempt, agent, profile, provider, model, fallback_from, status, http_status, error_kind, error_message, prompt_tokens, completion_tokens, total_tokens, cost, cost_source, currency, latency_ms, retry_after, reserved_at, settled_at";
 
 fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.map(|n| n.max(0) as u64)
@@ -182,6 +186,8 @@ fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCallRow> {
         completion_tokens: opt_u64(r.get("completion_tokens")?),
         total_tokens: opt_u64(r.get("total_tokens")?),
         cost: r.get("cost")?,
+        cost_source: r.get("cost_source")?,
+        currency: r.get("currency")?,
         latency_ms: opt_u64(r.get("latency_ms")?),
         retry_after: r.get("retry_after")?,
         reserved_at: r.get("reserved_at")?,

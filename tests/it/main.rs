@@ -44,6 +44,7 @@ mod prop_config;
 mod hostile_provider;
 mod llm;
 mod mock_llm;
+mod prices;
 
 // The paper pipeline: acquisition, ingest, PDFs, text, reports.
 mod acquire;

@@ -98,6 +98,61 @@ fn older_database_upgrades_in_place() {
 }
 
 #[test]
+fn ledger_rows_from_before_prices_get_a_cost_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v8.db");
+    {
+        let old = Store::open_to(&path, &StoreOptions::default(), Some(8)).unwrap();
+        let c = rusqlite::Connection::open(old.path()).unwrap();
+        for (status, cost) in [
+            ("ok", Some(0.002)),
+            ("ok", None),
+            ("error", None),
+            ("reused", None),
+            ("reserved", None),
+        ] {
+            c.execute(
+                "INSERT INTO llm_calls(execution_id, machine, state, step, attempt, agent, provider,
+                                       model, request_hash, status, cost, reserved_at)
+                 VALUES ('e', 'm', 's', 1, 1, 'a', 'p', 'x', 'h', ?1, ?2, '2024-01-01T00:00:00.000000Z')",
+                rusqlite::params![status, cost],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let c = rusqlite::Connection::open(store.path()).unwrap();
+    let rows: Vec<(String, Option<String>, Option<String>)> = c
+        .prepare("SELECT status, cost_source, currency FROM llm_calls ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let row = |s: &str, src: Option<&str>, cur: Option<&str>| {
+        (
+            s.to_string(),
+            src.map(str::to_string),
+            cur.map(str::to_string),
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row("ok", Some("provider"), Some("USD")),
+            row("ok", Some("unknown"), None),
+            row("error", Some("unknown"), None),
+            row("reused", Some("none"), None),
+            row("reserved", None, None),
+        ]
+    );
+    // The column only takes the documented values.
+    assert!(c
+        .execute("UPDATE llm_calls SET cost_source = 'guess'", [])
+        .is_err());
+}
+
+#[test]
 fn newer_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.db");

@@ -21,6 +21,9 @@
 //!   such as `retry-after: "1e20"`) exist to prove the client survives a
 //!   broken or malicious provider: bounded memory, capped waits, no key in
 //!   any stored or printed byte.
+//! - `usage` counts whitespace words as tokens; `usage.cost` is total
+//!   tokens × `cost_per_mtok` / 1e6 (default 1.0) unless the model's script
+//!   sets `omit_cost` (tokens only) or `omit_usage` (no usage at all).
 //! - JSON mode wins over verdict mode, which wins over markdown. The enum
 //!   "prefer PASS" rule looks at the whole prompt, schema included, so an
 //!   upper-case enum containing PASS yields PASS unless `verdict` overrides.
@@ -76,6 +79,15 @@ pub struct ModelScript {
     pub fence_json: bool,
     /// Faults by this model's 1-based request number; first match wins.
     pub faults: Vec<Fault>,
+    /// `usage.cost` of an answer = total tokens × this / 1e6 (the price
+    /// per million tokens, OpenRouter style). Default 1.0: a millionth of
+    /// a dollar per token.
+    pub cost_per_mtok: Option<f64>,
+    /// Answer without `usage.cost`, as providers that report tokens only
+    /// do (the client then prices the call from the profile, if it can).
+    pub omit_cost: bool,
+    /// Answer without any `usage` (the call's tokens and cost are unknown).
+    pub omit_usage: bool,
 }
 
 /// What a fault does: an HTTP error (`status`, the default) or a 200 oddity.
@@ -171,6 +183,11 @@ impl MockScript {
         for (id, m) in &self.models {
             if m.rpm == Some(0) {
                 return Err(format!("model {id}: rpm must be at least 1"));
+            }
+            if m.cost_per_mtok.is_some_and(|c| !c.is_finite() || c < 0.0) {
+                return Err(format!(
+                    "model {id}: cost_per_mtok must be a number of at least 0"
+                ));
             }
             for (i, f) in m.faults.iter().enumerate() {
                 let err = |msg: &str| Err(format!("model {id}: fault {}: {msg}", i + 1));
@@ -489,6 +506,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         .as_ref()
         .map(|f| f.headers.clone())
         .unwrap_or_default();
+    let ms = shared.script.model(&req.model);
     let mut resp = match fault {
         Some(f) if f.kind == FaultKind::Malformed => {
             let broken = match f.echo_key {
@@ -515,18 +533,14 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             }
             Json(json!({"error": {"code": code, "message": message}})).into_response()
         }
-        Some(f) if f.kind == FaultKind::Empty => completion(&req, &prompt, String::new()),
+        Some(f) if f.kind == FaultKind::Empty => completion(&req, &prompt, String::new(), ms),
         Some(f) if f.kind == FaultKind::Echo => {
             let content = format!("Your key is {}.", echo(&f, &token));
-            completion(&req, &prompt, content)
+            completion(&req, &prompt, content, ms)
         }
         Some(f) if f.kind == FaultKind::Endless => streamed(None, false),
         Some(f) if f.kind == FaultKind::Huge => streamed(f.size_bytes, f.announce_length),
-        _ => completion(
-            &req,
-            &prompt,
-            answer(&req, &prompt, shared.script.model(&req.model)),
-        ),
+        _ => completion(&req, &prompt, answer(&req, &prompt, ms), ms),
     };
     put_raw(resp.headers_mut(), &extra);
     if let Some((rpm, remaining, reset)) = limit {
@@ -638,19 +652,33 @@ impl hyper::body::Body for Streamed {
 }
 
 /// The OpenAI chat.completion envelope; "tokens" are whitespace words.
-fn completion(req: &ChatRequest, prompt: &Prompt, content: String) -> Response {
+/// `usage` follows the model's script (`cost_per_mtok`, `omit_cost`,
+/// `omit_usage`).
+fn completion(
+    req: &ChatRequest,
+    prompt: &Prompt,
+    content: String,
+    script: Option<&ModelScript>,
+) -> Response {
     let completion = content.split_whitespace().count() as u64;
     let total = prompt.words + completion;
-    Json(json!({
+    let mut body = json!({
         "id": format!("mock-{:016x}{:08x}", prompt.seed, fastrand::u32(..)),
         "object": "chat.completion",
         "created": now_ms() / 1000,
         "model": req.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt.words, "completion_tokens": completion,
-                  "total_tokens": total, "cost": total as f64 * 0.000001}
-    }))
-    .into_response()
+    });
+    if !script.is_some_and(|m| m.omit_usage) {
+        let mut usage = json!({"prompt_tokens": prompt.words, "completion_tokens": completion,
+                               "total_tokens": total});
+        if !script.is_some_and(|m| m.omit_cost) {
+            let per_mtok = script.and_then(|m| m.cost_per_mtok).unwrap_or(1.0);
+            usage["cost"] = json!(total as f64 * per_mtok / 1_000_000.0);
+        }
+        body["usage"] = usage;
+    }
+    Json(body).into_response()
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
@@ -1279,6 +1307,11 @@ mod tests {
     fn scripts_are_validated() {
         assert!(MockScript::parse("").is_ok());
         assert!(MockScript::parse("models: {m: {rpm: 0}}").is_err());
+        assert!(MockScript::parse("models: {m: {cost_per_mtok: -1}}").is_err());
+        assert!(MockScript::parse("models: {m: {cost_per_mtok: .nan}}").is_err());
+        let costs = script("models: {m: {cost_per_mtok: 2.5, omit_cost: true, omit_usage: true}}");
+        assert_eq!(costs.models["m"].cost_per_mtok, Some(2.5));
+        assert!(costs.models["m"].omit_cost && costs.models["m"].omit_usage);
         assert!(
             MockScript::parse("models: {m: {faults: [{at: 1, every: 2, status: 500}]}}").is_err()
         );
