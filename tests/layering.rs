@@ -85,6 +85,58 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
     ])
 }
 
+/// The first path segment of every item in `use crate::{a, b::c, …}`
+/// groups (`a`, `b`), so grouped imports are checked too.
+fn grouped_crate_imports(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::{") {
+        rest = &rest[i + "crate::{".len()..];
+        let mut depth = 1;
+        let mut end = rest.len();
+        for (j, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = j;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let group = &rest[..end];
+        // Top-level items only: split on commas outside nested braces.
+        let mut depth = 0;
+        let mut start = 0;
+        for (j, c) in group.char_indices().chain([(group.len(), ',')]) {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    let item = group[start..j].trim();
+                    let head = item.split("::").next().unwrap_or("").trim();
+                    if !head.is_empty() {
+                        out.push(head.to_string());
+                    }
+                    start = j + 1;
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+#[test]
+fn grouped_imports_are_seen() {
+    let text = "use crate::{runner::config, store::{Store, PaperStatus}, llm};";
+    assert_eq!(grouped_crate_imports(text), ["runner", "store", "llm"]);
+}
+
 #[test]
 fn each_layer_imports_only_the_layers_below_it() {
     let allowed = allowed();
@@ -99,10 +151,12 @@ fn each_layer_imports_only_the_layers_below_it() {
             if *name == layer || ok.contains(name) {
                 continue;
             }
-            for pat in [format!("crate::{name}::"), format!("crate::{name}}}")] {
-                if text.contains(&pat) {
-                    bad.push(format!("{} imports {name}", f.display()));
-                }
+            let grouped = grouped_crate_imports(&text);
+            let direct = [format!("crate::{name}::"), format!("crate::{name};")]
+                .iter()
+                .any(|pat| text.contains(pat.as_str()));
+            if direct || grouped.iter().any(|g| g == name) {
+                bad.push(format!("{} imports {name}", f.display()));
             }
         }
     }
