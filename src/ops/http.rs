@@ -647,6 +647,32 @@ pub fn render_metrics(state: &OpsState) -> Result<String, OpsError> {
         }
     }
     x.family(
+        "paper_runner_llm_cost_total",
+        "counter",
+        "Known LLM spend in the ledger per model and currency (provider-reported or from the profile's price).",
+    );
+    for t in &totals {
+        for (currency, spent) in &t.costs {
+            x.sample(
+                "paper_runner_llm_cost_total",
+                &[("model", &t.model), ("currency", currency)],
+                *spent,
+            );
+        }
+    }
+    x.family(
+        "paper_runner_llm_unknown_cost_total",
+        "counter",
+        "Settled LLM calls whose cost is unknown (no usage or no price), per model.",
+    );
+    for t in &totals {
+        x.sample(
+            "paper_runner_llm_unknown_cost_total",
+            &[("model", &t.model)],
+            t.unknown_cost as f64,
+        );
+    }
+    x.family(
         "paper_runner_llm_rate_limited_total",
         "counter",
         "LLM requests answered 429 (or classified rate_limit) per model.",

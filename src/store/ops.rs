@@ -8,6 +8,7 @@
 
 use super::db::Store;
 use super::error::StoreError;
+use super::ledger::CostSource;
 use super::phase::{PaperStatus, Phase};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
@@ -117,6 +118,10 @@ pub struct LlmModelTotals {
     pub completion_tokens: u64,
     /// Attempts answered with HTTP 429 or classified `rate_limit`.
     pub rate_limited: u64,
+    /// Known spend per currency (settled rows with a cost).
+    pub costs: Vec<(String, f64)>,
+    /// Settled rows whose cost is `unknown` (never counted as 0).
+    pub unknown_cost: u64,
 }
 
 /// The oldest paper waiting for prep.
@@ -399,7 +404,7 @@ impl Store {
                     r.get::<_, i64>("n")?.max(0) as u64,
                     r.get::<_, i64>("prompt")?.max(0) as u64,
                     r.get::<_, i64>("completion")?.max(0) as u64,
-                    r.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+                    r.get::<_, Option<i64>>("limited")?.unwrap_or(0).max(0) as u64,
                 ))
             })
             .map_err(|e| self.err("reading ledger totals", e))?;
@@ -418,6 +423,40 @@ impl Store {
                 t.prompt_tokens += prompt;
                 t.completion_tokens += completion;
                 t.rate_limited += limited;
+            }
+        }
+        let mut st = conn
+            .prepare_cached(
+                "SELECT model, cost_source, COALESCE(currency, 'USD') AS currency,
+                        COUNT(*) AS n, COALESCE(SUM(cost), 0.0) AS spent
+                 FROM llm_calls WHERE cost_source IS NOT NULL
+                 GROUP BY model, cost_source, currency ORDER BY model, currency",
+            )
+            .map_err(|e| self.err("reading ledger spend", e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>("model")?,
+                    r.get::<_, String>("cost_source")?,
+                    r.get::<_, String>("currency")?,
+                    r.get::<_, i64>("n")?.max(0) as u64,
+                    r.get::<_, f64>("spent")?,
+                ))
+            })
+            .map_err(|e| self.err("reading ledger spend", e))?;
+        for row in rows {
+            let (model, source, currency, n, spent) =
+                row.map_err(|e| self.err("reading ledger spend", e))?;
+            let Some(t) = out.iter_mut().find(|t| t.model == model) else {
+                continue;
+            };
+            if source == CostSource::Unknown.as_str() {
+                t.unknown_cost += n;
+                continue;
+            }
+            match t.costs.iter_mut().find(|(c, _)| *c == currency) {
+                Some((_, total)) => *total += spent,
+                None => t.costs.push((currency, spent)),
             }
         }
         Ok(out)

@@ -502,6 +502,8 @@ async fn metrics_endpoint_serves_every_family_and_requires_a_configured_token() 
         "paper_runner_llm_requests_total",
         "paper_runner_llm_tokens_total",
         "paper_runner_llm_rate_limited_total",
+        "paper_runner_llm_cost_total",
+        "paper_runner_llm_unknown_cost_total",
         "paper_runner_breaker_open",
         "paper_runner_budget_remaining",
         "paper_runner_leases_held",
@@ -526,6 +528,12 @@ async fn metrics_endpoint_serves_every_family_and_requires_a_configured_token() 
     );
     assert!(text.contains("paper_runner_llm_tokens_total{model=\"mock/cheap\",kind=\"prompt\"} "));
     assert!(text.contains("paper_runner_llm_rate_limited_total{model=\"mock/cheap\"} 0\n"));
+    // The mock reports its own cost: known spend, nothing unknown.
+    assert!(
+        text.contains("paper_runner_llm_cost_total{model=\"mock/cheap\",currency=\"USD\"} "),
+        "{text}"
+    );
+    assert!(text.contains("paper_runner_llm_unknown_cost_total{model=\"mock/cheap\"} 0\n"));
     assert!(text.contains("paper_runner_budget_remaining{class=\"expensive\"} +Inf\n"));
     assert!(text.contains("paper_runner_transitions_total{machine=\"children\"} "));
     assert!(text

@@ -117,6 +117,19 @@ async fn each_call_is_costed_from_the_provider_the_price_table_or_marked_unknown
     assert_eq!(nousage.cost_source.as_deref(), Some("unknown"));
     assert_eq!(nousage.prompt_tokens, None);
 
+    // `/metrics` totals: known spend per model and currency; unknown
+    // costs counted apart, never as 0.
+    let totals = store.llm_totals().unwrap();
+    let of = |m: &str| {
+        let model = &call(&calls, m).model;
+        totals.iter().find(|t| &t.model == model).unwrap().clone()
+    };
+    assert_eq!(of("priced").costs, vec![("USD".to_string(), table)]);
+    assert_eq!(of("priced").unknown_cost, 0);
+    assert_eq!(of("free").costs, Vec::<(String, f64)>::new());
+    assert_eq!(of("free").unknown_cost, 1);
+    assert_eq!(of("nousage").unknown_cost, 1);
+
     // The machine's running total sees the same known costs.
     let known = round9(priced.cost.unwrap() + provided.cost.unwrap());
     assert_eq!(out["cost"].as_f64().map(round9), Some(known), "{out}");
