@@ -10,7 +10,7 @@
 use super::errors::{self, Target};
 use super::gate::{BlockReason, CallGate, CallOutcome, CallPermit};
 use super::ledger::{Ledger, Reservation, Settlement};
-use super::limiter::{RateLimiter, Slot, SlotOutcome};
+use super::limiter::{self, ProviderTokens, RateLimiter, Slot, SlotOutcome, TokenDemand};
 use super::price::{self, CallCost, TokenUsage};
 use super::profile::ModelProfile;
 use crate::engine::{Agent, AgentRequest, AgentResult, ErrorKind, ExecError, Parked, Usage};
@@ -112,8 +112,13 @@ impl HttpAgent {
             ),
             None => None,
         };
-        // Gate and limiter (or park); see `wait_turn`.
-        let (permit, slot) = self.wait_turn(&p).await?;
+        // Gate and limiter (or park); see `wait_turn`. The token estimate
+        // is taken from the request as sent (a conservative bound).
+        let demand = TokenDemand {
+            tpm: p.tpm,
+            estimate: limiter::estimate_tokens(body.to_string().len(), p.max_tokens),
+        };
+        let (permit, slot) = self.wait_turn(&p, demand).await?;
         let row = match &self.ledger {
             Some(l) => Some(l.reserve(&reservation).await?),
             None => None,
@@ -138,6 +143,16 @@ impl HttpAgent {
             };
             permit.complete(&outcome).await;
         }
+        // Correct the token booking to what the answer says it used (a
+        // failed call keeps its estimate: the provider may have counted it).
+        let used = match &result {
+            Ok(r) => notes
+                .usage
+                .map(|u| u.prompt.saturating_add(u.completion))
+                .or(Some(r.usage.total_tokens).filter(|n| *n > 0)),
+            Err(_) => None,
+        };
+        slot.settle_tokens(used, notes.tokens);
         slot.finish(SlotOutcome::of(&result));
         if let (Some(l), Some(id)) = (&self.ledger, row) {
             let s = Settlement {
@@ -189,6 +204,7 @@ impl HttpAgent {
     async fn wait_turn(
         &self,
         p: &ModelProfile,
+        demand: TokenDemand,
     ) -> Result<(Option<Box<dyn CallPermit>>, Slot), ExecError> {
         let key = p.limiter_key();
         let permit = match (&self.gate, self.park_after) {
@@ -201,7 +217,7 @@ impl HttpAgent {
         };
         let slot = match self
             .limiter
-            .try_acquire(&key, p.rate_limit, self.park_after)
+            .try_acquire_tokens(&key, p.rate_limit, Some(demand), self.park_after)
             .await
         {
             Ok(slot) => slot,
@@ -316,6 +332,13 @@ impl HttpAgent {
                 notes.exhausted = Some(wait);
             }
         }
+        notes.tokens =
+            errors::token_window(&headers, p.max_retry_after).map(|(remaining, reset_in)| {
+                ProviderTokens {
+                    remaining,
+                    reset_in,
+                }
+            });
         let result = parse_response(&text, &headers, target, req).map(|(r, usage)| {
             notes.usage = usage;
             r
@@ -331,6 +354,8 @@ struct Notes {
     exhausted: Option<f64>,
     /// The tokens a successful answer's `usage` reported (None: no usage).
     usage: Option<TokenUsage>,
+    /// The provider's token window from a 2xx's headers, if it sent one.
+    tokens: Option<ProviderTokens>,
 }
 
 /// The prompt and completion tokens of an answer's `usage`, when it has

@@ -404,6 +404,18 @@ pub fn remaining(headers: &HeaderMap) -> Option<f64> {
         .find_map(|n| header(headers, n).and_then(count))
 }
 
+/// The provider's token window from a 2xx: `x-ratelimit-remaining-tokens`
+/// and `x-ratelimit-reset-tokens` (OpenAI's `6m0s`/`1s`/`20ms`, seconds, or
+/// an epoch), the reset capped at `cap` seconds. None unless both are
+/// present and sane: a remaining count without a reset says nothing about
+/// when the tokens come back.
+pub fn token_window(headers: &HeaderMap, cap: f64) -> Option<(u64, f64)> {
+    let remaining = header(headers, "x-ratelimit-remaining-tokens").and_then(count)?;
+    let reset = header(headers, "x-ratelimit-reset-tokens")
+        .and_then(|v| parse_reset(v.trim(), epoch_ms(SystemTime::now()), cap))?;
+    Some((remaining.min(u64::MAX as f64) as u64, reset))
+}
+
 /// Rate-limit windows the provider reported (`X-RateLimit-*` headers, with
 /// OpenAI's `-requests`/`-tokens` variants), for `context.machine.rate_limit`.
 /// `resets_in` is capped at `cap` seconds like every other provider wait.
@@ -587,6 +599,31 @@ mod tests {
         t.max_retry_after = 90.0;
         let e = from_status(429, &h(&[("retry-after", "1e20")]), "", &t);
         assert_eq!(e.retry_after, Some(90.0));
+        assert_eq!(
+            token_window(
+                &h(&[
+                    ("x-ratelimit-remaining-tokens", "0"),
+                    ("x-ratelimit-reset-tokens", "6m0s")
+                ]),
+                60.0
+            ),
+            Some((0, 60.0)),
+            "the reset is capped"
+        );
+        assert_eq!(
+            token_window(
+                &h(&[
+                    ("x-ratelimit-remaining-tokens", "1500"),
+                    ("x-ratelimit-reset-tokens", "20ms")
+                ]),
+                60.0
+            ),
+            Some((1500, 0.02))
+        );
+        assert_eq!(
+            token_window(&h(&[("x-ratelimit-remaining-tokens", "0")]), 60.0),
+            None
+        );
         assert_eq!(remaining(&h(&[("x-ratelimit-remaining", "NaN")])), None);
         assert_eq!(remaining(&h(&[("x-ratelimit-remaining", "-3")])), None);
         assert_eq!(remaining(&h(&[("x-ratelimit-remaining", "0")])), Some(0.0));

@@ -31,6 +31,22 @@
 //! [`RateLimiter::try_acquire`] does not wait out a provider's pause longer
 //! than the caller allows: the runner parks the phase instead of holding a
 //! worker slot while the model is paused.
+//!
+//! **Tokens per minute** ([`TokenDemand`]): a model with `tpm` books each
+//! call's *estimated* tokens (prompt bytes / [`BYTES_PER_TOKEN`] rounded up,
+//! plus the output cap) at its start time; a call starts only when the
+//! tokens booked in the last minute plus its estimate fit the limit (FIFO,
+//! like requests). When the answer comes back the booking is corrected to
+//! the real usage ([`Slot::settle_tokens`]), so an over-estimate delays
+//! later calls only until the answer. A call whose estimate alone exceeds
+//! the limit goes when the window is empty (it could never fit otherwise).
+//! Independently of `tpm`, the provider's own view
+//! (`x-ratelimit-remaining-tokens` + `x-ratelimit-reset-tokens`, see
+//! [`ProviderTokens`]) holds a call whose estimate exceeds the reported
+//! remaining tokens until the reported reset; that hold is a provider pause
+//! (it parks a caller that may not wait that long), the TPM window is
+//! pacing (it does not park; [`RateLimiter::backlog`] reports it so the
+//! scheduler stops claiming work for the model).
 
 use super::profile::Rate;
 use std::collections::{HashMap, VecDeque};
@@ -56,6 +72,116 @@ struct Schedule {
     paused_until: Option<Instant>,
 }
 
+/// Bytes of the serialized request counted as one token when estimating a
+/// prompt. Tokenizers average about 4 characters of English per token and
+/// JSON escaping only adds bytes, so bytes / 4 (rounded up) is a
+/// conservative bound for prose; the booking is corrected to the provider's
+/// reported usage after the answer anyway.
+pub const BYTES_PER_TOKEN: u64 = 4;
+
+/// Output tokens assumed for a request that sets no `max_tokens` (neither
+/// the call nor its profile): the provider's default output cap is unknown.
+pub const UNKNOWN_OUTPUT_TOKENS: u64 = 1024;
+
+/// The window a `tpm` limit counts tokens over.
+pub const TOKEN_WINDOW: Duration = Duration::from_secs(60);
+
+/// The estimated tokens of a request: its serialized size in bytes over
+/// [`BYTES_PER_TOKEN`] (rounded up) plus its output cap (`max_tokens`, or
+/// [`UNKNOWN_OUTPUT_TOKENS`] when none is set).
+pub fn estimate_tokens(request_bytes: usize, max_tokens: Option<u64>) -> u64 {
+    (request_bytes as u64)
+        .div_ceil(BYTES_PER_TOKEN)
+        .saturating_add(max_tokens.unwrap_or(UNKNOWN_OUTPUT_TOKENS))
+}
+
+/// What one call asks of its model's token budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenDemand {
+    /// The profile's tokens-per-minute limit (None: no configured limit).
+    pub tpm: Option<u64>,
+    /// The call's estimated tokens ([`estimate_tokens`]).
+    pub estimate: u64,
+}
+
+/// The provider's own view of a model's token window, from an answer's
+/// `x-ratelimit-remaining-tokens` and `x-ratelimit-reset-tokens`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProviderTokens {
+    /// Tokens the provider says are left in its current window.
+    pub remaining: u64,
+    /// Seconds until that window resets (already capped at the profile's
+    /// `max_retry_after`).
+    pub reset_in: f64,
+}
+
+/// A model's token bookings.
+#[derive(Debug, Default)]
+struct TokenBook {
+    /// Bookings in start order: (id, start, tokens). Kept for one window.
+    booked: VecDeque<(u64, Instant, u64)>,
+    next_id: u64,
+    /// The provider's remaining tokens (less what was booked since it said
+    /// so) until its reset.
+    provider: Option<(u64, Instant)>,
+    /// The latest estimate (what [`RateLimiter::backlog`] assumes the next
+    /// call asks for).
+    last_estimate: u64,
+}
+
+impl TokenBook {
+    fn forget_before(&mut self, now: Instant) {
+        while self
+            .booked
+            .front()
+            .is_some_and(|(_, t, _)| *t + TOKEN_WINDOW + window_margin(TOKEN_WINDOW) <= now)
+        {
+            self.booked.pop_front();
+        }
+        if self.provider.is_some_and(|(_, reset)| reset <= now) {
+            self.provider = None;
+        }
+    }
+
+    /// The earliest start not before `base` at which `demand` fits: the
+    /// provider's hold (returned separately: it is a pause, not pacing),
+    /// and the configured window.
+    fn earliest(&self, base: Instant, demand: TokenDemand) -> (Instant, Option<Instant>) {
+        let mut start = base;
+        let hold = self
+            .provider
+            .filter(|(remaining, _)| *remaining < demand.estimate)
+            .map(|(_, reset)| reset);
+        if let Some(h) = hold {
+            start = start.max(h);
+        }
+        if let Some(tpm) = demand.tpm {
+            // Bookings leave the window oldest first: drop them until the
+            // rest plus this call fit; the call starts one window after the
+            // last one dropped. With nothing left it goes regardless (an
+            // estimate above the limit could never fit).
+            let mut sum: u64 = self
+                .booked
+                .iter()
+                .filter(|(_, t, _)| *t + TOKEN_WINDOW + window_margin(TOKEN_WINDOW) > start)
+                .map(|(_, _, n)| *n)
+                .sum();
+            for (_, t, n) in &self.booked {
+                if sum.saturating_add(demand.estimate) <= tpm {
+                    break;
+                }
+                let leaves = *t + TOKEN_WINDOW + window_margin(TOKEN_WINDOW);
+                if leaves <= start {
+                    continue;
+                }
+                sum = sum.saturating_sub(*n);
+                start = leaves;
+            }
+        }
+        (start, hold)
+    }
+}
+
 /// In-flight calls a model without a configured rate may start with.
 pub const INITIAL_WINDOW: u32 = 2;
 /// Largest adaptive window (a healthy unlimited provider is never held back
@@ -79,6 +205,16 @@ struct Bucket {
     window: Mutex<Window>,
     /// Woken when a window slot frees or the window grows.
     window_changed: tokio::sync::Notify,
+    /// The model's configured tokens per minute (last seen).
+    tpm: Mutex<Option<u64>>,
+    tokens: Mutex<TokenBook>,
+    /// FIFO turn of calls waiting for their tokens to fit.
+    token_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Woken when a booking is corrected or the provider reports.
+    tokens_changed: tokio::sync::Notify,
+    /// When a call of the latest estimate would fit the token limits
+    /// (see [`RateLimiter::backlog`]).
+    tokens_free_at: Mutex<Instant>,
 }
 
 /// The start a call asking at `now` would get: after any pause, on the
@@ -118,6 +254,35 @@ impl Bucket {
             Err(p) => p.into_inner(),
         }
     }
+
+    fn tokens(&self) -> std::sync::MutexGuard<'_, TokenBook> {
+        match self.tokens.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn tpm(&self) -> Option<u64> {
+        match self.tpm.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    /// Recompute when a call of the latest estimate would fit the token
+    /// limits (after a booking, a correction or a provider report).
+    fn set_tokens_free_at(&self, book: &mut TokenBook) {
+        let now = Instant::now();
+        book.forget_before(now);
+        let demand = TokenDemand {
+            tpm: self.tpm(),
+            estimate: book.last_estimate,
+        };
+        let (at, _) = book.earliest(now, demand);
+        if let Ok(mut f) = self.tokens_free_at.lock() {
+            *f = at;
+        }
+    }
 }
 
 /// What a finished call tells the adaptive window.
@@ -137,9 +302,39 @@ pub enum SlotOutcome {
 #[derive(Debug)]
 pub struct Slot {
     window: Option<Arc<Bucket>>,
+    /// The call's token booking (bucket, booking id), for the correction.
+    booking: Option<(Arc<Bucket>, u64)>,
 }
 
 impl Slot {
+    /// The answer came back: correct the call's token booking to the
+    /// tokens the provider reports it used (`used`; None keeps the
+    /// estimate), and take the provider's own view of the token window
+    /// (`provider`; None leaves the limiter's view alone). A call that
+    /// failed keeps its estimate (the provider may have counted it).
+    pub fn settle_tokens(&self, used: Option<u64>, provider: Option<ProviderTokens>) {
+        let Some((bucket, id)) = &self.booking else {
+            return;
+        };
+        let mut book = bucket.tokens();
+        if let Some(used) = used {
+            if let Some(b) = book.booked.iter_mut().find(|(i, _, _)| i == id) {
+                b.2 = used;
+            }
+        }
+        if let Some(p) = provider {
+            if p.reset_in.is_finite() && p.reset_in > 0.0 {
+                let reset = Instant::now() + Duration::from_secs_f64(p.reset_in.min(86_400.0));
+                book.provider = Some((p.remaining, reset));
+            } else {
+                book.provider = None;
+            }
+        }
+        bucket.set_tokens_free_at(&mut book);
+        drop(book);
+        bucket.tokens_changed.notify_waiters();
+    }
+
     /// The call came back with `outcome`: grow the window on an answer (at
     /// most to the provider's remaining count), shrink it to one on a 429.
     pub fn finish(mut self, outcome: SlotOutcome) {
@@ -207,6 +402,11 @@ impl RateLimiter {
                     in_flight: 0,
                 }),
                 window_changed: tokio::sync::Notify::new(),
+                tpm: Mutex::new(None),
+                tokens: Mutex::new(TokenBook::default()),
+                token_turn: Arc::new(tokio::sync::Mutex::new(())),
+                tokens_changed: tokio::sync::Notify::new(),
+                tokens_free_at: Mutex::new(Instant::now()),
             })
         });
         if let Ok(mut r) = b.rate.lock() {
@@ -220,7 +420,10 @@ impl RateLimiter {
         match self.try_acquire(key, rate, None).await {
             Ok(slot) => slot,
             // Unreachable without a limit; never wait forever regardless.
-            Err(_) => Slot { window: None },
+            Err(_) => Slot {
+                window: None,
+                booking: None,
+            },
         }
     }
 
@@ -236,10 +439,32 @@ impl RateLimiter {
         rate: Option<Rate>,
         max_wait: Option<Duration>,
     ) -> Result<Slot, Duration> {
+        self.try_acquire_tokens(key, rate, None, max_wait).await
+    }
+
+    /// [`try_acquire`](Self::try_acquire) that also books the call's
+    /// estimated tokens (`tokens`; None books none): the call starts only
+    /// when they fit the model's `tpm` window and the provider's reported
+    /// remaining tokens. Waiting for the `tpm` window is pacing (never
+    /// parks); a provider's hold longer than `max_wait` parks like a pause.
+    pub async fn try_acquire_tokens(
+        &self,
+        key: &str,
+        rate: Option<Rate>,
+        tokens: Option<TokenDemand>,
+        max_wait: Option<Duration>,
+    ) -> Result<Slot, Duration> {
         let bucket = self.bucket(key, rate);
+        let turn = match tokens {
+            Some(t) => Some(Self::wait_for_tokens(&bucket, t, max_wait).await?),
+            None => None,
+        };
         let rate = bucket.rate.lock().ok().and_then(|r| *r);
-        let slot = match rate {
-            Some(_) => Slot { window: None },
+        let mut slot = match rate {
+            Some(_) => Slot {
+                window: None,
+                booking: None,
+            },
             None => loop {
                 let notified = bucket.window_changed.notified();
                 tokio::pin!(notified);
@@ -250,6 +475,7 @@ impl RateLimiter {
                         w.in_flight += 1;
                         break Slot {
                             window: Some(bucket.clone()),
+                            booking: None,
                         };
                     }
                 }
@@ -272,6 +498,21 @@ impl RateLimiter {
                     return Err(start.saturating_duration_since(now));
                 }
             }
+            if let Some(t) = tokens {
+                // Booked at the call's real start (>= now, when it was
+                // seen to fit; later callers wait for the turn, so nothing
+                // was booked in between).
+                let mut book = bucket.tokens();
+                let id = book.next_id;
+                book.next_id += 1;
+                book.booked.push_back((id, start, t.estimate));
+                if let Some((remaining, _)) = &mut book.provider {
+                    *remaining = remaining.saturating_sub(t.estimate);
+                }
+                book.last_estimate = t.estimate;
+                bucket.set_tokens_free_at(&mut book);
+                slot.booking = Some((bucket.clone(), id));
+            }
             match rate {
                 Some(r) => {
                     let count = r.count.max(1) as usize;
@@ -286,8 +527,49 @@ impl RateLimiter {
             bucket.set_free_at(&s, rate);
             start
         };
+        // The next caller's tokens are checked against this booking now.
+        drop(turn);
         tokio::time::sleep_until(start).await;
         Ok(slot)
+    }
+
+    /// Take the model's token turn (FIFO) and wait, holding it, until
+    /// `demand` fits the `tpm` window and the provider's reported remaining
+    /// tokens. Re-evaluated whenever a booking is corrected, so a call that
+    /// used less than estimated lets the next one go at once. A provider
+    /// hold longer than `max_wait` returns the wait instead (park).
+    async fn wait_for_tokens(
+        bucket: &Arc<Bucket>,
+        demand: TokenDemand,
+        max_wait: Option<Duration>,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, Duration> {
+        if let Ok(mut g) = bucket.tpm.lock() {
+            *g = demand.tpm;
+        }
+        let turn = bucket.token_turn.clone().lock_owned().await;
+        loop {
+            let changed = bucket.tokens_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = Instant::now();
+            let (at, hold) = {
+                let mut book = bucket.tokens();
+                book.forget_before(now);
+                book.earliest(now, demand)
+            };
+            if let (Some(max), Some(h)) = (max_wait, hold) {
+                if h.saturating_duration_since(now) > max {
+                    return Err(at.saturating_duration_since(now));
+                }
+            }
+            if at <= now {
+                return Ok(turn);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = &mut changed => {}
+            }
+        }
     }
 
     /// How long a call to `key` asking now would wait for its slot: how far
@@ -303,7 +585,14 @@ impl RateLimiter {
             .lock()
             .map(|t| *t)
             .unwrap_or_else(|p| *p.into_inner());
-        free_at.saturating_duration_since(Instant::now())
+        let tokens_free_at = bucket
+            .tokens_free_at
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|p| *p.into_inner());
+        free_at
+            .max(tokens_free_at)
+            .saturating_duration_since(Instant::now())
     }
 
     /// Stop handing out slots for `key` for `secs` (a 429's retry_after, or a
@@ -553,5 +842,151 @@ mod tests {
             limiter.acquire("free", None).await;
         }
         assert_eq!(Instant::now(), start);
+    }
+
+    fn tokens(tpm: Option<u64>, estimate: u64) -> Option<TokenDemand> {
+        Some(TokenDemand { tpm, estimate })
+    }
+
+    /// A rate too high to matter (a model without one would also get the
+    /// slow-start in-flight window, which these tests do not exercise).
+    fn fast() -> Option<Rate> {
+        Rate::parse("100000/m").ok()
+    }
+
+    async fn take(l: &RateLimiter, demand: Option<TokenDemand>) -> Slot {
+        l.try_acquire_tokens("m", fast(), demand, None)
+            .await
+            .unwrap()
+    }
+
+    #[test]
+    fn estimates_round_prompt_bytes_up_and_add_the_output_cap() {
+        assert_eq!(estimate_tokens(10, Some(5)), 3 + 5);
+        assert_eq!(estimate_tokens(8, Some(0)), 2);
+        assert_eq!(estimate_tokens(0, None), UNKNOWN_OUTPUT_TOKENS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_whose_estimates_exceed_the_remaining_tpm_wait_for_the_window() {
+        let l = Arc::new(RateLimiter::new());
+        let start = Instant::now();
+        // 1000 tokens a minute, 400 a call: two fit, the third waits until
+        // the first booking leaves the window (60 s plus the margin).
+        let _a = take(&l, tokens(Some(1000), 400)).await;
+        let _b = take(&l, tokens(Some(1000), 400)).await;
+        assert_eq!(Instant::now(), start);
+        let margin = window_margin(TOKEN_WINDOW);
+        assert_eq!(l.backlog("m"), TOKEN_WINDOW + margin, "backlog sees it");
+        let _c = take(&l, tokens(Some(1000), 400)).await;
+        assert_eq!(Instant::now() - start, TOKEN_WINDOW + margin);
+        // Sustained: never more than 1000 booked within any minute.
+        let mut times = vec![Duration::ZERO, Duration::ZERO, TOKEN_WINDOW + margin];
+        for _ in 0..7 {
+            let _s = take(&l, tokens(Some(1000), 400)).await;
+            times.push(Instant::now() - start);
+        }
+        assert_at_most_per_window(&times, 2, TOKEN_WINDOW);
+        // The window is used: 10 calls of 400 at 1000/min take 4 minutes.
+        assert!(*times.last().unwrap() <= 4 * (TOKEN_WINDOW + margin));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_smaller_real_usage_lets_the_next_call_go_sooner() {
+        let l = Arc::new(RateLimiter::new());
+        let start = Instant::now();
+        let a = take(&l, tokens(Some(1000), 800)).await;
+        // The next 800 does not fit beside the estimate: it queues.
+        let waiter = {
+            let l = l.clone();
+            tokio::spawn(async move {
+                let _s = take(&l, tokens(Some(1000), 800)).await;
+                Instant::now()
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished());
+        // The answer says 150 tokens were used: 150 + 800 fit, at once.
+        a.settle_tokens(Some(150), None);
+        let went = waiter.await.unwrap();
+        assert_eq!(went - start, Duration::from_secs(5));
+        // Usage missing keeps the estimate: the booking of the second
+        // call (800) still holds a third of 800 back.
+        let third = take(&l, tokens(Some(1000), 800)).await;
+        third.settle_tokens(None, None);
+        assert!(Instant::now() - start >= TOKEN_WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_remaining_tokens_hold_the_next_call_until_the_reset() {
+        let l = RateLimiter::new();
+        let start = Instant::now();
+        // No configured tpm: only the provider's view limits.
+        let a = take(&l, tokens(None, 500)).await;
+        a.settle_tokens(
+            Some(480),
+            Some(ProviderTokens {
+                remaining: 0,
+                reset_in: 30.0,
+            }),
+        );
+        assert_eq!(l.backlog("m"), Duration::from_secs(30));
+        // A caller that may wait 10 s at most parks and books nothing.
+        let wait = l
+            .try_acquire_tokens(
+                "m",
+                fast(),
+                tokens(None, 500),
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(wait, Duration::from_secs(30));
+        assert_eq!(Instant::now(), start, "did not wait");
+        // One allowed to wait goes at the reset.
+        let b = take(&l, tokens(None, 500)).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(30));
+        // Enough remaining: no hold (what was booked since is subtracted).
+        b.settle_tokens(
+            Some(500),
+            Some(ProviderTokens {
+                remaining: 1200,
+                reset_in: 20.0,
+            }),
+        );
+        let _c = take(&l, tokens(None, 500)).await;
+        let _d = take(&l, tokens(None, 500)).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(30));
+        // 1200 - 1000 booked = 200 left < 500: held until that reset.
+        let _e = take(&l, tokens(None, 500)).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_estimate_above_the_limit_goes_when_the_window_is_empty() {
+        let l = RateLimiter::new();
+        let start = Instant::now();
+        let _a = take(&l, tokens(Some(100), 50)).await;
+        let _b = take(&l, tokens(Some(100), 5000)).await;
+        assert_eq!(
+            Instant::now() - start,
+            TOKEN_WINDOW + window_margin(TOKEN_WINDOW)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_and_tokens_limit_together() {
+        // 2 requests a minute and plenty of tokens: requests bind.
+        let l = RateLimiter::new();
+        let rate = Rate::parse("2/m").ok();
+        let start = Instant::now();
+        for _ in 0..3 {
+            let _s = l
+                .try_acquire_tokens("m", rate, tokens(Some(1_000_000), 10), None)
+                .await
+                .unwrap();
+        }
+        assert!(Instant::now() - start >= Duration::from_secs(60));
     }
 }

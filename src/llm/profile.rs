@@ -20,6 +20,10 @@ pub const RESPONSE_BYTES_RANGE: (u64, u64) = (1024, 1024 * 1024 * 1024);
 /// pauses a model longer than a day either).
 pub const MAX_RETRY_AFTER_LIMIT_SECS: f64 = 86_400.0;
 
+/// Bounds of a profile's `tpm` (tokens per minute). Below 1 nothing could
+/// ever be sent; above a trillion is a typo (no provider grants that).
+pub const TPM_RANGE: (u64, u64) = (1, 1_000_000_000_000);
+
 /// A request rate: `count` requests per `per`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -77,6 +81,9 @@ pub struct ModelProfile {
     pub seed: Option<i64>,
     pub headers: Vec<(String, String)>,
     pub rate_limit: Option<Rate>,
+    /// Tokens per minute (`tpm:`): the limiter books each call's estimated
+    /// tokens against it (see [`super::limiter::TokenDemand`]).
+    pub tpm: Option<u64>,
     /// A 2xx body longer than this is refused (`response_too_large`).
     pub max_response_bytes: u64,
     /// Cap on any wait read from the provider's headers, seconds.
@@ -209,6 +216,26 @@ impl ModelProfile {
             Some(Value::Number(n)) => Some(Rate::parse(&format!("{n}/m")).map_err(bad)?),
             Some(_) => return Err(bad("`rate_limit` must look like \"200/m\"".into())),
         };
+        let tpm = match cfg.get("tpm") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .or_else(|| {
+                        // 2e5 and 200000.0 are whole numbers too.
+                        v.as_f64()
+                            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= TPM_RANGE.1 as f64)
+                            .map(|f| f as u64)
+                    })
+                    .filter(|n| (TPM_RANGE.0..=TPM_RANGE.1).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "model profile for '{name}': `tpm` must be a whole number of tokens \
+                             per minute from {} to {} (got {v})",
+                            TPM_RANGE.0, TPM_RANGE.1
+                        ))
+                    })?,
+            ),
+        };
         let price = super::price::Price::from_config(&name, cfg.get("price")).map_err(bad)?;
         Ok(ModelProfile {
             provider,
@@ -222,6 +249,7 @@ impl ModelProfile {
             seed: cfg.get("seed").and_then(Value::as_i64),
             headers,
             rate_limit,
+            tpm,
             max_response_bytes,
             max_retry_after,
             price,
@@ -296,6 +324,11 @@ mod tests {
             ("max_response_bytes", json!(-1)),
             ("max_retry_after", json!(1e20)),
             ("max_retry_after", json!(-1)),
+            ("tpm", json!(0)),
+            ("tpm", json!(-5)),
+            ("tpm", json!(1.5)),
+            ("tpm", json!(1e20)),
+            ("tpm", json!("200k")),
         ] {
             let e = with(k, v.clone()).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidRequest);
@@ -315,6 +348,19 @@ mod tests {
             with("max_retry_after", json!(60)).unwrap().max_retry_after,
             60.0
         );
+        assert_eq!(with("tpm", json!(200000)).unwrap().tpm, Some(200_000));
+        assert_eq!(with("tpm", json!(2e5)).unwrap().tpm, Some(200_000));
+        assert_eq!(with("tpm", Value::Null).unwrap().tpm, None);
+        // Both limits at once.
+        let mut both = cfg(base.clone());
+        both.insert("tpm".into(), json!(1000));
+        both.insert("rate_limit".into(), json!("60/m"));
+        let p = ModelProfile::from_config(&both).unwrap();
+        assert_eq!(
+            (p.tpm, p.rate_limit.map(|r| r.count)),
+            (Some(1000), Some(60))
+        );
+        assert!(ModelProfile::check_config(&both).is_ok());
     }
 
     #[test]

@@ -21,6 +21,13 @@
 //!   such as `retry-after: "1e20"`) exist to prove the client survives a
 //!   broken or malicious provider: bounded memory, capped waits, no key in
 //!   any stored or printed byte.
+//! - A model with `tpm` counts tokens (prompt words when accepted, reply
+//!   words when answered) over a sliding minute: a request whose prompt
+//!   would take the minute past `tpm` gets an immediate 429 (Retry-After
+//!   in whole seconds, `x-ratelimit-remaining-tokens: 0`) and takes neither
+//!   an rpm slot nor tokens. With `token_headers` answers carry
+//!   `x-ratelimit-limit-tokens`, `-remaining-tokens` and `-reset-tokens`
+//!   (OpenAI's duration form, e.g. `1500ms`: when the oldest tokens leave).
 //! - `usage` counts whitespace words as tokens; `usage.cost` is total
 //!   tokens × `cost_per_mtok` / 1e6 (default 1.0) unless the model's script
 //!   sets `omit_cost` (tokens only) or `omit_usage` (no usage at all).
@@ -71,6 +78,12 @@ pub struct MockScript {
 pub struct ModelScript {
     /// Accepted requests per sliding minute; more get 429.
     pub rpm: Option<u32>,
+    /// Tokens (prompt + reply words) per sliding minute; a request whose
+    /// prompt would exceed it gets 429.
+    pub tpm: Option<u64>,
+    /// Send OpenAI's `x-ratelimit-*-tokens` headers with answers (models
+    /// with `tpm` only).
+    pub token_headers: bool,
     pub latency_ms: Option<u64>,
     pub jitter_ms: Option<u64>,
     /// Reply to verdict prompts (and preferred enum value), e.g. `REPAIR`.
@@ -181,6 +194,9 @@ impl MockScript {
     /// Rejects scripts that would silently do nothing or the wrong thing.
     fn validate(&self) -> Result<(), String> {
         for (id, m) in &self.models {
+            if m.tpm == Some(0) {
+                return Err(format!("model {id}: tpm must be at least 1"));
+            }
             if m.rpm == Some(0) {
                 return Err(format!("model {id}: rpm must be at least 1"));
             }
@@ -235,6 +251,29 @@ pub struct MockStats {
 struct ModelState {
     count: u64,
     window: VecDeque<Instant>,
+    /// (when, tokens) charged in the last minute (models with `tpm`).
+    tokens: VecDeque<(Instant, u64)>,
+}
+
+impl ModelState {
+    /// Tokens charged in the minute before `now`, forgetting older ones.
+    fn tokens_used(&mut self, now: Instant) -> u64 {
+        while self
+            .tokens
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= RPM_WINDOW)
+        {
+            self.tokens.pop_front();
+        }
+        self.tokens.iter().map(|(_, n)| n).sum()
+    }
+
+    /// How long until the oldest charged tokens leave the window.
+    fn tokens_free_in(&self, now: Instant) -> Duration {
+        self.tokens.front().map_or(Duration::ZERO, |(t, _)| {
+            (*t + RPM_WINDOW).saturating_duration_since(now)
+        })
+    }
 }
 
 #[derive(Default)]
@@ -254,6 +293,8 @@ struct Shared {
 enum Decision {
     /// The rpm limiter refused it; a slot frees in `wait`.
     Limited { limit: u32, wait: Duration },
+    /// The tpm limiter refused it; tokens free in `wait`.
+    TokenLimited { limit: u64, wait: Duration },
     /// A scripted HTTP error.
     Fail(Fault),
     /// Answer (maybe with a 200-level fault); `limit` = (rpm, remaining, reset in).
@@ -322,16 +363,47 @@ impl Shared {
 
     /// Decides and counts under one lock, so stats match responses exactly
     /// (counted before any sleep, so clients that time out are counted too).
-    fn decide(&self, model: &str, now: Instant, auth: bool) -> Decision {
+    fn decide(&self, model: &str, now: Instant, auth: bool, prompt_tokens: u64) -> Decision {
         let mut inner = self.lock();
-        let d = inner.decide(&self.script, model, now);
+        let mut d = inner.decide(&self.script, model, now);
+        if let (Decision::Accept { limit, .. }, Some(tpm)) =
+            (&d, self.script.model(model).and_then(|m| m.tpm))
+        {
+            let rpm_slot = limit.is_some();
+            let st = inner.models.entry(model.to_string()).or_default();
+            let used = st.tokens_used(now);
+            if used.saturating_add(prompt_tokens) > tpm {
+                if rpm_slot {
+                    // A refused request takes no rpm slot.
+                    st.window.pop_back();
+                }
+                d = Decision::TokenLimited {
+                    limit: tpm,
+                    wait: st.tokens_free_in(now),
+                };
+            } else {
+                st.tokens.push_back((now, prompt_tokens));
+            }
+        }
         let status = match &d {
-            Decision::Limited { .. } => 429,
+            Decision::Limited { .. } | Decision::TokenLimited { .. } => 429,
             Decision::Fail(f) => f.status.unwrap_or(500),
             Decision::Accept { .. } => 200,
         };
         inner.record(model, status, auth);
         d
+    }
+
+    /// Charge a reply's tokens to a `tpm` model; returns its token window
+    /// (limit, remaining, oldest tokens leave in) for the headers.
+    fn charge(&self, model: &str, tokens: u64) -> Option<(u64, u64, Duration)> {
+        let tpm = self.script.model(model).and_then(|m| m.tpm)?;
+        let mut inner = self.lock();
+        let st = inner.models.entry(model.to_string()).or_default();
+        let now = Instant::now();
+        st.tokens.push_back((now, tokens));
+        let used = st.tokens_used(now);
+        Some((tpm, tpm.saturating_sub(used), st.tokens_free_in(now)))
     }
 
     /// Mean ± jitter, the jitter drawn from the request seed.
@@ -490,10 +562,13 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         }
     };
     let prompt = Prompt::new(&req);
-    let decision = shared.decide(&req.model, Instant::now(), auth);
+    let decision = shared.decide(&req.model, Instant::now(), auth, prompt.words);
     let latency = shared.latency(&req.model, prompt.seed);
     let (fault, limit) = match decision {
         Decision::Limited { limit, wait } => return limited_response(&req.model, limit, wait),
+        Decision::TokenLimited { limit, wait } => {
+            return token_limited_response(&req.model, limit, wait)
+        }
         Decision::Fail(f) => {
             tokio::time::sleep(latency).await;
             return fault_response(&f, &token);
@@ -507,6 +582,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         .map(|f| f.headers.clone())
         .unwrap_or_default();
     let ms = shared.script.model(&req.model);
+    let mut charged = None;
     let mut resp = match fault {
         Some(f) if f.kind == FaultKind::Malformed => {
             let broken = match f.echo_key {
@@ -536,11 +612,16 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         Some(f) if f.kind == FaultKind::Empty => completion(&req, &prompt, String::new(), ms),
         Some(f) if f.kind == FaultKind::Echo => {
             let content = format!("Your key is {}.", echo(&f, &token));
+            charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
             completion(&req, &prompt, content, ms)
         }
         Some(f) if f.kind == FaultKind::Endless => streamed(None, false),
         Some(f) if f.kind == FaultKind::Huge => streamed(f.size_bytes, f.announce_length),
-        _ => completion(&req, &prompt, answer(&req, &prompt, ms), ms),
+        _ => {
+            let content = answer(&req, &prompt, ms);
+            charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
+            completion(&req, &prompt, content, ms)
+        }
     };
     put_raw(resp.headers_mut(), &extra);
     if let Some((rpm, remaining, reset)) = limit {
@@ -550,6 +631,16 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         h.insert(
             "x-ratelimit-reset",
             HeaderValue::from(now_ms() + reset.as_millis() as u64),
+        );
+    }
+    if let Some((tpm, remaining, reset)) = charged.filter(|_| ms.is_some_and(|m| m.token_headers)) {
+        let h = resp.headers_mut();
+        h.insert("x-ratelimit-limit-tokens", HeaderValue::from(tpm));
+        h.insert("x-ratelimit-remaining-tokens", HeaderValue::from(remaining));
+        put(
+            h,
+            "x-ratelimit-reset-tokens",
+            format!("{}ms", reset.as_millis()),
         );
     }
     resp
@@ -743,6 +834,26 @@ fn limited_response(model: &str, limit: u32, wait: Duration) -> Response {
         now_ms() + wait.as_millis() as u64,
     );
     let msg = format!("Rate limit reached for {model}: {limit} requests per minute");
+    error_response(429, error_json(429, &msg), h)
+}
+
+/// The tpm limiter's 429: Retry-After in whole seconds (at least 1) and
+/// OpenAI's token headers.
+fn token_limited_response(model: &str, limit: u64, wait: Duration) -> Response {
+    let mut h = HeaderMap::new();
+    put(
+        &mut h,
+        "retry-after",
+        wait.as_millis().div_ceil(1000).max(1),
+    );
+    put(&mut h, "x-ratelimit-limit-tokens", limit);
+    put(&mut h, "x-ratelimit-remaining-tokens", 0);
+    put(
+        &mut h,
+        "x-ratelimit-reset-tokens",
+        format!("{}ms", wait.as_millis()),
+    );
+    let msg = format!("Rate limit reached for {model}: {limit} tokens per minute");
     error_response(429, error_json(429, &msg), h)
 }
 
