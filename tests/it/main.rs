@@ -45,6 +45,7 @@ mod hostile_provider;
 mod llm;
 mod mock_llm;
 mod prices;
+mod tpm;
 
 // The paper pipeline: acquisition, ingest, PDFs, text, reports.
 mod acquire;

@@ -1398,6 +1398,35 @@ mod tests {
     }
 
     #[test]
+    fn tpm_refuses_a_prompt_past_the_minute_and_takes_no_slot() {
+        let s = script("models:\n  m: {rpm: 5, tpm: 100}\n");
+        let shared = Shared {
+            script: s,
+            inner: Mutex::new(Inner::default()),
+        };
+        let now = Instant::now();
+        assert!(matches!(
+            shared.decide("m", now, false, 60),
+            Decision::Accept { .. }
+        ));
+        // 60 prompt + 30 reply = 90 used: 20 more does not fit.
+        assert_eq!(shared.charge("m", 30).map(|c| (c.0, c.1)), Some((100, 10)));
+        assert!(matches!(
+            shared.decide("m", now, false, 20),
+            Decision::TokenLimited { limit: 100, .. }
+        ));
+        // The refusal took no rpm slot; a small prompt still fits.
+        assert!(matches!(
+            shared.decide("m", now, false, 10),
+            Decision::Accept {
+                limit: Some((5, 3, _)),
+                ..
+            }
+        ));
+        assert_eq!(shared.lock().stats.by_status.get("429"), Some(&1));
+    }
+
+    #[test]
     fn faults_follow_per_model_request_numbers_first_match_wins() {
         let s = script("models:\n  \"*\":\n    faults:\n      - {at: 2, status: 503}\n      - {every: 2, kind: empty}\n");
         let mut inner = Inner::default();
