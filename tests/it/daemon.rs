@@ -3,7 +3,6 @@
 //! kill -9 and restart, SIGTERM drain, reaping, `--resume-only`.
 
 use crate::support::*;
-use std::process::Command;
 use std::time::Duration;
 
 /// Checks only the daemon tests make.
@@ -170,11 +169,7 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
         })
     });
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    crate::support::signal(&pid, "-TERM");
     let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
     assert!(
         out.status.success(),
@@ -218,11 +213,7 @@ async fn sigterm_past_the_drain_timeout_gives_claims_back() {
         })
     });
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    crate::support::signal(&pid, "-TERM");
     let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(

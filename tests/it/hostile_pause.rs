@@ -13,7 +13,7 @@
 //! Real binary, real SQLite file, the mock provider over loopback.
 
 use serde_json::Value;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -46,11 +46,7 @@ fn now_ms() -> i64 {
 fn stop(child: Child, log: JoinHandle<String>) -> String {
     let pid = child.id().to_string();
     let mut child = child;
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    crate::support::signal(&pid, "-TERM");
     let status = child.wait().unwrap();
     let text = log.join().unwrap();
     assert!(status.success(), "exit {status:?}: {text}");

@@ -18,7 +18,6 @@ use paper_runner::runner::build::{build, RunOptions};
 use paper_runner::runner::scheduler::RunMode;
 use paper_runner::runner::task::TaskEnv;
 use serde_json::{Map, Value};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -167,11 +166,7 @@ async fn prep_keeps_prepping_while_the_expensive_model_is_rate_limited() {
 
     // Drain and stop.
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    crate::support::signal(&pid, "-TERM");
     let status = tokio::task::block_in_place(|| child.wait().unwrap());
     let err = log.join().unwrap();
     assert!(status.success(), "exit {status:?}: {err}");
@@ -435,11 +430,7 @@ async fn sighup_and_sigquit_drain_like_sigterm() {
             })
         });
         let pid = child.id().to_string();
-        assert!(Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success());
+        crate::support::signal(&pid, signal);
         let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
         let err = stderr(&out);
         assert!(
@@ -578,13 +569,7 @@ async fn a_second_signal_stops_at_once_with_exit_130() {
         })
     });
     let pid = child.id().to_string();
-    let term = || {
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success())
-    };
+    let term = || crate::support::signal(&pid, "-TERM");
     term();
     // The second signal only once the first was seen (two deliveries of
     // one signal before it is read count once).

@@ -50,3 +50,13 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Send `sig` (e.g. `"-TERM"`) to process `pid` with kill(1), asserting it
+/// was delivered.
+pub fn signal(pid: &str, sig: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill {sig} {pid} failed");
+}
