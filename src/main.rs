@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
             return cli::exit::finish(cli::exit::parse_error(&e));
         }
     };
-    let format = cli::LogFormat::choose(args.log_format, args.config.as_deref());
+    let format = cli::choose_log_format(args.log_format, args.config.as_deref());
     cli::init_logging(args.log_level.as_deref(), format);
     cli::exit::finish(cli::dispatch(args))
 }

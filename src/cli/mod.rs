@@ -34,7 +34,7 @@ use without_tooling::Ignored as DemoArgs;
 #[cfg(not(feature = "tooling"))]
 use without_tooling::Ignored as MockLlmArgs;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use exit::{CliError, CliResult, Code};
 use paper_runner::ops::metrics::Metrics;
 use std::io::IsTerminal as _;
@@ -107,29 +107,21 @@ pub enum Command {
     ExtractPdfWorker(extract::WorkerArgs),
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
+pub use paper_runner::runner::config::LogFormat;
 
-impl LogFormat {
-    /// The flag, else the config file's `ops.log_format`, else human.
-    /// Logging starts before the configuration is resolved, so this reads
-    /// the value through the config's own parser of `ops.log_format`; a
-    /// bad value logs as human here and is then refused, naming the key,
-    /// when the command resolves its settings.
-    pub fn choose(flag: Option<LogFormat>, config: Option<&std::path::Path>) -> LogFormat {
-        use paper_runner::runner::config::LogFormat as Configured;
-        if let Some(f) = flag {
-            return f;
-        }
-        match config_file(config).map(|c| c.ops.log_format.parse::<Configured>()) {
-            Ok(Ok(Configured::Json)) => LogFormat::Json,
-            _ => LogFormat::Human,
-        }
+/// The log format: the flag, else the config file's `ops.log_format`,
+/// else human. Logging starts before the configuration is resolved, so
+/// this reads the value through the config's own parser of
+/// `ops.log_format`; a bad value logs as human here and is then refused,
+/// naming the key, when the command resolves its settings.
+pub fn choose_log_format(flag: Option<LogFormat>, config: Option<&std::path::Path>) -> LogFormat {
+    if let Some(f) = flag {
+        return f;
     }
+    config_file(config)
+        .ok()
+        .and_then(|c| c.ops.log_format.parse::<LogFormat>().ok())
+        .unwrap_or_default()
 }
 
 /// Writes each formatted log line to stderr, hiding progress bars while

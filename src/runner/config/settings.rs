@@ -138,8 +138,9 @@ pub struct OpsSettings {
     pub request_timeout: Duration,
 }
 
-/// How log lines are written (`ops.log_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How log lines are written (`ops.log_format`, or `--log-format`: the
+/// same type serves both, so the flag and the file cannot disagree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
     #[default]
     Human,
