@@ -380,7 +380,8 @@ mod tests {
 
     #[test]
     fn ledger_times_sort_like_store_now() {
-        let now = crate::store::now();
+        use crate::store::Clock as _;
+        let now = crate::store::timestamp_text(crate::store::SystemClock.now_us());
         let ours = crate::store::ledger_time(Utc::now());
         assert_eq!(now.len(), ours.len());
         assert!(now.ends_with('Z') && ours.ends_with('Z'));

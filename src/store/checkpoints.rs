@@ -5,7 +5,6 @@
 //! of it is durable or none of it is.
 
 use super::blobs::{self, Encoded};
-use super::clock::Clock;
 use super::db::Store;
 use super::error::StoreError;
 use super::leases::Fence;
@@ -150,13 +149,6 @@ impl PreparedSnapshot {
     pub fn is_full(&self) -> bool {
         self.full_context.is_some()
     }
-}
-
-/// The wall clock as the store's text timestamp, for writers outside the
-/// store that have no `Store` clock at hand. Store queries use
-/// [`Store::now_text`] (the injected clock) instead.
-pub fn now() -> String {
-    super::clock::timestamp_text(super::clock::SystemClock.now_us())
 }
 
 fn add_blobs(into: &mut Vec<(String, Vec<u8>)>, more: Vec<(String, Vec<u8>)>) {

@@ -22,7 +22,7 @@ pub mod stats;
 
 pub use breakers::BreakerRecord;
 pub use checkpointer::{crash_now, to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_SIGNAL};
-pub use checkpoints::{now, prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
+pub use checkpoints::{prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use clock::{timestamp_text, Clock, ManualClock, SystemClock};
 pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
