@@ -37,17 +37,13 @@ impl Store {
         let at =
             ledger_time(DateTime::<Utc>::from_timestamp_millis(self.now_ms()).unwrap_or_default());
         self.write("saving breaker state", |tx| {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT INTO breakers(model, provider, state, reason, open_until, open_count, updated_at)
+            const SQL: &str = "INSERT INTO breakers(model, provider, state, reason, open_until, open_count, updated_at)
                      VALUES (:model, :provider, :state, :reason, :open_until, :open_count, :updated_at)
                      ON CONFLICT(model) DO UPDATE SET provider = excluded.provider, state = excluded.state,
                         reason = excluded.reason, open_until = excluded.open_until,
-                        open_count = excluded.open_count, updated_at = excluded.updated_at",
-                )
-                .map_err(|e| self.err("saving breaker state", e))?;
+                        open_count = excluded.open_count, updated_at = excluded.updated_at";
             for r in rows {
-                st.execute(named_params! {
+                tx.exec(SQL, named_params! {
                     ":model": r.model,
                     ":provider": r.provider,
                     ":state": r.state,
@@ -58,6 +54,7 @@ impl Store {
                 })
                 .map_err(|e| self.err("saving breaker state", e))?;
             }
+            self.notify_work(tx)?;
             Ok(())
         })
     }

@@ -10,7 +10,8 @@ use super::error::StoreError;
 use super::leases::Fence;
 use crate::engine::{ErrorKind, Event, ExecError, Snapshot, Totals};
 use crate::spec::Bundle;
-use rusqlite::{params, OptionalExtension, Transaction};
+use crate::store::sql::{Db, Row};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -308,6 +309,10 @@ fn approx_size(v: &Value) -> usize {
     }
 }
 
+/// Store a blob once (content-addressed: the same hash is the same bytes).
+const PUT_BLOB: &str =
+    "INSERT INTO blobs(hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+
 impl Store {
     /// Store a resolved bundle; returns its content hash.
     pub fn put_config(&self, bundle: &Bundle, source: Option<&str>) -> Result<String, StoreError> {
@@ -316,10 +321,9 @@ impl Store {
         let hash = blobs::hash_bytes(&body);
         let name = bundle.root().name.clone();
         self.write("storing config", |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO configs(hash, machine_name, source_path, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![hash, name, source, body, self.now_text()],
-            )
+            tx.exec(
+                "INSERT INTO configs(hash, machine_name, source_path, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![hash, name, source, body, self.now_text()])
             .map_err(|e| self.err("storing config", e))?;
             Ok(())
         })?;
@@ -327,14 +331,14 @@ impl Store {
     }
 
     pub fn get_config(&self, hash: &str) -> Result<(Bundle, Option<String>), StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let row: Option<(Vec<u8>, Option<String>)> = conn
-            .query_row(
+            .one(
                 "SELECT body, source_path FROM configs WHERE hash = ?1",
-                [hash],
+                params![hash],
                 |r| Ok((r.get("body")?, r.get("source_path")?)),
             )
-            .optional()
             .map_err(|e| self.err("reading config", e))?;
         let (body, source) = row
             .ok_or_else(|| StoreError::NotFound(format!("config {hash} is not in the database")))?;
@@ -357,21 +361,15 @@ impl Store {
         let input = serde_json::to_string(&encoded.value).unwrap_or_else(|_| "{}".into());
         let hashes: Vec<String> = encoded.blobs.iter().map(|(h, _)| h.clone()).collect();
         self.write("creating execution", |tx| {
-            {
-                let mut put = tx
-                    .prepare_cached("INSERT OR IGNORE INTO blobs(hash, size, data) VALUES (?1, ?2, ?3)")
+            for (hash, data) in &encoded.blobs {
+                tx.exec(PUT_BLOB, params![hash, data.len() as i64, data])
                     .map_err(|e| self.err("storing blob", e))?;
-                for (hash, data) in &encoded.blobs {
-                    put.execute(params![hash, data.len() as i64, data])
-                        .map_err(|e| self.err("storing blob", e))?;
-                }
             }
-            let n = tx
-                .execute(
-                    "INSERT OR IGNORE INTO machine_executions(execution_id, root_id, parent_id, machine_name, machine_index, config_hash, input, status, created_at, updated_at)
-                     VALUES (?1, ?1, NULL, ?2, ?3, ?4, ?5, 'running', ?6, ?6)",
-                    params![id, machine_name, machine_index as i64, config_hash, input, self.now_text()],
-                )
+            let n = tx.exec(
+                    "INSERT INTO machine_executions(execution_id, root_id, parent_id, machine_name, machine_index, config_hash, input, status, created_at, updated_at)
+                     VALUES (?1, ?1, NULL, ?2, ?3, ?4, ?5, 'running', ?6, ?6)
+                     ON CONFLICT DO NOTHING",
+                    params![id, machine_name, machine_index as i64, config_hash, input, self.now_text()])
                 .map_err(|e| self.err("creating execution", e))?;
             if n == 0 {
                 return Err(StoreError::Invalid(format!("execution {id} already exists")));
@@ -382,15 +380,14 @@ impl Store {
     }
 
     pub fn execution(&self, id: &str) -> Result<Option<ExecutionRow>, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let row = conn
-            .query_row(
+            .one(
                 "SELECT execution_id, root_id, parent_id, machine_name, machine_index, config_hash, status, output, error_kind, error_message, updated_at
                  FROM machine_executions WHERE execution_id = ?1",
-                [id],
-                row_to_execution,
-            )
-            .optional()
+                params![id],
+                row_to_execution)
             .map_err(|e| self.err("reading execution", e))?;
         match row {
             Some(mut r) => {
@@ -405,14 +402,14 @@ impl Store {
 
     /// The input a root execution was started with.
     pub fn execution_input(&self, id: &str) -> Result<Map<String, Value>, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let input: Option<String> = conn
-            .query_row(
+            .one(
                 "SELECT input FROM machine_executions WHERE execution_id = ?1",
-                [id],
+                params![id],
                 |r| r.get("input"),
             )
-            .optional()
             .map_err(|e| self.err("reading execution input", e))?
             .flatten();
         let Some(v) = input.and_then(|s| serde_json::from_str::<Value>(&s).ok()) else {
@@ -428,7 +425,7 @@ impl Store {
     /// Point an execution tree at another stored config (`--reload-config`).
     pub fn set_config(&self, root_id: &str, config_hash: &str) -> Result<(), StoreError> {
         self.write("switching config", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE machine_executions SET config_hash = ?2 WHERE root_id = ?1",
                 params![root_id, config_hash],
             )
@@ -439,15 +436,12 @@ impl Store {
 
     /// Root executions that have not finished.
     pub fn unfinished_roots(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT execution_id FROM machine_executions WHERE parent_id IS NULL AND status = 'running' ORDER BY created_at, execution_id")
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all("SELECT execution_id FROM machine_executions WHERE parent_id IS NULL AND status = 'running' ORDER BY created_at, execution_id", params![],|r| r.get::<String>("execution_id"))
             .map_err(|e| self.err("listing executions", e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>("execution_id"))
-            .map_err(|e| self.err("listing executions", e))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err("listing executions", e))
+        Ok(rows)
     }
 
     /// Write a snapshot and move the latest pointer, in one transaction,
@@ -465,11 +459,7 @@ impl Store {
         })
     }
 
-    fn insert_checkpoint(
-        &self,
-        tx: &Transaction<'_>,
-        p: &PreparedSnapshot,
-    ) -> Result<i64, StoreError> {
+    fn insert_checkpoint(&self, tx: &Db<'_>, p: &PreparedSnapshot) -> Result<i64, StoreError> {
         let e = |what: &str| {
             let what = what.to_string();
             move |err| self.err(&what, err)
@@ -478,57 +468,48 @@ impl Store {
         if p.event == Event::MachineStart && p.parent_id.is_some() {
             // A child registers itself on its first snapshot.
             let (root, config): (String, String) = tx
-                .query_row(
+                .row(
                     "SELECT root_id, config_hash FROM machine_executions WHERE execution_id = ?1",
-                    [p.parent_id.as_deref().unwrap_or_default()],
+                    params![p.parent_id.as_deref().unwrap_or_default()],
                     |r| Ok((r.get("root_id")?, r.get("config_hash")?)),
                 )
                 .map_err(e("finding parent execution"))?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO machine_executions(execution_id, root_id, parent_id, machine_name, machine_index, config_hash, status, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?7)
                  ON CONFLICT(execution_id) DO UPDATE SET status = 'running', output = NULL, error_kind = NULL, error_message = NULL, updated_at = ?7",
-                params![p.execution_id, root, p.parent_id, p.machine_name, p.machine_index as i64, config, ts],
-            )
+                params![p.execution_id, root, p.parent_id, p.machine_name, p.machine_index as i64, config, ts])
             .map_err(e("registering child execution"))?;
         }
-        {
-            let mut blob_stmt = tx
-                .prepare_cached("INSERT OR IGNORE INTO blobs(hash, size, data) VALUES (?1, ?2, ?3)")
+        for (hash, data) in &p.blobs {
+            tx.exec(PUT_BLOB, params![hash, data.len() as i64, data])
                 .map_err(e("storing blob"))?;
-            for (hash, data) in &p.blobs {
-                blob_stmt
-                    .execute(params![hash, data.len() as i64, data])
-                    .map_err(e("storing blob"))?;
-            }
         }
-        if !p.known.is_empty() {
-            let mut exists = tx
-                .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")
-                .map_err(e("checking blob"))?;
-            for hash in &p.known {
-                if !exists.exists([hash]).map_err(e("checking blob"))? {
-                    return Err(StoreError::MissingBlob(hash.clone()));
-                }
-            }
-        }
-        tx.prepare_cached(
-            "INSERT INTO checkpoints(execution_id, step, event, state, next_state, base_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut s| s.execute(params![p.execution_id, p.step as i64, p.event.as_str(), p.state, p.next_state, p.base_id, p.body, ts]))
-        .map_err(e("writing checkpoint"))?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut ref_stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO blob_refs(checkpoint_id, hash) VALUES (?1, ?2)",
+        for hash in &p.known {
+            let found = tx
+                .one(
+                    "SELECT hash FROM blobs WHERE hash = ?1",
+                    params![hash],
+                    |_| Ok(()),
                 )
-                .map_err(e("referencing blob"))?;
-            for hash in p.blobs.iter().map(|(h, _)| h).chain(&p.known) {
-                ref_stmt
-                    .execute(params![id, hash])
-                    .map_err(e("referencing blob"))?;
+                .map_err(e("checking blob"))?;
+            if found.is_none() {
+                return Err(StoreError::MissingBlob(hash.clone()));
             }
+        }
+        let id: i64 = tx
+            .row(
+                "INSERT INTO checkpoints(execution_id, step, event, state, next_state, base_id, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                params![p.execution_id, p.step as i64, p.event.as_str(), p.state, p.next_state, p.base_id, p.body, ts],
+                |r| r.get("id"),
+            )
+            .map_err(e("writing checkpoint"))?;
+        for hash in p.blobs.iter().map(|(h, _)| h).chain(&p.known) {
+            tx.exec(
+                "INSERT INTO blob_refs(checkpoint_id, hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![id, hash],
+            )
+            .map_err(e("referencing blob"))?;
         }
         let status = match p.event {
             Event::MachineEnd => "done",
@@ -536,12 +517,10 @@ impl Store {
             _ => "running",
         };
         let n = tx
-            .prepare_cached(
+            .exec(
                 "UPDATE machine_executions SET latest_checkpoint = ?2, status = ?3, output = ?4, error_kind = ?5, error_message = ?6, updated_at = ?7
                  WHERE execution_id = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
+                params![
                     p.execution_id,
                     id,
                     status,
@@ -549,8 +528,8 @@ impl Store {
                     p.error.as_ref().filter(|_| status == "failed").map(|e| e.kind.as_str()),
                     p.error.as_ref().filter(|_| status == "failed").map(|e| e.message.clone()),
                     ts
-                ])
-            })
+                ],
+            )
             .map_err(e("moving latest pointer"))?;
         if n == 0 {
             return Err(StoreError::NotFound(format!(
@@ -563,23 +542,16 @@ impl Store {
     }
 
     /// Record that an execution row's input/output references these blobs.
-    fn add_value_refs(
-        &self,
-        tx: &Transaction<'_>,
-        id: &str,
-        hashes: &[String],
-    ) -> Result<(), StoreError> {
+    fn add_value_refs(&self, tx: &Db<'_>, id: &str, hashes: &[String]) -> Result<(), StoreError> {
         if hashes.is_empty() {
             return Ok(());
         }
-        let mut st = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO machine_value_refs(execution_id, hash) VALUES (?1, ?2)",
+        for h in hashes {
+            tx.exec(
+                "INSERT INTO machine_value_refs(execution_id, hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![id, h],
             )
             .map_err(|e| self.err("referencing blob", e))?;
-        for h in hashes {
-            st.execute(params![id, h])
-                .map_err(|e| self.err("referencing blob", e))?;
         }
         Ok(())
     }
@@ -588,23 +560,19 @@ impl Store {
     /// lists for `id`, decoded, by hash.
     pub(crate) fn referenced_blobs(
         &self,
-        conn: &rusqlite::Connection,
+        conn: &Db<'_>,
         table: &str,
         id: &str,
     ) -> Result<HashMap<String, Value>, StoreError> {
-        let mut st = conn
-            .prepare_cached(&format!(
+        let rows = conn
+            .all(&format!(
                 "SELECT b.hash AS hash, b.data AS data FROM {table} r JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = ?1"
-            ))
-            .map_err(|e| self.err("reading blobs", e))?;
-        let rows = st
-            .query_map([id], |r| {
-                Ok((r.get::<_, String>("hash")?, r.get::<_, Vec<u8>>("data")?))
+            ), params![id],|r| {
+                Ok((r.get::<String>("hash")?, r.get::<Vec<u8>>("data")?))
             })
             .map_err(|e| self.err("reading blobs", e))?;
         let mut map = HashMap::new();
-        for r in rows {
-            let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
+        for (h, data) in rows {
             let value: Value = serde_json::from_slice(&data)
                 .map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
             map.insert(h, value);
@@ -613,12 +581,7 @@ impl Store {
     }
 
     /// Decode a stored input/output value of an execution row.
-    fn decode_row_value(
-        &self,
-        conn: &rusqlite::Connection,
-        id: &str,
-        v: Value,
-    ) -> Result<Value, StoreError> {
+    fn decode_row_value(&self, conn: &Db<'_>, id: &str, v: Value) -> Result<Value, StoreError> {
         if !serde_json::to_string(&v).is_ok_and(|s| s.contains("\"$blob\"")) {
             return Ok(v);
         }
@@ -632,7 +595,8 @@ impl Store {
         let Some(row) = self.execution(id)? else {
             return Ok(None);
         };
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         type Row = (
             i64,
             u64,
@@ -643,16 +607,16 @@ impl Store {
             Vec<u8>,
         );
         let ckpt: Option<Row> = conn
-            .query_row(
+            .one(
                 "SELECT c.id AS id, c.step AS step, c.event AS event, c.state AS state,
                         c.next_state AS next_state, c.base_id AS base_id, c.body AS body
                  FROM machine_executions m
                  JOIN checkpoints c ON c.id = m.latest_checkpoint WHERE m.execution_id = ?1",
-                [id],
+                params![id],
                 |r| {
                     Ok((
                         r.get("id")?,
-                        r.get::<_, i64>("step")? as u64,
+                        r.get::<i64>("step")? as u64,
                         r.get("event")?,
                         r.get("state")?,
                         r.get("next_state")?,
@@ -661,7 +625,6 @@ impl Store {
                     ))
                 },
             )
-            .optional()
             .map_err(|e| self.err("reading latest checkpoint", e))?;
         let Some((cid, step, event, state, next_state, base_id, body)) = ckpt else {
             return Ok(synthesize(&row));
@@ -674,9 +637,11 @@ impl Store {
         let encoded_context = match (&body.delta, base_id) {
             (Some(delta), Some(base)) => {
                 let base_body: Vec<u8> = conn
-                    .query_row("SELECT body FROM checkpoints WHERE id = ?1", [base], |r| {
-                        r.get("body")
-                    })
+                    .row(
+                        "SELECT body FROM checkpoints WHERE id = ?1",
+                        params![base],
+                        |r| r.get("body"),
+                    )
                     .map_err(|e| self.err("reading base checkpoint", e))?;
                 self.load_blobs(&conn, base, &mut blobs)?;
                 let base_body: Body = serde_json::from_slice(&base_body)
@@ -726,20 +691,16 @@ impl Store {
 
     fn load_blobs(
         &self,
-        conn: &rusqlite::Connection,
+        conn: &Db<'_>,
         checkpoint: i64,
         into: &mut HashMap<String, Value>,
     ) -> Result<(), StoreError> {
-        let mut stmt = conn
-            .prepare_cached("SELECT b.hash AS hash, b.data AS data FROM blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.checkpoint_id = ?1")
-            .map_err(|e| self.err("reading blobs", e))?;
-        let rows = stmt
-            .query_map([checkpoint], |r| {
-                Ok((r.get::<_, String>("hash")?, r.get::<_, Vec<u8>>("data")?))
+        let rows = conn
+            .all("SELECT b.hash AS hash, b.data AS data FROM blob_refs r JOIN blobs b ON b.hash = r.hash WHERE r.checkpoint_id = ?1", params![checkpoint],|r| {
+                Ok((r.get::<String>("hash")?, r.get::<Vec<u8>>("data")?))
             })
             .map_err(|e| self.err("reading blobs", e))?;
-        for r in rows {
-            let (h, data) = r.map_err(|e| self.err("reading blobs", e))?;
+        for (h, data) in rows {
             let v: Value = serde_json::from_slice(&data)
                 .map_err(|e| StoreError::Invalid(format!("blob {h} does not decode: {e}")))?;
             into.insert(h, v);
@@ -749,14 +710,17 @@ impl Store {
 
     /// Count checkpoints (all, or of one execution).
     pub fn checkpoint_count(&self, id: Option<&str>) -> Result<u64, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let n: i64 = match id {
-            Some(id) => conn.query_row(
+            Some(id) => conn.row(
                 "SELECT COUNT(*) AS n FROM checkpoints WHERE execution_id = ?1",
-                [id],
+                params![id],
                 |r| r.get("n"),
             ),
-            None => conn.query_row("SELECT COUNT(*) AS n FROM checkpoints", [], |r| r.get("n")),
+            None => conn.row("SELECT COUNT(*) AS n FROM checkpoints", params![], |r| {
+                r.get("n")
+            }),
         }
         .map_err(|e| self.err("counting checkpoints", e))?;
         Ok(n as u64)
@@ -775,7 +739,7 @@ fn parse_event(s: &str) -> Option<Event> {
     .find(|e| e.as_str() == s)
 }
 
-fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+fn row_to_execution(r: &Row<'_, '_>) -> rusqlite::Result<ExecutionRow> {
     let output: Option<String> = r.get("output")?;
     let kind: Option<String> = r.get("error_kind")?;
     let message: Option<String> = r.get("error_message")?;
@@ -784,7 +748,7 @@ fn row_to_execution(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
         root_id: r.get("root_id")?,
         parent_id: r.get("parent_id")?,
         machine_name: r.get("machine_name")?,
-        machine_index: r.get::<_, i64>("machine_index")? as usize,
+        machine_index: r.get::<i64>("machine_index")? as usize,
         config_hash: r.get("config_hash")?,
         status: r.get("status")?,
         output: output.and_then(|o| serde_json::from_str(&o).ok()),

@@ -19,6 +19,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_us(&self) -> i64 {
         self.now_ms().saturating_mul(1000)
     }
+
+    /// True for a clock tests move by hand: the PostgreSQL backend then
+    /// uses it as it is instead of correcting it to the server's clock.
+    fn is_manual(&self) -> bool {
+        false
+    }
 }
 
 /// The real clock.
@@ -82,6 +88,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+
+    fn is_manual(&self) -> bool {
+        true
     }
 }
 

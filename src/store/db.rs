@@ -1,11 +1,14 @@
-//! Opening the database: pool, pragmas on every connection, migrations.
+//! Opening the database (SQLite file or PostgreSQL URL): pool, pragmas on
+//! every connection, migrations, and the read/write entry points every
+//! store module uses.
 
 use super::clock::{Clock, SystemClock};
 use super::error::StoreError;
 use super::migrate;
+use super::sql::{Db, DbError, Dialect};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,32 +42,83 @@ impl Default for StoreOptions {
     }
 }
 
-/// The SQLite store, shared by everything in the process.
+/// The store, shared by everything in the process: SQLite (one file, one
+/// host) or PostgreSQL (one server, any number of hosts), behind one
+/// interface ([`Db`]).
 ///
-/// Reads use a pool of connections; every write goes through one writer
-/// connection behind a mutex. Why: SQLite admits one writer at a time
-/// anyway, and with writes spread over pooled connections each one found
-/// its page cache invalidated by the others' commits (WAL mode resets a
-/// connection's cache whenever another connection wrote), re-reading the
+/// SQLite: reads use a pool of connections; every write goes through one
+/// writer connection behind a mutex. Why: SQLite admits one writer at a
+/// time anyway, and with writes spread over pooled connections each one
+/// found its page cache invalidated by the others' commits (WAL mode resets
+/// a connection's cache whenever another connection wrote), re-reading the
 /// B-tree from the OS at every `BEGIN`, while waiting writers slept in the
 /// busy handler. One writer keeps its cache and its prepared statements
 /// warm, and in-process writers queue on the mutex instead of polling.
 /// Other processes on the same file still meet `BEGIN IMMEDIATE` and the
 /// busy timeout.
+///
+/// PostgreSQL: see [`super::pg`] — serializable write transactions retried
+/// on conflict, so every read-then-write the store makes is as atomic as
+/// under SQLite's single writer, across hosts.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<SqliteConnectionManager>,
-    writer: Arc<Mutex<Connection>>,
+    pub(super) backend: Backend,
     pub(super) path: PathBuf,
     clock: Arc<dyn Clock>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Clone)]
+pub(super) enum Backend {
+    Sqlite {
+        pool: Pool<SqliteConnectionManager>,
+        writer: Arc<Mutex<Connection>>,
+    },
+    Postgres(super::pg::PgBackend),
 }
 
 pub(super) type Conn = PooledConnection<SqliteConnectionManager>;
+
+/// A pooled connection of either backend, held while its [`Db`] is used.
+pub(super) enum ConnGuard {
+    Lite(Conn),
+    Pg(Box<PooledConnection<super::pg::Manager>>),
+}
+
+impl ConnGuard {
+    pub(super) fn db(&mut self) -> Db<'_> {
+        match self {
+            ConnGuard::Lite(c) => Db::lite(c),
+            ConnGuard::Pg(c) => {
+                let super::sql::PgConn { client, statements } = &mut ***c;
+                Db::pg(client, statements)
+            }
+        }
+    }
+}
 
 impl Store {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         Self::open_to(path, opts, None)
+    }
+
+    /// Open the database `target` names: a `postgres://` (or
+    /// `postgresql://`) URL selects PostgreSQL, anything else is a SQLite
+    /// file path.
+    pub fn open_target(target: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        if super::pg::is_url(target) {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let (backend, name, clock) = super::pg::PgBackend::open(target, opts, &wake)?;
+            Ok(Store {
+                backend: Backend::Postgres(backend),
+                path: PathBuf::from(name),
+                clock,
+                wake,
+            })
+        } else {
+            Store::open(Path::new(target), opts)
+        }
     }
 
     /// Open and migrate only up to schema `version` (tests of upgrades).
@@ -110,19 +164,31 @@ impl Store {
                 source: e,
             })?;
         Ok(Store {
-            pool,
-            writer: Arc::new(Mutex::new(first)),
+            backend: Backend::Sqlite {
+                pool,
+                writer: Arc::new(Mutex::new(first)),
+            },
             path: path.to_path_buf(),
             clock: Arc::clone(&opts.clock),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
+    /// The database file, or for PostgreSQL its URL without the password.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Which SQL the backend speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
     /// "Now" in Unix milliseconds, from the injected clock
-    /// ([`StoreOptions::clock`]).
+    /// ([`StoreOptions::clock`]); on PostgreSQL, the server's clock.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -139,11 +205,30 @@ impl Store {
         Arc::clone(&self.clock)
     }
 
+    /// Woken when work may have become claimable: a paper added, retried
+    /// or given back, a breaker closed — by this process, or on
+    /// PostgreSQL by any host (`LISTEN/NOTIFY`). Idle schedulers wait on it
+    /// (with their poll interval as the deadline) instead of only polling.
+    pub fn wake(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Tell idle schedulers (here, and on PostgreSQL on every host once
+    /// `tx` commits) that work may be claimable.
+    pub(super) fn notify_work(&self, tx: &Db<'_>) -> Result<(), StoreError> {
+        self.wake.notify_waiters();
+        if tx.dialect() == Dialect::Postgres {
+            tx.exec("SELECT pg_notify('paper_runner_work', '')", params![])
+                .map_err(|e| self.err("notifying other hosts", e))?;
+        }
+        Ok(())
+    }
+
     /// Run blocking store work off the async worker threads.
     ///
     /// This is the one place the store meets tokio: async code calls
     /// `store.run(move |s| s.renew_lease(&l)).await` instead of spawning
-    /// its own blocking task, so no SQLite call runs on an async worker
+    /// its own blocking task, so no database call runs on an async worker
     /// and a panicked (or cancelled) task always surfaces the same way —
     /// as [`StoreError::TaskFailed`], which callers retry, never as a data
     /// error that fails a paper for good.
@@ -159,56 +244,131 @@ impl Store {
         }
     }
 
-    pub(super) fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Pool {
+    /// Run reads on a pooled connection (no transaction on SQLite; an
+    /// implicit one per statement on PostgreSQL).
+    pub(super) fn read<T>(
+        &self,
+        f: impl FnOnce(&Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { .. } | Backend::Postgres(_) => {
+                let mut guard = self.conn()?;
+                f(&guard.db())
+            }
+        }
+    }
+
+    /// A pooled read connection of either backend; `guard.db()` queries it.
+    pub(super) fn conn(&self) -> Result<ConnGuard, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { pool, .. } => {
+                Ok(ConnGuard::Lite(pool.get().map_err(|e| self.pool_err(e))?))
+            }
+            Backend::Postgres(pg) => Ok(ConnGuard::Pg(Box::new(pg.conn(self)?))),
+        }
+    }
+
+    fn pool_err(&self, e: r2d2::Error) -> StoreError {
+        StoreError::Pool {
             path: self.path.clone(),
             message: e.to_string(),
             source: e,
-        })
+        }
     }
 
-    /// Run `f` in a `BEGIN IMMEDIATE` transaction: the write lock is taken
-    /// up front, so concurrent writers wait (busy_timeout) instead of failing
-    /// with "database is locked" on lock upgrade.
+    /// Run `f` in one write transaction.
+    ///
+    /// SQLite: `BEGIN IMMEDIATE` — the write lock is taken up front, so
+    /// concurrent writers wait (busy_timeout) instead of failing with
+    /// "database is locked" on lock upgrade. PostgreSQL: a serializable
+    /// transaction, run again from the start when the server reports a
+    /// serialization conflict (so `f` may run more than once and must not
+    /// have effects outside the transaction).
     pub(super) fn write<T>(
         &self,
         what: &str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        mut f: impl FnMut(&Db<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A panic inside an earlier write poisons the mutex; the connection
-        // is still sound (the transaction was rolled back when dropped).
-        let mut conn = match self.writer.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(what, e))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(|e| self.err(what, e))?;
-        Ok(out)
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                // A panic inside an earlier write poisons the mutex; the
+                // connection is still sound (the transaction was rolled
+                // back when dropped).
+                let mut conn = match writer.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| self.err(what, e))?;
+                let out = f(&Db::lite(&tx))?;
+                tx.commit().map_err(|e| self.err(what, e))?;
+                Ok(out)
+            }
+            Backend::Postgres(pg) => pg.write(self, what, super::pg::Isolation::Serializable, f),
+        }
     }
 
-    pub(super) fn err(&self, what: &str, e: rusqlite::Error) -> StoreError {
-        StoreError::sqlite(&self.path, what, e)
+    /// A write whose statements are each atomic on their own and lock the
+    /// rows they change (a claim: one `UPDATE … WHERE id = (SELECT … FOR
+    /// UPDATE SKIP LOCKED)`): READ COMMITTED on PostgreSQL, so claimers on
+    /// many hosts skip each other's rows instead of conflicting; the same
+    /// `BEGIN IMMEDIATE` as [`Store::write`] on SQLite.
+    pub(super) fn write_claim<T>(
+        &self,
+        what: &str,
+        f: impl FnMut(&Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { .. } => self.write(what, f),
+            Backend::Postgres(pg) => pg.write(self, what, super::pg::Isolation::ReadCommitted, f),
+        }
     }
 
-    /// Current size of the database in bytes (pages in use).
+    /// Wrap a query error of either backend with what the store was doing.
+    pub(super) fn err(&self, what: &str, e: impl Into<DbError>) -> StoreError {
+        match e.into() {
+            DbError::Sqlite(e) => StoreError::sqlite(&self.path, what, e),
+            DbError::Postgres(e) => StoreError::postgres(&self.path, what, e),
+        }
+    }
+
+    /// Current size of the database in bytes (pages in use; on PostgreSQL
+    /// the database's size on the server).
     pub fn size_bytes(&self) -> Result<u64, StoreError> {
-        let conn = self.conn()?;
-        let q = |p: &str| -> Result<i64, StoreError> {
-            conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
-                .map_err(|e| self.err("reading size", e))
-        };
-        let used = q("page_count")? - q("freelist_count")?;
-        Ok((used.max(0) * q("page_size")?) as u64)
+        self.read(|db| match db.sqlite() {
+            Some(conn) => {
+                let q = |p: &str| -> Result<i64, StoreError> {
+                    conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                        .map_err(|e| self.err("reading size", e))
+                };
+                let used = q("page_count")? - q("freelist_count")?;
+                Ok((used.max(0) * q("page_size")?) as u64)
+            }
+            None => {
+                let n: i64 = db
+                    .row(
+                        "SELECT CAST(pg_database_size(current_database()) AS BIGINT) AS n",
+                        params![],
+                        |r| r.get("n"),
+                    )
+                    .map_err(|e| self.err("reading size", e))?;
+                Ok(n.max(0) as u64)
+            }
+        })
     }
 
-    /// `PRAGMA integrity_check` result ("ok" when healthy).
+    /// `PRAGMA integrity_check` result ("ok" when healthy); PostgreSQL
+    /// checks its own pages, so there it is "ok" once the server answers.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(|e| self.err("integrity check", e))
+        self.read(|db| match db.sqlite() {
+            Some(conn) => conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .map_err(|e| self.err("integrity check", e)),
+            None => db
+                .row("SELECT 'ok' AS ok", params![], |r| r.get("ok"))
+                .map_err(|e| self.err("integrity check", e)),
+        })
     }
 }
 

@@ -51,6 +51,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A PostgreSQL error (`path` is the URL without its password).
+    #[error("database {path}: {context}: {source}")]
+    Postgres {
+        path: PathBuf,
+        context: String,
+        #[source]
+        source: postgres::Error,
+    },
     #[error("database {path}: connection pool: {message}")]
     Pool {
         path: PathBuf,
@@ -87,6 +95,29 @@ impl StoreError {
     /// runtime cancelled it at shutdown.
     pub fn task_failed(e: tokio::task::JoinError) -> StoreError {
         StoreError::TaskFailed(e)
+    }
+
+    /// Wrap a PostgreSQL error.
+    pub fn postgres(path: &std::path::Path, context: &str, e: postgres::Error) -> StoreError {
+        StoreError::Postgres {
+            path: path.to_path_buf(),
+            context: context.to_string(),
+            source: e,
+        }
+    }
+
+    /// A PostgreSQL serialization conflict or deadlock: the transaction
+    /// was rolled back and running it again is the cure.
+    pub fn is_conflict(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            StoreError::Postgres { source, .. } => matches!(
+                source.code(),
+                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+            ),
+            _ => false,
+        }
     }
 
     /// Wrap a SQLite error, classifying read-only and corrupt files.

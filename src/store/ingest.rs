@@ -7,7 +7,7 @@
 
 use super::db::Store;
 use super::error::StoreError;
-use rusqlite::{named_params, OptionalExtension};
+use rusqlite::{named_params, params};
 
 /// A queued paper found by [`Store::queued_version`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,11 @@ impl Store {
         arxiv_id: &str,
         base: &str,
     ) -> Result<Option<QueuedPaper>, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         // GLOB, not LIKE: `_` is a LIKE wildcard, and ids never contain
         // GLOB's `*?[]`.
-        conn.query_row(
+        conn.one(
             "SELECT id, status FROM executions
              WHERE arxiv_id = :id OR arxiv_id = :base OR arxiv_id GLOB :base || 'v[0-9]*'
              ORDER BY arxiv_id = :id DESC, arxiv_id LIMIT 1",
@@ -42,22 +43,20 @@ impl Store {
                 })
             },
         )
-        .optional()
         .map_err(|e| self.err("looking up paper", e))
     }
 
     /// The arXiv id (as queued, possibly with a version) of every queued
     /// paper.
     pub fn queued_arxiv_ids(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare("SELECT arxiv_id FROM executions")
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let ids = conn
+            .all("SELECT arxiv_id FROM executions", params![], |r| {
+                r.get::<String>("arxiv_id")
+            })
             .map_err(|e| self.err("listing queued papers", e))?;
-        let ids = st
-            .query_map([], |r| r.get::<_, String>("arxiv_id"))
-            .map_err(|e| self.err("listing queued papers", e))?;
-        ids.collect::<Result<_, _>>()
-            .map_err(|e| self.err("listing queued papers", e))
+        Ok(ids)
     }
 }
 

@@ -8,7 +8,8 @@
 
 use super::db::Store;
 use super::error::StoreError;
-use rusqlite::{params, OptionalExtension, Transaction};
+use super::sql::{lock_row, Db};
+use rusqlite::params;
 use std::time::Duration;
 
 /// Default lease time-to-live.
@@ -119,17 +120,16 @@ fn ms_to_rfc3339(ms: i64) -> String {
 
 impl Fence {
     /// Fail with `LeaseLost` unless the lease row still has our owner and token.
-    pub(crate) fn check(&self, tx: &Transaction<'_>, store: &Store) -> Result<(), StoreError> {
+    pub(crate) fn check(&self, tx: &Db<'_>, store: &Store) -> Result<(), StoreError> {
         let row: Option<(String, i64)> = tx
-            .prepare_cached(
-                "SELECT owner_id, fencing_token FROM execution_leases WHERE execution_id = ?1",
+            .one(
+                &lock_row(
+                    tx,
+                    "SELECT owner_id, fencing_token FROM execution_leases WHERE execution_id = ?1",
+                ),
+                params![self.execution_id],
+                |r| Ok((r.get("owner_id")?, r.get("fencing_token")?)),
             )
-            .and_then(|mut s| {
-                s.query_row([&self.execution_id], |r| {
-                    Ok((r.get("owner_id")?, r.get("fencing_token")?))
-                })
-                .optional()
-            })
             .map_err(|e| store.err("checking lease", e))?;
         match row {
             Some((owner, token)) if owner == self.owner && token == self.token => Ok(()),
@@ -154,12 +154,11 @@ impl Store {
         let token = self.write("acquiring lease", |tx| {
             let now_ms = self.now_ms();
             let row: Option<(String, i64, i64)> = tx
-                .query_row(
+                .one(
                     "SELECT owner_id, lease_until, fencing_token FROM execution_leases WHERE execution_id = ?1",
-                    [id],
+                    params![id],
                     |r| Ok((r.get("owner_id")?, r.get("lease_until")?, r.get("fencing_token")?)),
                 )
-                .optional()
                 .map_err(|e| self.err("reading lease", e))?;
             let token = match row {
                 None => 1,
@@ -178,7 +177,7 @@ impl Store {
                     token + 1
                 }
             };
-            tx.execute(
+            tx.exec(
                 "INSERT INTO execution_leases(execution_id, owner_id, lease_until, fencing_token, acquired_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT(execution_id) DO UPDATE SET owner_id = ?2, lease_until = ?3, fencing_token = ?4, acquired_at = ?5, updated_at = ?5",
@@ -202,7 +201,7 @@ impl Store {
     pub fn renew_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.write("renewing lease", |tx| {
             lease.fence.check(tx, self)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE execution_leases SET lease_until = ?2, updated_at = ?3 WHERE execution_id = ?1",
                 params![
                     lease.fence.execution_id,
@@ -219,7 +218,7 @@ impl Store {
     /// so the next holder's token is still larger than every earlier one.
     pub fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.write("releasing lease", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE execution_leases SET lease_until = 0, updated_at = ?4
                  WHERE execution_id = ?1 AND owner_id = ?2 AND fencing_token = ?3",
                 params![
@@ -239,7 +238,7 @@ impl Store {
     /// once). A lease someone else took over is left alone.
     pub fn release_lease_of(&self, execution_id: &str, owner: &str) -> Result<(), StoreError> {
         self.write("releasing lease", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE execution_leases SET lease_until = 0, updated_at = ?3
                  WHERE execution_id = ?1 AND owner_id = ?2",
                 params![execution_id, owner, self.now_text()],

@@ -11,7 +11,7 @@
 use super::db::Store;
 use super::error::StoreError;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{named_params, OptionalExtension};
+use rusqlite::named_params;
 
 /// A ledger row's status, as stored in `llm_calls.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,8 +144,9 @@ impl Store {
     /// request of the same state run (execution, state, step, request
     /// hash), if one exists.
     pub fn reusable_llm_response(&self, r: &LlmReservation) -> Result<Option<String>, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.one(
             "SELECT response FROM llm_calls
              WHERE execution_id = :execution_id AND state = :state AND step = :step
                AND request_hash = :request_hash AND status = 'ok'
@@ -156,9 +157,8 @@ impl Store {
                 ":step": to_i64(r.step),
                 ":request_hash": r.request_hash,
             },
-            |row| row.get::<_, Option<String>>("response"),
+            |row| row.get::<Option<String>>("response"),
         )
-        .optional()
         .map(Option::flatten)
         .map_err(|e| self.err("reading ledger", e))
     }
@@ -178,13 +178,14 @@ impl Store {
             _ => (None, None),
         };
         self.write("reserving ledger row", |tx| {
-            tx.execute(
+            tx.row(
                 "INSERT INTO llm_calls(execution_id, machine, state, step, sample, attempt, agent,
                                        profile, provider, model, request_hash, fallback_from,
                                        status, reserved_at, settled_at, cost, cost_source)
                  VALUES (:execution_id, :machine, :state, :step, :sample, :attempt, :agent,
                          :profile, :provider, :model, :request_hash, :fallback_from,
-                         :status, :reserved_at, :settled_at, :cost, :cost_source)",
+                         :status, :reserved_at, :settled_at, :cost, :cost_source)
+                 RETURNING id",
                 named_params! {
                     ":execution_id": r.execution_id,
                     ":machine": r.machine,
@@ -204,9 +205,9 @@ impl Store {
                     ":cost": cost,
                     ":cost_source": cost_source,
                 },
+                |row| row.get::<i64>("id"),
             )
-            .map_err(|e| self.err("reserving ledger row", e))?;
-            Ok(tx.last_insert_rowid())
+            .map_err(|e| self.err("reserving ledger row", e))
         })
     }
 
@@ -214,7 +215,7 @@ impl Store {
     pub fn settle_llm_call(&self, id: i64, s: &LlmSettlement) -> Result<(), StoreError> {
         let at = self.ledger_now();
         self.write("settling ledger row", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE llm_calls SET status = :status, http_status = :http_status,
                         error_kind = :error_kind, error_message = :error_message,
                         prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens,
@@ -255,23 +256,21 @@ impl Store {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<ProfileCalls>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(SENT_CALLS_SQL)
-            .map_err(|e| self.err("reading the budget", e))?;
-        let rows = stmt
-            .query_map(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(
+                SENT_CALLS_SQL,
                 named_params! {":start": ledger_time(start), ":end": ledger_time(end)},
                 |r| {
                     Ok(ProfileCalls {
                         profile: r.get("profile")?,
-                        calls: u64::try_from(r.get::<_, i64>("calls")?).unwrap_or(0),
+                        calls: u64::try_from(r.get::<i64>("calls")?).unwrap_or(0),
                     })
                 },
             )
             .map_err(|e| self.err("reading the budget", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading the budget", e))
+        Ok(rows)
     }
 }
 
@@ -284,31 +283,27 @@ impl Store {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<UnknownCostCalls>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(
                 "SELECT model, profile, COUNT(*) AS calls,
                         SUM(status = 'ok' AND prompt_tokens IS NULL) AS no_usage
                  FROM llm_calls
                  WHERE reserved_at >= :start AND reserved_at < :end AND cost_source = 'unknown'
                  GROUP BY model, profile ORDER BY calls DESC, model, profile",
-            )
-            .map_err(|e| self.err("reading unknown-cost calls", e))?;
-        let rows = stmt
-            .query_map(
                 named_params! {":start": ledger_time(start), ":end": ledger_time(end)},
                 |r| {
                     Ok(UnknownCostCalls {
                         model: r.get("model")?,
                         profile: r.get("profile")?,
-                        calls: u64::try_from(r.get::<_, i64>("calls")?).unwrap_or(0),
-                        no_usage: u64::try_from(r.get::<_, i64>("no_usage")?).unwrap_or(0),
+                        calls: u64::try_from(r.get::<i64>("calls")?).unwrap_or(0),
+                        no_usage: u64::try_from(r.get::<i64>("no_usage")?).unwrap_or(0),
                     })
                 },
             )
             .map_err(|e| self.err("reading unknown-cost calls", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading unknown-cost calls", e))
+        Ok(rows)
     }
 }
 
@@ -523,8 +518,11 @@ mod tests {
     #[test]
     fn the_budget_query_uses_the_time_index() {
         let (_d, s) = store(&ManualClock::at(0));
-        let conn = s.conn().unwrap();
-        let plan: Vec<String> = conn
+        let mut guard = s.conn().unwrap();
+        let db = guard.db();
+        let plan: Vec<String> = db
+            .sqlite()
+            .unwrap()
             .prepare(&format!("EXPLAIN QUERY PLAN {SENT_CALLS_SQL}"))
             .unwrap()
             .query_map(named_params! {":start": "a", ":end": "b"}, |r| {

@@ -15,9 +15,11 @@ mod ledger;
 pub mod migrate;
 pub mod ops;
 pub mod pauses;
+pub mod pg;
 pub mod phase;
 mod prune;
 mod queue;
+pub mod sql;
 pub mod stats;
 
 pub use breakers::BreakerRecord;
@@ -38,3 +40,4 @@ pub use queue::{
     now_ms, paper_id, AddOutcome, Claim, ClaimRequest, FailOutcome, NewPaper, PaperEvent, PaperRow,
     Reaped, RetryPolicy,
 };
+pub use sql::Dialect;

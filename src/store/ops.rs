@@ -10,7 +10,8 @@ use super::db::Store;
 use super::error::StoreError;
 use super::ledger::CostSource;
 use super::phase::{PaperStatus, Phase};
-use rusqlite::{params, OptionalExtension};
+use crate::store::sql::Row;
+use rusqlite::params;
 use serde::Serialize;
 use std::sync::OnceLock;
 
@@ -170,13 +171,13 @@ fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.map(|n| n.max(0) as u64)
 }
 
-fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCallRow> {
+fn row_to_call(r: &Row<'_, '_>) -> rusqlite::Result<LlmCallRow> {
     Ok(LlmCallRow {
         id: r.get("id")?,
         execution_id: r.get("execution_id")?,
         machine: r.get("machine")?,
         state: r.get("state")?,
-        step: r.get::<_, i64>("step")?.max(0) as u64,
+        step: r.get::<i64>("step")?.max(0) as u64,
         attempt: r.get("attempt")?,
         agent: r.get("agent")?,
         profile: r.get("profile")?,
@@ -203,14 +204,10 @@ fn row_to_call(r: &rusqlite::Row<'_>) -> rusqlite::Result<LlmCallRow> {
 impl Store {
     /// Every breaker row, by model.
     pub fn breakers(&self) -> Result<Vec<BreakerRow>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(
-                "SELECT model, provider, state, reason, open_until, open_count, updated_at FROM breakers ORDER BY model",
-            )
-            .map_err(|e| self.err("reading breakers", e))?;
-        let rows = st
-            .query_map([], |r| {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all("SELECT model, provider, state, reason, open_until, open_count, updated_at FROM breakers ORDER BY model", params![],|r| {
                 Ok(BreakerRow {
                     model: r.get("model")?,
                     provider: r.get("provider")?,
@@ -222,19 +219,16 @@ impl Store {
                 })
             })
             .map_err(|e| self.err("reading breakers", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading breakers", e))
+        Ok(rows)
     }
 
     /// Papers in a working status (prepping, analyzing, wrapping) with the
     /// latest checkpoint of their phase execution, oldest phase first.
     pub fn working_papers(&self) -> Result<Vec<WorkingRow>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(working_papers_sql())
-            .map_err(|e| self.err("listing in-flight papers", e))?;
-        let rows = st
-            .query_map([], |r| {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(working_papers_sql(), params![], |r| {
                 let status: PaperStatus = r.get("status")?;
                 let attempt = match status.working_phase() {
                     Some(p) => r.get(p.attempts_column())?,
@@ -253,12 +247,11 @@ impl Store {
                     checkpoint_state: r.get("checkpoint_state")?,
                     checkpoint_next_state: r.get("checkpoint_next_state")?,
                     checkpoint_at: r.get("checkpoint_at")?,
-                    children_running: r.get::<_, i64>("children_running")?.max(0) as u64,
+                    children_running: r.get::<i64>("children_running")?.max(0) as u64,
                 })
             })
             .map_err(|e| self.err("listing in-flight papers", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("listing in-flight papers", e))
+        Ok(rows)
     }
 
     /// Timeline events of `kind` for `phase` at or after `since` (an RFC 3339
@@ -269,32 +262,31 @@ impl Store {
         phase: Phase,
         since: &str,
     ) -> Result<u64, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.row(
             "SELECT COUNT(*) AS n FROM execution_events WHERE at >= ?1 AND kind = ?2 AND phase = ?3",
             params![since, kind, phase.name()],
-            |r| r.get::<_, i64>("n"),
-        )
+            |r| r.get::<i64>("n"))
         .map(|n| n.max(0) as u64)
         .map_err(|e| self.err("counting events", e))
     }
 
     /// The pending paper that has waited longest.
     pub fn oldest_pending(&self) -> Result<Option<OldestPending>, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.one(
             "SELECT id, arxiv_id, created_at FROM executions WHERE status = ?1 AND cancel_requested = 0
              ORDER BY created_at, id LIMIT 1",
-            [PaperStatus::Pending],
+            params![PaperStatus::Pending],
             |r| {
                 Ok(OldestPending {
                     id: r.get("id")?,
                     arxiv_id: r.get("arxiv_id")?,
                     created_at: r.get("created_at")?,
                 })
-            },
-        )
-        .optional()
+            })
         .map_err(|e| self.err("finding the oldest pending paper", e))
     }
 
@@ -305,16 +297,12 @@ impl Store {
         paper_id: &str,
     ) -> Result<Vec<MachineExecutionRow>, StoreError> {
         let (lo, hi) = prefix_bounds(paper_id);
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(
-                "SELECT execution_id, root_id, parent_id, machine_name, status, error_kind, error_message, created_at, updated_at
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all("SELECT execution_id, root_id, parent_id, machine_name, status, error_kind, error_message, created_at, updated_at
                  FROM machine_executions WHERE execution_id >= ?1 AND execution_id < ?2
-                 ORDER BY created_at, execution_id",
-            )
-            .map_err(|e| self.err("reading machine executions", e))?;
-        let rows = st
-            .query_map(params![lo, hi], |r| {
+                 ORDER BY created_at, execution_id", params![lo, hi],|r| {
                 Ok(MachineExecutionRow {
                     execution_id: r.get("execution_id")?,
                     root_id: r.get("root_id")?,
@@ -328,33 +316,28 @@ impl Store {
                 })
             })
             .map_err(|e| self.err("reading machine executions", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading machine executions", e))
+        Ok(rows)
     }
 
     /// The checkpoints (event, state, time; errors of routed exits and
     /// failed machines) of every machine execution of a paper, in order.
     pub fn paper_checkpoints(&self, paper_id: &str) -> Result<Vec<CheckpointMark>, StoreError> {
         let (lo, hi) = prefix_bounds(paper_id);
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         // Only exits and failures can carry an error; their bodies are read
         // by SQLite's json_extract, so contexts never leave the database.
-        let mut st = conn
-            .prepare_cached(
-                "SELECT execution_id, step, event, state, next_state, created_at,
+        let rows = conn
+            .all("SELECT execution_id, step, event, state, next_state, created_at,
                         CASE WHEN event IN ('state_exit', 'machine_failed')
                              THEN json_extract(CAST(body AS TEXT), '$.error.kind') END AS error_kind,
                         CASE WHEN event IN ('state_exit', 'machine_failed')
                              THEN json_extract(CAST(body AS TEXT), '$.error.message') END AS error_message
                  FROM checkpoints WHERE execution_id >= ?1 AND execution_id < ?2
-                 ORDER BY id",
-            )
-            .map_err(|e| self.err("reading checkpoints", e))?;
-        let rows = st
-            .query_map(params![lo, hi], |r| {
+                 ORDER BY id", params![lo, hi],|r| {
                 Ok(CheckpointMark {
                     execution_id: r.get("execution_id")?,
-                    step: r.get::<_, i64>("step")?.max(0) as u64,
+                    step: r.get::<i64>("step")?.max(0) as u64,
                     event: r.get("event")?,
                     state: r.get("state")?,
                     next_state: r.get("next_state")?,
@@ -364,54 +347,49 @@ impl Store {
                 })
             })
             .map_err(|e| self.err("reading checkpoints", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading checkpoints", e))
+        Ok(rows)
     }
 
     /// Every ledger row of a paper's machine executions, oldest first.
     pub fn paper_llm_calls(&self, paper_id: &str) -> Result<Vec<LlmCallRow>, StoreError> {
         let (lo, hi) = prefix_bounds(paper_id);
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(&format!(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(&format!(
                 "SELECT {LLM_COLUMNS} FROM llm_calls WHERE execution_id >= ?1 AND execution_id < ?2 ORDER BY id"
-            ))
+            ), params![lo, hi],row_to_call)
             .map_err(|e| self.err("reading ledger", e))?;
-        let rows = st
-            .query_map(params![lo, hi], row_to_call)
-            .map_err(|e| self.err("reading ledger", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading ledger", e))
+        Ok(rows)
     }
 
     /// Ledger totals per model over the whole ledger (the counters of
     /// `/metrics`; they only grow, as ledger rows are never pruned).
     pub fn llm_totals(&self) -> Result<Vec<LlmModelTotals>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(
                 "SELECT model, status, COUNT(*) AS n, COALESCE(SUM(prompt_tokens), 0) AS prompt,
                         COALESCE(SUM(completion_tokens), 0) AS completion,
                         SUM(http_status = 429 OR error_kind = 'rate_limit') AS limited
                  FROM llm_calls GROUP BY model, status ORDER BY model, status",
+                params![],
+                |r| {
+                    Ok((
+                        r.get::<String>("model")?,
+                        r.get::<String>("status")?,
+                        r.get::<i64>("n")?.max(0) as u64,
+                        r.get::<i64>("prompt")?.max(0) as u64,
+                        r.get::<i64>("completion")?.max(0) as u64,
+                        r.get::<Option<i64>>("limited")?.unwrap_or(0).max(0) as u64,
+                    ))
+                },
             )
-            .map_err(|e| self.err("reading ledger totals", e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>("model")?,
-                    r.get::<_, String>("status")?,
-                    r.get::<_, i64>("n")?.max(0) as u64,
-                    r.get::<_, i64>("prompt")?.max(0) as u64,
-                    r.get::<_, i64>("completion")?.max(0) as u64,
-                    r.get::<_, Option<i64>>("limited")?.unwrap_or(0).max(0) as u64,
-                ))
-            })
             .map_err(|e| self.err("reading ledger totals", e))?;
         let mut out: Vec<LlmModelTotals> = Vec::new();
         for row in rows {
-            let (model, status, n, prompt, completion, limited) =
-                row.map_err(|e| self.err("reading ledger totals", e))?;
+            let (model, status, n, prompt, completion, limited) = row;
             if out.last().is_none_or(|t| t.model != model) {
                 out.push(LlmModelTotals {
                     model: model.clone(),
@@ -425,28 +403,26 @@ impl Store {
                 t.rate_limited += limited;
             }
         }
-        let mut st = conn
-            .prepare_cached(
+        let rows = conn
+            .all(
                 "SELECT model, cost_source, COALESCE(currency, 'USD') AS currency,
                         COUNT(*) AS n, COALESCE(SUM(cost), 0.0) AS spent
                  FROM llm_calls WHERE cost_source IS NOT NULL
                  GROUP BY model, cost_source, currency ORDER BY model, currency",
+                params![],
+                |r| {
+                    Ok((
+                        r.get::<String>("model")?,
+                        r.get::<String>("cost_source")?,
+                        r.get::<String>("currency")?,
+                        r.get::<i64>("n")?.max(0) as u64,
+                        r.get::<f64>("spent")?,
+                    ))
+                },
             )
             .map_err(|e| self.err("reading ledger spend", e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>("model")?,
-                    r.get::<_, String>("cost_source")?,
-                    r.get::<_, String>("currency")?,
-                    r.get::<_, i64>("n")?.max(0) as u64,
-                    r.get::<_, f64>("spent")?,
-                ))
-            })
-            .map_err(|e| self.err("reading ledger spend", e))?;
         for row in rows {
-            let (model, source, currency, n, spent) =
-                row.map_err(|e| self.err("reading ledger spend", e))?;
+            let (model, source, currency, n, spent) = row;
             let Some(t) = out.iter_mut().find(|t| t.model == model) else {
                 continue;
             };
@@ -473,8 +449,9 @@ impl Store {
                 PaperStatus::sql_list(Phase::ALL.map(Phase::working_status))
             )
         });
-        let conn = self.conn()?;
-        conn.query_row(sql, [self.now_ms()], |r| r.get::<_, i64>("n"))
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.row(sql, params![self.now_ms()], |r| r.get::<i64>("n"))
             .map(|n| n.max(0) as u64)
             .map_err(|e| self.err("counting claims", e))
     }

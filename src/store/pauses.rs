@@ -42,7 +42,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         self.write("saving model pause", |tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO model_pauses(model, provider, paused_until, reason, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(model) DO UPDATE SET
@@ -54,39 +54,36 @@ impl Store {
                                         THEN excluded.paused_until
                                         ELSE MAX(model_pauses.paused_until, excluded.paused_until) END,
                     updated_at = excluded.updated_at",
-                params![model, provider, until_ms, reason, self.now_text(), now_ms],
-            )
+                params![model, provider, until_ms, reason, self.now_text(), now_ms])
             .map_err(|e| self.err("saving model pause", e))?;
-            tx.query_row(
+            tx.row(
                 "SELECT paused_until FROM model_pauses WHERE model = ?1",
-                [model],
-                |r| r.get("paused_until"),
-            )
+                params![model],
+                |r| r.get("paused_until"))
             .map_err(|e| self.err("saving model pause", e))
         })
     }
 
     /// Pauses still running at `now_ms`, by model key.
     pub fn model_pauses(&self, now_ms: i64) -> Result<Vec<PauseRow>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(
                 "SELECT model, provider, paused_until, reason FROM model_pauses
                  WHERE paused_until > ?1 ORDER BY model",
+                params![now_ms],
+                |r| {
+                    Ok(PauseRow {
+                        model: r.get("model")?,
+                        provider: r.get("provider")?,
+                        paused_until_ms: r.get("paused_until")?,
+                        reason: r.get("reason")?,
+                    })
+                },
             )
             .map_err(|e| self.err("reading model pauses", e))?;
-        let rows = st
-            .query_map([now_ms], |r| {
-                Ok(PauseRow {
-                    model: r.get("model")?,
-                    provider: r.get("provider")?,
-                    paused_until_ms: r.get("paused_until")?,
-                    reason: r.get("reason")?,
-                })
-            })
-            .map_err(|e| self.err("reading model pauses", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading model pauses", e))
+        Ok(rows)
     }
 }
 

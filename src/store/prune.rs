@@ -66,90 +66,73 @@ impl Store {
         let failed_cut = cutoff(now, policy.keep_failed);
         let checkpoints_removed = self.write("pruning checkpoints", |tx| {
             let e = |err| self.err("pruning checkpoints", err);
-            let mut n = tx
-                .execute(
+            let mut n = tx.exec(
                     "DELETE FROM checkpoints WHERE execution_id IN
                        (SELECT execution_id FROM machine_executions
                         WHERE (status = 'done' AND updated_at < ?1) OR (status = 'failed' AND updated_at < ?2))",
-                    params![done_cut, failed_cut],
-                )
+                    params![done_cut, failed_cut])
                 .map_err(e)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE machine_executions SET latest_checkpoint = NULL
                  WHERE (status = 'done' AND updated_at < ?1) OR (status = 'failed' AND updated_at < ?2)",
-                params![done_cut, failed_cut],
-            )
+                params![done_cut, failed_cut])
             .map_err(e)?;
-            n += tx
-                .execute(
+            n += tx.exec(
                     "DELETE FROM checkpoints WHERE execution_id IN
                        (SELECT execution_id FROM machine_executions WHERE status = 'failed')
                      AND id NOT IN (SELECT latest_checkpoint FROM machine_executions
                                     WHERE status = 'failed' AND latest_checkpoint IS NOT NULL)
                      AND id NOT IN (SELECT c.base_id FROM machine_executions m JOIN checkpoints c ON c.id = m.latest_checkpoint
                                     WHERE m.status = 'failed' AND c.base_id IS NOT NULL)",
-                    [],
-                )
+                    params![])
                 .map_err(e)?;
             Ok(n as u64)
         })?;
         let papers_compacted = self.write("compacting done papers", |tx| {
             let e = |err| self.err("compacting done papers", err);
-            let ids: Vec<String> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT id FROM executions WHERE status = ?2 AND done_at < ?1
+            let ids: Vec<String> = tx
+            .all("SELECT id FROM executions WHERE status = ?2 AND done_at < ?1
                          AND (prep_result IS NOT NULL OR expensive_result IS NOT NULL
-                              OR EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.execution_id = executions.id))",
-                    )
-                    .map_err(e)?;
-                let rows = st
-                    .query_map(params![done_cut, PaperStatus::Done], |r| r.get("id"))
-                    .map_err(e)?;
-                rows.collect::<Result<_, _>>().map_err(e)?
-            };
+                              OR EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.execution_id = executions.id))", params![done_cut, PaperStatus::Done],|r| r.get("id"))
+            .map_err(e)?;
             for id in &ids {
-                tx.execute(
+                tx.exec(
                     "UPDATE executions SET prep_result = NULL, expensive_result = NULL WHERE id = ?1",
-                    [id],
-                )
+                    params![id])
                 .map_err(e)?;
-                tx.execute("DELETE FROM execution_blob_refs WHERE execution_id = ?1", [id])
+                tx.exec("DELETE FROM execution_blob_refs WHERE execution_id = ?1", params![id])
                     .map_err(e)?;
                 // The paper's phase executions and their children: ids
                 // start with "<paper id>/".
                 let prefix = format!("{}/%", id.replace('%', "\\%").replace('_', "\\_"));
-                tx.execute(
+                tx.exec(
                     "DELETE FROM machine_value_refs WHERE execution_id IN
                        (SELECT execution_id FROM machine_executions WHERE root_id LIKE ?1 ESCAPE '\\' AND status != 'running')",
-                    [&prefix],
-                )
+                    params![&prefix])
                 .map_err(e)?;
-                tx.execute(
+                tx.exec(
                     "UPDATE machine_executions SET input = NULL, output = NULL
                      WHERE root_id LIKE ?1 ESCAPE '\\' AND status != 'running'",
-                    [&prefix],
-                )
+                    params![&prefix])
                 .map_err(e)?;
             }
             Ok(ids.len() as u64)
         })?;
         let blobs_removed = self.write("pruning blobs", |tx| {
-            tx.execute(
+            tx.exec(
                 "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)
                    AND NOT EXISTS (SELECT 1 FROM execution_blob_refs r WHERE r.hash = blobs.hash)
                    AND NOT EXISTS (SELECT 1 FROM machine_value_refs r WHERE r.hash = blobs.hash)",
-                [],
-            )
+                params![])
             .map(|n| n as u64)
             .map_err(|e| self.err("pruning blobs", e))
         })?;
         let configs_removed = self.write("pruning configs", |tx| {
-            tx.execute(
+            tx.exec(
                 "DELETE FROM configs WHERE hash NOT IN
                    (SELECT config_hash FROM machine_executions
                     WHERE status = 'running' OR latest_checkpoint IS NOT NULL)",
-                [],
+                params![],
             )
             .map(|n| n as u64)
             .map_err(|e| self.err("pruning configs", e))
@@ -187,9 +170,10 @@ impl Store {
                 dest.display()
             ))
         };
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let target = tmp.to_string_lossy().to_string();
-        conn.execute("VACUUM INTO ?1", [target])
+        conn.exec("VACUUM INTO ?1", params![target])
             .map_err(|e| self.err("writing backup", e))?;
         std::fs::File::open(tmp)
             .and_then(|f| f.sync_all())

@@ -5,6 +5,7 @@
 
 use super::db::Store;
 use super::error::StoreError;
+use rusqlite::params;
 
 /// One checkpoint, as the transition-overhead measurement reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,42 +37,42 @@ const MEASURED_COLUMNS: [(&str, &str); 10] = [
 impl Store {
     /// Every checkpoint with its machine name, by execution then order.
     pub fn checkpoint_timings(&self) -> Result<Vec<CheckpointTiming>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(
                 "SELECT c.execution_id AS execution_id, m.machine_name AS machine, c.step AS step,
                         c.event AS event, c.state AS state, c.created_at AS created_at
                  FROM checkpoints c JOIN machine_executions m ON m.execution_id = c.execution_id
                  ORDER BY c.execution_id, c.id",
+                params![],
+                |r| {
+                    Ok(CheckpointTiming {
+                        execution_id: r.get("execution_id")?,
+                        machine: r.get("machine")?,
+                        step: r.get("step")?,
+                        event: r.get("event")?,
+                        state: r.get("state")?,
+                        created_at: r.get("created_at")?,
+                    })
+                },
             )
             .map_err(|e| self.err("reading checkpoints", e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(CheckpointTiming {
-                    execution_id: r.get("execution_id")?,
-                    machine: r.get("machine")?,
-                    step: r.get("step")?,
-                    event: r.get("event")?,
-                    state: r.get("state")?,
-                    created_at: r.get("created_at")?,
-                })
-            })
-            .map_err(|e| self.err("reading checkpoints", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading checkpoints", e))
+        Ok(rows)
     }
 
     /// Bytes (`LENGTH(CAST(x AS BLOB))`) each measured column holds, keyed
     /// `table.column`.
     pub fn column_bytes(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let mut out = Vec::new();
         for (table, column) in MEASURED_COLUMNS {
             let sql = format!(
                 "SELECT COALESCE(SUM(LENGTH(CAST({column} AS BLOB))), 0) AS bytes FROM {table}"
             );
             let n: i64 = conn
-                .query_row(&sql, [], |r| r.get("bytes"))
+                .row(&sql, params![], |r| r.get("bytes"))
                 .map_err(|e| self.err("measuring columns", e))?;
             out.push((format!("{table}.{column}"), n.max(0) as u64));
         }
@@ -81,12 +82,13 @@ impl Store {
     /// Ledger rows, and the bytes of the answers' text as the model
     /// produced it (not the ledger's JSON wrapping) over successful calls.
     pub fn llm_call_volume(&self) -> Result<(u64, u64), StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.row(
             "SELECT (SELECT COUNT(*) FROM llm_calls) AS calls,
                     (SELECT SUM(LENGTH(CAST(json_extract(response, '$.content') AS BLOB)))
                        FROM llm_calls WHERE status = 'ok') AS output_bytes",
-            [],
+            params![],
             |r| {
                 let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
                 Ok((n(r.get("calls")?), n(r.get("output_bytes")?)))

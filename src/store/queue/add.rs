@@ -7,7 +7,7 @@ use super::{paper_id, AddOutcome, Ev, NewPaper};
 use crate::store::db::Store;
 use crate::store::error::StoreError;
 use crate::store::phase::PaperStatus;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 impl Store {
     /// Queue a paper; adding it twice is a no-op that says so.
@@ -19,12 +19,10 @@ impl Store {
         let id = paper_id(arxiv);
         self.write("adding paper", |tx| {
             let existing: Option<PaperStatus> = tx
-                .query_row(
+                .one(
                     "SELECT status FROM executions WHERE arxiv_id = ?1",
-                    [arxiv],
-                    |r| r.get("status"),
-                )
-                .optional()
+                    params![arxiv],
+                    |r| r.get("status"))
                 .map_err(|e| self.err("adding paper", e))?;
             if let Some(status) = existing {
                 return Ok(AddOutcome::Exists {
@@ -33,7 +31,7 @@ impl Store {
                 });
             }
             let t = self.now_text();
-            tx.execute(
+            tx.exec(
                 "INSERT INTO executions(id, arxiv_id, title, abstract, pdf_path, source, priority, status, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                 params![
@@ -46,8 +44,7 @@ impl Store {
                     p.priority,
                     PaperStatus::Pending,
                     t
-                ],
-            )
+                ])
             .map_err(|e| self.err("adding paper", e))?;
             self.event(
                 tx,
@@ -59,6 +56,7 @@ impl Store {
                     ..Ev::default()
                 },
             )?;
+            self.notify_work(tx)?;
             Ok(AddOutcome::Added { id: id.clone() })
         })
     }

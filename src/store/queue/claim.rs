@@ -10,7 +10,8 @@ use crate::store::db::Store;
 use crate::store::error::StoreError;
 use crate::store::leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};
 use crate::store::phase::{PaperStatus, Phase};
-use rusqlite::{params, OptionalExtension, Transaction};
+use crate::store::sql::{lock_row, Db, Dialect, Row};
+use rusqlite::params;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,7 +29,10 @@ fn claim_set() -> String {
         .iter()
         .map(|p| {
             let col = p.attempts_column();
-            format!("{col} = {col} + (status = '{}')", p.from_status())
+            format!(
+                "{col} = {col} + CASE WHEN status = '{}' THEN 1 ELSE 0 END",
+                p.from_status()
+            )
         })
         .collect();
     format!(
@@ -38,6 +42,37 @@ fn claim_set() -> String {
     updated_at = ?3, phase_started_at = ?3",
         attempts.join(",\n    ")
     )
+}
+
+/// The search for the next claimable row of one status (?1) due by ?2:
+/// resumable rows (a phase execution to resume) or fresh ones. Each is the
+/// head of an index (`executions_resumable` / `executions_ready`), not a
+/// sort of the queue. On PostgreSQL the row found is locked and rows other
+/// hosts are claiming right now are skipped (`FOR UPDATE SKIP LOCKED`), so
+/// claimers never wait on each other nor take the same row.
+fn search_sql(dialect: Dialect, resumable: bool) -> &'static str {
+    match (dialect, resumable) {
+        (Dialect::Sqlite, true) => {
+            "SELECT id FROM executions INDEXED BY executions_resumable
+             WHERE status = ?1 AND phase_execution IS NOT NULL AND not_before <= ?2 AND cancel_requested = 0
+             ORDER BY priority DESC, created_at, id LIMIT 1"
+        }
+        (Dialect::Sqlite, false) => {
+            "SELECT id FROM executions INDEXED BY executions_ready
+             WHERE status = ?1 AND phase_execution IS NULL AND not_before <= ?2 AND cancel_requested = 0
+             ORDER BY priority DESC, created_at, id LIMIT 1"
+        }
+        (Dialect::Postgres, true) => {
+            "SELECT id FROM executions
+             WHERE status = ?1 AND phase_execution IS NOT NULL AND not_before <= ?2 AND cancel_requested = 0
+             ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        }
+        (Dialect::Postgres, false) => {
+            "SELECT id FROM executions
+             WHERE status = ?1 AND phase_execution IS NULL AND not_before <= ?2 AND cancel_requested = 0
+             ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        }
+    }
 }
 
 /// What a claim returns, read by [`row_to_claim`].
@@ -70,7 +105,7 @@ fn claim_named_sql() -> &'static str {
     })
 }
 
-fn row_to_claim(r: &rusqlite::Row<'_>, owner: &str, ttl_ms: i64) -> rusqlite::Result<Claim> {
+fn row_to_claim(r: &Row<'_, '_>, owner: &str, ttl_ms: i64) -> rusqlite::Result<Claim> {
     let (_, phase) = working_phase_of(r, "status")?;
     Ok(Claim {
         id: r.get("id")?,
@@ -98,7 +133,7 @@ impl Store {
         }
         let owner = req.owner.to_string();
         let ttl_ms = ttl_ms(req.ttl);
-        self.write("claiming work", |tx| {
+        self.write_claim("claiming work", |tx| {
             let e = |err| self.err("claiming work", err);
             let now = self.now_ms();
             // Resumable work of any listed phase first, then fresh work;
@@ -110,21 +145,11 @@ impl Store {
                 if !resumable && req.resumable_only {
                     break;
                 }
-                let sql = if resumable {
-                    "SELECT id FROM executions INDEXED BY executions_resumable
-                     WHERE status = ?1 AND phase_execution IS NOT NULL AND not_before <= ?2 AND cancel_requested = 0
-                     ORDER BY priority DESC, created_at, id LIMIT 1"
-                } else {
-                    "SELECT id FROM executions INDEXED BY executions_ready
-                     WHERE status = ?1 AND phase_execution IS NULL AND not_before <= ?2 AND cancel_requested = 0
-                     ORDER BY priority DESC, created_at, id LIMIT 1"
-                };
-                let mut st = tx.prepare_cached(sql).map_err(e)?;
+                let sql = search_sql(tx.dialect(), resumable);
                 for p in req.phases {
                     let status = p.from_status();
-                    let id: Option<String> = st
-                        .query_row(params![status, now], |r| r.get("id"))
-                        .optional()
+                    let id: Option<String> = tx
+                        .one(sql, params![status, now], |r| r.get("id"))
                         .map_err(e)?;
                     if let Some(id) = id {
                         found = Some((id, status));
@@ -137,13 +162,11 @@ impl Store {
             };
             let until = lease_deadline_ms(now, req.ttl);
             let row = tx
-                .prepare_cached(claim_row_sql())
-                .and_then(|mut st| {
-                    st.query_row(params![owner, until, self.now_text(), id, status], |r| {
-                        row_to_claim(r, &owner, ttl_ms)
-                    })
-                    .optional()
-                })
+                .one(
+                    claim_row_sql(),
+                    params![owner, until, self.now_text(), id, status],
+                    |r| row_to_claim(r, &owner, ttl_ms),
+                )
                 .map_err(e)?;
             self.claimed_event(tx, row.as_ref(), None)?;
             Ok(row)
@@ -163,15 +186,14 @@ impl Store {
     ) -> Result<Option<Claim>, StoreError> {
         let ttl_ms = ttl_ms(ttl);
         let key = id_or_arxiv.trim().to_string();
-        self.write("claiming paper", |tx| {
+        self.write_claim("claiming paper", |tx| {
             let until = lease_deadline_ms(self.now_ms(), ttl);
             let row = tx
-                .query_row(
+                .one(
                     claim_named_sql(),
                     params![owner, until, self.now_text(), key],
                     |r| row_to_claim(r, owner, ttl_ms),
                 )
-                .optional()
                 .map_err(|e| self.err("claiming paper", e))?;
             self.claimed_event(tx, row.as_ref(), Some("runner resume"))?;
             Ok(row)
@@ -180,7 +202,7 @@ impl Store {
 
     fn claimed_event(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Db<'_>,
         claim: Option<&Claim>,
         message: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -204,11 +226,14 @@ impl Store {
 
     /// Check that `claim` still holds its row (same owner and token, working
     /// status) inside `tx`.
-    pub(super) fn check_claim(&self, tx: &Transaction<'_>, c: &Claim) -> Result<(), StoreError> {
+    pub(super) fn check_claim(&self, tx: &Db<'_>, c: &Claim) -> Result<(), StoreError> {
         let row: Option<(Option<String>, i64, PaperStatus)> = tx
-            .query_row(
-                "SELECT owner_id, fencing_token, status FROM executions WHERE id = ?1",
-                [&c.id],
+            .one(
+                &lock_row(
+                    tx,
+                    "SELECT owner_id, fencing_token, status FROM executions WHERE id = ?1",
+                ),
+                params![&c.id],
                 |r| {
                     Ok((
                         r.get("owner_id")?,
@@ -217,7 +242,6 @@ impl Store {
                     ))
                 },
             )
-            .optional()
             .map_err(|e| self.err("checking claim", e))?;
         match row {
             Some((Some(o), t, s))
@@ -241,7 +265,7 @@ impl Store {
     pub fn renew_claim(&self, c: &Claim) -> Result<(), StoreError> {
         self.write("renewing claim", |tx| {
             self.check_claim(tx, c)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE executions SET lease_until = ?2 WHERE id = ?1",
                 params![
                     c.id,
@@ -259,7 +283,7 @@ impl Store {
     pub fn set_phase_execution(&self, c: &Claim, execution: &str) -> Result<(), StoreError> {
         self.write("recording phase execution", |tx| {
             self.check_claim(tx, c)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE executions SET phase_execution = ?2 WHERE id = ?1",
                 params![c.id, execution],
             )
@@ -270,13 +294,13 @@ impl Store {
 
     /// True when an operator asked to cancel this paper.
     pub fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.one(
             "SELECT cancel_requested FROM executions WHERE id = ?1",
-            [id],
-            |r| r.get::<_, i64>("cancel_requested"),
+            params![id],
+            |r| r.get::<i64>("cancel_requested"),
         )
-        .optional()
         .map(|v| v.unwrap_or(0) != 0)
         .map_err(|e| self.err("reading paper", e))
     }
@@ -293,7 +317,9 @@ mod tests {
         assert!(set.starts_with(
             "status = CASE status WHEN 'pending' THEN 'prepping' WHEN 'prepped' THEN 'analyzing' WHEN 'analyzed' THEN 'wrapping' END,"
         ), "{set}");
-        assert!(set.contains("attempts_expensive = attempts_expensive + (status = 'prepped')"));
+        assert!(set.contains(
+            "attempts_expensive = attempts_expensive + CASE WHEN status = 'prepped' THEN 1 ELSE 0 END"
+        ));
         assert!(claim_named_sql().contains("status IN ('pending', 'prepped', 'analyzed')"));
     }
 }

@@ -32,7 +32,8 @@ mod tests;
 use super::db::Store;
 use super::error::StoreError;
 use super::phase::{PaperStatus, Phase};
-use rusqlite::{params, Transaction};
+use crate::store::sql::{Db, Row};
+use rusqlite::params;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -199,18 +200,18 @@ pub fn now_ms() -> i64 {
 
 /// The attempt count of the phase a row's attempt columns belong to, read
 /// by column name.
-fn attempts_of(r: &rusqlite::Row<'_>, phase: Phase) -> rusqlite::Result<u32> {
+fn attempts_of(r: &Row<'_, '_>, phase: Phase) -> rusqlite::Result<u32> {
     r.get(phase.attempts_column())
 }
 
 /// A status column that must be a working status (the row is claimed):
 /// its phase, or a conversion error naming the status.
-fn working_phase_of(r: &rusqlite::Row<'_>, column: &str) -> rusqlite::Result<(PaperStatus, Phase)> {
+fn working_phase_of(r: &Row<'_, '_>, column: &str) -> rusqlite::Result<(PaperStatus, Phase)> {
     let status: PaperStatus = r.get(column)?;
     match status.working_phase() {
         Some(p) => Ok((status, p)),
         None => Err(rusqlite::Error::FromSqlConversionFailure(
-            r.as_ref().column_index(column)?,
+            r.column_index(column)?,
             rusqlite::types::Type::Text,
             format!("paper status {status} is not a working status").into(),
         )),
@@ -235,13 +236,11 @@ struct Ev<'a> {
 impl Store {
     /// Append one line to a paper's timeline, inside the write that made
     /// the change (so the timeline never disagrees with the row).
-    fn event(&self, tx: &Transaction<'_>, id: &str, ev: Ev<'_>) -> Result<(), StoreError> {
-        tx.prepare_cached(
+    fn event(&self, tx: &Db<'_>, id: &str, ev: Ev<'_>) -> Result<(), StoreError> {
+        tx.exec(
             "INSERT INTO execution_events(execution_id, at, phase, kind, from_status, to_status, attempt, machine_execution, owner_id, error_kind, message, duration_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
+            params![
                 id,
                 self.now_text(),
                 ev.phase.map(Phase::name),
@@ -254,8 +253,8 @@ impl Store {
                 ev.error_kind,
                 ev.message,
                 ev.duration_ms
-            ])
-        })
+            ],
+        )
         .map_err(|e| self.err("recording event", e))?;
         Ok(())
     }

@@ -8,7 +8,8 @@ use super::{paper_id, Ev};
 use crate::store::db::Store;
 use crate::store::error::StoreError;
 use crate::store::phase::{PaperStatus, Phase};
-use rusqlite::{params, OptionalExtension, Transaction};
+use crate::store::sql::Db;
+use rusqlite::params;
 
 impl Store {
     /// Operator: put failed papers (or the given ones) back in the queue at
@@ -20,20 +21,11 @@ impl Store {
         only_phase: Option<Phase>,
     ) -> Result<Vec<(String, PaperStatus, PaperStatus)>, StoreError> {
         self.write("retrying papers", |tx| {
-            let candidates: Vec<(String, PaperStatus)> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT id, status FROM executions WHERE status = ?1 OR cancel_requested = 1",
-                    )
-                    .map_err(|e| self.err("retrying papers", e))?;
-                let rows = st
-                    .query_map([PaperStatus::Failed], |r| {
+            let candidates: Vec<(String, PaperStatus)> = tx
+            .all("SELECT id, status FROM executions WHERE status = ?1 OR cancel_requested = 1", params![PaperStatus::Failed],|r| {
                         Ok((r.get("id")?, r.get("status")?))
                     })
-                    .map_err(|e| self.err("retrying papers", e))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(|e| self.err("retrying papers", e))?
-            };
+            .map_err(|e| self.err("retrying papers", e))?;
             let mut out = Vec::new();
             for (id, status) in candidates {
                 if !ids.is_empty() && !ids.iter().any(|x| *x == id || paper_id(x) == id) {
@@ -49,13 +41,12 @@ impl Store {
                 } else {
                     status
                 };
-                tx.execute(
+                tx.exec(
                     &format!(
                         "UPDATE executions SET status = ?2, {col} = 0, not_before = 0, cancel_requested = 0,
                             phase_execution = NULL, updated_at = ?3 WHERE id = ?1"
                     ),
-                    params![id, to, self.now_text()],
-                )
+                    params![id, to, self.now_text()])
                 .map_err(|e| self.err("retrying papers", e))?;
                 self.event(
                     tx,
@@ -70,19 +61,18 @@ impl Store {
                 )?;
                 out.push((id, status, to));
             }
+            self.notify_work(tx)?;
             Ok(out)
         })
     }
 
     /// The phase a failed paper failed in (from its timeline).
-    fn failed_phase(&self, tx: &Transaction<'_>, id: &str) -> Result<Phase, StoreError> {
+    fn failed_phase(&self, tx: &Db<'_>, id: &str) -> Result<Phase, StoreError> {
         let phase: Option<String> = tx
-            .query_row(
+            .one(
                 "SELECT phase FROM execution_events WHERE execution_id = ?1 AND phase IS NOT NULL ORDER BY id DESC LIMIT 1",
-                [id],
-                |r| r.get("phase"),
-            )
-            .optional()
+                params![id],
+                |r| r.get("phase"))
             .map_err(|e| self.err("reading timeline", e))?
             .flatten();
         Ok(phase
@@ -98,20 +88,17 @@ impl Store {
             let mut out = Vec::new();
             for x in ids {
                 let row: Option<(String, PaperStatus)> = tx
-                    .query_row(
+                    .one(
                         "SELECT id, status FROM executions WHERE id = ?1 OR arxiv_id = ?1 OR id = 'paper:' || ?1",
-                        [x],
-                        |r| Ok((r.get("id")?, r.get("status")?)),
-                    )
-                    .optional()
+                        params![x],
+                        |r| Ok((r.get("id")?, r.get("status")?)))
                     .map_err(|e| self.err("cancelling papers", e))?;
                 let Some((id, status)) = row else {
                     return Err(StoreError::NotFound(format!("no paper {x} in the queue")));
                 };
-                tx.execute(
+                tx.exec(
                     "UPDATE executions SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
-                    params![id, self.now_text()],
-                )
+                    params![id, self.now_text()])
                 .map_err(|e| self.err("cancelling papers", e))?;
                 self.event(
                     tx,

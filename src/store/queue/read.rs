@@ -8,13 +8,14 @@ use crate::store::blobs;
 use crate::store::db::Store;
 use crate::store::error::StoreError;
 use crate::store::phase::{PaperStatus, Phase};
-use rusqlite::{params, OptionalExtension};
+use crate::store::sql::Row;
+use rusqlite::params;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 const PAPER_COLUMNS: &str = "id, arxiv_id, title, status, priority, attempts_prep, attempts_expensive, attempts_wrap, not_before, phase_execution, report_path, last_error_kind, last_error_message, owner_id, lease_until, cancel_requested, created_at, updated_at, phase_started_at, done_at";
 
-fn row_to_paper(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaperRow> {
+fn row_to_paper(r: &Row<'_, '_>) -> rusqlite::Result<PaperRow> {
     Ok(PaperRow {
         id: r.get("id")?,
         arxiv_id: r.get("arxiv_id")?,
@@ -31,7 +32,7 @@ fn row_to_paper(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaperRow> {
         last_error_message: r.get("last_error_message")?,
         owner_id: r.get("owner_id")?,
         lease_until_ms: r.get("lease_until")?,
-        cancel_requested: r.get::<_, i64>("cancel_requested")? != 0,
+        cancel_requested: r.get::<i64>("cancel_requested")? != 0,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
         phase_started_at: r.get("phase_started_at")?,
@@ -42,11 +43,12 @@ fn row_to_paper(r: &rusqlite::Row<'_>) -> rusqlite::Result<PaperRow> {
 impl Store {
     /// The decoded results of the phases a paper finished.
     pub fn phase_results(&self, id: &str) -> Result<Map<String, Value>, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let row: Option<(Option<String>, Option<String>, Option<String>)> = conn
-            .query_row(
+            .one(
                 "SELECT prep_result, expensive_result, wrap_result FROM executions WHERE id = ?1",
-                [id],
+                params![id],
                 |r| {
                     Ok((
                         r.get("prep_result")?,
@@ -55,7 +57,6 @@ impl Store {
                     ))
                 },
             )
-            .optional()
             .map_err(|e| self.err("reading phase results", e))?;
         let Some((prep, expensive, wrap)) = row else {
             return Err(StoreError::NotFound(format!("paper {id} is not queued")));
@@ -76,19 +77,19 @@ impl Store {
 
     /// One paper by queue id or arXiv id.
     pub fn paper(&self, id_or_arxiv: &str) -> Result<Option<PaperRow>, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.one(
             &format!("SELECT {PAPER_COLUMNS} FROM executions WHERE id = ?1 OR arxiv_id = ?1 OR id = 'paper:' || ?1"),
-            [id_or_arxiv.trim()],
-            row_to_paper,
-        )
-        .optional()
+            params![id_or_arxiv.trim()],
+            row_to_paper)
         .map_err(|e| self.err("reading paper", e))
     }
 
     /// Papers, optionally only those with one of `statuses`.
     pub fn papers(&self, statuses: &[PaperStatus]) -> Result<Vec<PaperRow>, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let filter = if statuses.is_empty() {
             String::new()
         } else {
@@ -97,33 +98,30 @@ impl Store {
                 PaperStatus::sql_list(statuses.iter().copied())
             )
         };
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {PAPER_COLUMNS} FROM executions {filter} ORDER BY created_at, id"
-            ))
+        let rows = conn
+            .all(
+                &format!("SELECT {PAPER_COLUMNS} FROM executions {filter} ORDER BY created_at, id"),
+                params![],
+                row_to_paper,
+            )
             .map_err(|e| self.err("listing papers", e))?;
-        let rows = st
-            .query_map([], row_to_paper)
-            .map_err(|e| self.err("listing papers", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("listing papers", e))
+        Ok(rows)
     }
 
     /// Count of papers per status (every status present, zeros included,
     /// in flow order).
     pub fn status_counts(&self) -> Result<Vec<(PaperStatus, u64)>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached("SELECT status, COUNT(*) AS n FROM executions GROUP BY status")
-            .map_err(|e| self.err("counting papers", e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((r.get::<_, PaperStatus>("status")?, r.get::<_, i64>("n")?))
-            })
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(
+                "SELECT status, COUNT(*) AS n FROM executions GROUP BY status",
+                params![],
+                |r| Ok((r.get::<PaperStatus>("status")?, r.get::<i64>("n")?)),
+            )
             .map_err(|e| self.err("counting papers", e))?;
         let mut map: HashMap<PaperStatus, u64> = HashMap::new();
-        for r in rows {
-            let (s, n) = r.map_err(|e| self.err("counting papers", e))?;
+        for (s, n) in rows {
             map.insert(s, n as u64);
         }
         Ok(PaperStatus::ALL
@@ -135,16 +133,16 @@ impl Store {
     /// Papers claimable now by the store's clock, per phase (ignoring
     /// budget and breakers).
     pub fn claimable_counts(&self) -> Result<Vec<(Phase, u64)>, StoreError> {
-        let conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = guard.db();
         let now = self.now_ms();
         let mut out = Vec::new();
         for p in Phase::ALL {
             let n: i64 = conn
-                .query_row(
+                .row(
                     "SELECT COUNT(*) AS n FROM executions WHERE status = ?1 AND not_before <= ?2 AND cancel_requested = 0",
                     params![p.from_status(), now],
-                    |r| r.get("n"),
-                )
+                    |r| r.get("n"))
                 .map_err(|e| self.err("counting claimable papers", e))?;
             out.push((p, n as u64));
         }
@@ -153,15 +151,11 @@ impl Store {
 
     /// The timeline of a paper, oldest first.
     pub fn paper_events(&self, id: &str) -> Result<Vec<PaperEvent>, StoreError> {
-        let conn = self.conn()?;
-        let mut st = conn
-            .prepare_cached(
-                "SELECT at, phase, kind, from_status, to_status, attempt, machine_execution, owner_id, error_kind, message, duration_ms
-                 FROM execution_events WHERE execution_id = ?1 ORDER BY id",
-            )
-            .map_err(|e| self.err("reading timeline", e))?;
-        let rows = st
-            .query_map([id], |r| {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all("SELECT at, phase, kind, from_status, to_status, attempt, machine_execution, owner_id, error_kind, message, duration_ms
+                 FROM execution_events WHERE execution_id = ?1 ORDER BY id", params![id],|r| {
                 Ok(PaperEvent {
                     at: r.get("at")?,
                     phase: r.get("phase")?,
@@ -177,7 +171,6 @@ impl Store {
                 })
             })
             .map_err(|e| self.err("reading timeline", e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| self.err("reading timeline", e))
+        Ok(rows)
     }
 }

@@ -46,12 +46,8 @@ impl Store {
     ) -> Result<Vec<Reaped>, StoreError> {
         self.write("reaping expired claims", |tx| {
             let now = self.now_ms();
-            let working: Vec<WorkingRow> = {
-                let mut st = tx
-                    .prepare_cached(working_rows_sql())
-                    .map_err(|e| self.err("reaping", e))?;
-                let rows = st
-                    .query_map([], |r| {
+            let working: Vec<WorkingRow> = tx
+            .all(working_rows_sql(), params![],|r| {
                         let (status, phase) = working_phase_of(r, "status")?;
                         Ok(WorkingRow {
                             id: r.get("id")?,
@@ -62,10 +58,7 @@ impl Store {
                             lease_until: r.get("lease_until")?,
                         })
                     })
-                    .map_err(|e| self.err("reaping", e))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(|e| self.err("reaping", e))?
-            };
+            .map_err(|e| self.err("reaping", e))?;
             let mut out = Vec::new();
             for w in working {
                 let expired = w.lease_until.is_none_or(|u| u < now);
@@ -96,13 +89,12 @@ impl Store {
                         Some(message.as_str()),
                     ),
                 };
-                tx.execute(
+                tx.exec(
                     "UPDATE executions SET status = ?2, not_before = ?3, owner_id = NULL, lease_until = NULL,
                         last_error_kind = COALESCE(?4, last_error_kind), last_error_message = COALESCE(?5, last_error_message),
                         updated_at = ?6
                      WHERE id = ?1",
-                    params![w.id, to, nb, kind, msg, self.now_text()],
-                )
+                    params![w.id, to, nb, kind, msg, self.now_text()])
                 .map_err(|e| self.err("reaping", e))?;
                 self.event(
                     tx,
@@ -125,6 +117,7 @@ impl Store {
                     outcome,
                 });
             }
+            self.notify_work(tx)?;
             Ok(out)
         })
     }

@@ -32,26 +32,21 @@ impl Store {
         };
         self.write("finishing phase", |tx| {
             self.check_claim(tx, c)?;
-            {
-                let mut put = tx
-                    .prepare_cached("INSERT OR IGNORE INTO blobs(hash, size, data) VALUES (?1, ?2, ?3)")
-                    .map_err(|e| self.err("storing blobs", e))?;
-                let mut reference = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO execution_blob_refs(execution_id, hash) VALUES (?1, ?2)",
-                    )
-                    .map_err(|e| self.err("storing blobs", e))?;
-                for (hash, data) in &encoded.blobs {
-                    put.execute(params![hash, data.len() as i64, data])
-                        .map_err(|e| self.err("storing blobs", e))?;
-                    reference
-                        .execute(params![c.id, hash])
-                        .map_err(|e| self.err("storing blobs", e))?;
-                }
+            for (hash, data) in &encoded.blobs {
+                tx.exec(
+                    "INSERT INTO blobs(hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![hash, data.len() as i64, data],
+                )
+                .map_err(|e| self.err("storing blobs", e))?;
+                tx.exec(
+                    "INSERT INTO execution_blob_refs(execution_id, hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![c.id, hash],
+                )
+                .map_err(|e| self.err("storing blobs", e))?;
             }
             let t = self.now_text();
             let done_at = (c.phase == Phase::Wrap).then(|| t.clone());
-            tx.execute(
+            tx.exec(
                 &format!(
                     "UPDATE executions SET status = ?2, {column} = ?3, report_path = COALESCE(?4, report_path),
                         owner_id = NULL, lease_until = NULL, phase_execution = NULL, not_before = 0,
@@ -59,8 +54,7 @@ impl Store {
                         done_at = COALESCE(?6, done_at)
                      WHERE id = ?1"
                 ),
-                params![c.id, c.phase.done_status(), body, report_path, t, done_at],
-            )
+                params![c.id, c.phase.done_status(), body, report_path, t, done_at])
             .map_err(|e| self.err("finishing phase", e))?;
             self.event(
                 tx,
@@ -76,6 +70,7 @@ impl Store {
                     ..Ev::default()
                 },
             )?;
+            self.notify_work(tx)?;
             Ok(())
         })
     }
@@ -109,12 +104,11 @@ impl Store {
                 }
                 FailOutcome::Failed => (PaperStatus::Failed, 0, "failed"),
             };
-            tx.execute(
+            tx.exec(
                 "UPDATE executions SET status = ?2, not_before = ?3, owner_id = NULL, lease_until = NULL,
                     phase_execution = NULL, last_error_kind = ?4, last_error_message = ?5, updated_at = ?6
                  WHERE id = ?1",
-                params![c.id, status, not_before, kind, message, self.now_text()],
-            )
+                params![c.id, status, not_before, kind, message, self.now_text()])
             .map_err(|e| self.err("failing phase", e))?;
             self.event(
                 tx,
@@ -143,7 +137,7 @@ impl Store {
         let col = c.phase.attempts_column();
         self.write("releasing claim", |tx| {
             self.check_claim(tx, c)?;
-            tx.execute(
+            tx.exec(
                 &format!(
                     "UPDATE executions SET status = ?2, owner_id = NULL, lease_until = NULL,
                         {col} = MAX({col} - 1, 0), updated_at = ?3 WHERE id = ?1"
@@ -165,6 +159,7 @@ impl Store {
                     ..Ev::default()
                 },
             )?;
+            self.notify_work(tx)?;
             Ok(())
         })
     }

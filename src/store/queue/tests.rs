@@ -304,7 +304,9 @@ fn a_retry_becomes_claimable_only_after_its_backoff() {
 fn an_unknown_status_in_the_database_is_a_clear_error() {
     let (_d, s, _) = store();
     add(&s, "a", 0);
-    let conn = s.conn().unwrap();
+    let mut guard = s.conn().unwrap();
+    let db = guard.db();
+    let conn = db.sqlite().unwrap();
     // The CHECK constraint would refuse the value; a newer schema might not.
     conn.execute_batch("PRAGMA ignore_check_constraints = ON")
         .unwrap();
