@@ -63,7 +63,11 @@ pub fn pipeline_actions(cfg: &Config) -> Result<ActionRegistry, BuildError> {
 }
 
 pub fn open_store(cfg: &Config) -> Result<Store, StoreError> {
-    if let Some(dir) = cfg.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let file_dir = match crate::store::is_db_url(&cfg.db) {
+        Some(_) => None,
+        None => cfg.db.parent().filter(|d| !d.as_os_str().is_empty()),
+    };
+    if let Some(dir) = file_dir {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
             path: cfg.db.clone(),
             message: format!("cannot create {}: {e}", dir.display()),

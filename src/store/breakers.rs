@@ -76,7 +76,7 @@ mod tests {
             clock: Arc::new(clock.clone()),
             ..Default::default()
         };
-        let path = dir.path().join("b.db");
+        let path = crate::store::pg::test_db(dir.path(), "b.db");
         let s = Store::open(&path, &opts).unwrap();
         let open = BreakerRecord {
             model: "u|m".into(),

@@ -98,27 +98,11 @@ impl ConnGuard {
 }
 
 impl Store {
-    /// Open (creating if needed) and migrate the database at `path`.
+    /// Open (creating if needed) and migrate the database at `path`: a
+    /// SQLite file, or a PostgreSQL database when `path` is a
+    /// `postgres://` URL (see [`is_db_url`]).
     pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         Self::open_to(path, opts, None)
-    }
-
-    /// Open the database `target` names: a `postgres://` (or
-    /// `postgresql://`) URL selects PostgreSQL, anything else is a SQLite
-    /// file path.
-    pub fn open_target(target: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
-        if super::pg::is_url(target) {
-            let wake = Arc::new(tokio::sync::Notify::new());
-            let (backend, name, clock) = super::pg::PgBackend::open(target, opts, &wake)?;
-            Ok(Store {
-                backend: Backend::Postgres(backend),
-                path: PathBuf::from(name),
-                clock,
-                wake,
-            })
-        } else {
-            Store::open(Path::new(target), opts)
-        }
     }
 
     /// Open and migrate only up to schema `version` (tests of upgrades).
@@ -127,6 +111,16 @@ impl Store {
         opts: &StoreOptions,
         version: Option<i64>,
     ) -> Result<Store, StoreError> {
+        if let Some(url) = is_db_url(path) {
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let (backend, name, clock) = super::pg::PgBackend::open_to(url, opts, &wake, version)?;
+            return Ok(Store {
+                backend: Backend::Postgres(backend),
+                path: PathBuf::from(name),
+                clock,
+                wake,
+            });
+        }
         check_db_path(path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
@@ -370,6 +364,13 @@ impl Store {
                 .map_err(|e| self.err("integrity check", e)),
         })
     }
+}
+
+/// The PostgreSQL URL `db` holds, when it is one (`postgres://…` or
+/// `postgresql://…`); None for a SQLite file path. Config, `RUNNER_DB` and
+/// `--db` all take either.
+pub fn is_db_url(db: &Path) -> Option<&str> {
+    db.to_str().filter(|s| super::pg::is_url(s)).map(str::trim)
 }
 
 fn configure(c: &Connection, opts: &StoreOptions) -> Result<(), rusqlite::Error> {

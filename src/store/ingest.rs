@@ -7,6 +7,7 @@
 
 use super::db::Store;
 use super::error::StoreError;
+use super::sql::Dialect;
 use rusqlite::{named_params, params};
 
 /// A queued paper found by [`Store::queued_version`].
@@ -29,20 +30,29 @@ impl Store {
     ) -> Result<Option<QueuedPaper>, StoreError> {
         let mut guard = self.conn()?;
         let conn = guard.db();
-        // GLOB, not LIKE: `_` is a LIKE wildcard, and ids never contain
-        // GLOB's `*?[]`.
-        conn.one(
-            "SELECT id, status FROM executions
-             WHERE arxiv_id = :id OR arxiv_id = :base OR arxiv_id GLOB :base || 'v[0-9]*'
-             ORDER BY arxiv_id = :id DESC, arxiv_id LIMIT 1",
-            named_params! {":id": arxiv_id, ":base": base},
-            |r| {
-                Ok(QueuedPaper {
-                    id: r.get("id")?,
-                    status: r.get("status")?,
-                })
-            },
-        )
+        // A versioned id is the base, `v`, then a digit. SQLite: GLOB, not
+        // LIKE (`_` is a LIKE wildcard, and ids never contain GLOB's
+        // `*?[]`); PostgreSQL: a prefix test, then the digit.
+        let sql = match conn.dialect() {
+            Dialect::Sqlite => {
+                "SELECT id, status FROM executions
+                 WHERE arxiv_id = :id OR arxiv_id = :base OR arxiv_id GLOB :base || 'v[0-9]*'
+                 ORDER BY arxiv_id = :id DESC, arxiv_id LIMIT 1"
+            }
+            Dialect::Postgres => {
+                "SELECT id, status FROM executions
+                 WHERE arxiv_id = :id OR arxiv_id = :base
+                    OR (starts_with(arxiv_id, :base || 'v')
+                        AND substr(arxiv_id, length(:base) + 2, 1) BETWEEN '0' AND '9')
+                 ORDER BY arxiv_id = :id DESC, arxiv_id LIMIT 1"
+            }
+        };
+        conn.one(sql, named_params! {":id": arxiv_id, ":base": base}, |r| {
+            Ok(QueuedPaper {
+                id: r.get("id")?,
+                status: r.get("status")?,
+            })
+        })
         .map_err(|e| self.err("looking up paper", e))
     }
 
@@ -83,7 +93,11 @@ mod tests {
     #[test]
     fn versions_of_a_paper_are_found_exact_id_first() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("i.db"), &Default::default()).unwrap();
+        let s = Store::open(
+            &crate::store::pg::test_db(dir.path(), "i.db"),
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(s.queued_version("2401.01234", "2401.01234").unwrap(), None);
         assert!(s.queued_arxiv_ids().unwrap().is_empty());
         let v2 = add(&s, "2401.01234v2");

@@ -26,7 +26,7 @@ pub use breakers::BreakerRecord;
 pub use checkpointer::{crash_now, to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_SIGNAL};
 pub use checkpoints::{prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use clock::{timestamp_text, Clock, ManualClock, SystemClock};
-pub use db::{Store, StoreOptions, Synchronous};
+pub use db::{is_db_url, Store, StoreOptions, Synchronous};
 pub use error::StoreError;
 pub use ingest::QueuedPaper;
 pub use leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};

@@ -370,9 +370,9 @@ impl Store {
         let conn = guard.db();
         let rows = conn
             .all(
-                "SELECT model, status, COUNT(*) AS n, COALESCE(SUM(prompt_tokens), 0) AS prompt,
-                        COALESCE(SUM(completion_tokens), 0) AS completion,
-                        SUM(http_status = 429 OR error_kind = 'rate_limit') AS limited
+                "SELECT model, status, COUNT(*) AS n, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt,
+                        CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion,
+                        CAST(SUM(CASE WHEN http_status = 429 OR error_kind = 'rate_limit' THEN 1 ELSE 0 END) AS BIGINT) AS limited
                  FROM llm_calls GROUP BY model, status ORDER BY model, status",
                 params![],
                 |r| {
@@ -475,7 +475,7 @@ mod tests {
             clock: std::sync::Arc::new(clock.clone()),
             ..StoreOptions::default()
         };
-        let s = Store::open(&dir.path().join("o.db"), &opts).unwrap();
+        let s = Store::open(&crate::store::pg::test_db(dir.path(), "o.db"), &opts).unwrap();
         (dir, s, clock)
     }
 

@@ -52,14 +52,18 @@ impl Store {
                                   THEN excluded.reason ELSE model_pauses.reason END,
                     paused_until = CASE WHEN model_pauses.paused_until <= ?6
                                         THEN excluded.paused_until
-                                        ELSE MAX(model_pauses.paused_until, excluded.paused_until) END,
+                                        WHEN excluded.paused_until > model_pauses.paused_until
+                                        THEN excluded.paused_until
+                                        ELSE model_pauses.paused_until END,
                     updated_at = excluded.updated_at",
-                params![model, provider, until_ms, reason, self.now_text(), now_ms])
+                params![model, provider, until_ms, reason, self.now_text(), now_ms],
+            )
             .map_err(|e| self.err("saving model pause", e))?;
             tx.row(
                 "SELECT paused_until FROM model_pauses WHERE model = ?1",
                 params![model],
-                |r| r.get("paused_until"))
+                |r| r.get("paused_until"),
+            )
             .map_err(|e| self.err("saving model pause", e))
         })
     }
@@ -95,7 +99,11 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("p.db"), &Default::default()).unwrap();
+        let s = Store::open(
+            &crate::store::pg::test_db(dir.path(), "p.db"),
+            &Default::default(),
+        )
+        .unwrap();
         (dir, s)
     }
 

@@ -452,3 +452,44 @@ mod tests {
         assert_eq!(redact("postgresql://h/db"), "postgresql://h/db");
     }
 }
+
+/// Environment variable naming the PostgreSQL server tests may use
+/// (`postgres://root@127.0.0.1/test`); `.ci/run` sets it.
+pub const TEST_PG_ENV: &str = "RUNNER_TEST_PG";
+
+/// Environment variable that moves the store tests onto PostgreSQL
+/// (`postgres`): `.ci/run` runs the store's own tests a second time with
+/// it, so both backends pass the same contract.
+pub const TEST_BACKEND_ENV: &str = "PAPER_RUNNER_TEST_BACKEND";
+
+/// A fresh, empty PostgreSQL schema on the server `base` names, as a URL
+/// whose connections use it (`search_path`): each test gets its own
+/// database namespace without the cost of `CREATE DATABASE`.
+pub fn fresh_schema_url(base: &str) -> Result<String, String> {
+    let mut client = base
+        .parse::<postgres::Config>()
+        .map_err(|e| e.to_string())?
+        .connect(postgres::NoTls)
+        .map_err(|e| pg_reason(&e))?;
+    let schema = format!("prt_{:016x}", fastrand::u64(..));
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .map_err(|e| pg_reason(&e))?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-csearch_path%3D{schema}"))
+}
+
+/// Where a store test keeps its database: `dir/name` (SQLite), or a fresh
+/// PostgreSQL schema when [`TEST_BACKEND_ENV`] is `postgres` and
+/// [`TEST_PG_ENV`] names a server. Not for product code.
+#[doc(hidden)]
+pub fn test_db(dir: &Path, name: &str) -> PathBuf {
+    let pg = std::env::var(TEST_BACKEND_ENV).is_ok_and(|v| v == "postgres");
+    match (pg, std::env::var(TEST_PG_ENV)) {
+        (true, Ok(base)) if !base.trim().is_empty() => match fresh_schema_url(base.trim()) {
+            Ok(url) => PathBuf::from(url),
+            Err(e) => panic!("{TEST_BACKEND_ENV}=postgres but {TEST_PG_ENV} is unusable: {e}"),
+        },
+        _ => dir.join(name),
+    }
+}

@@ -5,6 +5,7 @@
 
 use super::db::Store;
 use super::error::StoreError;
+use super::sql::Dialect;
 use rusqlite::params;
 
 /// One checkpoint, as the transition-overhead measurement reads it.
@@ -68,9 +69,14 @@ impl Store {
         let conn = guard.db();
         let mut out = Vec::new();
         for (table, column) in MEASURED_COLUMNS {
-            let sql = format!(
-                "SELECT COALESCE(SUM(LENGTH(CAST({column} AS BLOB))), 0) AS bytes FROM {table}"
-            );
+            let sql = match conn.dialect() {
+                Dialect::Sqlite => format!(
+                    "SELECT COALESCE(SUM(LENGTH(CAST({column} AS BLOB))), 0) AS bytes FROM {table}"
+                ),
+                Dialect::Postgres => format!(
+                    "SELECT CAST(COALESCE(SUM(octet_length({column})), 0) AS BIGINT) AS bytes FROM {table}"
+                ),
+            };
             let n: i64 = conn
                 .row(&sql, params![], |r| r.get("bytes"))
                 .map_err(|e| self.err("measuring columns", e))?;
@@ -84,16 +90,22 @@ impl Store {
     pub fn llm_call_volume(&self) -> Result<(u64, u64), StoreError> {
         let mut guard = self.conn()?;
         let conn = guard.db();
-        conn.row(
-            "SELECT (SELECT COUNT(*) FROM llm_calls) AS calls,
+        let sql = match conn.dialect() {
+            Dialect::Sqlite => {
+                "SELECT (SELECT COUNT(*) FROM llm_calls) AS calls,
                     (SELECT SUM(LENGTH(CAST(json_extract(response, '$.content') AS BLOB)))
-                       FROM llm_calls WHERE status = 'ok') AS output_bytes",
-            params![],
-            |r| {
-                let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
-                Ok((n(r.get("calls")?), n(r.get("output_bytes")?)))
-            },
-        )
+                       FROM llm_calls WHERE status = 'ok') AS output_bytes"
+            }
+            Dialect::Postgres => {
+                "SELECT (SELECT COUNT(*) FROM llm_calls) AS calls,
+                    (SELECT CAST(SUM(octet_length(CAST(response AS jsonb) ->> 'content')) AS BIGINT)
+                       FROM llm_calls WHERE status = 'ok') AS output_bytes"
+            }
+        };
+        conn.row(sql, params![], |r| {
+            let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+            Ok((n(r.get("calls")?), n(r.get("output_bytes")?)))
+        })
         .map_err(|e| self.err("reading the ledger", e))
     }
 }
@@ -105,7 +117,11 @@ mod tests {
     #[test]
     fn an_empty_database_measures_zero() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.db"), &Default::default()).unwrap();
+        let s = Store::open(
+            &crate::store::pg::test_db(dir.path(), "s.db"),
+            &Default::default(),
+        )
+        .unwrap();
         assert!(s.checkpoint_timings().unwrap().is_empty());
         assert_eq!(s.llm_call_volume().unwrap(), (0, 0));
         let cols = s.column_bytes().unwrap();

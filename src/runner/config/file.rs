@@ -224,8 +224,11 @@ fn resolve_paths(config: &mut Config, table: &toml::Table, base: &Path) {
         }
     };
     // Required paths have defaults: resolve only those the file sets.
+    // A PostgreSQL URL is not a path.
+    if table.contains_key("db") && crate::store::is_db_url(&config.db).is_none() {
+        resolve(&mut config.db);
+    }
     for (key, field) in [
-        ("db", &mut config.db),
         ("machines_dir", &mut config.machines_dir),
         ("pdf_dir", &mut config.pdf_dir),
         ("reports_dir", &mut config.reports_dir),

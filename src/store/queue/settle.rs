@@ -140,7 +140,7 @@ impl Store {
             tx.exec(
                 &format!(
                     "UPDATE executions SET status = ?2, owner_id = NULL, lease_until = NULL,
-                        {col} = MAX({col} - 1, 0), updated_at = ?3 WHERE id = ?1"
+                        {col} = CASE WHEN {col} > 0 THEN {col} - 1 ELSE 0 END, updated_at = ?3 WHERE id = ?1"
                 ),
                 params![c.id, c.phase.from_status(), self.now_text()],
             )
