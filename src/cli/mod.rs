@@ -10,6 +10,7 @@ mod durable;
 pub mod exit;
 mod extract;
 mod machine;
+mod migrate_db;
 #[cfg(feature = "tooling")]
 mod mock_llm;
 mod papers;
@@ -85,6 +86,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Remove old checkpoints and unreferenced blobs; optionally back up.
     Prune(prune::PruneArgs),
+    /// Copy a SQLite runner database into an empty PostgreSQL database.
+    MigrateDb(migrate_db::MigrateDbArgs),
     /// Extract and clean the text of one PDF (what the prompts will see).
     Extract(extract::ExtractArgs),
     /// Measure performance.
@@ -226,6 +229,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
     match command {
         Command::Machine(cmd) => machine::run(cmd),
         Command::Prune(a) => prune::run(cli.config, a),
+        Command::MigrateDb(a) => migrate_db::run(a),
         Command::Add(a) => add::run(cli.config, a),
         #[cfg(feature = "tooling")]
         Command::Demo(a) => demo::run(a),

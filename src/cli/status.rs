@@ -34,7 +34,7 @@ pub fn open_existing(config: Option<&Path>, db: Option<&Path>) -> Result<(Config
     if let Some(db) = db {
         cfg.db = db.to_path_buf();
     }
-    if crate::store::is_db_url(&cfg.db).is_none() && !cfg.db.exists() {
+    if paper_runner::store::is_db_url(&cfg.db).is_none() && !cfg.db.exists() {
         return Err(Failure::new(
             Code::Usage,
             format!(

@@ -96,6 +96,9 @@ pub struct InFlightPaper {
     pub phase: String,
     pub attempt: u32,
     pub owner: Option<String>,
+    /// The host the owner runs on (the first part of its id): with several
+    /// runners on one PostgreSQL database, whose work this is.
+    pub host: Option<String>,
     pub phase_execution: Option<String>,
     /// The phase machine's current state, from its latest checkpoint: the
     /// state entered, or the next state after an exit (None before the
@@ -326,6 +329,11 @@ fn in_flight(w: WorkingRow, now: DateTime<Utc>) -> InFlightPaper {
         status: w.status.to_string(),
         phase,
         attempt: w.attempt,
+        host: w
+            .owner_id
+            .as_deref()
+            .and_then(|o| o.split(':').next())
+            .map(str::to_string),
         owner: w.owner_id,
         phase_execution: w.phase_execution,
         state,
@@ -747,7 +755,17 @@ pub fn render_human(r: &StatusReport) -> String {
     if r.in_flight.is_empty() {
         let _ = writeln!(o, "in flight: none");
     } else {
-        let _ = writeln!(o, "in flight: {}", r.in_flight.len());
+        let mut hosts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for f in &r.in_flight {
+            *hosts.entry(f.host.as_deref().unwrap_or("-")).or_default() += 1;
+        }
+        let by_host: Vec<String> = hosts.iter().map(|(h, n)| format!("{h} {n}")).collect();
+        let _ = writeln!(
+            o,
+            "in flight: {} (by host: {})",
+            r.in_flight.len(),
+            by_host.join(", ")
+        );
         let _ = writeln!(
             o,
             "  {:<16} {:<9} {:>3} {:<20} {:>7} OWNER",

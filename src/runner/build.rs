@@ -82,6 +82,11 @@ pub fn open_store(cfg: &Config) -> Result<Store, StoreError> {
             } else {
                 Synchronous::Normal
             },
+            // A test hook (see `store::SKEW_ENV`); the real clock otherwise.
+            clock: match crate::store::SkewedClock::from_env() {
+                Some(c) => std::sync::Arc::new(c),
+                None => std::sync::Arc::new(crate::store::SystemClock),
+            },
             ..StoreOptions::default()
         },
     )

@@ -240,8 +240,13 @@ impl Scheduler {
                 wait = wait.min(b.max(Duration::from_millis(20)));
             }
             let idle_wait = tokio::time::sleep(wait);
+            // Work added or freed (here, or on PostgreSQL by any host)
+            // ends an idle wait at once instead of at the next poll.
+            let wake = self.env.store.wake();
+            let woken = wake.notified();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = woken, if tasks.len() < self.settings.workers.max(1) => {}
                 done = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     if let Some(done) = done {
                         self.record(done, &mut claims, &mut running, &mut summary).await;

@@ -47,6 +47,40 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock off by a fixed amount: a host whose clock is wrong.
+/// Only built from [`SKEW_ENV`], so tests can run processes whose clocks
+/// disagree and check that the PostgreSQL backend, which corrects every
+/// host to the server's clock, keeps fencing and the reaper right.
+#[derive(Debug, Clone, Copy)]
+pub struct SkewedClock {
+    pub skew_ms: i64,
+}
+
+/// Test hook: a process started with this variable (milliseconds, at most
+/// a day either way) runs on a [`SkewedClock`].
+pub const SKEW_ENV: &str = "PAPER_RUNNER_TEST_CLOCK_SKEW_MS";
+
+impl SkewedClock {
+    /// The clock [`SKEW_ENV`] asks for, if it is set to a valid value.
+    pub fn from_env() -> Option<SkewedClock> {
+        let v = std::env::var(SKEW_ENV).ok()?;
+        let skew_ms = v.trim().parse::<i64>().ok()?;
+        (skew_ms.abs() <= 86_400_000).then_some(SkewedClock { skew_ms })
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms().saturating_add(self.skew_ms)
+    }
+
+    fn now_us(&self) -> i64 {
+        SystemClock
+            .now_us()
+            .saturating_add(self.skew_ms.saturating_mul(1000))
+    }
+}
+
 /// A Unix time in microseconds as the store's text timestamp: RFC 3339,
 /// UTC, fixed width (`2024-05-01T12:00:00.000000Z`), so text order is time
 /// order. Out-of-range values clamp to the representable range.

@@ -89,10 +89,10 @@ impl ConnGuard {
     pub(super) fn db(&mut self) -> Db<'_> {
         match self {
             ConnGuard::Lite(c) => Db::lite(c),
-            ConnGuard::Pg(c) => {
-                let super::sql::PgConn { client, statements } = &mut ***c;
-                Db::pg(client, statements)
-            }
+            ConnGuard::Pg(c) => match c.parts() {
+                Some((client, statements)) => Db::pg(client, statements),
+                None => Db::closed(),
+            },
         }
     }
 }
@@ -245,10 +245,11 @@ impl Store {
         f: impl FnOnce(&Db<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match &self.backend {
-            Backend::Sqlite { .. } | Backend::Postgres(_) => {
+            Backend::Sqlite { .. } => {
                 let mut guard = self.conn()?;
                 f(&guard.db())
             }
+            Backend::Postgres(pg) => pg.read(self, f),
         }
     }
 

@@ -120,6 +120,25 @@ impl StoreError {
         }
     }
 
+    /// A PostgreSQL connection that was closed under the store (server
+    /// restart, `pg_terminate_backend`, a cut network): nothing was
+    /// committed, and a new connection may well succeed.
+    pub fn is_connection_lost(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            StoreError::Postgres { source, .. } => {
+                source.is_closed()
+                    || matches!(
+                        source.code(),
+                        Some(c) if *c == SqlState::ADMIN_SHUTDOWN
+                            || *c == SqlState::CRASH_SHUTDOWN
+                            || *c == SqlState::CONNECTION_FAILURE
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// Wrap a SQLite error, classifying read-only and corrupt files.
     pub fn sqlite(path: &std::path::Path, context: &str, e: rusqlite::Error) -> StoreError {
         use rusqlite::ErrorCode;

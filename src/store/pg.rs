@@ -29,7 +29,6 @@ use super::db::{Store, StoreOptions};
 use super::error::StoreError;
 use super::sql::{Db, PgConn};
 use postgres::fallible_iterator::FallibleIterator;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
@@ -108,18 +107,18 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn {
-            client: self.config.connect(postgres::NoTls)?,
-            statements: HashMap::new(),
-        })
+        Ok(PgConn::new(self.config.connect(postgres::NoTls)?))
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+        match conn.client() {
+            Some(c) => c.simple_query("").map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.client.is_closed()
+        conn.client().is_none_or(|c| c.is_closed())
     }
 }
 
@@ -170,17 +169,19 @@ pub struct PgBackend {
 }
 
 impl PgBackend {
-    /// Connect, migrate, start the listener; returns the backend, the
-    /// redacted URL (the store's "path") and the clock to use.
-    pub(super) fn open(
+    /// Connect, migrate (up to `version`, all by default), start the
+    /// listener; returns the backend, the redacted URL (the store's
+    /// "path") and the clock to use.
+    pub(super) fn open_to(
         url: &str,
         opts: &StoreOptions,
         wake: &Arc<tokio::sync::Notify>,
+        version: Option<i64>,
     ) -> Result<(PgBackend, String, Arc<dyn Clock>), StoreError> {
-        Self::open_to(url, opts, wake, None)
+        blocking(|| Self::connect(url, opts, wake, version))
     }
 
-    pub(super) fn open_to(
+    fn connect(
         url: &str,
         opts: &StoreOptions,
         wake: &Arc<tokio::sync::Notify>,
@@ -197,7 +198,9 @@ impl PgBackend {
             config.connect_timeout(Duration::from_secs(10));
         }
         if config.get_application_name().is_none() {
-            config.application_name("paper-runner");
+            // The process id lets an operator (or a test) find one host's
+            // connections in pg_stat_activity.
+            config.application_name(&format!("paper-runner/{}", std::process::id()));
         }
         // Connect once directly, so an unreachable server or a missing
         // database is reported as such before the pool starts retrying.
@@ -241,14 +244,39 @@ impl PgBackend {
         &self,
         store: &Store,
     ) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Pool {
+        blocking(|| self.pool.get()).map_err(|e| StoreError::Pool {
             path: store.path.clone(),
             message: e.to_string(),
             source: e,
         })
     }
 
+    /// Reads on a pooled connection (see [`blocking`]).
+    pub(super) fn read<T>(
+        &self,
+        store: &Store,
+        f: impl FnOnce(&Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        blocking(|| {
+            let mut conn = self.conn(store)?;
+            match conn.parts() {
+                Some((client, statements)) => f(&Db::pg(client, statements)),
+                None => f(&Db::closed()),
+            }
+        })
+    }
+
     pub(super) fn write<T>(
+        &self,
+        store: &Store,
+        what: &str,
+        isolation: Isolation,
+        f: impl FnMut(&Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        blocking(|| self.write_now(store, what, isolation, f))
+    }
+
+    fn write_now<T>(
         &self,
         store: &Store,
         what: &str,
@@ -258,22 +286,31 @@ impl PgBackend {
         let mut conn = self.conn(store)?;
         let mut attempt = 0u32;
         loop {
-            let PgConn { client, statements } = &mut *conn;
             let level = match isolation {
                 Isolation::Serializable => postgres::IsolationLevel::Serializable,
                 Isolation::ReadCommitted => postgres::IsolationLevel::ReadCommitted,
             };
-            let mut tx = client
-                .build_transaction()
-                .isolation_level(level)
-                .start()
-                .map_err(|e| store.err(what, e))?;
-            let out = f(&Db::pg(&mut tx, statements));
-            let result = match out {
-                Ok(v) => tx.commit().map(|()| v).map_err(|e| store.err(what, e)),
-                Err(e) => Err(e), // dropping `tx` rolls it back
+            let result = match conn.parts() {
+                None => Err(store.err(what, super::sql::DbError::closed())),
+                Some((client, statements)) => {
+                    match client.build_transaction().isolation_level(level).start() {
+                        Err(e) => Err(store.err(what, e)),
+                        Ok(mut tx) => match f(&Db::pg(&mut tx, statements)) {
+                            Ok(v) => tx.commit().map(|()| v).map_err(|e| store.err(what, e)),
+                            Err(e) => Err(e), // dropping `tx` rolls it back
+                        },
+                    }
+                }
             };
             match result {
+                Err(e) if e.is_connection_lost() && attempt < 3 => {
+                    // Nothing was committed; take another connection (the
+                    // pool replaces broken ones) and run it again.
+                    attempt += 1;
+                    tracing::warn!(error = %e, "PostgreSQL connection lost; retrying on a new one");
+                    drop(conn);
+                    conn = self.conn(store)?;
+                }
                 Err(e) if e.is_conflict() && attempt < CONFLICT_RETRIES => {
                     attempt += 1;
                     // Jittered, growing pause so conflicting hosts do not
@@ -284,6 +321,21 @@ impl PgBackend {
                 other => return other,
             }
         }
+    }
+}
+
+/// Run blocking client work. The `postgres` client drives its connection
+/// on a runtime of its own, which tokio refuses to start on an async
+/// worker thread; store work normally arrives through `Store::run` (a
+/// blocking-pool thread, where this is a no-op), but a store call made
+/// straight from async code must not panic: on a multi-threaded runtime
+/// the worker is handed over for the call (`block_in_place`).
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -432,27 +484,6 @@ fn listen(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_told_from_paths_and_passwords_are_dropped() {
-        assert!(is_url("postgres://u@h/db"));
-        assert!(is_url("postgresql://h/db"));
-        assert!(!is_url("data/runner.db"));
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u@h:5432/db"
-        );
-        assert_eq!(
-            redact("postgres://h/db?password=x&sslmode=disable"),
-            "postgres://h/db?sslmode=disable"
-        );
-        assert_eq!(redact("postgresql://h/db"), "postgresql://h/db");
-    }
-}
-
 /// Environment variable naming the PostgreSQL server tests may use
 /// (`postgres://root@127.0.0.1/test`); `.ci/run` sets it.
 pub const TEST_PG_ENV: &str = "RUNNER_TEST_PG";
@@ -491,5 +522,26 @@ pub fn test_db(dir: &Path, name: &str) -> PathBuf {
             Err(e) => panic!("{TEST_BACKEND_ENV}=postgres but {TEST_PG_ENV} is unusable: {e}"),
         },
         _ => dir.join(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_told_from_paths_and_passwords_are_dropped() {
+        assert!(is_url("postgres://u@h/db"));
+        assert!(is_url("postgresql://h/db"));
+        assert!(!is_url("data/runner.db"));
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u@h:5432/db"
+        );
+        assert_eq!(
+            redact("postgres://h/db?password=x&sslmode=disable"),
+            "postgres://h/db?sslmode=disable"
+        );
+        assert_eq!(redact("postgresql://h/db"), "postgresql://h/db");
     }
 }

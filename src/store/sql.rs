@@ -45,6 +45,11 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// A query on a connection that is gone.
+    pub fn closed() -> DbError {
+        DbError::Sqlite(rusqlite::Error::InvalidQuery)
+    }
+
     /// A statement that found no row where one was required.
     pub fn no_rows() -> DbError {
         DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows)
@@ -55,11 +60,55 @@ impl DbError {
 /// connection keeps its own: a statement is prepared once per connection,
 /// not once per call).
 pub struct PgConn {
-    pub(super) client: postgres::Client,
-    pub(super) statements: HashMap<String, postgres::Statement>,
+    /// None only while being dropped (see the `Drop` impl).
+    client: Option<postgres::Client>,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+impl PgConn {
+    pub(super) fn new(client: postgres::Client) -> PgConn {
+        PgConn {
+            client: Some(client),
+            statements: HashMap::new(),
+        }
+    }
+
+    pub(super) fn client(&mut self) -> Option<&mut postgres::Client> {
+        self.client.as_mut()
+    }
+
+    /// The client and its statement cache, for a [`Db`].
+    pub(super) fn parts(
+        &mut self,
+    ) -> Option<(
+        &mut postgres::Client,
+        &mut HashMap<String, postgres::Statement>,
+    )> {
+        let PgConn { client, statements } = self;
+        client.as_mut().map(|c| (c, statements))
+    }
+}
+
+/// Closing a `postgres::Client` runs its private runtime, which tokio
+/// refuses on an async worker thread (a pooled connection dropped there, or
+/// the pool dropped at the end of `main`): such a client is closed on a
+/// thread of its own.
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let (Some(c), Ok(_)) = (self.client.take(), tokio::runtime::Handle::try_current()) {
+            let closed = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(c));
+            if let Err(e) = closed {
+                tracing::debug!(error = %e, "cannot close a PostgreSQL connection cleanly");
+            }
+        }
+    }
 }
 
 enum Handle<'a> {
+    /// A pooled PostgreSQL connection that is gone: every query fails.
+    Closed,
     Lite(&'a rusqlite::Connection),
     Pg(
         RefCell<&'a mut (dyn PgClient + 'a)>,
@@ -198,6 +247,13 @@ impl<'a> Db<'a> {
         }
     }
 
+    /// A handle whose connection is gone (every query is an error).
+    pub(super) fn closed() -> Db<'a> {
+        Db {
+            handle: Handle::Closed,
+        }
+    }
+
     /// A PostgreSQL transaction (or, for reads, the bare client) with its
     /// connection's statement cache.
     pub(super) fn pg(
@@ -212,7 +268,7 @@ impl<'a> Db<'a> {
     pub fn dialect(&self) -> Dialect {
         match self.handle {
             Handle::Lite(_) => Dialect::Sqlite,
-            _ => Dialect::Postgres,
+            Handle::Pg(..) | Handle::Closed => Dialect::Postgres,
         }
     }
 
@@ -240,7 +296,8 @@ impl<'a> Db<'a> {
     pub fn batch(&self, sql: &str) -> Result<(), DbError> {
         match &self.handle {
             Handle::Lite(c) => Ok(c.execute_batch(sql)?),
-            Handle::Pg(c, _) => Ok(c.borrow_mut().batch(sql)?),
+            Handle::Pg(c, _) => Ok(super::pg::blocking(|| c.borrow_mut().batch(sql))?),
+            Handle::Closed => Err(DbError::closed()),
         }
     }
 
@@ -330,12 +387,13 @@ impl<'a> Db<'a> {
             values.iter().map(|v| v as &(dyn PgToSql + Sync)).collect();
         match &self.handle {
             Handle::Lite(_) => unreachable_lite(),
-            Handle::Pg(c, cache) => {
+            Handle::Closed => Err(DbError::closed()),
+            Handle::Pg(c, cache) => super::pg::blocking(|| {
                 let mut c = c.borrow_mut();
                 let mut cache = cache.borrow_mut();
                 let st = prepared(&mut **c, &mut cache, sql)?;
                 Ok(run(&mut **c, &st, &refs)?)
-            }
+            }),
         }
     }
 }

@@ -10,14 +10,14 @@ impl Site {
     /// Every paper done, each phase finished exactly once per paper, one
     /// report per paper, the provider's request count equal to the ledger's
     /// sent rows, and no successful call paid twice.
-    fn assert_all_done_once(&self, n: usize, killed: bool) {
+    pub fn assert_all_done_once(&self, n: usize, killed: bool) {
         let statuses = self.statuses();
         assert_eq!(statuses.len(), n);
         for (id, s) in &statuses {
             assert_eq!(s, "done", "{id} is {s}");
         }
         let dup_finishes = self.scalar(
-            "SELECT COUNT(*) FROM (SELECT execution_id, phase FROM execution_events WHERE kind = 'finished' GROUP BY 1, 2 HAVING COUNT(*) > 1)",
+            "SELECT COUNT(*) FROM (SELECT execution_id, phase FROM execution_events WHERE kind = 'finished' GROUP BY 1, 2 HAVING COUNT(*) > 1) AS t",
         );
         assert_eq!(dup_finishes, 0, "a phase finished twice");
         assert_eq!(
@@ -26,7 +26,7 @@ impl Site {
         );
         assert_eq!(self.reports().len(), n, "{:?}", self.reports());
         let paid_twice = self.scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM llm_calls WHERE status = 'ok' GROUP BY execution_id, state, step, sample, request_hash HAVING COUNT(*) > 1)",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM llm_calls WHERE status = 'ok' GROUP BY execution_id, state, step, sample, request_hash HAVING COUNT(*) > 1) AS t",
         );
         assert_eq!(paid_twice, 0, "a successful call was paid twice");
         let served = self.mock.stats().requests as i64;
@@ -42,12 +42,7 @@ impl Site {
             assert_eq!(served, settled, "provider requests must equal ledger rows");
             assert_eq!(settled, sent_or_reserved);
         }
-        assert_eq!(
-            self.conn()
-                .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
-                .unwrap(),
-            "ok"
-        );
+        assert_eq!(self.store().integrity_check().unwrap(), "ok");
     }
 }
 

@@ -38,6 +38,7 @@ mod hostile_pause;
 mod hostile_sched;
 mod hostile_shell;
 mod ops;
+mod postgres;
 mod prop_config;
 
 // LLM calls against the mock provider.

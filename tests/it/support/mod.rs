@@ -60,3 +60,34 @@ pub fn signal(pid: &str, sig: &str) {
         .is_ok_and(|s| s.success());
     assert!(sent, "kill {sig} {pid} failed");
 }
+
+/// The PostgreSQL server tests may use (`RUNNER_TEST_PG`), if any.
+pub fn pg_base() -> Option<String> {
+    std::env::var(paper_runner::store::pg::TEST_PG_ENV)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Run blocking PostgreSQL client work from a test, which may be on an
+/// async worker thread (the client refuses to run there otherwise).
+pub fn pg_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// One query's rows on `url` (a [`pg_base`] server or a fresh schema).
+pub fn pg_query(url: &str, sql: &str) -> Vec<postgres::Row> {
+    pg_blocking(|| {
+        let mut c = url
+            .parse::<postgres::Config>()
+            .unwrap()
+            .connect(postgres::NoTls)
+            .unwrap();
+        c.query(sql, &[]).unwrap()
+    })
+}

@@ -28,6 +28,9 @@ pub fn arxiv(i: usize) -> String {
 pub struct Site {
     pub dir: tempfile::TempDir,
     pub mock: MockServer,
+    /// The PostgreSQL database (a fresh schema) the site's runners share,
+    /// when it is a PostgreSQL site ([`Site::postgres`]).
+    pub pg: Option<String>,
 }
 
 impl Site {
@@ -43,7 +46,33 @@ impl Site {
             mock.base_url()
         );
         std::fs::write(dir.path().join("machines/profiles.yml"), profiles).unwrap();
-        Site { dir, mock }
+        Site {
+            dir,
+            mock,
+            pg: None,
+        }
+    }
+
+    /// A site whose runners share a fresh PostgreSQL schema on the server
+    /// `RUNNER_TEST_PG` names, `config` added to its config.toml; None
+    /// (after saying why) when the variable is not set.
+    pub async fn postgres(script: &str, config: &str) -> Option<Site> {
+        let Some(base) = super::pg_base() else {
+            eprintln!(
+                "skipped: RUNNER_TEST_PG is not set (a postgres:// URL of a server tests may use; .ci/run sets it)"
+            );
+            return None;
+        };
+        let url = super::pg_blocking(|| paper_runner::store::pg::fresh_schema_url(&base))
+            .unwrap_or_else(|e| panic!("RUNNER_TEST_PG={base} is unusable: {e}"));
+        let mut site = Site::new(script).await;
+        std::fs::write(
+            site.path().join("config.toml"),
+            format!("db = \"{url}\"\n{config}"),
+        )
+        .unwrap();
+        site.pg = Some(url);
+        Some(site)
     }
 
     /// A site whose config.toml is `config`.
@@ -58,7 +87,10 @@ impl Site {
     }
 
     pub fn db(&self) -> PathBuf {
-        self.path().join("data/runner.db")
+        match &self.pg {
+            Some(url) => PathBuf::from(url),
+            None => self.path().join("data/runner.db"),
+        }
     }
 
     /// The binary in the site directory, with the mock's key and no
@@ -153,11 +185,20 @@ impl Site {
     }
 
     pub fn scalar(&self, sql: &str) -> i64 {
+        if let Some(url) = &self.pg {
+            return super::pg_query(url, sql)[0].get(0);
+        }
         self.conn().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     /// arXiv id → queue status.
     pub fn statuses(&self) -> BTreeMap<String, String> {
+        if let Some(url) = &self.pg {
+            return super::pg_query(url, "SELECT arxiv_id, status FROM executions")
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+        }
         let c = self.conn();
         let mut st = c
             .prepare("SELECT arxiv_id, status FROM executions")
