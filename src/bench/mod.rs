@@ -6,5 +6,6 @@
 //! `testkit` crate.
 
 pub mod checkpoint;
+pub mod multi;
 pub mod pipeline;
 pub mod sys;

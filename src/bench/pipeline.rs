@@ -273,16 +273,16 @@ impl TimedAgent {
 }
 
 /// The mock provider as a child process.
-struct MockChild {
+pub(super) struct MockChild {
     child: tokio::process::Child,
-    base_url: String,
+    pub(super) base_url: String,
     stats_url: String,
     /// Kept open so the child never writes to a closed pipe.
     _stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
 }
 
 impl MockChild {
-    async fn start(exe: &Path, script: &Path) -> Result<MockChild, BenchError> {
+    pub(super) async fn start(exe: &Path, script: &Path) -> Result<MockChild, BenchError> {
         let mut child = tokio::process::Command::new(exe)
             .arg("mock-llm")
             .arg("--listen")
@@ -319,7 +319,7 @@ impl MockChild {
         })
     }
 
-    async fn stats(&self) -> Result<MockStats, BenchError> {
+    pub(super) async fn stats(&self) -> Result<MockStats, BenchError> {
         let resp = reqwest::get(&self.stats_url)
             .await
             .map_err(|e| BenchError::Mock(format!("GET {}: {e}", self.stats_url)))?;
@@ -340,13 +340,13 @@ impl MockChild {
         Some(ticks / sys::clock_ticks()?)
     }
 
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
 }
 
-fn mock_script(o: &PipelineOptions) -> String {
+pub(super) fn mock_script(o: &PipelineOptions) -> String {
     format!(
         "# Written by `runner bench pipeline`.\n\
          latency_ms: {}\njitter_ms: {}\nmodels:\n  {CHEAP_MODEL}: {{rpm: {}}}\n  {EXPENSIVE_MODEL}: {{rpm: {}}}\n",
@@ -355,7 +355,7 @@ fn mock_script(o: &PipelineOptions) -> String {
 }
 
 /// Profiles on the mock provider, paced at the provider's limits.
-fn profiles(base_url: &str, o: &PipelineOptions) -> String {
+pub(super) fn profiles(base_url: &str, o: &PipelineOptions) -> String {
     format!(
         "# Written by `runner bench pipeline`: both profiles on the mock provider,\n\
          # rate_limit = the provider's rpm so the client paces at the limit.\n\
@@ -370,19 +370,19 @@ fn profiles(base_url: &str, o: &PipelineOptions) -> String {
 /// What the queue needs of a generated paper; the laid-out text is
 /// dropped as soon as its PDF is written, so it is not counted as runner
 /// memory.
-struct QueuedPaper {
-    arxiv_id: String,
-    title: String,
-    abstract_text: String,
-    path: PathBuf,
+pub(super) struct QueuedPaper {
+    pub(super) arxiv_id: String,
+    pub(super) title: String,
+    pub(super) abstract_text: String,
+    pub(super) path: PathBuf,
 }
 
-struct Generated {
-    papers: Vec<QueuedPaper>,
+pub(super) struct Generated {
+    pub(super) papers: Vec<QueuedPaper>,
     seconds: f64,
 }
 
-fn generate(dir: &Path, n: usize) -> Result<Generated, BenchError> {
+pub(super) fn generate(dir: &Path, n: usize) -> Result<Generated, BenchError> {
     let started = Instant::now();
     let pdfs = dir.join("papers");
     std::fs::create_dir_all(&pdfs).map_err(io(format!("cannot create {}", pdfs.display())))?;

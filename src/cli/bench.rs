@@ -41,6 +41,14 @@ pub struct PipelineArgs {
     /// Run in (and keep) this directory instead of a temporary one.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run with this many separate `runner` processes sharing one
+    /// database (what several hosts do) instead of in-process.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub processes: Option<usize>,
+    /// The shared database for --processes: an empty PostgreSQL database
+    /// (`postgres://…`) or SQLite file (default: a file in the bench dir).
+    #[arg(long, requires = "processes")]
+    pub db: Option<PathBuf>,
     /// PDFs extracted before the run to estimate extraction CPU per paper.
     #[arg(long, default_value_t = 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000))]
     pub calibration_papers: usize,
@@ -101,6 +109,37 @@ fn bench_pipeline(a: PipelineArgs) -> anyhow::Result<CliResult> {
         progress: !a.json,
     };
     let rt = super::machine::runtime()?;
+    if let Some(processes) = a.processes {
+        let result = rt.block_on(paper_runner::bench::multi::run(
+            &opts,
+            a.db.as_deref(),
+            processes,
+        ));
+        if temp {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let r = result?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!(
+                "{} runner processes × {} workers on {}: {}/{} papers done in {:.1} s",
+                r.processes, r.workers_per_process, r.backend, r.done, r.papers, r.seconds
+            );
+            println!(
+                "papers/min {:.1} (limit bound {:.1}, ratio {:.2}); provider requests {}, 429s {}; phases finished twice: {}",
+                r.papers_per_min, r.limit_bound_papers_per_min, r.ratio_to_limit, r.provider_requests, r.provider_429s, r.duplicate_finishes
+            );
+            for (owner, n) in &r.claims_per_process {
+                println!("  {owner:<40} {n:>6} claims");
+            }
+        }
+        return Ok(if r.done == r.papers as u64 && r.duplicate_finishes == 0 {
+            Ok(())
+        } else {
+            Err(Code::Failure.into())
+        });
+    }
     let result = rt.block_on(pipeline::run(&opts));
     if temp {
         let _ = std::fs::remove_dir_all(&dir);

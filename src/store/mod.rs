@@ -10,6 +10,7 @@ pub mod copy;
 pub mod crawler;
 mod db;
 mod error;
+mod fleet;
 mod ingest;
 mod leases;
 mod ledger;
