@@ -63,6 +63,12 @@ pub fn run(config: Option<PathBuf>, a: PruneArgs) -> CliResult {
         }
     }
     let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
+    if a.backup.is_some() && store.dialect() == paper_runner::store::Dialect::Postgres {
+        return Err(Failure::new(
+            Code::Usage,
+            "--backup writes a SQLite file; back up PostgreSQL with pg_dump; nothing was pruned",
+        ));
+    }
     let policy = PrunePolicy {
         keep_done: days(a.keep_done),
         keep_failed: days(a.keep_failed),

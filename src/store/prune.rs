@@ -154,6 +154,12 @@ impl Store {
     /// `dest` appeared meanwhile; a failed or interrupted backup leaves no
     /// half-written file under the requested name.
     pub fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        if self.dialect() == super::sql::Dialect::Postgres {
+            return Err(StoreError::Invalid(format!(
+                "--backup writes a SQLite file; back up PostgreSQL with pg_dump (e.g. `pg_dump -Fc -f runner.dump {}`)",
+                self.path().display()
+            )));
+        }
         check_backup_target(dest)?;
         let tmp = temp_name(dest);
         let result = self.backup_via(&tmp, dest);
