@@ -52,7 +52,46 @@ impl Breakers {
             }
             p.stored = p.stored.max(r.paused_until_ms);
         }
-        Ok(moved)
+        drop(map);
+        Ok(self.adopt_open_breakers(store)? || moved)
+    }
+
+    /// Adopt breakers another process opened (the `breakers` rows every
+    /// runner on the database writes): an open row whose deadline is later
+    /// than what this runner knows opens the breaker here too, so a storm
+    /// seen by one host stops expensive claims on all. Closing is never
+    /// adopted: each runner closes its own breaker by its own probe once
+    /// the deadline passes. Whether anything changed.
+    fn adopt_open_breakers(&self, store: &Store) -> Result<bool, StoreError> {
+        let now = self.now();
+        let rows = store.breakers()?;
+        let mut changed = false;
+        let mut entries = lock(&self.inner.entries);
+        for row in rows {
+            let Some(until) = row.open_until_ms.filter(|u| *u > now) else {
+                continue;
+            };
+            if row.state != "open" && row.state != "half_open" {
+                continue;
+            }
+            let e = entries
+                .entry(row.model.clone())
+                .or_insert_with(|| super::state::Entry::closed(&row.provider));
+            let known = match e.state {
+                super::state::BreakerState::Open => e.open_until.unwrap_or(i64::MIN),
+                super::state::BreakerState::HalfOpen => continue, // our probe is out
+                super::state::BreakerState::Closed => i64::MIN,
+            };
+            if until > known {
+                e.state = super::state::BreakerState::Open;
+                e.reason = row.reason.clone();
+                e.open_until = Some(until);
+                e.open_count = e.open_count.max(row.open_count);
+                changed = true;
+                tracing::info!(model = %row.model, until_ms = until, "breaker opened by another runner on this database");
+            }
+        }
+        Ok(changed)
     }
 
     /// The provider asked for no calls to `key` for `secs`: remember it and,

@@ -659,3 +659,38 @@ async fn state_changes_are_written_before_the_async_paths_return() {
     b.flush().await;
     assert_eq!(row(&store).state, "closed");
 }
+
+/// A breaker one runner opens stops the other runners on the database at
+/// their next refresh (several hosts on PostgreSQL, or two daemons on one
+/// SQLite file): they adopt the open state and its deadline, never a
+/// shorter one, and close by their own probe afterwards.
+#[tokio::test]
+async fn a_breaker_opened_by_another_runner_is_adopted_on_refresh() {
+    use crate::llm::gate::CallGate;
+    use crate::store::{ManualClock, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = crate::store::pg::test_db(dir.path(), "shared.db");
+    let clock = ManualClock::at(T0);
+    let opts = StoreOptions {
+        clock: Arc::new(clock.clone()),
+        ..Default::default()
+    };
+    let store = Store::open(&path, &opts).unwrap();
+    let a = Breakers::new(Some(store.clone()), BreakerSettings::default()).unwrap();
+    let b = Breakers::new(Some(store.clone()), BreakerSettings::default()).unwrap();
+    assert_eq!(b.state(KEY).state, BreakerState::Closed);
+    let permit = a.before_call(KEY, "p").await;
+    permit.complete(&fail(ErrorKind::PaymentRequired)).await;
+    assert_eq!(a.state(KEY).state, BreakerState::Open);
+    // Refreshes are throttled to one a second.
+    clock.advance(Duration::from_secs(1));
+    b.refresh_pauses().await;
+    let seen = b.state(KEY);
+    assert_eq!(seen.state, BreakerState::Open, "not adopted");
+    assert_eq!(seen.open_until_ms, Some(T0 + 30_000));
+    assert!(b.try_admit(KEY, "p", Duration::from_secs(1)).await.is_err());
+    // Past the deadline the row means nothing more; b probes by itself.
+    clock.advance(Duration::from_secs(30));
+    let probe = b.try_admit(KEY, "p", Duration::from_secs(1)).await.unwrap();
+    assert!(probe.is_probe());
+}
