@@ -36,7 +36,7 @@ impl Store {
         }
         let at =
             ledger_time(DateTime::<Utc>::from_timestamp_millis(self.now_ms()).unwrap_or_default());
-        self.write("saving breaker state", |tx| {
+        self.write_locked("saving breaker state", |tx| {
             const SQL: &str = "INSERT INTO breakers(model, provider, state, reason, open_until, open_count, updated_at)
                      VALUES (:model, :provider, :state, :reason, :open_until, :open_count, :updated_at)
                      ON CONFLICT(model) DO UPDATE SET provider = excluded.provider, state = excluded.state,

@@ -320,7 +320,7 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("cannot serialise config: {e}")))?;
         let hash = blobs::hash_bytes(&body);
         let name = bundle.root().name.clone();
-        self.write("storing config", |tx| {
+        self.write_locked("storing config", |tx| {
             tx.exec(
                 "INSERT INTO configs(hash, machine_name, source_path, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 params![hash, name, source, body, self.now_text()])
@@ -360,7 +360,7 @@ impl Store {
         let encoded = blobs::encode(&Value::Object(input.clone()));
         let input = serde_json::to_string(&encoded.value).unwrap_or_else(|_| "{}".into());
         let hashes: Vec<String> = encoded.blobs.iter().map(|(h, _)| h.clone()).collect();
-        self.write("creating execution", |tx| {
+        self.write_locked("creating execution", |tx| {
             for (hash, data) in &encoded.blobs {
                 tx.exec(PUT_BLOB, params![hash, data.len() as i64, data])
                     .map_err(|e| self.err("storing blob", e))?;
@@ -424,7 +424,7 @@ impl Store {
 
     /// Point an execution tree at another stored config (`--reload-config`).
     pub fn set_config(&self, root_id: &str, config_hash: &str) -> Result<(), StoreError> {
-        self.write("switching config", |tx| {
+        self.write_locked("switching config", |tx| {
             tx.exec(
                 "UPDATE machine_executions SET config_hash = ?2 WHERE root_id = ?1",
                 params![root_id, config_hash],
@@ -451,7 +451,7 @@ impl Store {
         p: &PreparedSnapshot,
         fence: Option<&Fence>,
     ) -> Result<i64, StoreError> {
-        self.write("writing checkpoint", |tx| {
+        self.write_locked("writing checkpoint", |tx| {
             if let Some(f) = fence {
                 f.check(tx, self)?;
             }

@@ -304,12 +304,19 @@ impl Store {
         }
     }
 
-    /// A write whose statements are each atomic on their own and lock the
-    /// rows they change (a claim: one `UPDATE … WHERE id = (SELECT … FOR
-    /// UPDATE SKIP LOCKED)`): READ COMMITTED on PostgreSQL, so claimers on
-    /// many hosts skip each other's rows instead of conflicting; the same
-    /// `BEGIN IMMEDIATE` as [`Store::write`] on SQLite.
-    pub(super) fn write_claim<T>(
+    /// A write whose consistency rests on row locks, not on serializable
+    /// isolation: each statement is atomic on its own (an upsert, an
+    /// update by key), or the row it depends on is locked first
+    /// ([`lock_row`](super::sql::lock_row): the lease of a checkpoint
+    /// write, the paper row of a claim's settle), or the claim search skips
+    /// locked rows (`FOR UPDATE SKIP LOCKED`). READ COMMITTED on
+    /// PostgreSQL — so the hot paths (checkpoints, the ledger, claims) of
+    /// many hosts never abort each other on predicate-lock conflicts — and
+    /// the same `BEGIN IMMEDIATE` as [`Store::write`] on SQLite. Anything
+    /// that reads several rows to decide a write (admission against a
+    /// budget, the reaper, taking a lease that may not exist yet) uses
+    /// [`Store::write`].
+    pub(super) fn write_locked<T>(
         &self,
         what: &str,
         f: impl FnMut(&Db<'_>) -> Result<T, StoreError>,

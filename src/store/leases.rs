@@ -199,7 +199,7 @@ impl Store {
     /// Extend a held lease by its TTL from the store's "now"; `LeaseLost`
     /// if someone else holds it now.
     pub fn renew_lease(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.write("renewing lease", |tx| {
+        self.write_locked("renewing lease", |tx| {
             lease.fence.check(tx, self)?;
             tx.exec(
                 "UPDATE execution_leases SET lease_until = ?2, updated_at = ?3 WHERE execution_id = ?1",
@@ -217,7 +217,7 @@ impl Store {
     /// Give a lease up (only if we still hold it). The row stays, expired,
     /// so the next holder's token is still larger than every earlier one.
     pub fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.write("releasing lease", |tx| {
+        self.write_locked("releasing lease", |tx| {
             tx.exec(
                 "UPDATE execution_leases SET lease_until = 0, updated_at = ?4
                  WHERE execution_id = ?1 AND owner_id = ?2 AND fencing_token = ?3",
@@ -237,7 +237,7 @@ impl Store {
     /// was stopped from outside, so a restart on any host can resume it at
     /// once). A lease someone else took over is left alone.
     pub fn release_lease_of(&self, execution_id: &str, owner: &str) -> Result<(), StoreError> {
-        self.write("releasing lease", |tx| {
+        self.write_locked("releasing lease", |tx| {
             tx.exec(
                 "UPDATE execution_leases SET lease_until = 0, updated_at = ?3
                  WHERE execution_id = ?1 AND owner_id = ?2",

@@ -177,7 +177,7 @@ impl Store {
             CallStatus::Reused => (Some(0.0), Some(CostSource::None.as_str())),
             _ => (None, None),
         };
-        self.write("reserving ledger row", |tx| {
+        self.write_locked("reserving ledger row", |tx| {
             tx.row(
                 "INSERT INTO llm_calls(execution_id, machine, state, step, sample, attempt, agent,
                                        profile, provider, model, request_hash, fallback_from,
@@ -214,7 +214,7 @@ impl Store {
     /// Settle the reserved row `id` with the call's outcome.
     pub fn settle_llm_call(&self, id: i64, s: &LlmSettlement) -> Result<(), StoreError> {
         let at = self.ledger_now();
-        self.write("settling ledger row", |tx| {
+        self.write_locked("settling ledger row", |tx| {
             tx.exec(
                 "UPDATE llm_calls SET status = :status, http_status = :http_status,
                         error_kind = :error_kind, error_message = :error_message,

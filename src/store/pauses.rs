@@ -41,7 +41,7 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        self.write("saving model pause", |tx| {
+        self.write_locked("saving model pause", |tx| {
             tx.exec(
                 "INSERT INTO model_pauses(model, provider, paused_until, reason, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)

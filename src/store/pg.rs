@@ -107,7 +107,14 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn::new(self.config.connect(postgres::NoTls)?))
+        let mut client = self.config.connect(postgres::NoTls)?;
+        // Serializable transactions lock what they read; a sequential scan
+        // (the planner's choice on small tables) locks the whole table and
+        // makes every concurrent writer a conflict. Index scans lock only
+        // the rows and ranges read, so hosts conflict only when they
+        // really touch the same rows.
+        client.batch_execute("SET enable_seqscan = off")?;
+        Ok(PgConn::new(client))
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
@@ -497,6 +504,10 @@ pub const TEST_BACKEND_ENV: &str = "PAPER_RUNNER_TEST_BACKEND";
 /// whose connections use it (`search_path`): each test gets its own
 /// database namespace without the cost of `CREATE DATABASE`.
 pub fn fresh_schema_url(base: &str) -> Result<String, String> {
+    blocking(|| create_schema(base))
+}
+
+fn create_schema(base: &str) -> Result<String, String> {
     let mut client = base
         .parse::<postgres::Config>()
         .map_err(|e| e.to_string())?

@@ -664,7 +664,7 @@ async fn state_changes_are_written_before_the_async_paths_return() {
 /// their next refresh (several hosts on PostgreSQL, or two daemons on one
 /// SQLite file): they adopt the open state and its deadline, never a
 /// shorter one, and close by their own probe afterwards.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breaker_opened_by_another_runner_is_adopted_on_refresh() {
     use crate::llm::gate::CallGate;
     use crate::store::{ManualClock, StoreOptions};

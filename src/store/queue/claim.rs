@@ -133,7 +133,7 @@ impl Store {
         }
         let owner = req.owner.to_string();
         let ttl_ms = ttl_ms(req.ttl);
-        self.write_claim("claiming work", |tx| {
+        self.write_locked("claiming work", |tx| {
             let e = |err| self.err("claiming work", err);
             let now = self.now_ms();
             // Resumable work of any listed phase first, then fresh work;
@@ -186,7 +186,7 @@ impl Store {
     ) -> Result<Option<Claim>, StoreError> {
         let ttl_ms = ttl_ms(ttl);
         let key = id_or_arxiv.trim().to_string();
-        self.write_claim("claiming paper", |tx| {
+        self.write_locked("claiming paper", |tx| {
             let until = lease_deadline_ms(self.now_ms(), ttl);
             let row = tx
                 .one(
@@ -263,7 +263,7 @@ impl Store {
     /// Extend a claim by its TTL from the store's "now"; fails with
     /// `LeaseLost` when it was taken.
     pub fn renew_claim(&self, c: &Claim) -> Result<(), StoreError> {
-        self.write("renewing claim", |tx| {
+        self.write_locked("renewing claim", |tx| {
             self.check_claim(tx, c)?;
             tx.exec(
                 "UPDATE executions SET lease_until = ?2 WHERE id = ?1",
@@ -281,7 +281,7 @@ impl Store {
     /// Record the machine execution driving the claimed phase (so a reaped
     /// claim resumes it instead of starting over).
     pub fn set_phase_execution(&self, c: &Claim, execution: &str) -> Result<(), StoreError> {
-        self.write("recording phase execution", |tx| {
+        self.write_locked("recording phase execution", |tx| {
             self.check_claim(tx, c)?;
             tx.exec(
                 "UPDATE executions SET phase_execution = ?2 WHERE id = ?1",

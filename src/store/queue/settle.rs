@@ -30,7 +30,7 @@ impl Store {
             Phase::Expensive => "expensive_result",
             Phase::Wrap => "wrap_result",
         };
-        self.write("finishing phase", |tx| {
+        self.write_locked("finishing phase", |tx| {
             self.check_claim(tx, c)?;
             for (hash, data) in &encoded.blobs {
                 tx.exec(
@@ -89,7 +89,7 @@ impl Store {
         policy: &RetryPolicy,
         duration_ms: i64,
     ) -> Result<FailOutcome, StoreError> {
-        self.write("failing phase", |tx| {
+        self.write_locked("failing phase", |tx| {
             self.check_claim(tx, c)?;
             let outcome = if retryable && c.attempt < policy.max_attempts {
                 FailOutcome::RetryLater {
@@ -135,7 +135,7 @@ impl Store {
     /// machine execution, so the next claim resumes from the checkpoint.
     pub fn release_claim(&self, c: &Claim, why: &str) -> Result<(), StoreError> {
         let col = c.phase.attempts_column();
-        self.write("releasing claim", |tx| {
+        self.write_locked("releasing claim", |tx| {
             self.check_claim(tx, c)?;
             tx.exec(
                 &format!(
