@@ -92,7 +92,7 @@ pub fn resume(a: ResumeArgs) -> CliResult {
     if ids.is_empty() && !a.all {
         return fail_invalid("name an execution id to resume, or use --all");
     }
-    let registry = match super::machine::actions_with_hooks(&a.hooks) {
+    let registry = match super::machine::actions_with_hooks(&a.hooks, a.python.as_deref()) {
         Ok(r) => r,
         Err(e) => return fail_invalid(&format!("{e:#}")),
     };

@@ -237,6 +237,7 @@ pub(crate) fn execute(
                 step: 0,
                 totals: Totals::default(),
                 last_rate_limit: None,
+                hook_recovery: None,
             };
             let result = run.drive(start).await;
             Finished {
@@ -266,6 +267,8 @@ pub(crate) struct Run {
     pub totals: Totals,
     /// Rate-limit info of the last agent call (for `context.machine.rate_limit`).
     pub last_rate_limit: Option<Value>,
+    /// The recovery state the last `error` hook call returned.
+    pub hook_recovery: Option<String>,
 }
 
 impl Run {
@@ -438,8 +441,17 @@ impl Run {
             Err(e) => {
                 tracing::info!(event = "error", kind = %e.kind, error = %e.message, "state failed");
                 self.set_last_error(&e);
-                self.error_hooks(name, &e).await;
-                match self.route(name, &e) {
+                let recovery = self.error_hooks(name, &e).await;
+                // The machine's `on_error` wins; a hook's answer is used only
+                // without one (as in the SDK), and only if the state exists.
+                let recovery = recovery.filter(|r| {
+                    let known = self.def().states.contains_key(r);
+                    if !known {
+                        tracing::warn!(target_state = %r, "error hook named an unknown state; ignored");
+                    }
+                    known
+                });
+                match self.route(name, &e).or(recovery) {
                     Some(target) => {
                         self.checkpoint(
                             Event::StateExit,

@@ -14,6 +14,7 @@ mod exec;
 pub mod hooks;
 #[cfg(test)]
 mod hooks_tests;
+pub mod python_hook;
 mod run_hooks;
 pub mod shell;
 mod state;
@@ -25,4 +26,5 @@ pub use checkpoint::{Checkpointer, Event, MemoryCheckpoints, NoCheckpoints, Snap
 pub use error::{ErrorKind, ErrorSource, ExecError, Parked, Stop};
 pub use exec::Engine;
 pub use exec::{Limits, MAX_CHILDREN_PER_ROOT, MAX_FANOUT_PER_STATE, MAX_NESTING_DEPTH};
-pub use hooks::{HandlerSpec, Hook, HookCall, HookEvent, HookRegistry, HookSpecError};
+pub use hooks::{HandlerSpec, Hook, HookCall, HookEvent, HookRegistry, HookReply, HookSpecError};
+pub use python_hook::{PythonConfig, PythonHook};
