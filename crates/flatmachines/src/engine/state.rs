@@ -75,9 +75,28 @@ impl Run {
         action: &str,
         state: &StateDef,
     ) -> Result<Option<Value>, ExecError> {
-        let Some(handler) = self.shared.actions.get(action).cloned() else {
-            // Not native: the hooks the state (or machine) names implement it.
-            let refs = self.action_hooks(state)?;
+        // As in the SDK, a state's own hooks implement its action when the
+        // host has a handler for one of them, even over a native action of
+        // the same name (`extract_text` of an SDK machine is the user's);
+        // otherwise a native action runs, and failing that the hooks the
+        // state (or machine) names.
+        let own = self.state_hooks(state)?;
+        let own_handled = self
+            .shared
+            .actions
+            .hooks()
+            .is_some_and(|h| own.iter().any(|r| h.get(&r.name).is_some()));
+        let native = if own_handled {
+            None
+        } else {
+            self.shared.actions.get(action).cloned()
+        };
+        let Some(handler) = native else {
+            let refs = if own.is_empty() {
+                self.action_hooks(state)?
+            } else {
+                own
+            };
             if refs.is_empty() {
                 return Err(ExecError::new(
                     ErrorKind::ActionError,
