@@ -17,6 +17,7 @@ mod compat_profiles;
 mod conformance;
 mod hostile_spec;
 mod prop_spec;
+mod python_hooks;
 mod resume;
 mod retry;
 

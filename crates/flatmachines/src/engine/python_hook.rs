@@ -20,7 +20,8 @@
 //! * start-up (the import of the user's module) is bounded by
 //!   `python.startup_timeout_secs`;
 //! * stderr (the hooks' logging and prints) is forwarded to the log line by
-//!   line, each line cut at [`STDERR_LINE_CAP`] bytes.
+//!   line at `warn` level, a line longer than [`STDERR_LINE_CAP`] bytes
+//!   dropped.
 //!
 //! A hook exception is an `action_error` whose message is
 //! `"{ExceptionType}: {message}"` (its traceback goes to the log). A bridge
@@ -623,10 +624,12 @@ async fn forward_stderr(hook: String, stderr: tokio::process::ChildStderr) {
         match read_line_capped(&mut r, STDERR_LINE_CAP as u64, &mut buf).await {
             Ok(LineRead::Line) => {
                 let line = String::from_utf8_lossy(&buf);
-                tracing::info!(hook = %hook, "python: {}", line.trim_end());
+                // Shown by default: Python itself only writes warnings,
+                // errors and what the hooks print there on purpose.
+                tracing::warn!(hook = %hook, "python: {}", line.trim_end());
             }
             Ok(LineRead::TooLong) => {
-                tracing::info!(hook = %hook, "python: (a stderr line over {STDERR_LINE_CAP} bytes was dropped)");
+                tracing::warn!(hook = %hook, "python: (a stderr line over {STDERR_LINE_CAP} bytes was dropped)");
             }
             Ok(LineRead::Eof) | Err(_) => return,
         }
