@@ -301,7 +301,19 @@ pub fn llm_agent(store: Option<&Store>) -> Arc<dyn Agent> {
 }
 
 /// stdout: the output JSON (exit 0); stderr: `error: KIND: message` (exit 1).
+/// An execution parked on a `wait_for` state prints the SDK's
+/// `{"_waiting": true, "_channel": NAME}` (exit 0).
 pub fn print_outcome(result: Result<Value, paper_runner::engine::ExecError>) -> CliResult {
+    if let Err(e) = &result {
+        if let Some((signal, deadline_ms)) = e.waiting() {
+            let mut v = serde_json::json!({"_waiting": true, "_channel": signal});
+            if let Some(d) = deadline_ms {
+                v["_deadline_ms"] = d.into();
+            }
+            println!("{v}");
+            return Ok(());
+        }
+    }
     match result {
         Ok(v) => {
             println!(

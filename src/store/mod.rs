@@ -18,6 +18,7 @@ pub mod pauses;
 pub mod phase;
 mod prune;
 mod queue;
+pub mod signals;
 pub mod stats;
 
 pub use breakers::BreakerRecord;

@@ -10,6 +10,7 @@ use super::action::ActionRegistry;
 use super::agent::Agent;
 use super::checkpoint::{Checkpointer, Event, Snapshot, Totals};
 use super::error::{ErrorKind, ExecError};
+use super::signals::{MemorySignals, Signals};
 use crate::expr::{Templates, Vars};
 use crate::spec::model::OnError;
 use crate::spec::{AgentDef, Bundle, MachineDef, StateDef};
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub actions: ActionRegistry,
     pub agent: Arc<dyn Agent>,
     pub checkpoints: Arc<dyn Checkpointer>,
+    /// Where `wait_for` states find their signals.
+    pub signals: Arc<dyn Signals>,
     /// Agents by (machine index, name), shared so requests don't copy prompts.
     pub agents: HashMap<(usize, String), Arc<AgentDef>>,
     pub limits: Limits,
@@ -123,8 +126,26 @@ impl Engine {
                 actions,
                 agent,
                 checkpoints,
+                signals: Arc::new(MemorySignals::default()),
                 agents,
                 limits: Limits::default(),
+            }),
+        }
+    }
+
+    /// The same engine with `signals` as the source of `wait_for` signals
+    /// (the default keeps them in memory).
+    pub fn with_signals(self, signals: Arc<dyn Signals>) -> Engine {
+        let s = &self.shared;
+        Engine {
+            shared: Arc::new(Shared {
+                bundle: s.bundle.clone(),
+                actions: s.actions.clone(),
+                agent: s.agent.clone(),
+                checkpoints: s.checkpoints.clone(),
+                signals,
+                agents: s.agents.clone(),
+                limits: s.limits,
             }),
         }
     }
@@ -139,6 +160,7 @@ impl Engine {
                 actions: s.actions.clone(),
                 agent: s.agent.clone(),
                 checkpoints: s.checkpoints.clone(),
+                signals: s.signals.clone(),
                 agents: s.agents.clone(),
                 limits,
             }),

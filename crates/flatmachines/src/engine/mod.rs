@@ -17,6 +17,7 @@ mod hooks_tests;
 pub mod python_hook;
 mod run_hooks;
 pub mod shell;
+pub mod signals;
 mod state;
 
 pub use action::{Action, ActionArgs, ActionRegistry};
@@ -28,3 +29,4 @@ pub use exec::Engine;
 pub use exec::{Limits, MAX_CHILDREN_PER_ROOT, MAX_FANOUT_PER_STATE, MAX_NESTING_DEPTH};
 pub use hooks::{HandlerSpec, Hook, HookCall, HookEvent, HookRegistry, HookReply, HookSpecError};
 pub use python_hook::{PythonConfig, PythonHook};
+pub use signals::{MemorySignals, Signals, Wait};

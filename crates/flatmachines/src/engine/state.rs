@@ -48,6 +48,10 @@ impl Run {
         state: &StateDef,
     ) -> Result<Value, ExecError> {
         let mut output: Option<Value> = None;
+        if state.wait_for.is_some() {
+            let data = self.run_wait(state).await?;
+            output = Some(super::signals::signal_output(data));
+        }
         if let Some(action) = &state.action {
             output = self.run_action(name, action, state).await?.or(output);
         }

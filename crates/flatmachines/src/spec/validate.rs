@@ -501,7 +501,6 @@ fn check_shell_script(file: &str, name: &str, s: &StateDef, diags: &mut Diagnost
 fn check_unsupported(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
     let keys = [
         ("launch", s.launch.is_some()),
-        ("wait_for", s.wait_for.is_some()),
         ("tool_loop", s.tool_loop.is_some()),
     ];
     for (key, present) in keys {
