@@ -13,6 +13,7 @@
 mod support;
 
 // The FlatMachines runtime: spec conformance, checks, retries, resume.
+mod compat_corpus;
 mod compat_profiles;
 mod conformance;
 mod hostile_spec;
