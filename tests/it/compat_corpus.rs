@@ -179,3 +179,56 @@ fn a_wait_past_its_timeout_routes_through_on_error() {
     assert_eq!(done["kind"], json!("timeout"));
     assert!(done["error"].as_str().unwrap().contains("no signal 'ping'"));
 }
+
+/// `launch`: the child starts without the parent waiting for its result;
+/// its intent is written with the launching state's exit, so a crash right
+/// after that exit neither loses the child (the resume starts it) nor
+/// duplicates it (a later resume finds it finished).
+#[test]
+fn launched_children_are_neither_lost_nor_duplicated() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = machine("launch.yml");
+    let log = d.join("l.log");
+    let input = json!({"msg": "ada", "log": log}).to_string();
+    let out = runner(d, &["machine", "run", &m, "--input", &input]);
+    assert_eq!(json_out(&out), json!({"launched": true, "msg": "ada"}));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "hello ada\n");
+    std::fs::remove_file(&log).unwrap();
+
+    let db = d.join("r.db").display().to_string();
+    let input = json!({"msg": "bob", "log": log}).to_string();
+    let crashed = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(d)
+        .env_remove("RUST_LOG")
+        .env("PAPER_RUNNER_CRASH_AFTER", "state_exit@p1")
+        .args([
+            "machine",
+            "run",
+            &m,
+            "--db",
+            &db,
+            "--execution-id",
+            "p1",
+            "--input",
+            &input,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        crashed.status.signal(),
+        Some(paper_runner::store::CRASH_SIGNAL),
+        "{}",
+        stderr(&crashed)
+    );
+    assert!(
+        !log.exists(),
+        "the child starts only after the exit is committed"
+    );
+    for _ in 0..2 {
+        let out = runner(d, &["machine", "resume", "p1", "--db", &db]);
+        assert_eq!(json_out(&out), json!({"launched": true, "msg": "bob"}));
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "hello bob\n");
+    }
+}

@@ -260,6 +260,8 @@ pub(crate) fn execute(
                 totals: Totals::default(),
                 last_rate_limit: None,
                 hook_recovery: None,
+                started: std::collections::HashSet::new(),
+                launched: tokio::task::JoinSet::new(),
             };
             let result = run.drive(start).await;
             Finished {
@@ -291,6 +293,11 @@ pub(crate) struct Run {
     pub last_rate_limit: Option<Value>,
     /// The recovery state the last `error` hook call returned.
     pub hook_recovery: Option<String>,
+    /// Launch intents this run started (`launch.rs`).
+    pub started: std::collections::HashSet<String>,
+    /// The launched children's tasks: joined before the execution ends,
+    /// aborted with it when it is interrupted.
+    pub launched: tokio::task::JoinSet<()>,
 }
 
 impl Run {
@@ -299,6 +306,17 @@ impl Run {
     }
 
     async fn drive(&mut self, start: Start) -> Result<Value, ExecError> {
+        let result = self.drive_states(start).await;
+        match &result {
+            // Stopped from outside or parked: the launched children stop
+            // too (dropping their tasks) and resume with this execution.
+            Err(e) if e.kind == ErrorKind::Interrupted => {}
+            _ => self.join_launches().await,
+        }
+        result
+    }
+
+    async fn drive_states(&mut self, start: Start) -> Result<Value, ExecError> {
         let mut current = match self.begin(start).await? {
             Cursor::Run(s) => s,
             Cursor::Done(v) => return Ok(v),
@@ -365,6 +383,9 @@ impl Run {
                 self.ctx = snap.context;
                 self.totals = snap.totals;
                 self.step = snap.step;
+                // Launches recorded before the crash or stop: start (or
+                // re-attach to) those that have not ended.
+                self.start_launches();
                 tracing::info!(
                     event = "machine_resume",
                     from = snap.event.as_str(),
@@ -446,6 +467,7 @@ impl Run {
             Ok((None, out)) => {
                 self.checkpoint(Event::StateExit, Some(name), None, Some(&out), None)
                     .await?;
+                self.start_launches();
                 exited("ok");
                 self.checkpoint(Event::MachineEnd, None, None, Some(&out), None)
                     .await?;
@@ -455,6 +477,7 @@ impl Run {
             Ok((Some(next), _)) => {
                 self.checkpoint(Event::StateExit, Some(name), Some(&next), None, None)
                     .await?;
+                self.start_launches();
                 exited("ok");
                 tracing::debug!(event = "transition", to = %next, "transition");
                 Ok(Cursor::Run(next))
@@ -483,6 +506,7 @@ impl Run {
                             Some(&e),
                         )
                         .await?;
+                        self.start_launches();
                         exited("error");
                         tracing::debug!(event = "transition", to = %target, on_error = true, "on_error");
                         Ok(Cursor::Run(target))

@@ -14,6 +14,7 @@ mod exec;
 pub mod hooks;
 #[cfg(test)]
 mod hooks_tests;
+pub mod launch;
 pub mod python_hook;
 mod run_hooks;
 pub mod shell;

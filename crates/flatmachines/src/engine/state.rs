@@ -55,6 +55,9 @@ impl Run {
         if let Some(action) = &state.action {
             output = self.run_action(name, action, state).await?.or(output);
         }
+        if state.launch.is_some() {
+            self.plan_launches(name, state)?;
+        }
         if state.machine.is_some() {
             output = Some(self.run_children(name, state).await?);
         }

@@ -307,3 +307,20 @@ impl Bundle {
         }
     }
 }
+
+/// The machine names of a `launch:` value (a name or a list of names).
+pub fn launch_names(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Ok(vec![s.clone()]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                other => Err(format!("`launch` lists machine names, not {other}")),
+            })
+            .collect(),
+        other => Err(format!(
+            "`launch` is a machine name or a list of names, not {other}"
+        )),
+    }
+}

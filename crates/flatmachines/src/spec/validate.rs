@@ -273,6 +273,48 @@ fn check_refs(
     if s.foreach.is_some() && s.machine.is_none() {
         diags.error(file, st, "`foreach` needs a `machine` to run for each item");
     }
+    if let Some(l) = &s.launch {
+        match super::model::launch_names(l) {
+            Err(e) => diags.error(file, st, e),
+            Ok(names) => {
+                for n in names {
+                    if !def.machines.contains_key(&n)
+                        && !scope.declared.contains(&format!("machines.{n}"))
+                    {
+                        diags.error(
+                            file,
+                            st,
+                            format!(
+                                "launch: unknown machine '{n}'{}",
+                                known_list(def.machines.keys())
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    match &s.launch_input {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            if s.launch.is_none() {
+                diags.error(file, st, "`launch_input` without `launch`");
+            }
+            for e in Templates::check(&Value::Object(m.clone())) {
+                diags.error(file, st, format!("launch_input: {e}"));
+            }
+        }
+        Some(_) => diags.error(file, st, "`launch_input` must be a mapping"),
+    }
+    if let Some(w) = &s.wait_for {
+        if !w.is_string() {
+            diags.error(
+                file,
+                st,
+                "`wait_for` is a signal name (a string, may be a template)",
+            );
+        }
+    }
     if let Some(mode) = &s.mode {
         if mode != "settled" && mode != "any" {
             diags.error(
@@ -499,10 +541,7 @@ fn check_shell_script(file: &str, name: &str, s: &StateDef, diags: &mut Diagnost
 }
 
 fn check_unsupported(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
-    let keys = [
-        ("launch", s.launch.is_some()),
-        ("tool_loop", s.tool_loop.is_some()),
-    ];
+    let keys = [("tool_loop", s.tool_loop.is_some())];
     for (key, present) in keys {
         if present {
             diags.error(
@@ -667,9 +706,15 @@ pub fn validate_bundle(machines: &[MachineDef], root: usize, diags: &mut Diagnos
         .map(|def| {
             let mut out = Vec::new();
             for (sname, s) in &def.states {
-                let Some(target) = &s.machine else { continue };
-                for item in target.items() {
-                    if let Some(&child) = def.machines.get(item.name()) {
+                let mut names: Vec<String> = Vec::new();
+                if let Some(target) = &s.machine {
+                    names.extend(target.items().iter().map(|i| i.name().to_string()));
+                }
+                if let Some(l) = &s.launch {
+                    names.extend(super::model::launch_names(l).unwrap_or_default());
+                }
+                for n in &names {
+                    if let Some(&child) = def.machines.get(n) {
                         if child < machines.len() {
                             out.push((sname.as_str(), child));
                         }
