@@ -41,7 +41,8 @@ fn every_corpus_machine_passes_check() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
-            p.extension().is_some_and(|x| x == "yml") && !p.to_string_lossy().contains("profiles")
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.ends_with(".yml") && name != "profiles.yml" && !name.contains(".flatagent.")
         })
         .map(|p| p.display().to_string())
         .collect();
@@ -231,4 +232,36 @@ fn launched_children_are_neither_lost_nor_duplicated() {
         assert_eq!(json_out(&out), json!({"launched": true, "msg": "bob"}));
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "hello bob\n");
     }
+}
+
+/// Copy corpus files into a mock site's `machines/` (beside the profiles
+/// that point at the mock).
+fn into_site(site: &crate::support::Site, files: &[&str]) {
+    for f in files {
+        std::fs::copy(corpus().join(f), site.path().join("machines").join(f)).unwrap();
+    }
+}
+
+/// `mdap_voting`: samples one after another until a parsed answer leads by
+/// `k_margin` (the mock gives the same verdict every time: 2 calls, each
+/// through the spend ledger), and a resumed run reuses the settled calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mdap_voting_stops_at_k_margin_and_every_sample_is_in_the_ledger() {
+    let site = crate::support::Site::new("").await;
+    into_site(&site, &["mdap.yml", "mdap_judge.flatagent.yml"]);
+    let out = site.ok(&[
+        "machine",
+        "run",
+        "machines/mdap.yml",
+        "--db",
+        "data/runner.db",
+        "--execution-id",
+        "v1",
+        "--input",
+        r#"{"text": "a short report"}"#,
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v, json!({"verdict": "PASS"}));
+    assert_eq!(site.scalar("SELECT COUNT(*) FROM llm_calls"), 2);
+    assert_eq!(site.mock.stats().requests, 2);
 }

@@ -63,6 +63,7 @@ impl Run {
         match exec.kind.as_deref().unwrap_or("default") {
             "retry" => self.call_with_retry(base, &exec).await.map(|r| r.payload()),
             "parallel" => self.call_parallel(base, &exec).await,
+            "mdap_voting" => self.call_mdap(base, &exec).await,
             _ => self.call_once(base, 0).await.map(|r| r.payload()),
         }
     }
@@ -74,7 +75,7 @@ impl Run {
         )
     }
 
-    async fn call_once(
+    pub(crate) async fn call_once(
         &mut self,
         mut req: AgentRequest,
         sample: u32,

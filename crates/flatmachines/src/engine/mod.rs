@@ -15,6 +15,7 @@ pub mod hooks;
 #[cfg(test)]
 mod hooks_tests;
 pub mod launch;
+pub mod mdap;
 pub mod python_hook;
 mod run_hooks;
 pub mod shell;

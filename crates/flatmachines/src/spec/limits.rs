@@ -190,3 +190,6 @@ mod tests {
         }
     }
 }
+
+/// Most samples an `mdap_voting` state may take (`max_candidates`, `k_margin`).
+pub const MAX_CANDIDATES: u64 = 1000;

@@ -346,12 +346,34 @@ fn known_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
 fn check_execution(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
     let Some(ex) = &s.execution else { return };
     match ex.kind.as_deref() {
-        None | Some("default") | Some("retry") | Some("parallel") => {}
+        None | Some("default") | Some("retry") | Some("parallel") | Some("mdap_voting") => {}
         Some(other) => diags.error(
             file,
             Some(name),
-            format!("execution type '{other}' is not supported (use default, retry or parallel)"),
+            format!(
+                "execution type '{other}' is not supported (use default, retry, parallel or mdap_voting)"
+            ),
         ),
+    }
+    for key in ["k_margin", "max_candidates", "max_response_tokens"] {
+        match ex.extra.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let limit = super::limits::MAX_CANDIDATES;
+                let ok = v
+                    .as_u64()
+                    .is_some_and(|n| n >= 1 && (key == "max_response_tokens" || n <= limit));
+                if !ok {
+                    diags.error(
+                        file,
+                        Some(name),
+                        format!(
+                            "execution.{key} must be a whole number from 1 to {limit}, got {v}"
+                        ),
+                    );
+                }
+            }
+        }
     }
     if let Some(b) = &ex.backoffs {
         // 0 is allowed here (retry at once); a timeout of 0 is not.
