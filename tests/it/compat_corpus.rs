@@ -265,3 +265,98 @@ async fn mdap_voting_stops_at_k_margin_and_every_sample_is_in_the_ledger() {
     assert_eq!(site.scalar("SELECT COUNT(*) FROM llm_calls"), 2);
     assert_eq!(site.mock.stats().requests, 2);
 }
+
+/// `tool_loop`: the model asks for a tool (the mock calls the first tool
+/// offered), the state's hooks run it — a Python hooks class's tool
+/// provider or a command handler — and the model answers from the result.
+/// Both model calls go through the ledger; a run killed right after the
+/// tool result was checkpointed resumes without running the tool or the
+/// first model call again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_loop_runs_tools_in_hooks_and_resumes_without_repeating_them() {
+    use std::os::unix::process::ExitStatusExt;
+    let site = crate::support::Site::new("").await;
+    into_site(
+        &site,
+        &[
+            "tool_loop.yml",
+            "tool_agent.flatagent.yml",
+            "tool_hooks.py",
+            "tool.sh",
+        ],
+    );
+    let sh = site.path().join("machines/tool.sh");
+    std::fs::set_permissions(&sh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let input = r#"{"topic": "attention"}"#;
+    // A command handler.
+    let out = site.ok(&[
+        "machine",
+        "run",
+        "machines/tool_loop.yml",
+        "--input",
+        input,
+        "--hooks",
+        "tools=cmd:machines/tool.sh",
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v,
+        json!({"answer": "From the tools: sh tool ok", "calls": 1, "stop": "complete"})
+    );
+    if !crate::python_hooks::have_python("tool_loop (python part)") {
+        return;
+    }
+    // The Python bridge, durably, killed after the tool result's checkpoint
+    // (start, enter start, exit start, enter research, tool progress).
+    let log = site.path().join("tools.log");
+    let hooks = "tools=python:machines/tool_hooks.py:ToolHooks";
+    let crashed = site
+        .cmd(&[
+            "machine",
+            "run",
+            "machines/tool_loop.yml",
+            "--input",
+            input,
+            "--db",
+            "data/runner.db",
+            "--execution-id",
+            "t1",
+            "--hooks",
+            hooks,
+        ])
+        .env("TOOL_LOG", &log)
+        .env("PAPER_RUNNER_CRASH_AFTER", "5")
+        .output()
+        .unwrap();
+    assert_eq!(
+        crashed.status.signal(),
+        Some(paper_runner::store::CRASH_SIGNAL),
+        "{}",
+        stderr(&crashed)
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "lookup\n");
+    let requests = site.mock.stats().requests;
+    let out = site
+        .cmd(&[
+            "machine",
+            "resume",
+            "t1",
+            "--db",
+            "data/runner.db",
+            "--hooks",
+            hooks,
+        ])
+        .env("TOOL_LOG", &log)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        v,
+        json!({"answer": "From the tools: lookup found attention", "calls": 1, "stop": "complete"})
+    );
+    // The tool ran once; only the second model call was sent after the crash.
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "lookup\n");
+    assert_eq!(site.mock.stats().requests, requests + 1);
+    assert_eq!(site.scalar("SELECT COUNT(*) FROM llm_calls"), 2);
+}

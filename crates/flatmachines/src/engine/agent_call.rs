@@ -58,6 +58,7 @@ impl Run {
             sample: 0,
             attempt: 1,
             call_key: String::new(),
+            tools: None,
         };
         let exec = state.execution.clone().unwrap_or_default();
         match exec.kind.as_deref().unwrap_or("default") {

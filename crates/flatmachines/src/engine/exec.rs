@@ -608,7 +608,7 @@ impl Run {
         self.ctx.insert("machine".into(), meta);
     }
 
-    async fn checkpoint(
+    pub(crate) async fn checkpoint(
         &self,
         event: Event,
         state: Option<&str>,

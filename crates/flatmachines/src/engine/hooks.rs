@@ -51,6 +51,8 @@ pub enum HookEvent {
     MachineStart,
     MachineEnd,
     Error,
+    /// A `tool_loop` tool call.
+    Tool,
 }
 
 impl HookEvent {
@@ -62,6 +64,7 @@ impl HookEvent {
             HookEvent::MachineStart => "machine_start",
             HookEvent::MachineEnd => "machine_end",
             HookEvent::Error => "error",
+            HookEvent::Tool => "tool",
         }
     }
 }

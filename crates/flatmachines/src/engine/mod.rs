@@ -21,9 +21,10 @@ mod run_hooks;
 pub mod shell;
 pub mod signals;
 mod state;
+pub mod tool_loop;
 
 pub use action::{Action, ActionArgs, ActionRegistry};
-pub use agent::{Agent, AgentRequest, AgentResult, NoLlm, Usage};
+pub use agent::{Agent, AgentRequest, AgentResult, NoLlm, ToolCall, ToolTurn, Usage};
 pub use agent_call::retry_delay;
 pub use checkpoint::{Checkpointer, Event, MemoryCheckpoints, NoCheckpoints, Snapshot, Totals};
 pub use error::{ErrorKind, ErrorSource, ExecError, Parked, Stop};

@@ -62,7 +62,12 @@ impl Run {
             output = Some(self.run_children(name, state).await?);
         }
         if let Some(agent) = &state.agent {
-            output = Some(self.run_agent(name, agent, state).await?);
+            let looped = crate::spec::tool_loop::LoopConfig::parse(state.tool_loop.as_ref())
+                .map_err(|e| ExecError::new(ErrorKind::TemplateError, e))?;
+            output = Some(match looped {
+                Some(cfg) => self.run_tool_loop(name, agent, state, cfg).await?,
+                None => self.run_agent(name, agent, state).await?,
+            });
         }
         if let Some(map) = &state.output_to_context {
             self.apply_output_to_context(map, output.as_ref())?;

@@ -214,6 +214,12 @@ pub struct PromptDef {
     pub instruction_suffix: Option<String>,
     /// Output schema: field name → `{type, description, ...}`.
     pub output: Option<Map<String, Value>>,
+    /// Tools a `tool_loop` state offers the model: OpenAI-style
+    /// `{type: function, function: {name, description, parameters}}`
+    /// (the agent's or prompt's `tools:`; `{name, description, parameters}`
+    /// is accepted and normalised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Value>>,
 }
 
 /// An agent after loading: its prompt and its resolved model profile.

@@ -563,17 +563,14 @@ fn check_shell_script(file: &str, name: &str, s: &StateDef, diags: &mut Diagnost
 }
 
 fn check_unsupported(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
-    let keys = [("tool_loop", s.tool_loop.is_some())];
-    for (key, present) in keys {
-        if present {
-            diags.error(
-                file,
-                Some(name),
-                format!(
-                    "`{key}` is part of the FlatMachines format but not supported by this runner"
-                ),
-            );
-        }
+    match super::tool_loop::LoopConfig::parse(s.tool_loop.as_ref()) {
+        Err(e) => diags.error(file, Some(name), e),
+        Ok(Some(_)) if s.agent.is_none() => diags.error(
+            file,
+            Some(name),
+            "`tool_loop` needs an `agent` to call the tools",
+        ),
+        Ok(_) => {}
     }
     if let Some(h) = &s.hooks {
         if let Err(e) = parse_hook_refs(h) {
