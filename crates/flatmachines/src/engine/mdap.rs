@@ -237,7 +237,7 @@ fn lead(tally: &[(String, u64, Map<String, Value>)], k: u64) -> Option<String> {
     }
     let mut sorted: Vec<&(String, u64, Map<String, Value>)> = tally.iter().collect();
     // Stable: on equal votes the earlier candidate stays first.
-    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    sorted.sort_by_key(|t| std::cmp::Reverse(t.1));
     (sorted[0].1.saturating_sub(sorted[1].1) >= k).then(|| sorted[0].0.clone())
 }
 

@@ -81,10 +81,12 @@ pub struct MemorySignals {
     inner: Mutex<MemoryInner>,
 }
 
+/// Signals of one (execution, name), in order: (data, step taken at).
+type Queue = Vec<(Value, Option<u64>)>;
+
 #[derive(Default)]
 struct MemoryInner {
-    /// (execution, name) → signals in order: (data, step taken at).
-    queued: HashMap<(String, String), Vec<(Value, Option<u64>)>>,
+    queued: HashMap<(String, String), Queue>,
     waits: HashMap<String, (String, u64, Wait)>,
 }
 
