@@ -360,3 +360,110 @@ async fn tool_loop_runs_tools_in_hooks_and_resumes_without_repeating_them() {
     assert_eq!(site.mock.stats().requests, requests + 1);
     assert_eq!(site.scalar("SELECT COUNT(*) FROM llm_calls"), 2);
 }
+
+/// `wait_for` in a paper phase: the scheduler gives the claim back (no
+/// worker, no lease, no attempt counted) and does not claim the phase
+/// again until the signal comes — here through `POST /signal` on the ops
+/// endpoint, which needs the configured token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_paper_phase_holds_nothing_until_its_signal_arrives() {
+    use paper_runner::ops::http::{serve, OpsState};
+    use std::sync::Arc;
+    let site = crate::support::Site::new("").await;
+    let prep = site.path().join("machines/prep.yml");
+    let text = std::fs::read_to_string(&prep).unwrap();
+    let gated = text.replacen(
+        "    acquire:\n      type: initial\n",
+        "    gate:\n      type: initial\n      wait_for: go\n      transitions: [{to: acquire}]\n    acquire:\n",
+        1,
+    );
+    assert_ne!(gated, text, "prep.yml changed shape");
+    std::fs::write(&prep, gated).unwrap();
+    site.add_papers(0, 1);
+    site.ok(&["--workers", "1"]);
+    let id = crate::support::arxiv(0);
+    let exec = format!("paper:{id}/prep/1");
+    let status = site.json(&["status"]);
+    assert_eq!(
+        status["waiting"][0]["execution_id"],
+        json!(exec),
+        "{status}"
+    );
+    assert_eq!(status["waiting"][0]["signal"], json!("go"));
+    assert_eq!(site.statuses()[&id], "pending");
+    assert_eq!(site.scalar("SELECT attempts_prep FROM executions"), 0);
+    assert_eq!(
+        site.scalar("SELECT COUNT(*) FROM executions WHERE owner_id IS NOT NULL"),
+        0
+    );
+    let now_ms = paper_runner::store::Clock::now_ms(&paper_runner::store::SystemClock);
+    assert_eq!(
+        site.scalar(&format!(
+            "SELECT COUNT(*) FROM execution_leases WHERE lease_until > {now_ms}"
+        )),
+        0,
+        "the machine lease was given back"
+    );
+    // Nothing to do until the signal: another pass leaves it waiting.
+    site.ok(&["--workers", "1"]);
+    assert_eq!(site.statuses()[&id], "pending");
+    let human = site.ok(&["show", &crate::support::arxiv(0)]);
+    assert!(human.contains("waits for signal 'go'"), "{human}");
+
+    // The signal through the ops endpoint: refused without a configured
+    // token, accepted with it.
+    let state = OpsState {
+        store: site.store(),
+        settings: Arc::new(site.config().resolve().unwrap()),
+        stats: None,
+        metrics: paper_runner::ops::metrics::Metrics::new(),
+    };
+    let body = json!({"execution_id": exec, "signal": "go", "data": {"by": "ops"}});
+    let post = |base: String, token: Option<&'static str>| {
+        let body = body.clone();
+        async move {
+            let mut req = reqwest::Client::new()
+                .post(format!("{base}/signal"))
+                .json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let serve_with = |state: OpsState| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s2 = stop.clone();
+        let h = tokio::spawn(async move { serve(listener, state, s2).await.unwrap() });
+        (base, stop, h)
+    };
+    let (base, stop, h) = serve_with(state.clone()).await;
+    assert_eq!(post(base, None).await.0, 403);
+    stop.cancel();
+    h.await.unwrap();
+    let var = "PAPER_RUNNER_SIGNAL_TEST_TOKEN";
+    std::env::set_var(var, "signal-token");
+    let mut cfg = site.config();
+    cfg.ops.token_env = Some(var.into());
+    let (base, stop, h) = serve_with(OpsState {
+        settings: Arc::new(cfg.resolve().unwrap()),
+        ..state
+    })
+    .await;
+    assert_eq!(post(base.clone(), Some("wrong")).await.0, 401);
+    let (code, text) = post(base, Some("signal-token")).await;
+    assert_eq!(code, 200, "{text}");
+    let sent: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(sent["was_waiting"], json!(true));
+    assert_eq!(sent["woke_papers"], json!(1));
+    stop.cancel();
+    h.await.unwrap();
+
+    // The next pass takes the signal and runs the paper to the end.
+    site.ok(&["--workers", "1"]);
+    assert_eq!(site.statuses()[&id], "done");
+    assert_eq!(site.json(&["status"])["waiting"], json!([]));
+}
