@@ -469,7 +469,8 @@ class Bridge:
                 reply["next_state"] = r
         elif event == "tool":
             tool = req.get("tool") or {}
-            provider = hooks.get_tool_provider(state)
+            get = getattr(hooks, "get_tool_provider", None)
+            provider = get(state) if get is not None else None
             if provider is None:
                 raise LookupError("the hooks give no tool provider for state %r" % (state,))
             r = await _maybe_await(
@@ -483,7 +484,8 @@ class Bridge:
                 "is_error": bool(getattr(r, "is_error", False)),
             }
         elif event == "tool_definitions":
-            provider = hooks.get_tool_provider(state)
+            get = getattr(hooks, "get_tool_provider", None)
+            provider = get(state) if get is not None else None
             defs = []
             if provider is not None and hasattr(provider, "get_tool_definitions"):
                 defs = await _maybe_await(provider.get_tool_definitions()) or []

@@ -168,6 +168,13 @@ pub trait Hook: Send + Sync {
             format!("this hook handler cannot run tools (tool '{name}')"),
         ))
     }
+
+    /// Tool definitions the handler provides for a `tool_loop` state (in
+    /// addition to the agent's); none by default.
+    async fn tool_definitions(&self, call: &HookCall<'_>) -> Result<Vec<Value>, ExecError> {
+        let _ = call;
+        Ok(Vec::new())
+    }
 }
 
 /// How a hook name is implemented, as written after `NAME=`.

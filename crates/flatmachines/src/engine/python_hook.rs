@@ -295,7 +295,12 @@ impl PythonHook {
         let mut m = Map::new();
         m.insert("op".into(), json!("call"));
         m.insert("id".into(), json!(id));
-        m.insert("event".into(), json!(call.event.as_str()));
+        // A tool request without a call asks for the provider's definitions.
+        let event = match (call.event, tool) {
+            (super::hooks::HookEvent::Tool, None) => "tool_definitions",
+            (e, _) => e.as_str(),
+        };
+        m.insert("event".into(), json!(event));
         m.insert("state".into(), json!(call.state));
         if let Some(a) = call.action {
             m.insert("action".into(), json!(a));
@@ -465,6 +470,18 @@ impl Hook for PythonHook {
         arguments: &Value,
     ) -> Result<(String, bool), ExecError> {
         self.run_tool(call, name, id, arguments).await
+    }
+
+    async fn tool_definitions(&self, call: &HookCall<'_>) -> Result<Vec<Value>, ExecError> {
+        let r = self.exchange(call, None).await?;
+        Ok(match r.get("tool_definitions") {
+            Some(Value::Array(defs)) => defs
+                .iter()
+                .filter(|d| d.get("function").and_then(|f| f.get("name")).is_some())
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        })
     }
 }
 

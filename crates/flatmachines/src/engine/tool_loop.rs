@@ -44,6 +44,10 @@ use std::time::Instant;
 
 /// The context key of a loop in progress.
 pub const PROGRESS_KEY: &str = "_tool_loop";
+/// The context key of the last finished loop's conversation (with
+/// `_tool_loop_chain_state` and `_tool_loop_chain_agent`, as the SDK keeps
+/// them).
+pub const CHAIN_KEY: &str = "_tool_loop_chain";
 pub use crate::spec::tool_loop::{
     LoopConfig, DEFAULT_MAX_TOOL_CALLS, DEFAULT_MAX_TURNS, MAX_LOOP_COUNT,
 };
@@ -125,19 +129,47 @@ impl Run {
             })?;
         let input = self.render_input(state)?;
         let (system, user) = render_prompts(agent_name, &agent, state, &input)?;
-        let tools = agent.prompt.tools.clone().unwrap_or_default();
         let refs = self.action_hooks(state)?;
+        let tools = self
+            .tool_definitions(
+                name,
+                state,
+                &refs,
+                agent.prompt.tools.clone().unwrap_or_default(),
+            )
+            .await?;
         let started = Instant::now();
         let mut p = self
             .ctx
             .get(PROGRESS_KEY)
             .and_then(|v| Progress::from_value(v, name, self.step))
-            .unwrap_or_else(|| Progress {
-                messages: vec![json!({"role": "user", "content": user})],
-                turns: 0,
-                calls: 0,
-                cost: 0.0,
-                content: None,
+            .unwrap_or_else(|| {
+                // As in the SDK, a state re-entered with the same agent
+                // continues its last conversation instead of starting over.
+                let chain = match (
+                    self.ctx.get(CHAIN_KEY),
+                    self.ctx
+                        .get("_tool_loop_chain_state")
+                        .and_then(Value::as_str),
+                    self.ctx
+                        .get("_tool_loop_chain_agent")
+                        .and_then(Value::as_str),
+                ) {
+                    (Some(Value::Array(c)), Some(s), Some(a))
+                        if s == name && a == agent_name && !c.is_empty() =>
+                    {
+                        Some(c.clone())
+                    }
+                    _ => None,
+                };
+                Progress {
+                    messages: chain
+                        .unwrap_or_else(|| vec![json!({"role": "user", "content": user})]),
+                    turns: 0,
+                    calls: 0,
+                    cost: 0.0,
+                    content: None,
+                }
             });
         if p.turns > 0 {
             tracing::info!(
@@ -203,6 +235,12 @@ impl Run {
             p.content = r.content.clone().filter(|c| !c.is_empty());
         }
         self.ctx.remove(PROGRESS_KEY);
+        self.ctx
+            .insert(CHAIN_KEY.into(), Value::Array(p.messages.clone()));
+        self.ctx
+            .insert("_tool_loop_chain_state".into(), json!(name));
+        self.ctx
+            .insert("_tool_loop_chain_agent".into(), json!(agent_name));
         let stop = stop.unwrap_or("complete");
         let out = json!({
             "content": p.content,
@@ -221,6 +259,55 @@ impl Run {
         }
         self.ctx
             .insert("_tool_loop_content".into(), out["content"].clone());
+        Ok(out)
+    }
+
+    /// The tools offered: the hooks' tool provider's definitions (a Python
+    /// hooks class's `get_tool_provider(state).get_tool_definitions()`)
+    /// override the agent's of the same name, as in the SDK.
+    async fn tool_definitions(
+        &mut self,
+        name: &str,
+        state: &StateDef,
+        refs: &[crate::spec::hooks::HookRef],
+        yaml: Vec<Value>,
+    ) -> Result<Vec<Value>, ExecError> {
+        let shared = self.shared.clone();
+        let Some((hook, args)) = refs.iter().find_map(|r| {
+            shared
+                .actions
+                .hooks()
+                .and_then(|h| h.get(&r.name))
+                .map(|h| (h.clone(), r.args.clone()))
+        }) else {
+            return Ok(yaml);
+        };
+        let dir = Path::new(&shared.bundle.machines[self.m].dir);
+        let call = HookCall {
+            event: HookEvent::Tool,
+            action: None,
+            state: name,
+            context: &self.ctx,
+            output: None,
+            error: None,
+            args: args.as_ref(),
+            execution_id: &self.id,
+            machine_dir: dir,
+            timeout: state_timeout(Some(state)),
+        };
+        let provided = hook.tool_definitions(&call).await?;
+        if provided.is_empty() {
+            return Ok(yaml);
+        }
+        let fname = |d: &Value| {
+            d.get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let names: Vec<Option<String>> = provided.iter().map(fname).collect();
+        let mut out = provided;
+        out.extend(yaml.into_iter().filter(|d| !names.contains(&fname(d))));
         Ok(out)
     }
 

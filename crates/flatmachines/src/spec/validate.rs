@@ -130,7 +130,8 @@ fn check_state(
             check_condition(file, name, c, diags);
         }
     }
-    if let Some(t) = s.timeout {
+    // `timeout: 0` is the SDK's "no timeout" (the default applies).
+    if let Some(t) = s.timeout.filter(|t| t.secs() != 0.0) {
         if let Err(e) = check_secs("timeout", t.secs()) {
             diags.error(file, st, e);
         }
