@@ -1048,7 +1048,11 @@ mod tests {
 
         // (YAML `.nan` / `.inf` read as null — no value — before the model
         // sees them; a NaN `Seconds` is covered in `limits`.)
-        for bad in ["-1", "-0.5", "1e20", "0", "86400.5"] {
+        // `timeout: 0` is the SDK's "no timeout" (its dfss example uses
+        // it on a wait_for state): accepted, and no timeout applies.
+        let (errs, _) = errors("0", "1");
+        assert!(errs.is_empty(), "{errs:?}");
+        for bad in ["-1", "-0.5", "1e20", "86400.5"] {
             let (errs, _) = errors(bad, "1");
             assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
             assert!(
