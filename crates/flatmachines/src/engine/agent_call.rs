@@ -26,14 +26,9 @@ pub const DEFAULT_JITTER: f64 = 0.1;
 pub const DEFAULT_SAMPLES: u32 = 3;
 
 impl Run {
-    pub(crate) async fn run_agent(
-        &mut self,
-        name: &str,
-        agent_name: &str,
-        state: &StateDef,
-    ) -> Result<Value, ExecError> {
-        let agent = self
-            .shared
+    /// The loaded agent `agent_name` of this execution's machine.
+    pub(crate) fn agent_def(&self, agent_name: &str) -> Result<Arc<AgentDef>, ExecError> {
+        self.shared
             .agents
             .get(&(self.m, agent_name.to_string()))
             .cloned()
@@ -42,7 +37,16 @@ impl Run {
                     ErrorKind::InvalidRequest,
                     format!("unknown agent '{agent_name}'"),
                 )
-            })?;
+            })
+    }
+
+    pub(crate) async fn run_agent(
+        &mut self,
+        name: &str,
+        agent_name: &str,
+        state: &StateDef,
+    ) -> Result<Value, ExecError> {
+        let agent = self.agent_def(agent_name)?;
         let input = self.render_input(state)?;
         let (system, user) = render_prompts(agent_name, &agent, state, &input)?;
         let base = AgentRequest {

@@ -77,6 +77,7 @@ impl Lineage {
 }
 
 /// Everything executions of one bundle share (children included).
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub bundle: Arc<Bundle>,
     pub actions: ActionRegistry,
@@ -136,16 +137,10 @@ impl Engine {
     /// The same engine with `signals` as the source of `wait_for` signals
     /// (the default keeps them in memory).
     pub fn with_signals(self, signals: Arc<dyn Signals>) -> Engine {
-        let s = &self.shared;
         Engine {
             shared: Arc::new(Shared {
-                bundle: s.bundle.clone(),
-                actions: s.actions.clone(),
-                agent: s.agent.clone(),
-                checkpoints: s.checkpoints.clone(),
                 signals,
-                agents: s.agents.clone(),
-                limits: s.limits,
+                ..(*self.shared).clone()
             }),
         }
     }
@@ -153,16 +148,10 @@ impl Engine {
     /// The same engine with other child-machine limits (tests lower them;
     /// the defaults are [`Limits::default`]).
     pub fn with_limits(self, limits: Limits) -> Engine {
-        let s = &self.shared;
         Engine {
             shared: Arc::new(Shared {
-                bundle: s.bundle.clone(),
-                actions: s.actions.clone(),
-                agent: s.agent.clone(),
-                checkpoints: s.checkpoints.clone(),
-                signals: s.signals.clone(),
-                agents: s.agents.clone(),
                 limits,
+                ..(*self.shared).clone()
             }),
         }
     }

@@ -91,12 +91,16 @@ struct MemoryInner {
 }
 
 impl MemorySignals {
-    /// Send `name` with `data` to `execution_id`.
-    pub fn send(&self, execution_id: &str, name: &str, data: Value) {
-        let mut g = match self.inner.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        };
+        }
+    }
+
+    /// Send `name` with `data` to `execution_id`.
+    pub fn send(&self, execution_id: &str, name: &str, data: Value) {
+        let mut g = self.lock();
         g.queued
             .entry((execution_id.to_string(), name.to_string()))
             .or_default()
@@ -105,10 +109,7 @@ impl MemorySignals {
 
     /// Executions waiting, with the signal name each waits for.
     pub fn waiting(&self) -> Vec<(String, String)> {
-        let g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let g = self.lock();
         let mut v: Vec<_> = g
             .waits
             .iter()
@@ -127,10 +128,7 @@ impl Signals for MemorySignals {
         name: &str,
         step: u64,
     ) -> Result<Option<Value>, ExecError> {
-        let mut g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = self.lock();
         let Some(q) = g
             .queued
             .get_mut(&(execution_id.to_string(), name.to_string()))
@@ -156,10 +154,7 @@ impl Signals for MemorySignals {
         step: u64,
         timeout: Option<Duration>,
     ) -> Result<Wait, ExecError> {
-        let mut g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = self.lock();
         let now = now_ms();
         let entry = g
             .waits
@@ -175,10 +170,7 @@ impl Signals for MemorySignals {
     }
 
     async fn done(&self, execution_id: &str) -> Result<(), ExecError> {
-        let mut g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = self.lock();
         g.waits.remove(execution_id);
         Ok(())
     }

@@ -37,7 +37,7 @@ use super::exec::Run;
 use super::hooks::{HookCall, HookEvent};
 use super::shell::state_timeout;
 use crate::spec::StateDef;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -116,17 +116,7 @@ impl Run {
         state: &StateDef,
         cfg: LoopConfig,
     ) -> Result<Value, ExecError> {
-        let agent = self
-            .shared
-            .agents
-            .get(&(self.m, agent_name.to_string()))
-            .cloned()
-            .ok_or_else(|| {
-                ExecError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("unknown agent '{agent_name}'"),
-                )
-            })?;
+        let agent = self.agent_def(agent_name)?;
         let input = self.render_input(state)?;
         let (system, user) = render_prompts(agent_name, &agent, state, &input)?;
         let refs = self.action_hooks(state)?;
@@ -272,29 +262,11 @@ impl Run {
         refs: &[crate::spec::hooks::HookRef],
         yaml: Vec<Value>,
     ) -> Result<Vec<Value>, ExecError> {
-        let shared = self.shared.clone();
-        let Some((hook, args)) = refs.iter().find_map(|r| {
-            shared
-                .actions
-                .hooks()
-                .and_then(|h| h.get(&r.name))
-                .map(|h| (h.clone(), r.args.clone()))
-        }) else {
+        let Some((hook, args)) = self.tool_handler(refs) else {
             return Ok(yaml);
         };
-        let dir = Path::new(&shared.bundle.machines[self.m].dir);
-        let call = HookCall {
-            event: HookEvent::Tool,
-            action: None,
-            state: name,
-            context: &self.ctx,
-            output: None,
-            error: None,
-            args: args.as_ref(),
-            execution_id: &self.id,
-            machine_dir: dir,
-            timeout: state_timeout(Some(state)),
-        };
+        let shared = self.shared.clone();
+        let call = self.tool_call(&shared, name, args.as_ref(), state_timeout(Some(state)));
         let provided = hook.tool_definitions(&call).await?;
         if provided.is_empty() {
             return Ok(yaml);
@@ -309,6 +281,38 @@ impl Run {
         let mut out = provided;
         out.extend(yaml.into_iter().filter(|d| !names.contains(&fname(d))));
         Ok(out)
+    }
+
+    /// The first hook of `refs` with a handler, and its `args`.
+    fn tool_handler(
+        &self,
+        refs: &[crate::spec::hooks::HookRef],
+    ) -> Option<(Arc<dyn super::hooks::Hook>, Option<Map<String, Value>>)> {
+        let hooks = self.shared.actions.hooks()?;
+        refs.iter()
+            .find_map(|r| hooks.get(&r.name).map(|h| (h.clone(), r.args.clone())))
+    }
+
+    /// A `tool` event of state `name` for a hook handler.
+    fn tool_call<'a>(
+        &'a self,
+        shared: &'a super::exec::Shared,
+        name: &'a str,
+        args: Option<&'a Map<String, Value>>,
+        timeout: std::time::Duration,
+    ) -> HookCall<'a> {
+        HookCall {
+            event: HookEvent::Tool,
+            action: None,
+            state: name,
+            context: &self.ctx,
+            output: None,
+            error: None,
+            args,
+            execution_id: &self.id,
+            machine_dir: Path::new(&shared.bundle.machines[self.m].dir),
+            timeout,
+        }
     }
 
     /// One model call of the loop (its own call key per turn).
@@ -344,15 +348,7 @@ impl Run {
         {
             return Ok(format!("Tool '{tool}' is not allowed."));
         }
-        let shared = self.shared.clone();
-        let handler = refs.iter().find_map(|r| {
-            shared
-                .actions
-                .hooks()
-                .and_then(|h| h.get(&r.name))
-                .map(|h| (h.clone(), r.args.clone()))
-        });
-        let Some((hook, args)) = handler else {
+        let Some((hook, args)) = self.tool_handler(refs) else {
             return Err(ExecError::new(
                 ErrorKind::ActionError,
                 format!(
@@ -360,21 +356,11 @@ impl Run {
                 ),
             ));
         };
-        let dir = Path::new(&shared.bundle.machines[self.m].dir);
-        let call = HookCall {
-            event: HookEvent::Tool,
-            action: None,
-            state: name,
-            context: &self.ctx,
-            output: None,
-            error: None,
-            args: args.as_ref(),
-            execution_id: &self.id,
-            machine_dir: dir,
-            timeout: cfg
-                .tool_timeout
-                .unwrap_or_else(|| state_timeout(Some(state))),
-        };
+        let shared = self.shared.clone();
+        let timeout = cfg
+            .tool_timeout
+            .unwrap_or_else(|| state_timeout(Some(state)));
+        let call = self.tool_call(&shared, name, args.as_ref(), timeout);
         tracing::debug!(event = "tool_call", tool, "running tool");
         match hook.tool(&call, tool, &c.id, &c.arguments).await {
             Ok((content, _is_error)) => Ok(content),
