@@ -159,6 +159,41 @@ fn wait_for_parks_until_a_durable_signal_arrives() {
     );
 }
 
+/// A child machine that waits parks its parent too; the signal goes to the
+/// child's (deterministic) id, and the resumed parent re-attaches to it.
+#[test]
+fn a_waiting_child_parks_its_parent_until_the_child_is_signalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = machine("wait_for_parent.yml");
+    let db = d.join("r.db").display().to_string();
+    let out = runner(
+        d,
+        &["machine", "run", &m, "--db", &db, "--execution-id", "pw"],
+    );
+    assert_eq!(json_out(&out), json!({"_waiting": true, "_channel": "go"}));
+    let out = runner(d, &["status", "--json", "--db", &db]);
+    assert_eq!(
+        json_out(&out)["waiting"][0]["execution_id"],
+        json!("pw/start@1/child")
+    );
+    let out = runner(
+        d,
+        &[
+            "signal",
+            "pw/start@1/child",
+            "go",
+            "--data",
+            "7",
+            "--db",
+            &db,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = runner(d, &["machine", "resume", "pw", "--db", &db]);
+    assert_eq!(json_out(&out), json!({"got": 7}));
+}
+
 /// A wait past its `timeout` fails the state with `timeout`, which goes
 /// through `on_error`.
 #[test]

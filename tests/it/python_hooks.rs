@@ -317,6 +317,24 @@ async fn the_bridge_is_bounded_restarted_and_concurrent() {
     let r = act(&h, &d, "greet", &ctx, long).await.unwrap();
     assert_eq!(r.set["greeting"], json!("HELLO ADA"));
     assert!(!r.set.contains_key("keep"), "only changed keys come back");
+    // `{name, args}`: the class is built with the args (once per set).
+    let args = json!({"greeting": "hi"});
+    let call = HookCall {
+        event: HookEvent::Action,
+        action: Some("greet"),
+        state: "s",
+        context: &ctx,
+        output: None,
+        error: None,
+        args: args.as_object(),
+        execution_id: "e1",
+        machine_dir: &d,
+        timeout: long,
+    };
+    assert_eq!(
+        h.call(&call).await.unwrap().set["greeting"],
+        json!("HI ADA")
+    );
     let r = act(&h, &d, "forget", &ctx, long).await.unwrap();
     assert_eq!(r.unset, ["name"]);
     assert_eq!(h.starts(), 1);
