@@ -104,6 +104,9 @@ fn assistant_message(r: &AgentResult) -> Value {
     m
 }
 
+/// A hook that runs tools, with the `args` of its reference.
+type ToolHandler = (Arc<dyn super::hooks::Hook>, Option<Map<String, Value>>);
+
 /// Text sent to the model when the loop stopped before it answered.
 const FINAL_PASS: &str =
     "No more tool calls can be made. Give your final answer now from what the tools returned.";
@@ -284,10 +287,7 @@ impl Run {
     }
 
     /// The first hook of `refs` with a handler, and its `args`.
-    fn tool_handler(
-        &self,
-        refs: &[crate::spec::hooks::HookRef],
-    ) -> Option<(Arc<dyn super::hooks::Hook>, Option<Map<String, Value>>)> {
+    fn tool_handler(&self, refs: &[crate::spec::hooks::HookRef]) -> Option<ToolHandler> {
         let hooks = self.shared.actions.hooks()?;
         refs.iter()
             .find_map(|r| hooks.get(&r.name).map(|h| (h.clone(), r.args.clone())))
