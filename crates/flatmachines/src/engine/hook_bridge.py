@@ -330,6 +330,30 @@ def _stand_in_modules():
     fa.tools = tools
     fm.ToolResult = ToolResult
 
+    # Any other name the hooks import from the SDK resolves to a placeholder
+    # that says what is missing when it is used, so a module that imports
+    # more of the SDK than its hooks use still loads.
+    def _placeholder_getattr(module_name):
+        def __getattr__(name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+
+            class _Missing:
+                def __init__(self, *args, **kwargs):
+                    raise NotImplementedError(
+                        "%s.%s is part of the FlatMachines SDK, which is not installed; "
+                        "the paper-runner hook bridge provides only the hook base classes"
+                        % (module_name, name)
+                    )
+
+            _Missing.__name__ = name
+            return _Missing
+
+        return __getattr__
+
+    for mod in (fm, hooks_mod, monitoring, fa, tools):
+        mod.__getattr__ = _placeholder_getattr(mod.__name__)
+
     return {
         "flatmachines": fm,
         "flatmachines.hooks": hooks_mod,
