@@ -338,6 +338,22 @@ async fn tool_loop_runs_tools_in_hooks_and_resumes_without_repeating_them() {
         v,
         json!({"answer": "From the tools: sh tool ok", "calls": 1, "stop": "complete"})
     );
+    // A turn limit (a template) stops the loop after the tool ran; one more
+    // call without tools gets the answer.
+    into_site(&site, &["tool_loop_limited.yml"]);
+    let out = site.ok(&[
+        "machine",
+        "run",
+        "machines/tool_loop_limited.yml",
+        "--input",
+        r#"{"topic": "attention", "turns": 1}"#,
+        "--hooks",
+        "tools=cmd:machines/tool.sh",
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["stop"], json!("max_turns"));
+    assert_eq!(v["calls"], json!(1));
+    assert!(v["answer"].as_str().is_some_and(|a| !a.is_empty()), "{v}");
     if !crate::python_hooks::have_python("tool_loop (python part)") {
         return;
     }

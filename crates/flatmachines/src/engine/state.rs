@@ -62,7 +62,15 @@ impl Run {
             output = Some(self.run_children(name, state).await?);
         }
         if let Some(agent) = &state.agent {
-            let looped = crate::spec::tool_loop::LoopConfig::parse(state.tool_loop.as_ref())
+            // Limits may be templates (as in the SDK): rendered first.
+            let spec = match &state.tool_loop {
+                Some(v @ Value::Object(_)) => Some(
+                    Templates::render(v, &self.state_vars())
+                        .map_err(|e| template_err("tool_loop", e))?,
+                ),
+                other => other.clone(),
+            };
+            let looped = crate::spec::tool_loop::LoopConfig::parse(spec.as_ref())
                 .map_err(|e| ExecError::new(ErrorKind::TemplateError, e))?;
             output = Some(match looped {
                 Some(cfg) => self.run_tool_loop(name, agent, state, cfg).await?,

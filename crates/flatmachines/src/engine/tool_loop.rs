@@ -27,7 +27,9 @@
 //!
 //! Output: `{content, _tool_calls_count, _tool_loop_turns, _tool_loop_cost,
 //! _tool_loop_stop}` (`complete`, `max_turns`, `max_tool_calls`, `timeout`,
-//! `cost_limit`), also set in the context as the SDK does.
+//! `cost_limit`); the context gets `_tool_calls_count`, `_tool_loop_turns`,
+//! `_tool_loop_cost`, `_tool_loop_content`, `_tool_loop_usage`, and
+//! `_tool_loop_stop` when a limit stopped the loop, as in the SDK.
 
 use super::agent::{AgentRequest, AgentResult, ToolTurn};
 use super::agent_call::render_prompts;
@@ -186,6 +188,7 @@ impl Run {
             call_key: String::new(),
             tools: None,
         };
+        let mut usage = Value::Null;
         let stop = loop {
             if p.turns >= cfg.max_turns {
                 break Some("max_turns");
@@ -197,6 +200,7 @@ impl Run {
                 break Some("timeout");
             }
             let r = self.turn(&base, &tools, &p.messages, p.turns).await?;
+            usage = json!(r.usage);
             p.turns += 1;
             p.cost += r.cost.unwrap_or(0.0);
             p.messages.push(assistant_message(&r));
@@ -224,6 +228,7 @@ impl Run {
             let mut messages = p.messages.clone();
             messages.push(json!({"role": "user", "content": FINAL_PASS}));
             let r = self.turn(&base, &[], &messages, p.turns).await?;
+            usage = json!(r.usage);
             p.cost += r.cost.unwrap_or(0.0);
             p.content = r.content.clone().filter(|c| !c.is_empty());
         }
@@ -234,24 +239,24 @@ impl Run {
             .insert("_tool_loop_chain_state".into(), json!(name));
         self.ctx
             .insert("_tool_loop_chain_agent".into(), json!(agent_name));
-        let stop = stop.unwrap_or("complete");
+        // The context gets the loop's counters, as in the SDK;
+        // `_tool_loop_stop` only when a limit stopped the loop.
+        if let Some(why) = stop {
+            self.ctx.insert("_tool_loop_stop".into(), json!(why));
+        }
         let out = json!({
             "content": p.content,
             "_tool_calls_count": p.calls,
             "_tool_loop_turns": p.turns,
             "_tool_loop_cost": p.cost,
-            "_tool_loop_stop": stop,
+            "_tool_loop_stop": stop.unwrap_or("complete"),
         });
-        for k in [
-            "_tool_calls_count",
-            "_tool_loop_turns",
-            "_tool_loop_cost",
-            "_tool_loop_stop",
-        ] {
+        for k in ["_tool_calls_count", "_tool_loop_turns", "_tool_loop_cost"] {
             self.ctx.insert(k.into(), out[k].clone());
         }
         self.ctx
             .insert("_tool_loop_content".into(), out["content"].clone());
+        self.ctx.insert("_tool_loop_usage".into(), usage);
         Ok(out)
     }
 

@@ -37,13 +37,28 @@ fn secs(v: Option<&Value>, key: &str) -> Result<Option<Duration>, String> {
     }
 }
 
+/// A limit written as text: a number (`"5"`), or a template (as the SDK
+/// allows, `"{{ context.budget }}"`), which the engine renders before the
+/// loop and validation reads as "not set".
+fn numeric(v: &Value) -> Value {
+    match v {
+        Value::String(t) => match t.trim().parse::<f64>() {
+            Ok(n) if t.trim().parse::<u64>().is_ok() => Value::from(n as u64),
+            Ok(n) => Value::from(n),
+            Err(_) if t.contains("{{") => Value::Null,
+            Err(_) => v.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
 impl LoopConfig {
     /// `tool_loop: true` or a mapping; `None` for `false`/absent.
     pub fn parse(v: Option<&Value>) -> Result<Option<LoopConfig>, String> {
-        let m = match v {
+        let m: Map<String, Value> = match v {
             None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
             Some(Value::Bool(true)) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
+            Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), numeric(v))).collect(),
             Some(other) => return Err(format!("tool_loop must be true or a mapping, not {other}")),
         };
         const KEYS: [&str; 7] = [
