@@ -141,12 +141,20 @@ mod tests {
         assert_eq!((c.max_turns, c.max_tool_calls), (20, 3));
         assert_eq!(c.denied, ["rm"]);
         assert_eq!(c.tool_timeout, Some(Duration::from_millis(2500)));
+        // Text: a number, or a template the engine renders first.
+        let c = LoopConfig::parse(Some(
+            &json!({"max_turns": "5", "max_tool_calls": "{{ context.n }}"}),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.max_turns, c.max_tool_calls), (5, 50));
         for bad in [
             json!(3),
             json!({"max_turns": -1}),
             json!({"nope": 1}),
             json!({"tool_timeout": 1e9}),
             json!({"allowed_tools": "x"}),
+            json!({"max_turns": "many"}),
         ] {
             assert!(LoopConfig::parse(Some(&bad)).is_err(), "{bad}");
         }
