@@ -336,7 +336,8 @@ async fn tool_loop_runs_tools_in_hooks_and_resumes_without_repeating_them() {
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         v,
-        json!({"answer": "From the tools: sh tool ok", "calls": 1, "stop": "complete"})
+        json!({"answer": "From the tools: sh tool ok", "calls": 1, "stop": "complete",
+               "asked": null, "last_tool": null})
     );
     // A turn limit (a template) stops the loop after the tool ran; one more
     // call without tools gets the answer.
@@ -404,7 +405,8 @@ async fn tool_loop_runs_tools_in_hooks_and_resumes_without_repeating_them() {
     let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(
         v,
-        json!({"answer": "From the tools: lookup found attention", "calls": 1, "stop": "complete"})
+        json!({"answer": "From the tools: lookup found attention", "calls": 1, "stop": "complete",
+               "asked": ["lookup"], "last_tool": "lookup"})
     );
     // The tool ran once; only the second model call was sent after the crash.
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "lookup\n");

@@ -491,6 +491,11 @@ class Bridge:
                 if not isinstance(r, str):
                     raise TypeError("on_error returned %s, not a state name" % type(r).__name__)
                 reply["next_state"] = r
+        elif event in ("tool_calls", "tool_result"):
+            method = getattr(hooks, "on_" + event, None)
+            if method is not None:
+                r = await _maybe_await(method(state, req.get("output"), ctx))
+                ctx = r if isinstance(r, dict) else ctx
         elif event == "tool":
             tool = req.get("tool") or {}
             get = getattr(hooks, "get_tool_provider", None)

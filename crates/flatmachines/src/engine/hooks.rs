@@ -53,6 +53,11 @@ pub enum HookEvent {
     Error,
     /// A `tool_loop` tool call.
     Tool,
+    /// The tool calls a `tool_loop` model turn asked for (SDK
+    /// `on_tool_calls`), in `output`.
+    ToolCalls,
+    /// One tool's result (SDK `on_tool_result`), in `output`.
+    ToolResult,
 }
 
 impl HookEvent {
@@ -65,6 +70,8 @@ impl HookEvent {
             HookEvent::MachineEnd => "machine_end",
             HookEvent::Error => "error",
             HookEvent::Tool => "tool",
+            HookEvent::ToolCalls => "tool_calls",
+            HookEvent::ToolResult => "tool_result",
         }
     }
 }

@@ -12,10 +12,15 @@
 //! resumed run reuses the settled answer); no tool call in the answer ends
 //! the loop; otherwise each call runs (denied or not allowed tools answer
 //! "not allowed", a failing tool answers its error to the model) and its
-//! result is appended. After every tool result the progress (the
-//! conversation and counters, in the context under [`PROGRESS_KEY`]) is
-//! checkpointed as the state's `state_enter`, so a resumed execution
-//! continues the loop where it was instead of running its tools again.
+//! result is appended. The state's hooks get the SDK's `on_tool_calls`
+//! (event `tool_calls`, the calls in `output`) after each model turn that
+//! asks for tools, and `on_tool_result` (event `tool_result`) after each
+//! tool; their context changes apply, and `_abort_tool_loop`,
+//! `_skip_tools` and `_steering_messages` work as in the SDK. After every
+//! tool result the progress (the conversation and counters, in the context
+//! under [`PROGRESS_KEY`]) is checkpointed as the state's `state_enter`, so
+//! a resumed execution continues the loop where it was — the rest of a
+//! batch of calls included — instead of running its tools again.
 //!
 //! Limits (`tool_loop: {max_turns, max_tool_calls, allowed_tools,
 //! denied_tools, tool_timeout, total_timeout, max_cost}`): unlike the
@@ -109,6 +114,46 @@ fn assistant_message(r: &AgentResult) -> Value {
 /// A hook that runs tools, with the `args` of its reference.
 type ToolHandler = (Arc<dyn super::hooks::Hook>, Option<Map<String, Value>>);
 
+/// The calls of the last assistant message that have no tool result yet
+/// (after a resume in the middle of a batch of calls).
+fn pending_calls(messages: &[Value]) -> Vec<super::agent::ToolCall> {
+    let Some(at) = messages
+        .iter()
+        .rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+    else {
+        return Vec::new();
+    };
+    let answered: Vec<&str> = messages[at + 1..]
+        .iter()
+        .filter_map(|m| m.get("tool_call_id").and_then(Value::as_str))
+        .collect();
+    let Some(calls) = messages[at].get("tool_calls").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .filter_map(|c| {
+            let id = c.get("id").and_then(Value::as_str).unwrap_or_default();
+            if answered.contains(&id) {
+                return None;
+            }
+            let f = c.get("function")?;
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => {
+                    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+                }
+                Some(v) => v.clone(),
+                None => json!({}),
+            };
+            Some(super::agent::ToolCall {
+                id: id.to_string(),
+                name: f.get("name").and_then(Value::as_str)?.to_string(),
+                arguments,
+            })
+        })
+        .collect()
+}
+
 /// Text sent to the model when the loop stopped before it answered.
 const FINAL_PASS: &str =
     "No more tool calls can be made. Give your final answer now from what the tools returned.";
@@ -190,38 +235,78 @@ impl Run {
         };
         let mut usage = Value::Null;
         let stop = loop {
-            if p.turns >= cfg.max_turns {
-                break Some("max_turns");
+            let pending = pending_calls(&p.messages);
+            if pending.is_empty() {
+                if p.turns >= cfg.max_turns {
+                    break Some("max_turns");
+                }
+                if cfg.max_cost.is_some_and(|c| p.cost >= c) {
+                    break Some("cost_limit");
+                }
+                if cfg.total_timeout.is_some_and(|t| started.elapsed() >= t) {
+                    break Some("timeout");
+                }
+                let r = self.turn(&base, &tools, &p.messages, p.turns).await?;
+                usage = json!(r.usage);
+                p.turns += 1;
+                p.cost += r.cost.unwrap_or(0.0);
+                p.messages.push(assistant_message(&r));
+                p.content = r.content.clone().filter(|c| !c.is_empty());
+                if r.tool_calls.is_empty() {
+                    break None;
+                }
+                if p.calls + r.tool_calls.len() as u64 > cfg.max_tool_calls {
+                    break Some("max_tool_calls");
+                }
+                // The SDK's on_tool_calls: may abort the loop or skip calls.
+                let calls: Vec<Value> = r.tool_calls.iter().map(|c| json!(c)).collect();
+                self.tool_hook(name, state, HookEvent::ToolCalls, Value::Array(calls))
+                    .await?;
+                if self.abort_requested() {
+                    break Some("aborted");
+                }
+                continue;
             }
-            if cfg.max_cost.is_some_and(|c| p.cost >= c) {
-                break Some("cost_limit");
-            }
-            if cfg.total_timeout.is_some_and(|t| started.elapsed() >= t) {
-                break Some("timeout");
-            }
-            let r = self.turn(&base, &tools, &p.messages, p.turns).await?;
-            usage = json!(r.usage);
-            p.turns += 1;
-            p.cost += r.cost.unwrap_or(0.0);
-            p.messages.push(assistant_message(&r));
-            p.content = r.content.clone().filter(|c| !c.is_empty());
-            if r.tool_calls.is_empty() {
-                break None;
-            }
-            if p.calls + r.tool_calls.len() as u64 > cfg.max_tool_calls {
-                break Some("max_tool_calls");
-            }
-            for c in &r.tool_calls {
-                let content = self.run_tool(name, state, &refs, &cfg, c).await?;
+            let skip: Vec<String> = match self.ctx.remove("_skip_tools") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut aborted = false;
+            for c in &pending {
+                let (content, is_error) = if skip.contains(&c.id) || skip.contains(&c.name) {
+                    (format!("Tool '{}' was skipped by policy.", c.name), false)
+                } else {
+                    self.run_tool(name, state, &refs, &cfg, c).await?
+                };
                 p.messages
                     .push(json!({"role": "tool", "tool_call_id": c.id, "content": content}));
                 p.calls += 1;
-                // The result is durable before the next call: a resumed
-                // run continues from here without running the tool again.
+                let result = json!({"tool_call_id": c.id, "name": c.name,
+                    "arguments": c.arguments, "content": content, "is_error": is_error});
+                self.tool_hook(name, state, HookEvent::ToolResult, result)
+                    .await?;
+                // The result (and what on_tool_result changed) is durable
+                // before the next call: a resumed run continues from here
+                // without running the tool again.
                 self.ctx
                     .insert(PROGRESS_KEY.into(), p.to_value(name, self.step));
                 self.checkpoint(Event::StateEnter, Some(name), None, None, None)
                     .await?;
+                if self.abort_requested() {
+                    aborted = true;
+                    break;
+                }
+            }
+            if aborted {
+                break Some("aborted");
+            }
+            // The SDK's steering: messages a hook asks to add.
+            if let Some(Value::Array(extra)) = self.ctx.remove("_steering_messages") {
+                p.messages.extend(extra);
             }
         };
         if stop.is_some() && p.content.is_none() {
@@ -291,6 +376,37 @@ impl Run {
         Ok(out)
     }
 
+    /// `on_tool_calls` / `on_tool_result` of the state's own hooks (as in
+    /// the SDK); what they return changes the context.
+    async fn tool_hook(
+        &mut self,
+        name: &str,
+        state: &StateDef,
+        event: HookEvent,
+        payload: Value,
+    ) -> Result<(), ExecError> {
+        let refs = self.state_hooks(state)?;
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let site = super::run_hooks::Site {
+            event,
+            action: None,
+            state_name: name,
+            state: Some(state),
+            error: None,
+        };
+        let mut payload = payload;
+        self.call_hooks(&refs, &site, Some(&mut payload))
+            .await
+            .map(drop)
+    }
+
+    /// Whether a hook set `_abort_tool_loop` (taken out of the context).
+    fn abort_requested(&mut self) -> bool {
+        matches!(self.ctx.remove("_abort_tool_loop"), Some(Value::Bool(true)))
+    }
+
     /// The first hook of `refs` with a handler, and its `args`.
     fn tool_handler(&self, refs: &[crate::spec::hooks::HookRef]) -> Option<ToolHandler> {
         let hooks = self.shared.actions.hooks()?;
@@ -346,12 +462,12 @@ impl Run {
         refs: &[crate::spec::hooks::HookRef],
         cfg: &LoopConfig,
         c: &super::agent::ToolCall,
-    ) -> Result<String, ExecError> {
+    ) -> Result<(String, bool), ExecError> {
         let tool = c.name.as_str();
         if cfg.denied.iter().any(|d| d == tool)
             || (!cfg.allowed.is_empty() && !cfg.allowed.iter().any(|a| a == tool))
         {
-            return Ok(format!("Tool '{tool}' is not allowed."));
+            return Ok((format!("Tool '{tool}' is not allowed."), true));
         }
         let Some((hook, args)) = self.tool_handler(refs) else {
             return Err(ExecError::new(
@@ -368,9 +484,37 @@ impl Run {
         let call = self.tool_call(&shared, name, args.as_ref(), timeout);
         tracing::debug!(event = "tool_call", tool, "running tool");
         match hook.tool(&call, tool, &c.id, &c.arguments).await {
-            Ok((content, _is_error)) => Ok(content),
+            Ok(r) => Ok(r),
             Err(e) if e.kind == ErrorKind::Interrupted => Err(e),
-            Err(e) => Ok(format!("Error executing '{tool}': {}", e.message)),
+            Err(e) => Ok((format!("Error executing '{tool}': {}", e.message), true)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resume in the middle of a batch runs only the calls without a
+    /// result; a conversation whose last turn was answered has none.
+    #[test]
+    fn pending_calls_are_those_without_results() {
+        let call = |id: &str| {
+            json!({"id": id, "type": "function",
+                   "function": {"name": "lookup", "arguments": "{\"query\": \"x\"}"}})
+        };
+        let mut m = vec![
+            json!({"role": "user", "content": "q"}),
+            json!({"role": "assistant", "content": "", "tool_calls": [call("a"), call("b")]}),
+            json!({"role": "tool", "tool_call_id": "a", "content": "done"}),
+        ];
+        let p = pending_calls(&m);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].id, "b");
+        assert_eq!(p[0].arguments, json!({"query": "x"}));
+        m.push(json!({"role": "tool", "tool_call_id": "b", "content": "done"}));
+        assert!(pending_calls(&m).is_empty());
+        m.push(json!({"role": "assistant", "content": "answer"}));
+        assert!(pending_calls(&m).is_empty());
     }
 }
