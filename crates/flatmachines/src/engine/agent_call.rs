@@ -40,16 +40,18 @@ impl Run {
             })
     }
 
-    pub(crate) async fn run_agent(
-        &mut self,
+    /// The request of an agent state before its execution type sets the
+    /// sample, attempt and call key: prompts rendered from the state's input.
+    pub(crate) fn base_request(
+        &self,
         name: &str,
         agent_name: &str,
         state: &StateDef,
-    ) -> Result<Value, ExecError> {
+    ) -> Result<AgentRequest, ExecError> {
         let agent = self.agent_def(agent_name)?;
         let input = self.render_input(state)?;
         let (system, user) = render_prompts(agent_name, &agent, state, &input)?;
-        let base = AgentRequest {
+        Ok(AgentRequest {
             execution_id: self.id.clone(),
             state: name.to_string(),
             agent_name: agent_name.to_string(),
@@ -63,7 +65,16 @@ impl Run {
             attempt: 1,
             call_key: String::new(),
             tools: None,
-        };
+        })
+    }
+
+    pub(crate) async fn run_agent(
+        &mut self,
+        name: &str,
+        agent_name: &str,
+        state: &StateDef,
+    ) -> Result<Value, ExecError> {
+        let base = self.base_request(name, agent_name, state)?;
         let exec = state.execution.clone().unwrap_or_default();
         match exec.kind.as_deref().unwrap_or("default") {
             "retry" => self.call_with_retry(base, &exec).await.map(|r| r.payload()),

@@ -37,7 +37,6 @@
 //! `_tool_loop_stop` when a limit stopped the loop, as in the SDK.
 
 use super::agent::{AgentRequest, AgentResult, ToolTurn};
-use super::agent_call::render_prompts;
 use super::checkpoint::Event;
 use super::error::{ErrorKind, ExecError};
 use super::exec::Run;
@@ -166,9 +165,8 @@ impl Run {
         state: &StateDef,
         cfg: LoopConfig,
     ) -> Result<Value, ExecError> {
-        let agent = self.agent_def(agent_name)?;
-        let input = self.render_input(state)?;
-        let (system, user) = render_prompts(agent_name, &agent, state, &input)?;
+        let base = self.base_request(name, agent_name, state)?;
+        let (agent, user) = (base.agent.clone(), base.user.clone());
         let refs = self.action_hooks(state)?;
         let tools = self
             .tool_definitions(
@@ -218,21 +216,6 @@ impl Run {
                 "continuing a tool loop"
             );
         }
-        let base = AgentRequest {
-            execution_id: self.id.clone(),
-            state: name.to_string(),
-            agent_name: agent_name.to_string(),
-            agent,
-            input,
-            system,
-            user,
-            machine: self.def().name.clone(),
-            step: self.step,
-            sample: 0,
-            attempt: 1,
-            call_key: String::new(),
-            tools: None,
-        };
         let mut usage = Value::Null;
         let stop = loop {
             let pending = pending_calls(&p.messages);
