@@ -129,7 +129,10 @@ impl Driver {
             self.agent.clone(),
             self.actions.clone(),
             checkpointer,
-        );
+        )
+        .with_signals(Arc::new(crate::store::signals::SqliteSignals::new(
+            self.store.clone(),
+        )));
         // The renewer is a future of this drive, not a spawned task: it
         // stops with the drive however the drive ends (finished, failed,
         // or dropped by a cancel, a phase deadline or shutdown), so no

@@ -92,7 +92,7 @@ pub fn resume(a: ResumeArgs) -> CliResult {
     if ids.is_empty() && !a.all {
         return fail_invalid("name an execution id to resume, or use --all");
     }
-    let registry = match super::machine::actions_with_hooks(&a.hooks) {
+    let registry = match super::machine::actions_with_hooks(&a.hooks, a.python.as_deref()) {
         Ok(r) => r,
         Err(e) => return fail_invalid(&format!("{e:#}")),
     };
@@ -169,6 +169,10 @@ async fn resume_line(
 fn line(id: &str, r: Result<Value, paper_runner::engine::ExecError>) -> Value {
     match r {
         Ok(v) => json!({"execution_id": id, "status": "done", "output": v}),
+        Err(e) if e.waiting().is_some() => {
+            let (signal, deadline) = e.waiting().unwrap_or_default();
+            json!({"execution_id": id, "status": "waiting", "signal": signal, "deadline_ms": deadline})
+        }
         Err(e) => {
             json!({"execution_id": id, "status": "failed", "error": {"kind": e.kind.as_str(), "message": e.message}})
         }
@@ -277,7 +281,7 @@ fn outcome(r: Result<Value, DriveError>) -> CliResult {
     match r {
         Ok(v) => print_outcome(Ok(v)),
         Err(DriveError::Exec(e)) => {
-            if e.kind == ErrorKind::Interrupted {
+            if e.kind == ErrorKind::Interrupted && e.waiting().is_none() {
                 eprintln!("error: interrupted: {}", e.message);
                 return Err(Code::Failure.into());
             }

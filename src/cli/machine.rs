@@ -5,7 +5,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use paper_runner::engine::shell::ShellConfig;
 use paper_runner::engine::{
-    hooks, ActionRegistry, Agent, Engine, HookRegistry, NoCheckpoints, NoLlm,
+    hooks, ActionRegistry, Agent, Engine, HookRegistry, NoCheckpoints, NoLlm, PythonConfig,
 };
 use paper_runner::llm::{HttpAgent, Ledger};
 use paper_runner::spec::{self, LoadOptions};
@@ -52,10 +52,13 @@ pub struct ResumeArgs {
     /// Profile catalog for --reload-config.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
-    /// A handler for a hook the machines name: NAME=cmd:PATH (repeatable),
-    /// as given to `run`.
+    /// A handler for a hook the machines name: NAME=cmd:PATH or
+    /// NAME=python:FILE:Class (repeatable), as given to `run`.
     #[arg(long = "hooks", value_name = "NAME=HANDLER")]
     pub hooks: Vec<String>,
+    /// The Python interpreter for python: hooks (default python3).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -76,9 +79,13 @@ pub struct RunArgs {
     /// Execution id (default: a new UUID). With --db, an existing id is resumed.
     #[arg(long)]
     pub execution_id: Option<String>,
-    /// A handler for a hook the machine names: NAME=cmd:PATH (repeatable).
+    /// A handler for a hook the machine names: NAME=cmd:PATH or
+    /// NAME=python:FILE:Class (repeatable).
     #[arg(long = "hooks", value_name = "NAME=HANDLER")]
     pub hooks: Vec<String>,
+    /// The Python interpreter for python: hooks (default python3).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -91,11 +98,15 @@ pub struct CheckArgs {
     /// Profile catalog to use instead of the nearest profiles.yml.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
-    /// A handler for a hook the machines name: NAME=cmd:PATH (repeatable).
-    /// With any, custom actions are checked against these hooks; without,
-    /// an action only hooks could implement is a warning.
+    /// A handler for a hook the machines name: NAME=cmd:PATH or
+    /// NAME=python:FILE:Class (repeatable). With any, custom actions are
+    /// checked against these hooks; without, an action only hooks could
+    /// implement is a warning.
     #[arg(long = "hooks", value_name = "NAME=HANDLER")]
     pub hooks: Vec<String>,
+    /// The Python interpreter for python: hooks (default python3).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
 pub fn run(cmd: MachineCmd) -> CliResult {
@@ -120,9 +131,13 @@ pub fn actions() -> ActionRegistry {
 }
 
 /// [`actions`] with the hooks registry `--hooks` describes (none when no
-/// `--hooks` is given). Relative handler paths resolve against the working
-/// directory; an unusable handler is a usage error.
-pub fn actions_with_hooks(bindings: &[String]) -> anyhow::Result<ActionRegistry> {
+/// `--hooks` is given), Python hooks run by `python` (default `python3`).
+/// Relative handler paths resolve against the working directory; an
+/// unusable handler is a usage error.
+pub fn actions_with_hooks(
+    bindings: &[String],
+    python: Option<&Path>,
+) -> anyhow::Result<ActionRegistry> {
     let mut r = actions();
     if bindings.is_empty() {
         return Ok(r);
@@ -132,7 +147,11 @@ pub fn actions_with_hooks(bindings: &[String]) -> anyhow::Result<ActionRegistry>
     for b in bindings {
         specs.push(hooks::parse_binding(b, &base).map_err(|e| anyhow::anyhow!("--hooks: {e}"))?);
     }
-    let registry = HookRegistry::build(&specs, &ShellConfig::default())
+    let mut py = PythonConfig::default();
+    if let Some(p) = python {
+        py.interpreter = p.to_path_buf();
+    }
+    let registry = HookRegistry::build(&specs, &ShellConfig::default(), &py)
         .map_err(|e| anyhow::anyhow!("--hooks: {e}"))?;
     r.set_hooks(registry);
     Ok(r)
@@ -148,7 +167,7 @@ fn load_options(profiles: Option<PathBuf>, actions: &ActionRegistry) -> LoadOpti
 }
 
 fn check(a: CheckArgs) -> CliResult {
-    let registry = match actions_with_hooks(&a.hooks) {
+    let registry = match actions_with_hooks(&a.hooks, a.python.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -236,7 +255,7 @@ fn run_machine(a: RunArgs) -> CliResult {
             return Err(Code::Usage.into());
         }
     };
-    let registry = match actions_with_hooks(&a.hooks) {
+    let registry = match actions_with_hooks(&a.hooks, a.python.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -282,7 +301,19 @@ pub fn llm_agent(store: Option<&Store>) -> Arc<dyn Agent> {
 }
 
 /// stdout: the output JSON (exit 0); stderr: `error: KIND: message` (exit 1).
+/// An execution parked on a `wait_for` state prints the SDK's
+/// `{"_waiting": true, "_channel": NAME}` (exit 0).
 pub fn print_outcome(result: Result<Value, paper_runner::engine::ExecError>) -> CliResult {
+    if let Err(e) = &result {
+        if let Some((signal, deadline_ms)) = e.waiting() {
+            let mut v = serde_json::json!({"_waiting": true, "_channel": signal});
+            if let Some(d) = deadline_ms {
+                v["_deadline_ms"] = d.into();
+            }
+            println!("{v}");
+            return Ok(());
+        }
+    }
     match result {
         Ok(v) => {
             println!(

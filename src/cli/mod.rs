@@ -18,6 +18,7 @@ pub mod progress;
 mod prune;
 mod run;
 mod show;
+mod signal;
 mod status;
 // Without the `tooling` feature the tooling commands parse but refuse.
 #[cfg(not(feature = "tooling"))]
@@ -105,6 +106,8 @@ pub enum Command {
     Cancel(papers::CancelArgs),
     /// Drive one paper's remaining phases now, in the foreground.
     Resume(papers::ResumeArgs),
+    /// Send a signal to an execution waiting on a `wait_for` state.
+    Signal(signal::SignalArgs),
     /// Internal: one PDF extraction in a worker process (see pipeline::pdf_child).
     #[command(name = "__extract-pdf", hide = true)]
     ExtractPdfWorker(extract::WorkerArgs),
@@ -251,5 +254,6 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Retry(a) => papers::retry(cli.config, a),
         Command::Cancel(a) => papers::cancel(cli.config, a),
         Command::Resume(a) => papers::resume(cli.config, a),
+        Command::Signal(a) => signal::signal(cli.config, a),
     }
 }

@@ -488,11 +488,24 @@ pub fn request_body(req: &AgentRequest, p: &ModelProfile) -> Value {
     };
     let mut body = Map::new();
     body.insert("model".into(), json!(p.model));
-    body.insert(
-        "messages".into(),
-        json!([{"role": "system", "content": system}, {"role": "user", "content": req.user}]),
-    );
-    if schema.is_some() {
+    match req.tools.as_deref() {
+        // A tool_loop turn: the conversation so far, and the tools offered.
+        Some(turn) => {
+            let mut messages = vec![json!({"role": "system", "content": system})];
+            messages.extend(turn.messages.iter().cloned());
+            body.insert("messages".into(), Value::Array(messages));
+            if !turn.tools.is_empty() {
+                body.insert("tools".into(), Value::Array(turn.tools.clone()));
+            }
+        }
+        None => {
+            body.insert(
+                "messages".into(),
+                json!([{"role": "system", "content": system}, {"role": "user", "content": req.user}]),
+            );
+        }
+    }
+    if schema.is_some() && req.tools.is_none() {
         body.insert("response_format".into(), json!({"type": "json_object"}));
     }
     if let Some(v) = p.max_tokens {
@@ -578,7 +591,11 @@ fn parse_response(
         .and_then(|c| c.get("finish_reason"))
         .and_then(Value::as_str)
         .map(str::to_string);
-    if content.trim().is_empty() {
+    let tool_calls = choice
+        .and_then(|c| c.get("message"))
+        .map(tool_calls_of)
+        .unwrap_or_default();
+    if content.trim().is_empty() && tool_calls.is_empty() {
         return Err(ExecError::new(
             ErrorKind::EmptyResponse,
             format!(
@@ -597,6 +614,8 @@ fn parse_response(
     let cost = usage.and_then(|u| u.get("cost")).and_then(Value::as_f64);
     let output = match &req.agent.prompt.output {
         None => None,
+        // A turn that calls tools has no answer to parse yet.
+        Some(_) if req.tools.is_some() => None,
         Some(_) => Some(parse_json_object(&content).ok_or_else(|| {
             let excerpt = errors::excerpt(&content, 200, t.key);
             ExecError::new(
@@ -624,8 +643,40 @@ fn parse_response(
             "retry_after": null,
             "windows": errors::windows(headers, t.max_retry_after),
         })),
+        tool_calls,
     };
     Ok((result, reported))
+}
+
+/// The `tool_calls` of an OpenAI-style assistant message (arguments parsed
+/// from their JSON text when they parse, kept as text otherwise).
+fn tool_calls_of(message: &Value) -> Vec<crate::engine::ToolCall> {
+    let Some(calls) = message.get("tool_calls").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .filter_map(|c| {
+            let f = c.get("function")?;
+            let name = f.get("name").and_then(Value::as_str)?.to_string();
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => {
+                    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+                }
+                Some(v) => v.clone(),
+                None => Value::Object(Map::new()),
+            };
+            Some(crate::engine::ToolCall {
+                id: c
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                name,
+                arguments,
+            })
+        })
+        .collect()
 }
 
 /// Parse a JSON object from model text, tolerating code fences and prose
@@ -709,6 +760,7 @@ mod tests {
                         system: None,
                         user: "u".into(),
                         instruction_suffix: None,
+                        tools: None,
                         output,
                     },
                     profile_name: None,
@@ -724,6 +776,7 @@ mod tests {
                 sample: 0,
                 attempt: 1,
                 call_key: "k".into(),
+                tools: None,
             }
         }
 

@@ -39,7 +39,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -132,6 +132,7 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/status", get(status_handler))
         .route("/healthz", get(healthz))
+        .route("/signal", post(signal_handler))
         .layer(middleware::from_fn_with_state(access, require_token))
         .with_state(state);
     tracing::info!(
@@ -485,6 +486,58 @@ async fn require_token(State(access): State<Access>, req: Request, next: Next) -
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `POST /signal` with `{"execution_id", "signal", "data"?}`: what `runner
+/// signal` does. A write, so it needs a configured token (`ops.token_env`),
+/// even on loopback, where reads need none.
+async fn signal_handler(State(state): State<OpsState>, body: axum::body::Bytes) -> Response {
+    let has_token = state
+        .settings
+        .ops
+        .token_env
+        .as_deref()
+        .and_then(|var| std::env::var(var).ok())
+        .is_some_and(|t| !t.trim().is_empty());
+    if !has_token {
+        return (
+            StatusCode::FORBIDDEN,
+            "POST /signal needs a bearer token: set ops.token_env\n",
+        )
+            .into_response();
+    }
+    if body.len() > crate::store::signals::MAX_SIGNAL_BYTES + 4096 {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "signal too large\n").into_response();
+    }
+    let req: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("body is not JSON: {e}\n")).into_response()
+        }
+    };
+    let (Some(id), Some(name)) = (
+        req.get("execution_id").and_then(serde_json::Value::as_str),
+        req.get("signal").and_then(serde_json::Value::as_str),
+    ) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "body needs execution_id and signal (strings), and may have data\n",
+        )
+            .into_response();
+    };
+    let (id, name) = (id.to_string(), name.to_string());
+    let data = req.get("data").cloned().unwrap_or(serde_json::Value::Null);
+    match state
+        .store
+        .run(move |s| s.send_signal(&id, &name, &data))
+        .await
+    {
+        Ok(sent) => Json(sent).into_response(),
+        Err(e @ crate::store::StoreError::NotFound(_)) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn status_handler(State(state): State<OpsState>) -> Response {

@@ -27,6 +27,8 @@ pub struct PaperTimeline {
     pub report_path: Option<String>,
     /// The raw queue timeline (claims, finishes, retries, cancels, …).
     pub events: Vec<PaperEvent>,
+    /// Machine executions of the paper parked on a `wait_for` state.
+    pub waiting: Vec<crate::store::signals::WaitRow>,
 }
 
 /// One claim of one phase and how it ended.
@@ -131,7 +133,14 @@ pub fn paper_timeline(store: &Store, id_or_arxiv: &str) -> Result<PaperTimeline,
     let executions = executions(&paper.id, machine_rows, &marks);
     let llm_totals = call_totals(&llm_calls);
     let errors = errors(&phases, &executions, &llm_calls);
+    let prefix = format!("{}/", paper.id);
+    let waiting = store
+        .waits()?
+        .into_iter()
+        .filter(|w| w.execution_id.starts_with(&prefix))
+        .collect();
     Ok(PaperTimeline {
+        waiting,
         report_path: paper.report_path.clone(),
         paper,
         phases,
@@ -489,6 +498,13 @@ pub fn render_human(t: &PaperTimeline) -> String {
     let _ = writeln!(o, "{}", fit(&status, 80));
     if let Some(r) = &t.report_path {
         let _ = writeln!(o, "{}", fit(&format!("report {r}"), 80));
+    }
+    for w in &t.waiting {
+        let line = format!(
+            "waiting: {} waits for signal '{}' (send it with `runner signal {} {}`)",
+            w.execution_id, w.signal, w.execution_id, w.signal
+        );
+        let _ = writeln!(o, "{}", fit(&line, 120));
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "phases:");

@@ -38,6 +38,8 @@ pub struct StatusReport {
     /// claims only prep); see `mode.blocked` for why and until when.
     pub held: IndexMap<String, u64>,
     pub in_flight: Vec<InFlightPaper>,
+    /// Executions parked on a `wait_for` state (no worker, no lease).
+    pub waiting: Vec<crate::store::signals::WaitRow>,
     pub budget: BudgetReport,
     pub breakers: Vec<BreakerReport>,
     pub mode: ModeReport,
@@ -290,6 +292,7 @@ pub fn status_report(
         claimable,
         held,
         in_flight,
+        waiting: store.waits()?,
         budget,
         breakers,
         mode,
@@ -689,6 +692,32 @@ fn short_time(ts: &str) -> String {
 }
 
 /// The report for a terminal: every line at most 80 columns.
+/// Executions parked on `wait_for`: what each waits for, since and until.
+fn render_waiting(o: &mut String, r: &StatusReport) {
+    if r.waiting.is_empty() {
+        return;
+    }
+    let now = parse_ts(&r.generated_at).map(|t| t.timestamp_millis());
+    let _ = writeln!(o, "waiting for a signal: {}", r.waiting.len());
+    for w in &r.waiting {
+        let since = now.map_or_else(|| "-".into(), |n| human_duration_ms(n - w.since_ms));
+        let until = match (w.deadline_ms, now) {
+            (Some(d), Some(n)) => format!(", times out in {}", human_duration_ms(d - n)),
+            _ => String::new(),
+        };
+        let pending = if w.pending > 0 {
+            format!(", {} pending", w.pending)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "  {} waits for '{}' ({since}{until}{pending})",
+            w.execution_id, w.signal
+        );
+        let _ = writeln!(o, "{}", fit(&line, 100));
+    }
+}
+
 pub fn render_human(r: &StatusReport) -> String {
     let mut o = String::new();
     let when = parse_ts(&r.generated_at).map_or_else(
@@ -793,6 +822,7 @@ pub fn render_human(r: &StatusReport) -> String {
             let _ = writeln!(o, "{}", fit(&line, 80));
         }
     }
+    render_waiting(&mut o, r);
     let _ = writeln!(o);
     let b = &r.budget;
     let resets = parse_ts(&b.resets_at)

@@ -359,6 +359,7 @@ async fn drive_claim(
         }
         Ok(Err(DriveError::Store(e))) => settle_store_error(env, claim, e, elapsed_ms()).await,
         Ok(Err(e)) if e.park().is_some() => park(env, claim, &e).await,
+        Ok(Err(DriveError::Exec(e))) if e.waiting().is_some() => wait(env, claim, &e).await,
         Ok(Err(DriveError::Exec(e))) if e.kind == ErrorKind::Interrupted => match e.stop() {
             Some(crate::engine::Stop::LeaseLost { owner }) => {
                 tracing::warn!(paper = %claim.arxiv_id, "machine lease lost to {owner}; stopped without writing");
@@ -412,6 +413,33 @@ async fn park(env: &Arc<TaskEnv>, claim: &Claim, e: &DriveError) -> TaskOutcome 
             until_ms: p.until_ms,
         },
         other => other,
+    }
+}
+
+/// The machine waits for a signal (`wait_for`): give the claim back without
+/// counting an attempt; the row is claimable again when the signal comes
+/// (`runner signal`) or at the wait's deadline.
+async fn wait(env: &Arc<TaskEnv>, claim: &Claim, e: &ExecError) -> TaskOutcome {
+    let Some((signal, deadline)) = e.waiting() else {
+        return release(env, claim, &e.message).await;
+    };
+    let why = format!("waiting for signal '{signal}'");
+    tracing::info!(paper = %claim.arxiv_id, phase = %claim.phase, signal, deadline_ms = deadline, "phase waits for a signal: worker slot given back");
+    let until = deadline.unwrap_or(i64::MAX);
+    let c = claim.clone();
+    let w = why.clone();
+    match env
+        .store
+        .run(move |s| s.release_waiting(&c, until, &w))
+        .await
+    {
+        Ok(()) => TaskOutcome::Released { why },
+        Err(StoreError::LeaseLost { .. }) => TaskOutcome::Lost,
+        Err(err) => {
+            tracing::warn!(paper = %claim.arxiv_id, "parking for a signal failed: {err}");
+            env.trouble.store_error();
+            release(env, claim, &why).await
+        }
     }
 }
 

@@ -31,11 +31,13 @@ pub const TABLES: &[&str] = &[
     "breakers",
     "machine_value_refs",
     "model_pauses",
+    "signals",
+    "signal_waits",
 ];
 
 /// Tables whose `id` the target generates (identity columns), so its
 /// sequence must continue after the copied ids.
-const IDENTITY_TABLES: &[&str] = &["checkpoints", "llm_calls", "execution_events"];
+const IDENTITY_TABLES: &[&str] = &["checkpoints", "llm_calls", "execution_events", "signals"];
 
 /// Rows copied per table (source and target agree: checked).
 #[derive(Debug, Clone, PartialEq, Eq)]

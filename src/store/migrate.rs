@@ -41,6 +41,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_call_costs",
         include_str!("../../migrations/0009_call_costs.sql"),
     ),
+    (
+        "0011_signals",
+        include_str!("../../migrations/0011_signals.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -21,6 +21,7 @@ pub mod pg;
 pub mod phase;
 mod prune;
 mod queue;
+pub mod signals;
 pub mod sql;
 pub mod stats;
 

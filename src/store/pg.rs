@@ -35,10 +35,16 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// PostgreSQL migrations in order; the index + 1 is the schema version.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_signals",
+        include_str!("../../migrations/postgres/0002_signals.sql"),
+    ),
+];
 
 /// The channel idle runners listen on.
 pub const WORK_CHANNEL: &str = "paper_runner_work";

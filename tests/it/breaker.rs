@@ -46,6 +46,7 @@ fn request(base_url: &str, model: &str, state: &str) -> AgentRequest {
         sample: 0,
         attempt: 1,
         call_key: state.into(),
+        tools: None,
     }
 }
 

@@ -49,6 +49,7 @@ fn request(base_url: &str, name: &str, extra: Value, state: &str) -> AgentReques
             system: None,
             user: "Summarise attention".into(),
             instruction_suffix: None,
+            tools: None,
             output: None,
         },
         profile_name: Some("p".into()),
@@ -69,6 +70,7 @@ fn request(base_url: &str, name: &str, extra: Value, state: &str) -> AgentReques
         sample: 0,
         attempt: 1,
         call_key: "k".into(),
+        tools: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn agent_def(base_url: &str, name: &str, output: Option<Value>) -> AgentDef {
             system: None,
             user: "Summarise attention".into(),
             instruction_suffix: None,
+            tools: None,
             output: output.and_then(|o| o.as_object().cloned()),
         },
         profile_name: Some("p".into()),
@@ -50,6 +51,7 @@ fn request(agent: AgentDef) -> AgentRequest {
         sample: 0,
         attempt: 1,
         call_key: "k".into(),
+        tools: None,
     }
 }
 

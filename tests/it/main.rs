@@ -13,10 +13,12 @@
 mod support;
 
 // The FlatMachines runtime: spec conformance, checks, retries, resume.
+mod compat_corpus;
 mod compat_profiles;
 mod conformance;
 mod hostile_spec;
 mod prop_spec;
+mod python_hooks;
 mod resume;
 mod retry;
 

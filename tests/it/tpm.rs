@@ -26,6 +26,7 @@ fn request(base_url: &str, i: usize) -> AgentRequest {
                 system: None,
                 user: "u".into(),
                 instruction_suffix: None,
+                tools: None,
                 output: None,
             },
             profile_name: Some("p".into()),
@@ -41,6 +42,7 @@ fn request(base_url: &str, i: usize) -> AgentRequest {
         sample: 0,
         attempt: 1,
         call_key: format!("k{i}"),
+        tools: None,
     }
 }
 

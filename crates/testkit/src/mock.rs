@@ -511,6 +511,8 @@ struct ChatRequest {
     model: String,
     messages: Vec<ChatMessage>,
     response_format: Option<Value>,
+    /// Tools offered (a tool loop): see [`tool_turn`].
+    tools: Vec<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -617,11 +619,21 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         }
         Some(f) if f.kind == FaultKind::Endless => streamed(None, false),
         Some(f) if f.kind == FaultKind::Huge => streamed(f.size_bytes, f.announce_length),
-        _ => {
-            let content = answer(&req, &prompt, ms);
-            charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
-            completion(&req, &prompt, content, ms)
-        }
+        _ => match tool_turn(&req) {
+            Some(Turn::Call(name)) => {
+                charged = shared.charge(&req.model, 1);
+                tool_call_completion(&req, &prompt, &name)
+            }
+            Some(Turn::Answer(content)) => {
+                charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
+                completion(&req, &prompt, content, ms)
+            }
+            None => {
+                let content = answer(&req, &prompt, ms);
+                charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
+                completion(&req, &prompt, content, ms)
+            }
+        },
     };
     put_raw(resp.headers_mut(), &extra);
     if let Some((rpm, remaining, reset)) = limit {
@@ -740,6 +752,61 @@ impl hyper::body::Body for Streamed {
             None => hyper::body::SizeHint::default(),
         }
     }
+}
+
+/// What a tool-loop request gets.
+enum Turn {
+    /// Call this tool.
+    Call(String),
+    /// Answer with this text.
+    Answer(String),
+}
+
+/// Tool loops, deterministically: a request that offers tools and has no
+/// tool result since its last user message calls the first tool offered
+/// (arguments `{"query": <the user message's first word>}`); once tool
+/// results came back, the answer quotes them (`From the tools: a; b`).
+fn tool_turn(req: &ChatRequest) -> Option<Turn> {
+    let last_user = req.messages.iter().rposition(|m| m.role == "user")?;
+    let results: Vec<String> = req.messages[last_user..]
+        .iter()
+        .filter(|m| m.role == "tool")
+        .map(|m| content_text(&m.content))
+        .collect();
+    if !results.is_empty() {
+        return Some(Turn::Answer(format!(
+            "From the tools: {}",
+            results.join("; ")
+        )));
+    }
+    let first = req.tools.first()?;
+    let name = first.get("function")?.get("name")?.as_str()?;
+    Some(Turn::Call(name.to_string()))
+}
+
+/// A completion asking for one call of tool `name`.
+fn tool_call_completion(req: &ChatRequest, prompt: &Prompt, name: &str) -> Response {
+    let word = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| content_text(&m.content))
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default();
+    let args = json!({"query": word}).to_string();
+    Json(json!({
+        "id": format!("mock-{:016x}", prompt.seed),
+        "object": "chat.completion",
+        "created": now_ms() / 1000,
+        "model": req.model,
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null,
+            "tool_calls": [{"id": format!("call_{:08x}", prompt.seed as u32), "type": "function",
+                            "function": {"name": name, "arguments": args}}]}}],
+        "usage": {"prompt_tokens": prompt.words, "completion_tokens": 1, "total_tokens": prompt.words + 1},
+    }))
+    .into_response()
 }
 
 /// The OpenAI chat.completion envelope; "tokens" are whitespace words.

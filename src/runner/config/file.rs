@@ -244,6 +244,11 @@ fn resolve_paths(config: &mut Config, table: &toml::Table, base: &Path) {
             *v = spec.to_string();
         }
     }
+    // The Python interpreter: a bare name is looked up in PATH; a path
+    // with a folder (`venv/bin/python`) is relative to the config file.
+    if config.python.interpreter.components().count() > 1 {
+        resolve(&mut config.python.interpreter);
+    }
     // Optional paths default to None, so Some means the file set them.
     for field in [
         &mut config.profiles,

@@ -51,6 +51,8 @@ pub struct Config {
     /// a relative PATH is relative to the config file). With any, every
     /// custom action a phase machine's hooks implement must have one.
     pub hooks: BTreeMap<String, String>,
+    /// The Python hook bridge (`python:` handlers): interpreter and bounds.
+    pub python: crate::engine::PythonConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -183,6 +185,7 @@ impl Default for Config {
             shell: crate::engine::shell::ShellConfig::default(),
             download: Default::default(),
             hooks: BTreeMap::new(),
+            python: crate::engine::PythonConfig::default(),
         }
     }
 }

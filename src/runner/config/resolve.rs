@@ -51,7 +51,7 @@ impl Config {
                 .map_err(|e| HookSpecError::Syntax(format!("hooks.{name}: {e}")))?;
             specs.push((name.clone(), spec));
         }
-        HookRegistry::build(&specs, &self.shell).map(Some)
+        HookRegistry::build(&specs, &self.shell, &self.python).map(Some)
     }
 
     /// Checks every value that the types alone do not constrain and reports
@@ -198,6 +198,10 @@ impl Config {
         }
 
         for (key, message) in self.shell.problems() {
+            check(false, key, message);
+        }
+
+        for (key, message) in self.python.problems() {
             check(false, key, message);
         }
 

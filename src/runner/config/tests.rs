@@ -740,15 +740,17 @@ fn day_start_from_a_file_is_checked_at_resolution() {
     );
 }
 
-/// `[hooks]`: handler paths are relative to the config file; a python
-/// handler (not supported yet) or a malformed one is a problem naming the key.
+/// `[hooks]`: handler paths are relative to the config file (python files
+/// and an interpreter path with a folder too); a malformed handler or an
+/// out-of-range `[python]` value is a problem naming the key.
 #[test]
 fn hook_handlers_resolve_against_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
         "etc/config.toml",
-        "[hooks]\nv2-hooks = \"cmd:hooks/run.sh\"\nabs = \"cmd:/opt/h\"\n",
+        "[hooks]\nv2-hooks = \"cmd:hooks/run.sh\"\nabs = \"cmd:/opt/h\"\npy = \"python:h.py:V2Hooks\"\n\
+         [python]\ninterpreter = \"venv/bin/python\"\n",
     );
     let loaded = load_with(Some(&path), &no_env, &dir.path().join("absent.toml")).unwrap();
     let hooks = &loaded.config.hooks;
@@ -757,16 +759,22 @@ fn hook_handlers_resolve_against_the_config_file() {
         format!("cmd:{}", dir.path().join("etc/hooks/run.sh").display())
     );
     assert_eq!(hooks["abs"], "cmd:/opt/h");
+    assert_eq!(
+        hooks["py"],
+        format!("python:{}:V2Hooks", dir.path().join("etc/h.py").display())
+    );
+    assert_eq!(
+        loaded.config.python.interpreter,
+        dir.path().join("etc/venv/bin/python")
+    );
     let registry = loaded.config.hook_registry().unwrap().unwrap();
-    assert_eq!(registry.names(), ["abs", "v2-hooks"]);
+    assert_eq!(registry.names(), ["abs", "py", "v2-hooks"]);
     assert!(Config::default().hook_registry().unwrap().is_none());
 
     let mut c = Config::default();
-    c.hooks
-        .insert("v2".into(), "python:hooks.py:V2Hooks".into());
-    let p = problems(&c);
-    assert_eq!(p[0].key, "hooks.v2");
-    assert!(p[0].message.contains("not supported yet"), "{:?}", p);
+    c.python.max_output_bytes = 1;
+    assert_eq!(problem_keys(&c), ["python.max_output_bytes"]);
+    c.python.max_output_bytes = 1 << 20;
     c.hooks.insert("v2".into(), "run.sh".into());
     assert!(problem_keys(&c).contains(&"hooks".to_string()));
 }

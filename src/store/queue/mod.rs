@@ -28,6 +28,7 @@ mod reaper;
 mod settle;
 #[cfg(test)]
 mod tests;
+mod wait;
 
 use super::db::Store;
 use super::error::StoreError;

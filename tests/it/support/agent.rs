@@ -100,6 +100,7 @@ impl Agent for ScriptedAgent {
             cost: resp.get("cost").and_then(Value::as_f64),
             finish_reason: Some("stop".into()),
             rate_limit: None,
+            tool_calls: Vec::new(),
         })
     }
 }

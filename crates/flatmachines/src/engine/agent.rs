@@ -36,6 +36,29 @@ pub struct AgentRequest {
     /// Stable key for this call (execution, step, state, sample, attempt),
     /// so a ledger can recognise a call it already paid for.
     pub call_key: String,
+    /// A `tool_loop` turn: the tools offered and the conversation so far.
+    pub tools: Option<Arc<ToolTurn>>,
+}
+
+/// One turn of a `tool_loop`: what the model may call and what was said.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolTurn {
+    /// OpenAI-style tool definitions (`{type: function, function: {name,
+    /// description, parameters}}`); empty on the final pass that asks for
+    /// an answer without tools.
+    pub tools: Vec<Value>,
+    /// The messages after the system prompt: the first user message, then
+    /// assistant messages (with their `tool_calls`) and `tool` results.
+    pub messages: Vec<Value>,
+}
+
+/// A tool call the model asked for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as the model sent them (parsed JSON when they parse).
+    pub arguments: Value,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -59,6 +82,9 @@ pub struct AgentResult {
     /// `windows`), shown to templates as `context.machine.rate_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Value>,
+    /// Tools the model asked to call (a `tool_loop` turn).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl AgentResult {

@@ -26,14 +26,9 @@ pub const DEFAULT_JITTER: f64 = 0.1;
 pub const DEFAULT_SAMPLES: u32 = 3;
 
 impl Run {
-    pub(crate) async fn run_agent(
-        &mut self,
-        name: &str,
-        agent_name: &str,
-        state: &StateDef,
-    ) -> Result<Value, ExecError> {
-        let agent = self
-            .shared
+    /// The loaded agent `agent_name` of this execution's machine.
+    pub(crate) fn agent_def(&self, agent_name: &str) -> Result<Arc<AgentDef>, ExecError> {
+        self.shared
             .agents
             .get(&(self.m, agent_name.to_string()))
             .cloned()
@@ -42,10 +37,21 @@ impl Run {
                     ErrorKind::InvalidRequest,
                     format!("unknown agent '{agent_name}'"),
                 )
-            })?;
+            })
+    }
+
+    /// The request of an agent state before its execution type sets the
+    /// sample, attempt and call key: prompts rendered from the state's input.
+    pub(crate) fn base_request(
+        &self,
+        name: &str,
+        agent_name: &str,
+        state: &StateDef,
+    ) -> Result<AgentRequest, ExecError> {
+        let agent = self.agent_def(agent_name)?;
         let input = self.render_input(state)?;
         let (system, user) = render_prompts(agent_name, &agent, state, &input)?;
-        let base = AgentRequest {
+        Ok(AgentRequest {
             execution_id: self.id.clone(),
             state: name.to_string(),
             agent_name: agent_name.to_string(),
@@ -58,11 +64,22 @@ impl Run {
             sample: 0,
             attempt: 1,
             call_key: String::new(),
-        };
+            tools: None,
+        })
+    }
+
+    pub(crate) async fn run_agent(
+        &mut self,
+        name: &str,
+        agent_name: &str,
+        state: &StateDef,
+    ) -> Result<Value, ExecError> {
+        let base = self.base_request(name, agent_name, state)?;
         let exec = state.execution.clone().unwrap_or_default();
         match exec.kind.as_deref().unwrap_or("default") {
             "retry" => self.call_with_retry(base, &exec).await.map(|r| r.payload()),
             "parallel" => self.call_parallel(base, &exec).await,
+            "mdap_voting" => self.call_mdap(base, &exec).await,
             _ => self.call_once(base, 0).await.map(|r| r.payload()),
         }
     }
@@ -74,7 +91,7 @@ impl Run {
         )
     }
 
-    async fn call_once(
+    pub(crate) async fn call_once(
         &mut self,
         mut req: AgentRequest,
         sample: u32,

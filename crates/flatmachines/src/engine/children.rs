@@ -79,7 +79,7 @@ impl Run {
     /// [`Limits`](super::exec::Limits) and book them against the root's
     /// total; returns the lineage the children run under. Nothing is
     /// launched when a limit is hit, so a refused fan-out costs nothing.
-    fn admit(&self, name: &str, n: usize) -> Result<Lineage, ExecError> {
+    pub(crate) fn admit(&self, name: &str, n: usize) -> Result<Lineage, ExecError> {
         let limits = self.shared.limits;
         let depth = self.lineage.depth + 1;
         if depth > limits.max_depth {

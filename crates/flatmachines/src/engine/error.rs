@@ -249,6 +249,14 @@ pub enum Stop {
     /// Something the execution needs is unavailable for a while: give the
     /// worker slot back.
     Parked(Parked),
+    /// A `wait_for` state has no signal yet: the execution holds no worker
+    /// and no lease until signal `signal` arrives or `deadline_ms` (unix
+    /// ms) passes; resuming re-runs the waiting state.
+    Waiting {
+        signal: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_ms: Option<i64>,
+    },
     /// Another process took the execution's lease: write nothing more.
     LeaseLost { owner: String },
     /// The process is stopping (a signal, the runtime shutting down).
@@ -336,6 +344,18 @@ impl ExecError {
     pub fn park(&self) -> Option<&Parked> {
         match self.stop.as_deref() {
             Some(Stop::Parked(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The signal a `wait_for` state waits for and its deadline, when the
+    /// execution stopped to wait.
+    pub fn waiting(&self) -> Option<(&str, Option<i64>)> {
+        match self.stop.as_deref() {
+            Some(Stop::Waiting {
+                signal,
+                deadline_ms,
+            }) => Some((signal.as_str(), *deadline_ms)),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ use super::action::ActionRegistry;
 use super::agent::Agent;
 use super::checkpoint::{Checkpointer, Event, Snapshot, Totals};
 use super::error::{ErrorKind, ExecError};
+use super::signals::{MemorySignals, Signals};
 use crate::expr::{Templates, Vars};
 use crate::spec::model::OnError;
 use crate::spec::{AgentDef, Bundle, MachineDef, StateDef};
@@ -76,11 +77,14 @@ impl Lineage {
 }
 
 /// Everything executions of one bundle share (children included).
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub bundle: Arc<Bundle>,
     pub actions: ActionRegistry,
     pub agent: Arc<dyn Agent>,
     pub checkpoints: Arc<dyn Checkpointer>,
+    /// Where `wait_for` states find their signals.
+    pub signals: Arc<dyn Signals>,
     /// Agents by (machine index, name), shared so requests don't copy prompts.
     pub agents: HashMap<(usize, String), Arc<AgentDef>>,
     pub limits: Limits,
@@ -123,8 +127,20 @@ impl Engine {
                 actions,
                 agent,
                 checkpoints,
+                signals: Arc::new(MemorySignals::default()),
                 agents,
                 limits: Limits::default(),
+            }),
+        }
+    }
+
+    /// The same engine with `signals` as the source of `wait_for` signals
+    /// (the default keeps them in memory).
+    pub fn with_signals(self, signals: Arc<dyn Signals>) -> Engine {
+        Engine {
+            shared: Arc::new(Shared {
+                signals,
+                ..(*self.shared).clone()
             }),
         }
     }
@@ -132,15 +148,10 @@ impl Engine {
     /// The same engine with other child-machine limits (tests lower them;
     /// the defaults are [`Limits::default`]).
     pub fn with_limits(self, limits: Limits) -> Engine {
-        let s = &self.shared;
         Engine {
             shared: Arc::new(Shared {
-                bundle: s.bundle.clone(),
-                actions: s.actions.clone(),
-                agent: s.agent.clone(),
-                checkpoints: s.checkpoints.clone(),
-                agents: s.agents.clone(),
                 limits,
+                ..(*self.shared).clone()
             }),
         }
     }
@@ -237,6 +248,9 @@ pub(crate) fn execute(
                 step: 0,
                 totals: Totals::default(),
                 last_rate_limit: None,
+                hook_recovery: None,
+                started: std::collections::HashSet::new(),
+                launched: tokio::task::JoinSet::new(),
             };
             let result = run.drive(start).await;
             Finished {
@@ -266,6 +280,13 @@ pub(crate) struct Run {
     pub totals: Totals,
     /// Rate-limit info of the last agent call (for `context.machine.rate_limit`).
     pub last_rate_limit: Option<Value>,
+    /// The recovery state the last `error` hook call returned.
+    pub hook_recovery: Option<String>,
+    /// Launch intents this run started (`launch.rs`).
+    pub started: std::collections::HashSet<String>,
+    /// The launched children's tasks: joined before the execution ends,
+    /// aborted with it when it is interrupted.
+    pub launched: tokio::task::JoinSet<()>,
 }
 
 impl Run {
@@ -274,6 +295,17 @@ impl Run {
     }
 
     async fn drive(&mut self, start: Start) -> Result<Value, ExecError> {
+        let result = self.drive_states(start).await;
+        match &result {
+            // Stopped from outside or parked: the launched children stop
+            // too (dropping their tasks) and resume with this execution.
+            Err(e) if e.kind == ErrorKind::Interrupted => {}
+            _ => self.join_launches().await,
+        }
+        result
+    }
+
+    async fn drive_states(&mut self, start: Start) -> Result<Value, ExecError> {
         let mut current = match self.begin(start).await? {
             Cursor::Run(s) => s,
             Cursor::Done(v) => return Ok(v),
@@ -340,6 +372,9 @@ impl Run {
                 self.ctx = snap.context;
                 self.totals = snap.totals;
                 self.step = snap.step;
+                // Launches recorded before the crash or stop: start (or
+                // re-attach to) those that have not ended.
+                self.start_launches();
                 tracing::info!(
                     event = "machine_resume",
                     from = snap.event.as_str(),
@@ -421,6 +456,7 @@ impl Run {
             Ok((None, out)) => {
                 self.checkpoint(Event::StateExit, Some(name), None, Some(&out), None)
                     .await?;
+                self.start_launches();
                 exited("ok");
                 self.checkpoint(Event::MachineEnd, None, None, Some(&out), None)
                     .await?;
@@ -430,6 +466,7 @@ impl Run {
             Ok((Some(next), _)) => {
                 self.checkpoint(Event::StateExit, Some(name), Some(&next), None, None)
                     .await?;
+                self.start_launches();
                 exited("ok");
                 tracing::debug!(event = "transition", to = %next, "transition");
                 Ok(Cursor::Run(next))
@@ -438,8 +475,17 @@ impl Run {
             Err(e) => {
                 tracing::info!(event = "error", kind = %e.kind, error = %e.message, "state failed");
                 self.set_last_error(&e);
-                self.error_hooks(name, &e).await;
-                match self.route(name, &e) {
+                let recovery = self.error_hooks(name, &e).await;
+                // The machine's `on_error` wins; a hook's answer is used only
+                // without one (as in the SDK), and only if the state exists.
+                let recovery = recovery.filter(|r| {
+                    let known = self.def().states.contains_key(r);
+                    if !known {
+                        tracing::warn!(target_state = %r, "error hook named an unknown state; ignored");
+                    }
+                    known
+                });
+                match self.route(name, &e).or(recovery) {
                     Some(target) => {
                         self.checkpoint(
                             Event::StateExit,
@@ -449,6 +495,7 @@ impl Run {
                             Some(&e),
                         )
                         .await?;
+                        self.start_launches();
                         exited("error");
                         tracing::debug!(event = "transition", to = %target, on_error = true, "on_error");
                         Ok(Cursor::Run(target))
@@ -550,7 +597,7 @@ impl Run {
         self.ctx.insert("machine".into(), meta);
     }
 
-    async fn checkpoint(
+    pub(crate) async fn checkpoint(
         &self,
         event: Event,
         state: Option<&str>,

@@ -12,9 +12,9 @@
 //!   own process group, the state's `timeout` (default
 //!   [`DEFAULT_SHELL_TIMEOUT`](super::shell::DEFAULT_SHELL_TIMEOUT)), the
 //!   `shell.max_output_bytes` cap, and a non-zero exit as an `action_error`.
-//! * `python:PATH:Class` — parsed, but not supported yet: building a
-//!   registry with one is a [`HookSpecError::Unsupported`]. A Python bridge
-//!   is one more [`Hook`] implementation; nothing else changes.
+//! * `python:PATH:Class` — a [`PythonHook`](super::python_hook::PythonHook):
+//!   the user's SDK-style hooks class served by one long-lived Python
+//!   process (see [`super::python_hook`]).
 //!
 //! # The event a handler receives
 //!
@@ -24,12 +24,15 @@
 //! ```
 //!
 //! `event` is one of `action`, `state_enter`, `state_exit`, `machine_start`,
-//! `machine_end`, `error`. The object the handler prints is merged into the
-//! context (keys it leaves out keep their values; print nothing to change
-//! nothing) — except for `machine_end`, where it is merged into the final
-//! output, as the SDK's `on_machine_end` returns the result.
+//! `machine_end`, `error`, `tool`. The object the handler prints is merged
+//! into the context (keys it leaves out keep their values; print nothing to
+//! change nothing) — except for `machine_end`, where it is merged into the
+//! final output, as the SDK's `on_machine_end` returns the result, and for
+//! `tool` (a `tool_loop` tool call, `"tool": {name, id, arguments}` in the
+//! event), where it is the tool's result `{"content", "is_error"}`.
 
 use super::error::{ErrorKind, ExecError};
+use super::python_hook::{PythonConfig, PythonHook};
 use super::shell::{run_process, stdout_object, Process, ShellConfig};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -48,6 +51,13 @@ pub enum HookEvent {
     MachineStart,
     MachineEnd,
     Error,
+    /// A `tool_loop` tool call.
+    Tool,
+    /// The tool calls a `tool_loop` model turn asked for (SDK
+    /// `on_tool_calls`), in `output`.
+    ToolCalls,
+    /// One tool's result (SDK `on_tool_result`), in `output`.
+    ToolResult,
 }
 
 impl HookEvent {
@@ -59,6 +69,9 @@ impl HookEvent {
             HookEvent::MachineStart => "machine_start",
             HookEvent::MachineEnd => "machine_end",
             HookEvent::Error => "error",
+            HookEvent::Tool => "tool",
+            HookEvent::ToolCalls => "tool_calls",
+            HookEvent::ToolResult => "tool_result",
         }
     }
 }
@@ -117,10 +130,58 @@ impl HookCall<'_> {
     }
 }
 
-/// A hook handler. It returns the object to merge (see the module docs).
+/// What a hook call changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HookReply {
+    /// Keys to set in the context (for `machine_end` of a command hook:
+    /// in the output).
+    pub set: Map<String, Value>,
+    /// Keys to remove from the context.
+    pub unset: Vec<String>,
+    /// The new final output (`machine_end`), when `replace_output`.
+    pub output: Option<Value>,
+    /// `error`: the state to recover to (the SDK's `on_error` result).
+    pub next_state: Option<String>,
+    /// `output` replaces the final output (the SDK's `on_machine_end`)
+    /// instead of `set` being merged into it.
+    pub replace_output: bool,
+}
+
+impl From<Map<String, Value>> for HookReply {
+    fn from(set: Map<String, Value>) -> HookReply {
+        HookReply {
+            set,
+            ..HookReply::default()
+        }
+    }
+}
+
+/// A hook handler (see the module docs for what a reply changes).
 #[async_trait]
 pub trait Hook: Send + Sync {
-    async fn call(&self, call: &HookCall<'_>) -> Result<Map<String, Value>, ExecError>;
+    async fn call(&self, call: &HookCall<'_>) -> Result<HookReply, ExecError>;
+
+    /// Run tool `name` of a `tool_loop` state: `(content, is_error)`.
+    async fn tool(
+        &self,
+        call: &HookCall<'_>,
+        name: &str,
+        id: &str,
+        arguments: &Value,
+    ) -> Result<(String, bool), ExecError> {
+        let _ = (call, id, arguments);
+        Err(ExecError::new(
+            ErrorKind::ActionError,
+            format!("this hook handler cannot run tools (tool '{name}')"),
+        ))
+    }
+
+    /// Tool definitions the handler provides for a `tool_loop` state (in
+    /// addition to the agent's); none by default.
+    async fn tool_definitions(&self, call: &HookCall<'_>) -> Result<Vec<Value>, ExecError> {
+        let _ = call;
+        Ok(Vec::new())
+    }
 }
 
 /// How a hook name is implemented, as written after `NAME=`.
@@ -128,7 +189,7 @@ pub trait Hook: Send + Sync {
 pub enum HandlerSpec {
     /// `cmd:PATH` (the path made absolute against the writer's base).
     Command(PathBuf),
-    /// `python:PATH:Class` — not supported yet.
+    /// `python:PATH:Class`: a class served by the Python bridge.
     Python { path: PathBuf, class: String },
 }
 
@@ -213,10 +274,12 @@ pub struct HookRegistry {
 
 impl HookRegistry {
     /// A registry of the given handlers; command hooks read at most
-    /// `shell.max_output_bytes` of output.
+    /// `shell.max_output_bytes` of output; Python hooks run under `python`.
+    /// No process starts here: a bridge starts at its first call.
     pub fn build(
         specs: &[(String, HandlerSpec)],
         shell: &ShellConfig,
+        python: &PythonConfig,
     ) -> Result<HookRegistry, HookSpecError> {
         let mut r = HookRegistry::default();
         for (name, spec) in specs {
@@ -228,12 +291,12 @@ impl HookRegistry {
                     program: path.clone(),
                     max_output_bytes: shell.max_output_bytes,
                 }),
-                HandlerSpec::Python { .. } => {
-                    return Err(HookSpecError::Unsupported {
-                        name: name.clone(),
-                        kind: "python",
-                    })
-                }
+                HandlerSpec::Python { path, class } => Arc::new(PythonHook::new(
+                    name,
+                    path.clone(),
+                    class.clone(),
+                    python.clone(),
+                )),
             };
             r.hooks.insert(name.clone(), hook);
         }
@@ -259,11 +322,14 @@ pub struct CommandHook {
     max_output_bytes: u64,
 }
 
-#[async_trait]
-impl Hook for CommandHook {
-    async fn call(&self, call: &HookCall<'_>) -> Result<Map<String, Value>, ExecError> {
+impl CommandHook {
+    async fn exchange(
+        &self,
+        call: &HookCall<'_>,
+        payload: Value,
+    ) -> Result<Map<String, Value>, ExecError> {
         let name = self.program.display().to_string();
-        let stdin = serde_json::to_vec(&call.payload()).map_err(|e| {
+        let stdin = serde_json::to_vec(&payload).map_err(|e| {
             ExecError::new(
                 ErrorKind::ActionError,
                 format!("cannot serialise the hook event: {e}"),
@@ -279,6 +345,43 @@ impl Hook for CommandHook {
         };
         let out = run_process(&process, stdin, call.timeout, self.max_output_bytes).await?;
         stdout_object(&name, &out)
+    }
+}
+
+#[async_trait]
+impl Hook for CommandHook {
+    async fn call(&self, call: &HookCall<'_>) -> Result<HookReply, ExecError> {
+        self.exchange(call, call.payload())
+            .await
+            .map(HookReply::from)
+    }
+
+    async fn tool(
+        &self,
+        call: &HookCall<'_>,
+        name: &str,
+        id: &str,
+        arguments: &Value,
+    ) -> Result<(String, bool), ExecError> {
+        let mut payload = call.payload();
+        if let Value::Object(m) = &mut payload {
+            m.insert("event".into(), json!("tool"));
+            m.insert(
+                "tool".into(),
+                json!({"name": name, "id": id, "arguments": arguments}),
+            );
+        }
+        let out = self.exchange(call, payload).await?;
+        let content = match out.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => String::new(),
+            Some(v) => v.to_string(),
+        };
+        let is_error = out
+            .get("is_error")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok((content, is_error))
     }
 }
 
@@ -317,7 +420,7 @@ mod tests {
             machine_dir: dir,
             timeout,
         };
-        hook.call(&call).await
+        hook.call(&call).await.map(|r| r.set)
     }
 
     /// The shell action's bounds apply: the payload on stdin, the working
@@ -374,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn handler_specs_parse_and_python_is_refused_for_now() {
+    fn handler_specs_parse() {
         let base = Path::new("/cfg");
         assert_eq!(
             parse_binding("h=cmd:./run.sh", base).unwrap(),
@@ -392,10 +495,13 @@ mod tests {
                 class: "V2Hooks".into()
             }
         );
-        let e = HookRegistry::build(&[("v2".into(), py)], &ShellConfig::default())
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        let r = HookRegistry::build(
+            &[("v2".into(), py)],
+            &ShellConfig::default(),
+            &PythonConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(r.names(), ["v2"]);
         for bad in ["h", "=cmd:x", "h=cmd:", "h=exec:x", "h=python:x.py"] {
             assert!(parse_binding(bad, base).is_err(), "{bad}");
         }
@@ -404,7 +510,7 @@ mod tests {
             ("h".to_string(), HandlerSpec::Command("/b".into())),
         ];
         assert!(matches!(
-            HookRegistry::build(&dup, &ShellConfig::default()),
+            HookRegistry::build(&dup, &ShellConfig::default(), &PythonConfig::default()),
             Err(HookSpecError::Duplicate(_))
         ));
     }

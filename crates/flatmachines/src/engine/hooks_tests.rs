@@ -48,7 +48,7 @@ struct Recorder {
 
 #[async_trait]
 impl Hook for Recorder {
-    async fn call(&self, c: &HookCall<'_>) -> Result<Map<String, Value>, super::ExecError> {
+    async fn call(&self, c: &HookCall<'_>) -> Result<super::hooks::HookReply, super::ExecError> {
         let tag = match c.action {
             Some(a) => format!("{}:{a}@{}", c.event, c.state),
             None => format!("{}@{}", c.event, c.state),
@@ -68,7 +68,7 @@ impl Hook for Recorder {
             }
             _ => {}
         }
-        Ok(out)
+        Ok(out.into())
     }
 }
 

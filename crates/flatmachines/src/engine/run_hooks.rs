@@ -12,18 +12,21 @@
 //! * state `hooks` → `state_enter` before the state's blocks, `state_exit`
 //!   after them (only when they succeeded). A failure is the state's error
 //!   and goes through its `on_error`.
-//! * `lifecycle_hooks` → `machine_start` (before the start checkpoint),
+//! * `lifecycle_hooks` → `machine_start` (before the start checkpoint) and
 //!   `machine_end` (before the final state's exit checkpoint; it may change
-//!   the output), and `error` when a state fails (before `on_error`
-//!   routing; a failing `error` hook is logged and does not replace the
-//!   state's error).
+//!   the output).
+//! * `error` when a state fails, to the state's hooks (else the machine's),
+//!   before `on_error` routing. A failing `error` hook is logged and does
+//!   not replace the state's error; a state name it returns (the SDK's
+//!   `on_error` result) is where the execution goes when the state has no
+//!   `on_error` of its own.
 //!
 //! Events other than `action` for a hook without a handler are skipped with
 //! a warning: SDK machines often name hooks only for logging.
 
 use super::error::{ErrorKind, ExecError};
 use super::exec::Run;
-use super::hooks::{HookCall, HookEvent};
+use super::hooks::{HookCall, HookEvent, HookReply};
 use super::shell::state_timeout;
 use crate::spec::hooks::{parse_hook_refs, HookRef};
 use crate::spec::StateDef;
@@ -82,6 +85,7 @@ impl Run {
         let dir = Path::new(&shared.bundle.machines[self.m].dir);
         let event = site.event;
         let mut merged = Map::new();
+        let mut recovery = None;
         for r in refs {
             let name = r.name.as_str();
             let Some(hook) = shared.actions.hooks().and_then(|h| h.get(name)) else {
@@ -112,7 +116,7 @@ impl Run {
                 timeout: state_timeout(site.state),
             };
             tracing::debug!(hook = name, hook_event = %event, "calling hook");
-            let patch = hook.call(&call).await.map_err(|e| {
+            let reply = hook.call(&call).await.map_err(|e| {
                 let what = match site.action {
                     Some(a) => format!("hook '{name}' (action '{a}')"),
                     None => format!("hook '{name}' ({event})"),
@@ -122,16 +126,45 @@ impl Run {
                     ..e
                 }
             })?;
+            let HookReply {
+                set,
+                unset,
+                output: new_output,
+                next_state,
+                replace_output,
+            } = reply;
             match (event, output.as_deref_mut()) {
+                (HookEvent::MachineEnd, Some(out)) if replace_output => {
+                    if let Some(v) = new_output {
+                        *out = v;
+                    }
+                    self.apply_patch(&set, &unset);
+                }
                 (HookEvent::MachineEnd, Some(Value::Object(out))) => {
-                    out.extend(patch.clone());
+                    out.extend(set.clone());
                 }
                 (HookEvent::MachineEnd, _) => {}
-                _ => self.ctx.extend(patch.clone()),
+                _ => self.apply_patch(&set, &unset),
             }
-            merged.extend(patch);
+            if recovery.is_none() {
+                recovery = next_state;
+            }
+            merged.extend(set);
         }
+        self.hook_recovery = recovery;
         Ok(merged)
+    }
+
+    /// Set and remove context keys as a hook asked.
+    fn apply_patch(&mut self, set: &Map<String, Value>, unset: &[String]) {
+        for k in unset {
+            // `machine` is the runtime's, rebuilt every step.
+            if k != "machine" {
+                self.ctx.remove(k);
+            }
+        }
+        self.ctx
+            .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 
     /// The state's blocks between its `state_enter` and `state_exit` hooks.
@@ -189,21 +222,29 @@ impl Run {
         self.call_hooks(&refs, &site, Some(output)).await.map(drop)
     }
 
-    /// `error` for a failed state; its own failure is only logged.
-    pub(crate) async fn error_hooks(&mut self, name: &str, e: &ExecError) {
-        let refs = match self.lifecycle_hooks() {
-            Ok(r) if !r.is_empty() => r,
-            _ => return,
+    /// `error` for a failed state, to the hooks its actions resolve through
+    /// (the state's, else the machine's). Returns the state a hook asked to
+    /// recover to (the SDK's `on_error` result), if any; a failing `error`
+    /// hook is logged and does not replace the state's error.
+    pub(crate) async fn error_hooks(&mut self, name: &str, e: &ExecError) -> Option<String> {
+        let state = self.def().states.get(name).cloned();
+        let refs = match state.as_ref().map(|s| self.action_hooks(s)) {
+            Some(Ok(r)) if !r.is_empty() => r,
+            _ => return None,
         };
         let site = Site {
             event: HookEvent::Error,
             action: None,
             state_name: name,
-            state: None,
+            state: state.as_ref(),
             error: Some(e),
         };
-        if let Err(he) = self.call_hooks(&refs, &site, None).await {
-            tracing::warn!(kind = %he.kind, error = %he.message, "error hook failed");
+        match self.call_hooks(&refs, &site, None).await {
+            Ok(_) => self.hook_recovery.take(),
+            Err(he) => {
+                tracing::warn!(kind = %he.kind, error = %he.message, "error hook failed");
+                None
+            }
         }
     }
 }

@@ -48,14 +48,34 @@ impl Run {
         state: &StateDef,
     ) -> Result<Value, ExecError> {
         let mut output: Option<Value> = None;
+        if state.wait_for.is_some() {
+            let data = self.run_wait(state).await?;
+            output = Some(super::signals::signal_output(data));
+        }
         if let Some(action) = &state.action {
             output = self.run_action(name, action, state).await?.or(output);
+        }
+        if state.launch.is_some() {
+            self.plan_launches(name, state)?;
         }
         if state.machine.is_some() {
             output = Some(self.run_children(name, state).await?);
         }
         if let Some(agent) = &state.agent {
-            output = Some(self.run_agent(name, agent, state).await?);
+            // Limits may be templates (as in the SDK): rendered first.
+            let spec = match &state.tool_loop {
+                Some(v @ Value::Object(_)) => Some(
+                    Templates::render(v, &self.state_vars())
+                        .map_err(|e| template_err("tool_loop", e))?,
+                ),
+                other => other.clone(),
+            };
+            let looped = crate::spec::tool_loop::LoopConfig::parse(spec.as_ref())
+                .map_err(|e| ExecError::new(ErrorKind::TemplateError, e))?;
+            output = Some(match looped {
+                Some(cfg) => self.run_tool_loop(name, agent, state, cfg).await?,
+                None => self.run_agent(name, agent, state).await?,
+            });
         }
         if let Some(map) = &state.output_to_context {
             self.apply_output_to_context(map, output.as_ref())?;
@@ -75,9 +95,28 @@ impl Run {
         action: &str,
         state: &StateDef,
     ) -> Result<Option<Value>, ExecError> {
-        let Some(handler) = self.shared.actions.get(action).cloned() else {
-            // Not native: the hooks the state (or machine) names implement it.
-            let refs = self.action_hooks(state)?;
+        // As in the SDK, a state's own hooks implement its action when the
+        // host has a handler for one of them, even over a native action of
+        // the same name (`extract_text` of an SDK machine is the user's);
+        // otherwise a native action runs, and failing that the hooks the
+        // state (or machine) names.
+        let own = self.state_hooks(state)?;
+        let own_handled = self
+            .shared
+            .actions
+            .hooks()
+            .is_some_and(|h| own.iter().any(|r| h.get(&r.name).is_some()));
+        let native = if own_handled {
+            None
+        } else {
+            self.shared.actions.get(action).cloned()
+        };
+        let Some(handler) = native else {
+            let refs = if own.is_empty() {
+                self.action_hooks(state)?
+            } else {
+                own
+            };
             if refs.is_empty() {
                 return Err(ExecError::new(
                     ErrorKind::ActionError,

@@ -127,6 +127,9 @@ impl<'de> serde::Deserialize<'de> for Seconds {
     }
 }
 
+/// Most samples an `mdap_voting` state may take (`max_candidates`, `k_margin`).
+pub const MAX_CANDIDATES: u64 = 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

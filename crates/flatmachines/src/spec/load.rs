@@ -751,10 +751,14 @@ impl Loader<'_> {
             .get("data")
             .and_then(Value::as_object)
             .ok_or("missing `data:` mapping")?;
-        let prompt = match data.get("prompt") {
+        let mut prompt = match data.get("prompt") {
             Some(p) => self.load_prompt(p, dir)?,
             None => prompt_from_data(data).map_err(|e| format!("{e} (agent has no `prompt`)"))?,
         };
+        // The SDK declares tools on the agent (`data.tools`).
+        if prompt.tools.is_none() {
+            prompt.tools = tools_from(data.get("tools"))?;
+        }
         if let Err(e) = check_prompt(&prompt) {
             return Err(format!("prompt: {e}"));
         }
@@ -960,7 +964,42 @@ fn prompt_from_data(data: &Map<String, Value>) -> Result<PromptDef, String> {
         user,
         instruction_suffix: text("instruction_suffix")?,
         output,
+        tools: tools_from(data.get("tools"))?,
     })
+}
+
+/// A `tools:` list in the OpenAI function format (the shorthand
+/// `{name, description, parameters}` is wrapped into it).
+fn tools_from(v: Option<&Value>) -> Result<Option<Vec<Value>>, String> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err("`tools` must be a list of tool definitions".into()),
+    };
+    let mut out = Vec::new();
+    for t in items {
+        let f = match (t.get("function"), t.get("name")) {
+            (Some(f), _) => f.clone(),
+            (None, Some(_)) => t.clone(),
+            _ => {
+                return Err(format!(
+                    "a tool needs `function: {{name, ...}}` or `name`: {t}"
+                ))
+            }
+        };
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() {
+            return Err(format!("a tool has no name: {t}"));
+        }
+        if out
+            .iter()
+            .any(|o: &Value| o["function"]["name"].as_str() == Some(name))
+        {
+            return Err(format!("tool '{name}' is declared twice"));
+        }
+        out.push(serde_json::json!({"type": "function", "function": f}));
+    }
+    Ok(Some(out))
 }
 
 /// Range-check the numbers of a resolved model config that become a

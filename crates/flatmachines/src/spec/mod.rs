@@ -7,6 +7,7 @@ pub mod limits;
 pub mod load;
 pub mod model;
 pub mod profile;
+pub mod tool_loop;
 pub mod validate;
 
 #[cfg(test)]

@@ -214,6 +214,12 @@ pub struct PromptDef {
     pub instruction_suffix: Option<String>,
     /// Output schema: field name → `{type, description, ...}`.
     pub output: Option<Map<String, Value>>,
+    /// Tools a `tool_loop` state offers the model: OpenAI-style
+    /// `{type: function, function: {name, description, parameters}}`
+    /// (the agent's or prompt's `tools:`; `{name, description, parameters}`
+    /// is accepted and normalised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Value>>,
 }
 
 /// An agent after loading: its prompt and its resolved model profile.
@@ -305,5 +311,22 @@ impl Bundle {
                 metadata: Value::Null,
             }],
         }
+    }
+}
+
+/// The machine names of a `launch:` value (a name or a list of names).
+pub fn launch_names(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Ok(vec![s.clone()]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+                other => Err(format!("`launch` lists machine names, not {other}")),
+            })
+            .collect(),
+        other => Err(format!(
+            "`launch` is a machine name or a list of names, not {other}"
+        )),
     }
 }

@@ -130,7 +130,8 @@ fn check_state(
             check_condition(file, name, c, diags);
         }
     }
-    if let Some(t) = s.timeout {
+    // `timeout: 0` is the SDK's "no timeout" (the default applies).
+    if let Some(t) = s.timeout.filter(|t| t.secs() != 0.0) {
         if let Err(e) = check_secs("timeout", t.secs()) {
             diags.error(file, st, e);
         }
@@ -273,6 +274,48 @@ fn check_refs(
     if s.foreach.is_some() && s.machine.is_none() {
         diags.error(file, st, "`foreach` needs a `machine` to run for each item");
     }
+    if let Some(l) = &s.launch {
+        match super::model::launch_names(l) {
+            Err(e) => diags.error(file, st, e),
+            Ok(names) => {
+                for n in names {
+                    if !def.machines.contains_key(&n)
+                        && !scope.declared.contains(&format!("machines.{n}"))
+                    {
+                        diags.error(
+                            file,
+                            st,
+                            format!(
+                                "launch: unknown machine '{n}'{}",
+                                known_list(def.machines.keys())
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    match &s.launch_input {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            if s.launch.is_none() {
+                diags.error(file, st, "`launch_input` without `launch`");
+            }
+            for e in Templates::check(&Value::Object(m.clone())) {
+                diags.error(file, st, format!("launch_input: {e}"));
+            }
+        }
+        Some(_) => diags.error(file, st, "`launch_input` must be a mapping"),
+    }
+    if let Some(w) = &s.wait_for {
+        if !w.is_string() {
+            diags.error(
+                file,
+                st,
+                "`wait_for` is a signal name (a string, may be a template)",
+            );
+        }
+    }
     if let Some(mode) = &s.mode {
         if mode != "settled" && mode != "any" {
             diags.error(
@@ -304,12 +347,34 @@ fn known_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
 fn check_execution(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
     let Some(ex) = &s.execution else { return };
     match ex.kind.as_deref() {
-        None | Some("default") | Some("retry") | Some("parallel") => {}
+        None | Some("default") | Some("retry") | Some("parallel") | Some("mdap_voting") => {}
         Some(other) => diags.error(
             file,
             Some(name),
-            format!("execution type '{other}' is not supported (use default, retry or parallel)"),
+            format!(
+                "execution type '{other}' is not supported (use default, retry, parallel or mdap_voting)"
+            ),
         ),
+    }
+    for key in ["k_margin", "max_candidates", "max_response_tokens"] {
+        match ex.extra.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let limit = super::limits::MAX_CANDIDATES;
+                let ok = v
+                    .as_u64()
+                    .is_some_and(|n| n >= 1 && (key == "max_response_tokens" || n <= limit));
+                if !ok {
+                    diags.error(
+                        file,
+                        Some(name),
+                        format!(
+                            "execution.{key} must be a whole number from 1 to {limit}, got {v}"
+                        ),
+                    );
+                }
+            }
+        }
     }
     if let Some(b) = &ex.backoffs {
         // 0 is allowed here (retry at once); a timeout of 0 is not.
@@ -499,21 +564,14 @@ fn check_shell_script(file: &str, name: &str, s: &StateDef, diags: &mut Diagnost
 }
 
 fn check_unsupported(file: &str, name: &str, s: &StateDef, diags: &mut Diagnostics) {
-    let keys = [
-        ("launch", s.launch.is_some()),
-        ("wait_for", s.wait_for.is_some()),
-        ("tool_loop", s.tool_loop.is_some()),
-    ];
-    for (key, present) in keys {
-        if present {
-            diags.error(
-                file,
-                Some(name),
-                format!(
-                    "`{key}` is part of the FlatMachines format but not supported by this runner"
-                ),
-            );
-        }
+    match super::tool_loop::LoopConfig::parse(s.tool_loop.as_ref()) {
+        Err(e) => diags.error(file, Some(name), e),
+        Ok(Some(_)) if s.agent.is_none() => diags.error(
+            file,
+            Some(name),
+            "`tool_loop` needs an `agent` to call the tools",
+        ),
+        Ok(_) => {}
     }
     if let Some(h) = &s.hooks {
         if let Err(e) = parse_hook_refs(h) {
@@ -668,9 +726,15 @@ pub fn validate_bundle(machines: &[MachineDef], root: usize, diags: &mut Diagnos
         .map(|def| {
             let mut out = Vec::new();
             for (sname, s) in &def.states {
-                let Some(target) = &s.machine else { continue };
-                for item in target.items() {
-                    if let Some(&child) = def.machines.get(item.name()) {
+                let mut names: Vec<String> = Vec::new();
+                if let Some(target) = &s.machine {
+                    names.extend(target.items().iter().map(|i| i.name().to_string()));
+                }
+                if let Some(l) = &s.launch {
+                    names.extend(super::model::launch_names(l).unwrap_or_default());
+                }
+                for n in &names {
+                    if let Some(&child) = def.machines.get(n) {
                         if child < machines.len() {
                             out.push((sname.as_str(), child));
                         }
@@ -984,7 +1048,11 @@ mod tests {
 
         // (YAML `.nan` / `.inf` read as null — no value — before the model
         // sees them; a NaN `Seconds` is covered in `limits`.)
-        for bad in ["-1", "-0.5", "1e20", "0", "86400.5"] {
+        // `timeout: 0` is the SDK's "no timeout" (its dfss example uses
+        // it on a wait_for state): accepted, and no timeout applies.
+        let (errs, _) = errors("0", "1");
+        assert!(errs.is_empty(), "{errs:?}");
+        for bad in ["-1", "-0.5", "1e20", "86400.5"] {
             let (errs, _) = errors(bad, "1");
             assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
             assert!(
