@@ -6,10 +6,10 @@
 //! Measured from the database: papers/min is N papers over the time from
 //! the first claim to the last wrap's end (whole run: the processes start
 //! and drain together), compared with the provider's limit bound; claims
-//! per process show that every process took part. The runners pace at
-//! the provider's per-model limit each on its own (each holds its own
-//! limiter), so the mock's 429 count says how well N pacers share one
-//! limit.
+//! per process show that every process took part. Each runner paces its
+//! own calls at its share of the provider's per-model limit (limit / N, as
+//! the deployment docs advise), so the mock's 429 count says whether N
+//! pacers together stay within the one limit.
 
 use super::pipeline::{
     bounds, generate, mock_script, profiles, BenchError, MockChild, PipelineOptions,
@@ -82,9 +82,14 @@ async fn measured(
 ) -> Result<MultiResult, BenchError> {
     let machines = dir.join("machines");
     crate::runner::embedded::write_machines(&machines).map_err(io("cannot write the machines"))?;
+    // Each host paces its own calls: its share of the provider's limit
+    // (what the deployment docs tell operators to configure).
+    let mut share = opts.clone();
+    share.rpm_cheap = (opts.rpm_cheap / processes as u32).max(1);
+    share.rpm_expensive = (opts.rpm_expensive / processes as u32).max(1);
     std::fs::write(
         machines.join("profiles.yml"),
-        profiles(&mock.base_url, opts),
+        profiles(&mock.base_url, &share),
     )
     .map_err(io("cannot write the profiles"))?;
     let config = dir.join("config.toml");
