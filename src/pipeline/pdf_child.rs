@@ -480,7 +480,11 @@ fn interpret(
                 tracing::warn!(pdf = %path.display(), "{line}");
             }
             return match reply {
-                Reply::Ok { pages, ms } => Ok(ExtractedPdf { pages, ms }),
+                Reply::Ok { pages, ms } => Ok(ExtractedPdf {
+                    pages,
+                    ms,
+                    stats: Default::default(),
+                }),
                 Reply::Err { kind, message } => Err(error_of(&kind, message, path)),
             };
         }

@@ -8,12 +8,11 @@
 //! the same `--papers N` run always processes the same text and results
 //! stay comparable between commits.
 //!
-//! PDFs are written with `lopdf`, which is already in the tree through
-//! `pdf-extract` (which re-exports it), using the standard Helvetica fonts
+//! PDFs are written with `lopdf` (the runner's PDF parser), using the standard Helvetica fonts
 //! so no font program has to be embedded.
 
-use pdf_extract::content::{Content, Operation};
-use pdf_extract::{Dictionary, Document, Object, Stream};
+use lopdf::content::{Content, Operation};
+use lopdf::{Dictionary, Document, Object, Stream};
 
 /// Page geometry (US Letter, 1 inch margins) and type sizes, in points.
 const PAGE_W: i64 = 612;
