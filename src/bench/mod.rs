@@ -6,5 +6,6 @@
 //! `testkit` crate.
 
 pub mod checkpoint;
+pub mod extract;
 pub mod pipeline;
 pub mod sys;

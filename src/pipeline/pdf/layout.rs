@@ -575,11 +575,20 @@ fn find_gutter(p: &PageFrags, idx: &[usize]) -> Option<(f32, f32)> {
     if !(width.is_finite() && width > 20.0 * p.body.min(10.0)) || width > 20_000.0 {
         return None;
     }
+    // Lines as wide as most of the page (title, abstract, a full-width
+    // float) say nothing about columns: the gutter is looked for among the
+    // narrower fragments, and is real only when those hold most of the
+    // page's text.
+    let narrow: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| p.frags[i].width() <= 0.55 * width)
+        .collect();
     let n = width.ceil() as usize + 2;
     let mut cross = vec![0i32; n + 1];
     let mut ends = vec![0i32; n + 1];
     let mut starts = vec![0i32; n + 1];
-    for &i in idx {
+    for &i in &narrow {
         let f = &p.frags[i];
         let a = ((f.x0 - lo).max(0.0) as usize).min(n - 1);
         let b = ((f.x1 - lo).max(0.0).ceil() as usize).min(n - 1);
@@ -595,17 +604,20 @@ fn find_gutter(p: &PageFrags, idx: &[usize]) -> Option<(f32, f32)> {
         ends[k] += ends[k - 1];
     }
     // starts: fragments starting at or after x = total - prefix before x.
-    let total = idx.len() as i32;
+    let total = narrow.len() as i32;
     let mut before = vec![0i32; n + 1];
     for k in 1..=n {
         before[k] = before[k - 1] + starts[k - 1];
     }
     let (from, to) = ((0.3 * width) as usize, (0.7 * width) as usize);
     let best = (from..=to.min(n - 1)).map(|x| cross[x]).min()?;
+    // The widest run of positions crossed by hardly more fragments than
+    // the least-crossed one (a centred title line may cross part of it).
+    let allowed = best + 1 + best / 2;
     let mut run: Option<(usize, usize)> = None;
     let mut widest: Option<(usize, usize)> = None;
     for x in from..=to.min(n - 1) {
-        if cross[x] == best {
+        if cross[x] <= allowed {
             run = Some(run.map_or((x, x), |(s, _)| (s, x)));
         } else {
             run = None;
@@ -618,10 +630,24 @@ fn find_gutter(p: &PageFrags, idx: &[usize]) -> Option<(f32, f32)> {
     }
     let (s, e) = widest?;
     let mid = (s + e) / 2;
+    let crossed = (s..=e).map(|x| cross[x]).max().unwrap_or(best);
     let left = ends[mid];
     let right = total - before[mid + 1];
     let side = left.min(right);
-    if side >= 4 && best * 8 <= side && (e - s) as f32 >= 2.0 {
+    if std::env::var_os("PDF_LAYOUT_DEBUG").is_some() {
+        eprintln!("gutter: best {best} crossed {crossed} run {s}..{e} left {left} right {right} narrow {} width {width}", narrow.len());
+    }
+    let (g0, g1) = (lo + s as f32, lo + e as f32 + 1.0);
+    let chars = |keep: &dyn Fn(&Frag) -> bool| -> usize {
+        idx.iter()
+            .map(|&i| &p.frags[i])
+            .filter(|f| keep(f))
+            .map(|f| f.text.len())
+            .sum()
+    };
+    let sided = chars(&|f: &Frag| f.x1 <= g1 || f.x0 >= g0);
+    let all = chars(&|_| true);
+    if side >= 4 && crossed * 4 <= side && (e - s) as f32 >= 2.0 && sided * 2 >= all {
         Some((lo + s as f32, lo + e as f32 + 1.0))
     } else {
         None
