@@ -630,14 +630,38 @@ fn find_gutter(p: &PageFrags, idx: &[usize]) -> Option<(f32, f32)> {
     }
     let (s, e) = widest?;
     let mid = (s + e) / 2;
-    let crossed = (s..=e).map(|x| cross[x]).max().unwrap_or(best);
     let left = ends[mid];
     let right = total - before[mid + 1];
+    let (g0, g1) = (lo + s as f32, lo + e as f32 + 1.0);
+    // Fragments crossing the gutter count against it only between the
+    // top and the bottom of the columns: a centred title block above them
+    // (or a footer below) is no evidence of one column.
+    let sided = |left_side: bool| {
+        narrow.iter().map(|&i| &p.frags[i]).filter(move |f| {
+            if left_side {
+                f.x1 <= g1
+            } else {
+                f.x0 >= g0
+            }
+        })
+    };
+    let top = sided(true)
+        .map(|f| f.base)
+        .fold(f32::MIN, f32::max)
+        .min(sided(false).map(|f| f.base).fold(f32::MIN, f32::max));
+    let bottom = sided(true)
+        .map(|f| f.base)
+        .fold(f32::MAX, f32::min)
+        .max(sided(false).map(|f| f.base).fold(f32::MAX, f32::min));
+    let crossed = narrow
+        .iter()
+        .map(|&i| &p.frags[i])
+        .filter(|f| f.x0 < g1 - 1.0 && f.x1 > g0 + 1.0 && f.base < top && f.base > bottom)
+        .count() as i32;
     let side = left.min(right);
     if std::env::var_os("PDF_LAYOUT_DEBUG").is_some() {
         eprintln!("gutter: best {best} crossed {crossed} run {s}..{e} left {left} right {right} narrow {} width {width}", narrow.len());
     }
-    let (g0, g1) = (lo + s as f32, lo + e as f32 + 1.0);
     let chars = |keep: &dyn Fn(&Frag) -> bool| -> usize {
         idx.iter()
             .map(|&i| &p.frags[i])
