@@ -260,7 +260,17 @@ fn extract_pages(
     let mut frags: Vec<Result<layout::PageFrags, String>> = Vec::with_capacity(page_ids.len());
     for (n, &id) in page_ids.iter().enumerate() {
         match contained(|| read_page(doc, &mut cache, id, limits.max_stream_bytes)) {
-            Ok(Ok(page)) => frags.push(Ok(layout::fragments(&page))),
+            // Text drawn with no font at all (none selected, or a page
+            // without resources) cannot be read: the page failed.
+            Ok(Ok(page)) if page.glyphs.is_empty() && page.fontless > 0 => {
+                frags.push(Err("text shown without a font".into()))
+            }
+            Ok(Ok(page)) => {
+                if page.dropped > 0 {
+                    tracing::warn!(page = n + 1, glyphs = page.dropped, "PDF page glyphs past the cap dropped");
+                }
+                frags.push(Ok(layout::fragments(&page)))
+            }
             Ok(Err(e @ PdfError::TooLarge(_))) => return Err(e),
             Ok(Err(e)) => frags.push(Err(e.to_string())),
             Err(panic) => {

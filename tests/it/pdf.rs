@@ -355,11 +355,13 @@ fn parser_panic_on_one_page_leaves_that_page_empty() {
 }
 
 #[test]
-fn text_without_a_font_on_every_page_gives_no_text() {
-    // Nothing to decode it with: no text, no panic. The clean_text action
-    // reports a PDF without text as pdf_unreadable.
-    let got = extract("broken-only");
-    assert!(got.pages.iter().all(|p| p.trim().is_empty()), "{:?}", got.pages);
+fn text_without_a_font_on_every_page_is_unreadable() {
+    // Nothing to decode it with (pdf-extract panicked here): every page
+    // failed, so the document is unreadable.
+    match extract_file(&fixture("broken-only.pdf")) {
+        Err(PdfError::Unreadable(msg)) => assert!(msg.contains("without a font"), "{msg}"),
+        other => panic!("expected Unreadable, got {other:?}"),
+    }
 }
 
 #[test]

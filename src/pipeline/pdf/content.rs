@@ -105,6 +105,8 @@ pub(super) struct PageContent {
     pub(super) bbox: [f32; 4],
     /// Glyphs dropped past [`MAX_GLYPHS`].
     pub(super) dropped: usize,
+    /// Strings shown with no font selected (nothing to decode them with).
+    pub(super) fontless: usize,
 }
 
 impl PageContent {
@@ -824,6 +826,7 @@ impl Interp<'_, '_> {
 
     fn show(&mut self, bytes: &[u8]) {
         let Some(font) = self.gs.text.font.clone() else {
+            self.out.fontless += 1;
             return;
         };
         let t = self.gs.text.clone();
