@@ -1032,9 +1032,18 @@ fn table_at(
         let rule_between = p.rules.iter().any(|ru| {
             ru.y1 - ru.y0 < 3.0 && ru.y0 < prev_bottom + 1.0 && ru.y1 > frags[f0].top() - 1.0
         });
+        // A caption that is only its label ("Table 1", "TABLE II": APA,
+        // IEEE) takes its title from the next line even across a wider
+        // gap.
+        let bare_label = k == r + 1
+            && TABLE_CAPTION
+                .captures(row_text(frags, &rows[r]).trim())
+                .and_then(|c| c.get(2))
+                .is_none_or(|m| m.as_str().trim().is_empty());
+        let max_gap = if bare_label { 1.6 } else { 0.6 } * cap.size;
         if row.len() == 1
-            && (frags[f0].size - cap.size).abs() < 0.05 * cap.size
-            && gap < 0.6 * cap.size
+            && (frags[f0].size - cap.size).abs() < 0.2 * cap.size
+            && gap < max_gap
             && !rule_between
             && k - r < 4
         {
@@ -1080,23 +1089,29 @@ fn table_at(
     if table_rows.is_empty() {
         return None;
     }
-    // Caption text.
-    let mut caption = String::new();
+    // Caption text: the label from the first row, the title from the
+    // rest of it and the rows that continue it.
+    let mut label = String::new();
+    let mut title = String::new();
     for &cr in &caption_rows {
         let row: Vec<usize> = rows[cr]
             .iter()
             .copied()
             .filter(|&i| in_range(i, x0, x1) || cr == r && i == rows[r][0])
             .collect();
-        join_line(&mut caption, &row_text(frags, &row));
+        let text = row_text(frags, &row);
+        if cr == r {
+            match TABLE_CAPTION.captures(text.trim()) {
+                Some(c) => {
+                    label = c.get(1).map_or("", |m| m.as_str()).to_string();
+                    title = c.get(2).map_or("", |m| m.as_str()).trim().to_string();
+                }
+                None => title = text.trim().to_string(),
+            }
+        } else {
+            join_line(&mut title, &text);
+        }
     }
-    let (label, title) = match TABLE_CAPTION.captures(caption.trim()) {
-        Some(c) => (
-            c.get(1).map_or("", |m| m.as_str()).to_string(),
-            c.get(2).map_or("", |m| m.as_str()).trim().to_string(),
-        ),
-        None => (String::new(), caption.trim().to_string()),
-    };
     let mut used_frags: Vec<usize> = caption_rows
         .iter()
         .flat_map(|&cr| rows[cr].iter().copied())
