@@ -51,6 +51,7 @@ mod tpm;
 mod acquire;
 mod corpus;
 mod ingest;
+mod extract_synth;
 mod pdf;
 mod synth;
 mod text_pipeline;

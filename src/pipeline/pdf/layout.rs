@@ -713,13 +713,26 @@ pub(super) fn render_page(p: &PageFrags, drop: &[usize]) -> (String, PageStats) 
     let rows = rows_of(&p.frags, &idx);
     let mut r = 0;
     while r < rows.len() {
-        let first = rows[r][0];
-        let caption = TABLE_CAPTION.captures(p.frags[first].text.trim()).is_some()
-            || TABLE_CAPTION
-                .captures(row_text(&p.frags, &rows[r]).trim())
-                .is_some_and(|_| rows[r].len() <= 2);
-        if caption && !used[first] {
-            if let Some(t) = table_at(p, &rows, r, gutter, &used) {
+        // A caption starts its line in its column: the first fragment of
+        // the row in that column.
+        let starts: Vec<usize> = rows[r]
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let z = zone_of(p.frags[i].x0, p.frags[i].x1);
+                !rows[r].iter().any(|&j| {
+                    j != i
+                        && zone_of(p.frags[j].x0, p.frags[j].x1) == z
+                        && p.frags[j].x1 <= p.frags[i].x0
+                })
+            })
+            .collect();
+        for first in starts {
+            let caption = TABLE_CAPTION.is_match(p.frags[first].text.trim());
+            if !caption || used[first] {
+                continue;
+            }
+            if let Some(t) = table_at(p, &rows, r, first, gutter, &used) {
                 for &i in &t.frags {
                     used[i] = true;
                 }
@@ -994,19 +1007,17 @@ fn table_at(
     p: &PageFrags,
     rows: &[Vec<usize>],
     r: usize,
+    first: usize,
     gutter: Option<(f32, f32)>,
     used: &[bool],
 ) -> Option<Table> {
     let frags = &p.frags;
-    let cap = &frags[rows[r][0]];
+    let cap = &frags[first];
     let body = p.body;
     // Horizontal extent: the caption's column, or the page.
     let all_x0 = frags.iter().map(|f| f.x0).fold(f32::MAX, f32::min);
     let all_x1 = frags.iter().map(|f| f.x1).fold(f32::MIN, f32::max);
-    let cap_x1 = rows[r]
-        .iter()
-        .map(|&i| frags[i].x1)
-        .fold(f32::MIN, f32::max);
+    let cap_x1 = cap.x1;
     let (mut x0, mut x1) = match gutter {
         Some((g0, g1)) if cap_x1 <= g1 + body => (all_x0, g0 + 0.5 * body),
         Some((g0, g1)) if cap.x0 >= g0 - body => (g1 - 0.5 * body, all_x1),
@@ -1023,11 +1034,18 @@ fn table_at(
     let mut k = r + 1;
     while k < rows.len() {
         let row: Vec<usize> = rows[k].iter().copied().filter(|&i| in_range(i, x0, x1)).collect();
-        let prev_bottom = rows[k - 1]
+        let last = caption_rows[caption_rows.len() - 1];
+        let prev_bottom = rows[last]
             .iter()
-            .map(|&i| frags[i].bottom())
+            .copied()
+            .filter(|&i| in_range(i, x0, x1))
+            .map(|i| frags[i].bottom())
             .fold(f32::MAX, f32::min);
-        let Some(&f0) = row.first() else { break };
+        // A row of the other column only: look past it.
+        let Some(&f0) = row.first() else {
+            k += 1;
+            continue;
+        };
         let gap = prev_bottom - frags[f0].top();
         let rule_between = p.rules.iter().any(|ru| {
             ru.y1 - ru.y0 < 3.0 && ru.y0 < prev_bottom + 1.0 && ru.y1 > frags[f0].top() - 1.0
@@ -1097,7 +1115,7 @@ fn table_at(
         let row: Vec<usize> = rows[cr]
             .iter()
             .copied()
-            .filter(|&i| in_range(i, x0, x1) || cr == r && i == rows[r][0])
+            .filter(|&i| in_range(i, x0, x1) || cr == r && i == first)
             .collect();
         let text = row_text(frags, &row);
         if cr == r {
@@ -1115,7 +1133,7 @@ fn table_at(
     let mut used_frags: Vec<usize> = caption_rows
         .iter()
         .flat_map(|&cr| rows[cr].iter().copied())
-        .filter(|&i| in_range(i, x0, x1) || i == rows[r][0])
+        .filter(|&i| in_range(i, x0, x1) || i == first)
         .collect();
     let cells: Vec<Vec<usize>> = table_rows;
     let mut text = String::new();
