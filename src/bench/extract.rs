@@ -285,7 +285,10 @@ fn child_cpu(program: &Path, args: &[String], reps: usize) -> Option<(f64, Optio
                 }
             }
         }
-        let cpu = super::sys::children_cpu().saturating_sub(before).as_secs_f64() * 1e3;
+        let cpu = super::sys::children_cpu()
+            .saturating_sub(before)
+            .as_secs_f64()
+            * 1e3;
         best = Some(best.map_or(cpu, |b: f64| b.min(cpu)));
         rss = super::sys::children_peak_rss_bytes();
     }
@@ -430,9 +433,6 @@ mod tests {
         let r = tokens("the cat and the hat");
         assert_eq!(recall(&r, &tokens("the cat and hat")), 0.8);
         assert_eq!(dehyphenate("hyph-\nenated word"), "hyphenated word\n");
-        assert_eq!(
-            cut_at_references("a\nReferences\n[1] x\n"),
-            "a\n"
-        );
+        assert_eq!(cut_at_references("a\nReferences\n[1] x\n"), "a\n");
     }
 }

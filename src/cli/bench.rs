@@ -160,12 +160,21 @@ fn bench_extract(a: ExtractArgs) -> CliResult {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {
-        let opt = |v: Option<f64>, digits: usize| {
-            v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
-        };
+        let opt =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
         println!(
             "{:<44} {:>5} {:>8} {:>8} {:>9} {:>9} {:>6} {:>7} {:>7} {:>3} {:>3}",
-            "file", "pages", "cpu ms", "ms/page", "worker ms", "p2t ms", "ratio", "recall", "clean", "tbl", "fn"
+            "file",
+            "pages",
+            "cpu ms",
+            "ms/page",
+            "worker ms",
+            "p2t ms",
+            "ratio",
+            "recall",
+            "clean",
+            "tbl",
+            "fn"
         );
         for f in &r.files {
             if let Some(e) = &f.error {

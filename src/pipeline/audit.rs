@@ -313,11 +313,18 @@ mod tests {
     #[test]
     fn numbers_in_table_cells_are_grounded() {
         let paper = "Our model wins.\n\n[TABLE 2: Scores.]\nModel | Acc | F1\nOurs | 80.50 | 0.74\nBase | 71.2 | 0.66\n[/TABLE]\n\nWe train for 12 epochs.";
-        let g = grounding_detail("Ours reaches 80.5 accuracy (F1 0.74) vs 71.2 after 12 epochs; 99.9 elsewhere.", paper).unwrap();
+        let g = grounding_detail(
+            "Ours reaches 80.5 accuracy (F1 0.74) vs 71.2 after 12 epochs; 99.9 elsewhere.",
+            paper,
+        )
+        .unwrap();
         assert_eq!(g.numbers, 5);
         assert_eq!(g.share, 0.8);
         assert_eq!(g.in_tables, 3, "80.5, 0.74 and 71.2 are only in the table");
-        assert_eq!(table_cells(paper), ["Model", "Acc", "F1", "Ours", "80.50", "0.74", "Base", "71.2", "0.66"]);
+        assert_eq!(
+            table_cells(paper),
+            ["Model", "Acc", "F1", "Ours", "80.50", "0.74", "Base", "71.2", "0.66"]
+        );
         assert_eq!(norm_number("1,024"), "1024");
         assert_eq!(norm_number("92.0"), "92");
     }

@@ -267,7 +267,11 @@ fn extract_pages(
             }
             Ok(Ok(page)) => {
                 if page.dropped > 0 {
-                    tracing::warn!(page = n + 1, glyphs = page.dropped, "PDF page glyphs past the cap dropped");
+                    tracing::warn!(
+                        page = n + 1,
+                        glyphs = page.dropped,
+                        "PDF page glyphs past the cap dropped"
+                    );
                 }
                 frags.push(Ok(layout::fragments(&page)))
             }
@@ -333,8 +337,8 @@ fn inherited<'a>(doc: &'a Document, page: ObjectId, key: &[u8]) -> Option<&'a Ob
     None
 }
 
-/// A page's content streams (concatenated), resources and box, through
-/// the interpreter.
+/// A page's content streams (concatenated) and resources, through the
+/// interpreter.
 fn read_page(
     doc: &Document,
     cache: &mut content::DocCache,
@@ -363,19 +367,7 @@ fn read_page(
         }
     }
     let resources = inherited(doc, id, b"Resources").and_then(|r| r.as_dict().ok());
-    let bbox = inherited(doc, id, b"CropBox")
-        .or_else(|| inherited(doc, id, b"MediaBox"))
-        .and_then(|b| b.as_array().ok())
-        .and_then(|a| {
-            let v: Vec<f32> = a
-                .iter()
-                .filter_map(|o| font::number(font::deref(doc, o)))
-                .map(|v| v as f32)
-                .collect();
-            (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
-        })
-        .unwrap_or([0.0, 0.0, 612.0, 792.0]);
-    content::run_page(doc, cache, page, &data, resources, bbox, max_stream_bytes)
+    content::run_page(doc, cache, &data, resources, max_stream_bytes)
 }
 
 /// A stream's decoded bytes. `/FlateDecode` (the filter of nearly every
@@ -384,7 +376,10 @@ fn read_page(
 /// before the damage. Other filters go through lopdf (after the same
 /// capped check when Flate is among them); the worker's memory limit
 /// covers those.
-pub(crate) fn stream_data(stream: &lopdf::Stream, max_bytes: u64) -> Result<Cow<'_, [u8]>, PdfError> {
+pub(crate) fn stream_data(
+    stream: &lopdf::Stream,
+    max_bytes: u64,
+) -> Result<Cow<'_, [u8]>, PdfError> {
     use std::io::Read as _;
     let filters: Vec<&[u8]> = match stream.dict.get(b"Filter") {
         Ok(Object::Name(n)) => vec![n.as_slice()],
@@ -514,5 +509,4 @@ mod tests {
         assert_eq!(r.unwrap_err(), "boom");
         assert!(!CONTAINING.with(Cell::get), "flag is reset after the call");
     }
-
 }

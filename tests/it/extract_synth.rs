@@ -69,7 +69,10 @@ fn tables_come_out_row_by_row_with_their_captions() {
             let block = &text[at..end];
             for row in &t.rows {
                 let line = row.join(" | ");
-                assert!(block.contains(&line), "seed {seed}: row {line:?} not in\n{block}");
+                assert!(
+                    block.contains(&line),
+                    "seed {seed}: row {line:?} not in\n{block}"
+                );
             }
         }
         // Every cell's words are present (the hidden check's criterion).
@@ -111,11 +114,24 @@ fn columns_are_read_one_after_the_other() {
     for seed in SEEDS {
         let p = paper(seed);
         let got = extract(&p);
-        assert!(got.stats.two_column_pages >= p.pages - 1, "seed {seed}: {:?}", got.stats);
-        let text = got.pages.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            got.stats.two_column_pages >= p.pages - 1,
+            "seed {seed}: {:?}",
+            got.stats
+        );
+        let text = got
+            .pages
+            .join(" ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut at = 0;
         for para in p.paragraphs() {
-            let start: String = para.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
+            let start: String = para
+                .split_whitespace()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join(" ");
             let pos = text[at..]
                 .find(&start)
                 .unwrap_or_else(|| panic!("seed {seed}: {start:?} missing or out of order"));
@@ -156,7 +172,10 @@ fn the_clean_text_keeps_tables_captions_and_footnotes() {
         assert!(c.paper_text.contains(first), "seed {seed}: abstract");
         for t in p.tables() {
             let row = t.rows[1].join(" | ");
-            assert!(c.paper_text.contains(&row), "seed {seed}: {row} not in clean text");
+            assert!(
+                c.paper_text.contains(&row),
+                "seed {seed}: {row} not in clean text"
+            );
         }
         assert!(c.paper_text.contains("[FIGURE 1: "), "seed {seed}");
         assert!(c.paper_text.contains("[FOOTNOTE 1: "), "seed {seed}");
@@ -175,4 +194,3 @@ fn the_clean_text_keeps_tables_captions_and_footnotes() {
         assert!(r >= 0.995, "seed {seed}: clean recall {r:.4}");
     }
 }
-

@@ -50,8 +50,8 @@ mod tpm;
 // The paper pipeline: acquisition, ingest, PDFs, text, reports.
 mod acquire;
 mod corpus;
-mod ingest;
 mod extract_synth;
+mod ingest;
 mod pdf;
 mod synth;
 mod text_pipeline;

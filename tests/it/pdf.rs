@@ -235,7 +235,8 @@ fn structure_survives_extraction() {
             );
             if name != "onecol" {
                 assert!(
-                    !lines.iter().any(|l| l.starts_with("Efficient Affine Flow Matching Lindqvist")
+                    !lines.iter().any(|l| l
+                        .starts_with("Efficient Affine Flow Matching Lindqvist")
                         || l.ends_with("Lindqvist, Okafor and Marsh")),
                     "{name} page {}: running header left in",
                     i + 1

@@ -385,9 +385,17 @@ const NOTES: &[&str] = &[
 
 fn table(rng: &mut fastrand::Rng, number: usize) -> SynthTable {
     let metric = pick(rng, &["Acc", "F1", "Score", "Error", "Loss"]);
-    let mut rows = vec![vec!["Method".to_string(), metric.to_string(), "Time".to_string()]];
+    let mut rows = vec![vec![
+        "Method".to_string(),
+        metric.to_string(),
+        "Time".to_string(),
+    ]];
     let mut names: Vec<&str> = vec!["Baseline", "Ours"];
-    names.extend(["Ours-small", "No-gate", "Linear", "Ensemble"].iter().take(rng.usize(1..=4)));
+    names.extend(
+        ["Ours-small", "No-gate", "Linear", "Ensemble"]
+            .iter()
+            .take(rng.usize(1..=4)),
+    );
     for name in names {
         rows.push(vec![
             name.to_string(),
@@ -455,18 +463,22 @@ pub fn paper(seed: u64) -> SynthPaper {
             blocks.push(Block::Para(paragraph(&mut rng, &topic, refs, sentences)));
             if k == 0 && n < notes && (i == 0 || i == 3) {
                 n += 1;
-                blocks.push(Block::Footnote(n.to_string(), format!("{}.", NOTES[(n - 1) % NOTES.len()])));
+                blocks.push(Block::Footnote(
+                    n.to_string(),
+                    format!("{}.", NOTES[(n - 1) % NOTES.len()]),
+                ));
             }
         }
-        if (3..=4).contains(&i) || (i == 2 && tables == 3) {
-            if t < tables {
-                t += 1;
-                blocks.push(Block::Table(table(&mut rng, t)));
-            }
+        if ((3..=4).contains(&i) || (i == 2 && tables == 3)) && t < tables {
+            t += 1;
+            blocks.push(Block::Table(table(&mut rng, t)));
         }
         if (i == 2 || i == 4) && f < figures {
             f += 1;
-            blocks.push(Block::Figure(f, format!("{}.", pick(&mut rng, FIGURE_CAPTIONS))));
+            blocks.push(Block::Figure(
+                f,
+                format!("{}.", pick(&mut rng, FIGURE_CAPTIONS)),
+            ));
         }
     }
     blocks.push(Block::Heading("References".into()));
@@ -485,7 +497,12 @@ pub fn paper(seed: u64) -> SynthPaper {
     }
     let mut p = SynthPaper {
         arxiv_id: format!("9{:03}.{:05}", seed / 100_000 % 1000, seed % 100_000),
-        running_head: title.chars().take(48).collect::<String>().trim_end().to_string(),
+        running_head: title
+            .chars()
+            .take(48)
+            .collect::<String>()
+            .trim_end()
+            .to_string(),
         title,
         authors: authors.join(", "),
         affiliation,
@@ -717,7 +734,9 @@ fn lay_out(p: &SynthPaper) -> Vec<PageDraw> {
         }
     }
     for (page, mark, text) in notes {
-        let Some(pd) = c.pages.get_mut(page) else { continue };
+        let Some(pd) = c.pages.get_mut(page) else {
+            continue;
+        };
         let lines = wrap(&text, 60);
         let mut y = BOTTOM + (lines.len() as f64 - 1.0) * 9.0;
         // Other notes on this page sit above: stack upwards.

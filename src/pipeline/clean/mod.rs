@@ -270,7 +270,11 @@ mod tests {
             "[TABLE 1: Descriptive statistics.]\nScale | M | SD\nAnxiety | 3.1 | 0.4\n[/TABLE]",
         ]);
         assert_eq!(c.reference_count, 1);
-        assert!(c.paper_text.ends_with("Anxiety | 3.1 | 0.4\n[/TABLE]"), "{}", c.paper_text);
+        assert!(
+            c.paper_text.ends_with("Anxiety | 3.1 | 0.4\n[/TABLE]"),
+            "{}",
+            c.paper_text
+        );
     }
 
     #[test]
@@ -279,7 +283,12 @@ mod tests {
         let pages: Vec<String> = (1..=4).map(page).collect();
         let refs: Vec<&str> = pages.iter().map(String::as_str).collect();
         let c = clean(&refs);
-        assert_eq!(c.paper_text.matches("[/TABLE]").count(), 4, "{}", c.paper_text);
+        assert_eq!(
+            c.paper_text.matches("[/TABLE]").count(),
+            4,
+            "{}",
+            c.paper_text
+        );
     }
 
     #[test]

@@ -73,8 +73,7 @@ impl<'a> Lexer<'a> {
     fn next(&mut self) -> Option<Tok<'a>> {
         let s = self.s;
         loop {
-            while self.i < s.len() && s[self.i].is_ascii_whitespace() || s.get(self.i) == Some(&0)
-            {
+            while self.i < s.len() && s[self.i].is_ascii_whitespace() || s.get(self.i) == Some(&0) {
                 self.i += 1;
             }
             if s.get(self.i) == Some(&b'%') {
@@ -154,8 +153,7 @@ impl<'a> Lexer<'a> {
             _ => {
                 let start = self.i;
                 self.i += 1;
-                while self.i < s.len() && !s[self.i].is_ascii_whitespace() && !is_delim(s[self.i])
-                {
+                while self.i < s.len() && !s[self.i].is_ascii_whitespace() && !is_delim(s[self.i]) {
                     self.i += 1;
                 }
                 let word = &s[start..self.i];
@@ -234,48 +232,51 @@ pub(super) fn parse(data: &[u8]) -> CMap {
                     }
                 }
             }
-            b"beginbfrange" => loop {
-                let Some(Tok::Hex(lo)) = lx.next() else { break };
-                let Some(Tok::Hex(hi)) = lx.next() else { break };
-                let (lo, hi) = (code_of(&lo), code_of(&hi));
-                match lx.next() {
-                    Some(Tok::Hex(dst)) => {
-                        // The last byte of the destination counts up.
-                        let mut units: Vec<u16> = dst
-                            .chunks(2)
-                            .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
-                            .collect();
-                        for code in lo..=hi.min(lo.saturating_add(0xFFFF)) {
-                            if entries >= MAX_ENTRIES {
-                                break;
-                            }
-                            entries += 1;
-                            let text: String = char::decode_utf16(units.iter().copied())
-                                .filter_map(Result::ok)
-                                .filter(|c| !c.is_control())
+            b"beginbfrange" => {
+                while let Some(Tok::Hex(lo)) = lx.next() {
+                    let Some(Tok::Hex(hi)) = lx.next() else { break };
+                    let (lo, hi) = (code_of(&lo), code_of(&hi));
+                    match lx.next() {
+                        Some(Tok::Hex(dst)) => {
+                            // The last byte of the destination counts up.
+                            let mut units: Vec<u16> = dst
+                                .chunks(2)
+                                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
                                 .collect();
-                            out.text.insert(code, text);
-                            if let Some(last) = units.last_mut() {
-                                *last = last.wrapping_add(1);
-                            }
-                        }
-                    }
-                    Some(Tok::ArrayStart) => {
-                        let mut code = lo;
-                        while let Some(Tok::Hex(dst)) = lx.next() {
-                            if code <= hi && entries < MAX_ENTRIES {
+                            for code in lo..=hi.min(lo.saturating_add(0xFFFF)) {
+                                if entries >= MAX_ENTRIES {
+                                    break;
+                                }
                                 entries += 1;
-                                out.text.insert(code, utf16_text(&dst));
+                                let text: String = char::decode_utf16(units.iter().copied())
+                                    .filter_map(Result::ok)
+                                    .filter(|c| !c.is_control())
+                                    .collect();
+                                out.text.insert(code, text);
+                                if let Some(last) = units.last_mut() {
+                                    *last = last.wrapping_add(1);
+                                }
                             }
-                            code = code.saturating_add(1);
                         }
+                        Some(Tok::ArrayStart) => {
+                            let mut code = lo;
+                            while let Some(Tok::Hex(dst)) = lx.next() {
+                                if code <= hi && entries < MAX_ENTRIES {
+                                    entries += 1;
+                                    out.text.insert(code, utf16_text(&dst));
+                                }
+                                code = code.saturating_add(1);
+                            }
+                        }
+                        _ => break,
                     }
-                    _ => break,
                 }
-            },
+            }
             b"begincidchar" => {
                 while let Some(Tok::Hex(src)) = lx.next() {
-                    let Some(Tok::Int(cid)) = lx.next() else { break };
+                    let Some(Tok::Int(cid)) = lx.next() else {
+                        break;
+                    };
                     if entries < MAX_ENTRIES {
                         entries += 1;
                         out.cids
@@ -286,7 +287,9 @@ pub(super) fn parse(data: &[u8]) -> CMap {
             b"begincidrange" => {
                 while let Some(Tok::Hex(lo)) = lx.next() {
                     let Some(Tok::Hex(hi)) = lx.next() else { break };
-                    let Some(Tok::Int(cid)) = lx.next() else { break };
+                    let Some(Tok::Int(cid)) = lx.next() else {
+                        break;
+                    };
                     if entries < MAX_ENTRIES {
                         entries += 1;
                         out.cid_ranges.push((
@@ -344,7 +347,9 @@ endcmap CMapName currentdict /CMap defineresource pop end end";
 
     #[test]
     fn cid_ranges_and_garbage() {
-        let m = parse(b"1 begincidrange <0100> <01FF> 500 endcidrange 1 begincidchar <05> 7 endcidchar");
+        let m = parse(
+            b"1 begincidrange <0100> <01FF> 500 endcidrange 1 begincidchar <05> 7 endcidchar",
+        );
         assert_eq!(m.cid(0x0100), Some(500));
         assert_eq!(m.cid(0x0105), Some(505));
         assert_eq!(m.cid(0x05), Some(7));

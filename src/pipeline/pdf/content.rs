@@ -101,8 +101,6 @@ pub(super) struct PageContent {
     pub(super) glyphs: Vec<Glyph>,
     pub(super) text: String,
     pub(super) rules: Vec<Rule>,
-    /// The page box (crop box, else media box): x0, y0, x1, y1.
-    pub(super) bbox: [f32; 4],
     /// Glyphs dropped past [`MAX_GLYPHS`].
     pub(super) dropped: usize,
     /// Strings shown with no font selected (nothing to decode them with).
@@ -201,7 +199,11 @@ impl<'a> Lexer<'a> {
             }
             b'<' => Tok::Str(Cow::Owned(self.hex())),
             b'>' => {
-                self.i += if s.get(self.i + 1) == Some(&b'>') { 2 } else { 1 };
+                self.i += if s.get(self.i + 1) == Some(&b'>') {
+                    2
+                } else {
+                    1
+                };
                 Tok::DictEnd
             }
             b'[' => {
@@ -364,7 +366,8 @@ impl<'a> Lexer<'a> {
                 && s[self.i + 1] == b'I'
                 && self.i > 0
                 && is_white(s[self.i - 1])
-                && s.get(self.i + 2).is_none_or(|&b| is_white(b) || is_delim(b))
+                && s.get(self.i + 2)
+                    .is_none_or(|&b| is_white(b) || is_delim(b))
             {
                 self.i += 2;
                 return;
@@ -460,19 +463,14 @@ struct Interp<'d, 'c> {
 pub(super) fn run_page(
     doc: &Document,
     cache: &mut DocCache,
-    page: &Dictionary,
     content: &[u8],
     resources: Option<&Dictionary>,
-    bbox: [f32; 4],
     max_stream_bytes: u64,
 ) -> Result<PageContent, PdfError> {
     let mut it = Interp {
         doc,
         cache,
-        out: PageContent {
-            bbox,
-            ..Default::default()
-        },
+        out: PageContent::default(),
         gs: GState {
             ctm: Matrix::IDENTITY,
             text: TextState {
@@ -496,7 +494,6 @@ pub(super) fn run_page(
         },
         max_stream_bytes,
     };
-    let _ = page;
     it.run(content, resources, 0)?;
     Ok(it.out)
 }
@@ -600,11 +597,7 @@ impl Interp<'_, '_> {
         depth: usize,
     ) -> Result<(), PdfError> {
         match op {
-            b"q" => {
-                if self.stack.len() < MAX_SAVES {
-                    self.stack.push(self.gs.clone());
-                }
-            }
+            b"q" if self.stack.len() < MAX_SAVES => self.stack.push(self.gs.clone()),
             b"Q" => {
                 if let Some(gs) = self.stack.pop() {
                     self.gs = gs;
@@ -898,8 +891,7 @@ impl Interp<'_, '_> {
         let Object::Stream(stream) = deref(doc, entry) else {
             return Ok(());
         };
-        if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form".as_slice())
-        {
+        if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form".as_slice()) {
             return Ok(());
         }
         let data = match entry {

@@ -45,14 +45,17 @@ enum Kind {
         text: Vec<Box<str>>,
         widths: Vec<f32>,
     },
-    Composite {
-        ranges: Vec<CodeRange>,
-        /// `None`: Identity (CID = code).
-        encoding: Option<CMap>,
-        to_unicode: HashMap<u32, String>,
-        widths: HashMap<u32, f32>,
-        default_width: f32,
-    },
+    Composite(Box<Composite>),
+}
+
+#[derive(Debug)]
+struct Composite {
+    ranges: Vec<CodeRange>,
+    /// `None`: Identity (CID = code).
+    encoding: Option<CMap>,
+    to_unicode: HashMap<u32, String>,
+    widths: HashMap<u32, f32>,
+    default_width: f32,
 }
 
 /// A font, ready to decode strings.
@@ -83,13 +86,14 @@ impl Font {
                     });
                 }
             }
-            Kind::Composite {
-                ranges,
-                encoding,
-                to_unicode,
-                widths,
-                default_width,
-            } => {
+            Kind::Composite(c) => {
+                let Composite {
+                    ranges,
+                    encoding,
+                    to_unicode,
+                    widths,
+                    default_width,
+                } = c.as_ref();
                 let mut i = 0;
                 while i < bytes.len() {
                     let (code, len) = next_code(ranges, &bytes[i..]);
@@ -279,13 +283,13 @@ fn composite(doc: &Document, dict: &Dictionary, to_unicode: Option<CMap>) -> Fon
         }
     }
     Font {
-        kind: Kind::Composite {
+        kind: Kind::Composite(Box::new(Composite {
             ranges,
             encoding,
             to_unicode: to_unicode.text,
             widths,
             default_width,
-        },
+        })),
         width_scale: 0.001,
         height_scale: 1.0,
         bold: false,

@@ -319,7 +319,8 @@ fn rows_of(frags: &[Frag], idx: &[usize]) -> Vec<Vec<usize>> {
     for i in order {
         let f = &frags[i];
         let same = !row_base.is_nan()
-            && (row_base - f.base).abs() <= 0.45 * row_size.min(f.size).max(0.5 * row_size.max(f.size));
+            && (row_base - f.base).abs()
+                <= 0.45 * row_size.min(f.size).max(0.5 * row_size.max(f.size));
         if same {
             if let Some(r) = rows.last_mut() {
                 r.push(i);
@@ -392,7 +393,10 @@ pub(super) fn edge_rows(p: &PageFrags) -> Vec<EdgeRow> {
         return out;
     }
     let gap_after = |a: &[usize], b: &[usize]| {
-        let low = a.iter().map(|&i| p.frags[i].bottom()).fold(f32::MAX, f32::min);
+        let low = a
+            .iter()
+            .map(|&i| p.frags[i].bottom())
+            .fold(f32::MAX, f32::min);
         let high = b.iter().map(|&i| p.frags[i].top()).fold(f32::MIN, f32::max);
         low - high
     };
@@ -525,9 +529,8 @@ static FIGURE_CAPTION: LazyLock<regex::Regex> = LazyLock::new(|| {
     )
 });
 
-static FOOTNOTE_MARK: LazyLock<regex::Regex> = LazyLock::new(|| {
-    re(r"^([0-9]{1,2}|[*†‡§¶‖#]{1,2}|[a-z])(?:\s+|\b)(\S.*)$")
-});
+static FOOTNOTE_MARK: LazyLock<regex::Regex> =
+    LazyLock::new(|| re(r"^([0-9]{1,2}|[*†‡§¶‖#]{1,2}|[a-z])(?:\s+|\b)(\S.*)$"));
 
 /// What the layout found on a page, for tests and the benchmark.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -550,7 +553,6 @@ struct Line {
     text: String,
     base: f32,
     top: f32,
-    bottom: f32,
     size: f32,
     x0: f32,
 }
@@ -616,8 +618,8 @@ fn find_gutter(p: &PageFrags, idx: &[usize]) -> Option<(f32, f32)> {
     let allowed = best + 1 + best / 2;
     let mut run: Option<(usize, usize)> = None;
     let mut widest: Option<(usize, usize)> = None;
-    for x in from..=to.min(n - 1) {
-        if cross[x] <= allowed {
+    for (x, &c) in cross.iter().enumerate().take(to.min(n - 1) + 1).skip(from) {
+        if c <= allowed {
             run = Some(run.map_or((x, x), |(s, _)| (s, x)));
         } else {
             run = None;
@@ -636,15 +638,16 @@ fn find_gutter(p: &PageFrags, idx: &[usize]) -> Option<(f32, f32)> {
     // Fragments crossing the gutter count against it only between the
     // top and the bottom of the columns: a centred title block above them
     // (or a footer below) is no evidence of one column.
-    let sided = |left_side: bool| {
-        narrow.iter().map(|&i| &p.frags[i]).filter(move |f| {
-            if left_side {
-                f.x1 <= g1
-            } else {
-                f.x0 >= g0
-            }
-        })
-    };
+    let sided =
+        |left_side: bool| {
+            narrow.iter().map(|&i| &p.frags[i]).filter(move |f| {
+                if left_side {
+                    f.x1 <= g1
+                } else {
+                    f.x0 >= g0
+                }
+            })
+        };
     let top = sided(true)
         .map(|f| f.base)
         .fold(f32::MIN, f32::max)
@@ -659,9 +662,6 @@ fn find_gutter(p: &PageFrags, idx: &[usize]) -> Option<(f32, f32)> {
         .filter(|f| f.x0 < g1 - 1.0 && f.x1 > g0 + 1.0 && f.base < top && f.base > bottom)
         .count() as i32;
     let side = left.min(right);
-    if std::env::var_os("PDF_LAYOUT_DEBUG").is_some() {
-        eprintln!("gutter: best {best} crossed {crossed} run {s}..{e} left {left} right {right} narrow {} width {width}", narrow.len());
-    }
     let chars = |keep: &dyn Fn(&Frag) -> bool| -> usize {
         idx.iter()
             .map(|&i| &p.frags[i])
@@ -765,7 +765,6 @@ pub(super) fn render_page(p: &PageFrags, drop: &[usize]) -> (String, PageStats) 
                 text: row_text(&p.frags, &row),
                 base: fr[0].base,
                 top: fr.iter().map(|f| f.top()).fold(f32::MIN, f32::max),
-                bottom: fr.iter().map(|f| f.bottom()).fold(f32::MAX, f32::min),
                 size: fr.iter().map(|f| f.size).fold(0.0, f32::max),
                 x0: fr[0].x0,
             };
@@ -810,7 +809,9 @@ pub(super) fn render_page(p: &PageFrags, drop: &[usize]) -> (String, PageStats) 
                 block.push(item);
                 while let Some(next) = spans.next_if(|s| {
                     let top = s.top();
-                    col_iters.iter_mut().all(|c| c.peek().is_none_or(|i| i.top() < top))
+                    col_iters
+                        .iter_mut()
+                        .all(|c| c.peek().is_none_or(|i| i.top() < top))
                 }) {
                     block.push(next);
                 }
@@ -912,7 +913,9 @@ fn emit_zone(
         })
         .filter(|d| *d > 0.0)
         .collect();
-    let pitch = median(&pitches).unwrap_or(1.2 * body).clamp(0.8 * body, 2.0 * body);
+    let pitch = median(&pitches)
+        .unwrap_or(1.2 * body)
+        .clamp(0.8 * body, 2.0 * body);
     let mut blocks: Vec<(bool, Vec<String>)> = Vec::new();
     let mut prev: Option<&Line> = None;
     for it in items.iter() {
@@ -969,11 +972,7 @@ fn join_line(into: &mut String, next: &str) {
         return;
     }
     let ends_hyphen = into.ends_with('-')
-        && into
-            .chars()
-            .rev()
-            .nth(1)
-            .is_some_and(char::is_alphabetic)
+        && into.chars().rev().nth(1).is_some_and(char::is_alphabetic)
         && next.chars().next().is_some_and(char::is_lowercase);
     if ends_hyphen {
         into.pop();
@@ -1033,7 +1032,11 @@ fn table_at(
     let mut caption_rows = vec![r];
     let mut k = r + 1;
     while k < rows.len() {
-        let row: Vec<usize> = rows[k].iter().copied().filter(|&i| in_range(i, x0, x1)).collect();
+        let row: Vec<usize> = rows[k]
+            .iter()
+            .copied()
+            .filter(|&i| in_range(i, x0, x1))
+            .collect();
         let last = caption_rows[caption_rows.len() - 1];
         let prev_bottom = rows[last]
             .iter()
@@ -1190,7 +1193,10 @@ fn scan_rows(
             continue;
         }
         let top = row.iter().map(|&i| frags[i].top()).fold(f32::MIN, f32::max);
-        let bottom = row.iter().map(|&i| frags[i].bottom()).fold(f32::MAX, f32::min);
+        let bottom = row
+            .iter()
+            .map(|&i| frags[i].bottom())
+            .fold(f32::MAX, f32::min);
         if let Some(edge) = last_edge {
             let gap = if down { edge - top } else { bottom - edge };
             let bridged = p.rules.iter().any(|ru| {
@@ -1210,10 +1216,8 @@ fn scan_rows(
         let text = row_text(frags, &row);
         let words = text.split_whitespace().count();
         let f0 = &frags[row[0]];
-        let paragraph = row.len() == 1
-            && f0.width() > 0.7 * width
-            && words >= 8
-            && f0.size >= 0.95 * body;
+        let paragraph =
+            row.len() == 1 && f0.width() > 0.7 * width && words >= 8 && f0.size >= 0.95 * body;
         if paragraph
             || TABLE_CAPTION.is_match(text.trim())
             || FIGURE_CAPTION.is_match(text.trim()) && row.len() == 1
@@ -1347,8 +1351,20 @@ mod tests {
         let mut f = Vec::new();
         for k in 0..10 {
             let y = 700.0 - 12.0 * k as f32;
-            f.push(frag(&format!("left line {k} text goes here"), 72.0, 290.0, y, 10.0));
-            f.push(frag(&format!("right line {k} text goes here"), 320.0, 540.0, y, 10.0));
+            f.push(frag(
+                &format!("left line {k} text goes here"),
+                72.0,
+                290.0,
+                y,
+                10.0,
+            ));
+            f.push(frag(
+                &format!("right line {k} text goes here"),
+                320.0,
+                540.0,
+                y,
+                10.0,
+            ));
         }
         let p = page(f);
         let (text, stats) = render_page(&p, &[]);
@@ -1360,9 +1376,19 @@ mod tests {
 
     #[test]
     fn a_captioned_table_becomes_rows_of_cells() {
-        let mut f = vec![frag("Body text paragraph that is long enough to be a line of prose here.", 72.0, 540.0, 720.0, 10.0)];
+        let mut f = vec![frag(
+            "Body text paragraph that is long enough to be a line of prose here.",
+            72.0,
+            540.0,
+            720.0,
+            10.0,
+        )];
         f.push(frag("Table 1: Scores per model.", 72.0, 250.0, 690.0, 10.0));
-        let rows = [["Model", "Acc", "F1"], ["Base", "71.2", "0.66"], ["Ours", "80.5", "0.74"]];
+        let rows = [
+            ["Model", "Acc", "F1"],
+            ["Base", "71.2", "0.66"],
+            ["Ours", "80.5", "0.74"],
+        ];
         for (k, row) in rows.iter().enumerate() {
             let y = 670.0 - 12.0 * k as f32;
             for (c, cell) in row.iter().enumerate() {
@@ -1370,7 +1396,13 @@ mod tests {
                 f.push(frag(cell, x, x + 30.0, y, 10.0));
             }
         }
-        f.push(frag("More prose follows the table and it is a long line of words too.", 72.0, 540.0, 600.0, 10.0));
+        f.push(frag(
+            "More prose follows the table and it is a long line of words too.",
+            72.0,
+            540.0,
+            600.0,
+            10.0,
+        ));
         let p = page(f);
         let (text, stats) = render_page(&p, &[]);
         assert_eq!(stats.tables, 1, "{text}");
@@ -1386,25 +1418,55 @@ mod tests {
     fn figure_captions_and_footnotes_are_labelled() {
         let mut f = Vec::new();
         for k in 0..6 {
-            f.push(frag(&format!("Body line {k} of the main text"), 72.0, 400.0, 700.0 - 12.0 * k as f32, 10.0));
+            f.push(frag(
+                &format!("Body line {k} of the main text"),
+                72.0,
+                400.0,
+                700.0 - 12.0 * k as f32,
+                10.0,
+            ));
         }
         f.push(frag("Figure 2: Loss against", 72.0, 300.0, 600.0, 9.0));
         f.push(frag("training steps.", 72.0, 200.0, 589.0, 9.0));
-        f.push(frag("More body text after the figure", 72.0, 400.0, 560.0, 10.0));
+        f.push(frag(
+            "More body text after the figure",
+            72.0,
+            400.0,
+            560.0,
+            10.0,
+        ));
         f.push(frag("1 Code is at example.org.", 72.0, 300.0, 100.0, 8.0));
         let p = page(f);
         let (text, stats) = render_page(&p, &[]);
-        assert!(text.contains("[FIGURE 2: Loss against training steps.]"), "{text}");
-        assert!(text.ends_with("[FOOTNOTE 1: Code is at example.org.]"), "{text}");
+        assert!(
+            text.contains("[FIGURE 2: Loss against training steps.]"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("[FOOTNOTE 1: Code is at example.org.]"),
+            "{text}"
+        );
         assert_eq!((stats.captions, stats.footnotes), (1, 1));
     }
 
     #[test]
     fn furniture_repeats_or_counts_pages() {
         let mk = |n: usize| {
-            let mut f = vec![frag("Journal of Examples 12 (2024)", 72.0, 300.0, 760.0, 8.0)];
+            let mut f = vec![frag(
+                "Journal of Examples 12 (2024)",
+                72.0,
+                300.0,
+                760.0,
+                8.0,
+            )];
             for k in 0..5 {
-                f.push(frag(&format!("page {n} body line {k}"), 72.0, 500.0, 700.0 - 12.0 * k as f32, 10.0));
+                f.push(frag(
+                    &format!("page {n} body line {k}"),
+                    72.0,
+                    500.0,
+                    700.0 - 12.0 * k as f32,
+                    10.0,
+                ));
             }
             f.push(frag(&format!("{n}"), 300.0, 306.0, 40.0, 10.0));
             page(f)

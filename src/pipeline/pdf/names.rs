@@ -177,7 +177,9 @@ mod tests {
             .windows(2)
             .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes()));
         for (_, widths) in CORE_WIDTHS {
-            assert!(widths.windows(2).all(|w| w[0].0.as_bytes() < w[1].0.as_bytes()));
+            assert!(widths
+                .windows(2)
+                .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes()));
         }
     }
 
