@@ -50,6 +50,7 @@ mod tpm;
 // The paper pipeline: acquisition, ingest, PDFs, text, reports.
 mod acquire;
 mod corpus;
+mod extract_reportlab;
 mod extract_synth;
 mod ingest;
 mod pdf;

@@ -441,7 +441,7 @@ pub(super) fn furniture(edges: &[Vec<EdgeRow>]) -> Vec<Vec<usize>> {
             *seen.entry(k).or_default() += 1;
         }
     }
-    let needed = (edges.len() / 4).max(3);
+    let needed = (edges.len() / 4).max(3).min(edges.len()).max(2);
     edges
         .iter()
         .map(|page| {
@@ -929,10 +929,12 @@ fn emit_zone(
                     None => true,
                     Some(p) => {
                         let gap = p.base - l.base;
+                        // A wider gap, a move up (a float), or a change
+                        // of type size (a caption or heading in another
+                        // size) starts a block.
                         gap > 1.45 * pitch
                             || gap < -0.5 * pitch
-                            || (l.size - p.size).abs() > 0.12 * p.size.max(l.size)
-                                && gap > 0.9 * pitch
+                            || (l.size - p.size).abs() > 0.08 * p.size.max(l.size)
                     }
                 };
                 if new_block {
