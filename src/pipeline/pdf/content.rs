@@ -326,28 +326,8 @@ impl<'a> Lexer<'a> {
     }
 
     fn hex(&mut self) -> Vec<u8> {
-        let s = self.s;
         self.i += 1;
-        let mut out = Vec::new();
-        let mut hi: Option<u8> = None;
-        while let Some(&c) = s.get(self.i) {
-            self.i += 1;
-            let v = match c {
-                b'>' => break,
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => continue,
-            };
-            match hi.take() {
-                Some(h) => out.push(h << 4 | v),
-                None => hi = Some(v),
-            }
-        }
-        if let Some(h) = hi {
-            out.push(h << 4);
-        }
-        out
+        hex_string(self.s, &mut self.i)
     }
 
     /// After `BI`: skips the image dictionary and data up to `EI`.
@@ -376,6 +356,32 @@ impl<'a> Lexer<'a> {
         }
         self.i = s.len();
     }
+}
+
+/// The bytes of a hex string whose `<` is before `*i`, up to its `>`
+/// (after which `*i` is left); non-hex bytes are skipped, an odd last
+/// digit is padded with 0 (as the spec says). Shared with the CMap scanner.
+pub(super) fn hex_string(s: &[u8], i: &mut usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut hi: Option<u8> = None;
+    while let Some(&c) = s.get(*i) {
+        *i += 1;
+        let v = match c {
+            b'>' => break,
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => continue,
+        };
+        match hi.take() {
+            Some(h) => out.push(h << 4 | v),
+            None => hi = Some(v),
+        }
+    }
+    if let Some(h) = hi {
+        out.push(h << 4);
+    }
+    out
 }
 
 fn parse_number(w: &[u8]) -> Option<f64> {
