@@ -113,3 +113,27 @@ fn the_committed_reference_is_current() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), reference());
 }
+
+#[test]
+fn runner_extract_prints_the_marked_text_and_the_appendix() {
+    let run = |name: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .arg("extract")
+            .arg(fixture(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("reportlab-2col.pdf");
+    assert!(text.contains("[TABLE 1: Accuracy and training time on the test split.]"));
+    assert!(text.contains("Baseline | 71.4 | 12.8"));
+    // paper-a has an appendix after its references: printed after the body.
+    let text = run("paper-a.pdf");
+    let appendix = text.find("Appendix A").expect("appendix printed");
+    assert!(text[..appendix].contains("Conclusion"));
+}
