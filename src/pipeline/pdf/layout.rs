@@ -530,7 +530,7 @@ static FIGURE_CAPTION: LazyLock<regex::Regex> = LazyLock::new(|| {
 });
 
 static FOOTNOTE_MARK: LazyLock<regex::Regex> =
-    LazyLock::new(|| re(r"^([0-9]{1,2}|[*†‡§¶‖#]{1,2}|[a-z])(?:\s+|\b)(\S.*)$"));
+    LazyLock::new(|| re(r"^(?:([0-9]{1,2}|[*∗†‡§¶‖#]{1,2})\s*(\S.*)|([a-z])\s+(\p{Lu}.*))$"));
 
 /// What the layout found on a page, for tests and the benchmark.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -895,8 +895,14 @@ fn emit_zone(
     for n in notes {
         let (mark, text) = match FOOTNOTE_MARK.captures(&n) {
             Some(c) => (
-                c.get(1).map_or("", |m| m.as_str()).to_string(),
-                c.get(2).map_or("", |m| m.as_str()).to_string(),
+                c.get(1)
+                    .or_else(|| c.get(3))
+                    .map_or("", |m| m.as_str())
+                    .to_string(),
+                c.get(2)
+                    .or_else(|| c.get(4))
+                    .map_or("", |m| m.as_str())
+                    .to_string(),
             ),
             None => (String::new(), n.clone()),
         };
@@ -1343,6 +1349,9 @@ mod tests {
         assert!(!FIGURE_CAPTION.is_match("Figure 3 shows that"));
         assert!(FOOTNOTE_MARK.is_match("1 https://example.org"));
         assert!(FOOTNOTE_MARK.is_match("* Corresponding author"));
+        assert!(FOOTNOTE_MARK.is_match("∗ Both authors contributed equally."));
+        assert!(FOOTNOTE_MARK.is_match("a Also at Example University"));
+        assert!(!FOOTNOTE_MARK.is_match("a set of results in small type"));
         assert!(PAGE_NUMBER.is_match("12"));
         assert!(PAGE_NUMBER.is_match("Page 3 of 9"));
         assert!(!PAGE_NUMBER.is_match("3 Results"));
