@@ -64,4 +64,6 @@ mod bench_pipeline;
 #[cfg(feature = "tooling")]
 mod demo;
 #[cfg(feature = "tooling")]
+mod extract_bench;
+#[cfg(feature = "tooling")]
 mod pipeline_e2e;
