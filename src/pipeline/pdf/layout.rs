@@ -162,7 +162,13 @@ impl Builder<'_> {
                         .word
                         .filter(|&(b, s)| (b - up).abs() < 0.05 * s && (s - size).abs() < 0.05 * s);
                 }
-                push_text(&mut cur.text, text);
+                // TeX (OT1, T1 without precomposed glyphs) draws an accent
+                // and its letter as two glyphs, one over the other.
+                if gap < -0.15 * h && !spaced && compose_accent(&mut cur.text, text) {
+                    // Composed in place.
+                } else {
+                    push_text(&mut cur.text, text);
+                }
                 cur.x1 = cur.x1.max(along + g.adv.max(0.0));
                 if size > cur.size * 1.15 {
                     // A larger glyph after smaller ones: its baseline is the
@@ -203,6 +209,54 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// The combining mark a spacing accent glyph stands for.
+fn combining(accent: char) -> Option<char> {
+    Some(match accent {
+        '\u{B4}' | '\u{2CA}' => '\u{301}',
+        '`' | '\u{2CB}' => '\u{300}',
+        '^' | '\u{2C6}' => '\u{302}',
+        '\u{A8}' => '\u{308}',
+        '~' | '\u{2DC}' => '\u{303}',
+        '\u{AF}' | '\u{2C9}' => '\u{304}',
+        '\u{2D8}' => '\u{306}',
+        '\u{2D9}' => '\u{307}',
+        '\u{2DA}' => '\u{30A}',
+        '\u{B8}' => '\u{327}',
+        '\u{2DB}' => '\u{328}',
+        '\u{2C7}' => '\u{30C}',
+        '\u{2DD}' => '\u{30B}',
+        _ => return None,
+    })
+}
+
+/// Joins an accent and a letter drawn over each other (either first) into
+/// one character: `´` + `e` → `é`, `ı` + `^` → `î`. False (nothing done)
+/// when `text` and the end of `out` are not such a pair.
+fn compose_accent(out: &mut String, text: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    let mut chars = text.chars();
+    let (Some(new), None) = (chars.next(), chars.next()) else {
+        return false;
+    };
+    let Some(last) = out.chars().next_back() else {
+        return false;
+    };
+    let (letter, mark) = match (combining(last), combining(new)) {
+        (Some(m), None) if new.is_alphabetic() => (new, m),
+        (None, Some(m)) if last.is_alphabetic() => (last, m),
+        _ => return false,
+    };
+    // Dotless i and j under an accent are plain i and j.
+    let letter = match letter {
+        '\u{131}' => 'i',
+        '\u{237}' => 'j',
+        c => c,
+    };
+    out.pop();
+    out.extend([letter, mark].iter().collect::<String>().nfc());
+    true
 }
 
 fn push_text(out: &mut String, text: &str) {
@@ -1355,6 +1409,19 @@ mod tests {
         assert!(PAGE_NUMBER.is_match("12"));
         assert!(PAGE_NUMBER.is_match("Page 3 of 9"));
         assert!(!PAGE_NUMBER.is_match("3 Results"));
+    }
+
+    #[test]
+    fn overprinted_accents_compose() {
+        let mut s = "f\u{B4}".to_string();
+        assert!(compose_accent(&mut s, "e"));
+        assert_eq!(s, "fé");
+        let mut s = "Lema\u{131}".to_string();
+        assert!(compose_accent(&mut s, "\u{2C6}"));
+        assert_eq!(s, "Lemaî");
+        let mut s = "x".to_string();
+        assert!(!compose_accent(&mut s, "y"));
+        assert!(!compose_accent(&mut s, "ab"));
     }
 
     #[test]
