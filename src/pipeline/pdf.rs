@@ -481,7 +481,7 @@ fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     }
     let _reset = Reset(CONTAINING.with(|c| c.replace(true)));
     // AssertUnwindSafe: after a panic the only state we keep is the error
-    // message; the half-filled PageText of a failed page is dropped.
+    // message; the half-built page of a failed call is dropped.
     catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         payload
             .downcast_ref::<&str>()

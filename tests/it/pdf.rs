@@ -288,8 +288,8 @@ fn ghostscript_quote_operator_text_is_not_lost() {
 
 #[test]
 fn pages_keep_their_order_when_extracted_in_parallel() {
-    // 9 pages are spread over worker threads (on a multi-core machine);
-    // the result must be page-for-page the same as the two halves alone.
+    // The two papers in one file (furniture is decided across the whole
+    // document): page for page the same as the two halves alone.
     let combined = extract("combined");
     let mut separate = extract("paper-a").pages;
     separate.extend(extract("paper-b").pages);
