@@ -153,6 +153,10 @@ fn next_code(ranges: &[CodeRange], bytes: &[u8]) -> (u32, usize) {
 #[derive(Default)]
 pub(super) struct FontCache {
     by_id: HashMap<ObjectId, Rc<Font>>,
+    /// Fonts given as direct dictionaries, by the dictionary's address in
+    /// the (immutable, document-long) object tree: a stream that selects
+    /// one on every line must not rebuild it every time.
+    by_address: HashMap<usize, Rc<Font>>,
 }
 
 impl FontCache {
@@ -169,14 +173,24 @@ impl FontCache {
             Object::Dictionary(d) => Some(d),
             _ => None,
         };
+        let address = dict.map(|d| d as *const Dictionary as usize);
+        if let Some(font) = address.and_then(|a| self.by_address.get(&a)) {
+            return font.clone();
+        }
         // Font programs come from outside and some parsers below are not
         // ours: a panic costs this font its text, not the page.
         let font = dict
             .and_then(|d| contained(|| build(doc, d)).ok())
             .unwrap_or_else(Font::empty);
         let font = Rc::new(font);
-        if let Some(id) = id {
-            self.by_id.insert(id, font.clone());
+        match (id, address) {
+            (Some(id), _) => {
+                self.by_id.insert(id, font.clone());
+            }
+            (None, Some(a)) => {
+                self.by_address.insert(a, font.clone());
+            }
+            (None, None) => {}
         }
         font
     }
@@ -580,6 +594,33 @@ mod tests {
         assert!(enc[66].is_none());
         assert!(type1_encoding(b"/Encoding StandardEncoding def").is_none());
         assert!(type1_encoding(b"no encoding here").is_none());
+    }
+
+    #[test]
+    fn fonts_are_built_once_per_document() {
+        let mut doc = Document::with_version("1.5");
+        let mut dict = Dictionary::new();
+        dict.set("Type", Object::Name(b"Font".to_vec()));
+        dict.set("Subtype", Object::Name(b"Type1".to_vec()));
+        dict.set("BaseFont", Object::Name(b"Helvetica".to_vec()));
+        let id = doc.add_object(Object::Dictionary(dict.clone()));
+        let direct = Object::Dictionary(dict);
+        let mut cache = FontCache::default();
+        let by_ref = Object::Reference(id);
+        assert!(Rc::ptr_eq(
+            &cache.get(&doc, &by_ref),
+            &cache.get(&doc, &by_ref)
+        ));
+        // A direct dictionary (not an indirect object) is cached by address.
+        assert!(Rc::ptr_eq(
+            &cache.get(&doc, &direct),
+            &cache.get(&doc, &direct)
+        ));
+        let mut text = String::new();
+        cache
+            .get(&doc, &direct)
+            .decode(b"Hi", |c| text.push_str(c.text));
+        assert_eq!(text, "Hi");
     }
 
     #[test]
