@@ -136,18 +136,31 @@ fn zeros_deflated(mib: usize) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-/// A one-page PDF whose content stream inflates to 1 GiB (1 MB on disk).
-/// With `predictor` the stream carries `/DecodeParms`, which the capped
-/// pre-inflate leaves to lopdf: then only the worker's memory limit stands
+/// A one-page PDF with a stream that inflates to 1 GiB (1 MB on disk).
+/// Without `in_object_stream` it is the page's content stream, which the
+/// extraction inflates with a cap. With it, it is an object stream
+/// (`/Type /ObjStm`), which lopdf inflates while loading the file, before
+/// any of our code sees it: then only the worker's memory limit stands
 /// between the bomb and the process.
-fn flate_bomb(predictor: bool) -> Vec<u8> {
+fn flate_bomb(in_object_stream: bool) -> Vec<u8> {
     static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
     let data = BOMB.get_or_init(|| zeros_deflated(1024)).clone();
-    let parms = if predictor {
-        " /DecodeParms << /Predictor 1 >>"
-    } else {
-        ""
-    };
+    if in_object_stream {
+        return build_pdf(&[
+            Obj::Dict("<< /Type /Catalog /Pages 2 0 R >>".into()),
+            Obj::Dict("<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into()),
+            Obj::Dict(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
+                    .into(),
+            ),
+            Obj::Stream("<< >>".into(), text_content("Under the bomb")),
+            Obj::Dict(FONT.into()),
+            Obj::Stream(
+                "<< /Type /ObjStm /N 1 /First 0 /Filter /FlateDecode >>".into(),
+                data,
+            ),
+        ]);
+    }
     build_pdf(&[
         Obj::Dict("<< /Type /Catalog /Pages 2 0 R >>".into()),
         Obj::Dict("<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into()),
@@ -155,7 +168,7 @@ fn flate_bomb(predictor: bool) -> Vec<u8> {
             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
                 .into(),
         ),
-        Obj::Stream(format!("<< /Filter /FlateDecode{parms} >>"), data),
+        Obj::Stream("<< /Filter /FlateDecode >>".into(), data),
         Obj::Dict(FONT.into()),
     ])
 }
@@ -375,7 +388,7 @@ async fn flate_bomb_is_refused_by_the_capped_inflate() {
 #[tokio::test]
 async fn bomb_past_the_inflate_cap_meets_the_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_pdf(dir.path(), "bomb-parms.pdf", &flate_bomb(true));
+    let path = write_pdf(dir.path(), "bomb-objstm.pdf", &flate_bomb(true));
     let before = peak_rss_kib();
     let cfg = PdfConfig {
         max_memory_mb: 384,
@@ -388,7 +401,7 @@ async fn bomb_past_the_inflate_cap_meets_the_memory_limit() {
             .contains("384 MiB of memory (pdf.max_memory_mb)"),
         "{e}"
     );
-    assert!(e.to_string().contains("bomb-parms.pdf"), "{e}");
+    assert!(e.to_string().contains("bomb-objstm.pdf"), "{e}");
     let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
     assert!(grown_mib < 64, "the parent grew by {grown_mib} MiB");
 }

@@ -46,7 +46,14 @@ pub fn run(a: AuditArgs) -> CliResult {
         for r in &summary.audits {
             let g = r
                 .grounding
-                .map(|g| format!(" grounding {:.0}%", g * 100.0))
+                .map(|g| {
+                    let tables = r
+                        .grounded_in_tables
+                        .filter(|n| *n > 0)
+                        .map(|n| format!(" ({n} from tables)"))
+                        .unwrap_or_default();
+                    format!(" grounding {:.0}%{tables}", g * 100.0)
+                })
                 .unwrap_or_default();
             if r.problems.is_empty() {
                 println!("ok    {}{g}", r.file);

@@ -15,6 +15,28 @@ pub enum BenchCmd {
     /// in a child process: throughput against the rate-limit bound, 429s,
     /// CPU, RSS and DB bytes per paper, transition overhead.
     Pipeline(PipelineArgs),
+    /// PDF extraction on a folder of PDFs: CPU per PDF and per page (in
+    /// process and as a worker process, against pdftotext when installed),
+    /// peak RSS, and body-word recall against reference texts.
+    Extract(ExtractArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// Folder of PDFs (every *.pdf in it).
+    pub dir: PathBuf,
+    /// Folder of reference texts, NAME.txt for NAME.pdf (`pdftotext NAME.pdf`).
+    #[arg(long)]
+    pub reference_dir: Option<PathBuf>,
+    /// Runs per file; the least CPU time is kept.
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100))]
+    pub reps: usize,
+    /// pdftotext binary to compare with (default: `pdftotext` on PATH, skipped when absent).
+    #[arg(long)]
+    pub pdftotext: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -76,6 +98,7 @@ pub struct CheckpointArgs {
 pub fn run(cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Checkpoint(a) => bench_checkpoint(a),
+        BenchCmd::Extract(a) => bench_extract(a),
         BenchCmd::Pipeline(a) => match bench_pipeline(a) {
             Ok(code) => code,
             Err(e) => {
@@ -155,6 +178,93 @@ fn bench_pipeline(a: PipelineArgs) -> anyhow::Result<CliResult> {
     } else {
         Err(Code::Failure.into())
     })
+}
+
+fn bench_extract(a: ExtractArgs) -> CliResult {
+    use paper_runner::bench::extract::{self, ExtractOptions};
+    let opts = ExtractOptions {
+        dir: a.dir,
+        reference_dir: a.reference_dir,
+        reps: a.reps,
+        runner: std::env::current_exe().ok(),
+        pdftotext: a.pdftotext,
+    };
+    let r = match extract::run(&opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(Code::Usage.into());
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        let opt =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+        println!(
+            "{:<44} {:>5} {:>8} {:>8} {:>9} {:>9} {:>6} {:>7} {:>7} {:>3} {:>3}",
+            "file",
+            "pages",
+            "cpu ms",
+            "ms/page",
+            "worker ms",
+            "p2t ms",
+            "ratio",
+            "recall",
+            "clean",
+            "tbl",
+            "fn"
+        );
+        for f in &r.files {
+            if let Some(e) = &f.error {
+                println!("{:<44} error: {e}", f.file);
+                continue;
+            }
+            println!(
+                "{:<44} {:>5} {:>8.1} {:>8.2} {:>9} {:>9} {:>6} {:>7} {:>7} {:>3} {:>3}",
+                f.file,
+                f.pages,
+                f.cpu_ms,
+                f.cpu_ms_per_page,
+                opt(f.worker_cpu_ms, 1),
+                opt(f.pdftotext_cpu_ms, 1),
+                opt(f.ratio_to_pdftotext, 2),
+                opt(f.recall, 3),
+                opt(f.clean_recall, 3),
+                f.stats.tables,
+                f.stats.footnotes,
+            );
+        }
+        println!(
+            "{} PDFs ({} failed), {} pages: {:.1} ms CPU per PDF, {:.2} ms per page in process; worker {} ms/page, pdftotext {} ms/page, ratio {}; worker peak RSS {}",
+            r.pdfs,
+            r.failed,
+            r.pages,
+            r.cpu_ms_per_pdf,
+            r.cpu_ms_per_page,
+            opt(r.worker_cpu_ms_per_page, 2),
+            opt(r.pdftotext_cpu_ms_per_page, 2),
+            opt(r.ratio_to_pdftotext, 2),
+            r.worker_peak_rss_bytes.map_or("-".into(), |b| mib(b as f64)),
+        );
+        if r.recall_mean.is_some() {
+            println!(
+                "body-word recall mean {} min {}; clean text mean {} min {}",
+                opt(r.recall_mean, 3),
+                opt(r.recall_min, 3),
+                opt(r.clean_recall_mean, 3),
+                opt(r.clean_recall_min, 3)
+            );
+        }
+        if r.pdftotext.is_none() {
+            println!("pdftotext not found: skipped the comparison");
+        }
+    }
+    if r.failed > 0 {
+        Err(Code::Failure.into())
+    } else {
+        Ok(())
+    }
 }
 
 fn mib(b: f64) -> String {

@@ -1,5 +1,7 @@
 //! `runner extract FILE.pdf [--json]`: the prep phase's text extraction and
-//! cleaning on one PDF, for checking what the prompts will see. Extraction
+//! cleaning on one PDF, for checking what the prompts will see: the clean
+//! paper text (tables, captions and footnotes marked), then the appendix
+//! when there is one. Extraction
 //! runs in a worker process under the config's `[pdf]` limits, exactly as
 //! in the pipeline; the worker is this binary's hidden `__extract-pdf`
 //! subcommand ([`worker`]).
@@ -102,8 +104,12 @@ pub fn run(config: Option<std::path::PathBuf>, a: ExtractArgs) -> CliResult {
             "ms": ms,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    } else {
+    } else if cleaned.appendix_text.is_empty() {
         println!("{}", cleaned.paper_text);
+    } else {
+        // The back matter after the references too (it starts with its
+        // own heading): everything the pipeline keeps of the paper.
+        println!("{}\n\n{}", cleaned.paper_text, cleaned.appendix_text);
     }
     Ok(())
 }

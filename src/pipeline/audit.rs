@@ -32,8 +32,12 @@ pub struct ReportAudit {
     pub missing_sections: Vec<String>,
     pub placeholder_sections: Vec<String>,
     /// Share of numbers in Executive Summary and Key Results found in the
-    /// paper text (None when the text is not available or there are none).
+    /// paper text, its tables included (None when the text is not available
+    /// or there are none).
     pub grounding: Option<f64>,
+    /// How many of those numbers were found only in the paper's table
+    /// cells (`[TABLE …]` blocks of the extracted text).
+    pub grounded_in_tables: Option<usize>,
     pub duplicate_opening_with: Vec<String>,
     pub problems: Vec<String>,
 }
@@ -160,7 +164,9 @@ fn audit_one(path: &Path, text: &str, opts: &AuditOptions) -> (ReportAudit, Opti
     let results = find(REQUIRED_SECTIONS[3]);
     if let (Some(id), Some(dir)) = (&a.arxiv_id, &opts.texts) {
         if let Some(paper) = paper_text(dir, id) {
-            a.grounding = grounding(&format!("{summary}\n{results}"), &paper);
+            let g = grounding_detail(&format!("{summary}\n{results}"), &paper);
+            a.grounding = g.map(|g| g.share);
+            a.grounded_in_tables = g.map(|g| g.in_tables);
             if let Some(g) = a.grounding.filter(|g| *g < opts.grounding_threshold) {
                 a.problems.push(format!(
                     "only {:.0}% of numbers in Executive Summary and Key Results occur in the paper (threshold {:.0}%)",
@@ -194,12 +200,66 @@ fn opening(summary: &str) -> Option<String> {
 
 /// Share of numbers in `claims` that occur in `paper` (None if none).
 pub fn grounding(claims: &str, paper: &str) -> Option<f64> {
-    let norm = |s: &str| s.replace(',', "");
-    let in_paper: std::collections::HashSet<String> =
-        NUMBER.find_iter(paper).map(|m| norm(m.as_str())).collect();
+    grounding_detail(claims, paper).map(|g| g.share)
+}
+
+/// How the numbers of a report's claims were found in the paper.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grounding {
+    /// Share of the claims' numbers found in the paper (text or tables).
+    pub share: f64,
+    /// Numbers checked (single digits are left out: mostly list numbering).
+    pub numbers: usize,
+    /// Found only in table cells.
+    pub in_tables: usize,
+}
+
+/// A number as compared: no thousands commas, no leading `+`, no trailing
+/// zeros after the decimal point ("80.50" = "80.5", "92.0" = "92").
+fn norm_number(n: &str) -> String {
+    let n = n.replace(',', "");
+    let n = n.trim_start_matches('+');
+    if n.contains('.') {
+        n.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+/// The cells of every `[TABLE …]` … `[/TABLE]` block in `paper`.
+fn table_cells(paper: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in paper.lines() {
+        let t = line.trim();
+        if t.starts_with(crate::pipeline::clean::TABLE_START) {
+            inside = true;
+        } else if t.starts_with(crate::pipeline::clean::TABLE_END) {
+            inside = false;
+        } else if inside {
+            out.extend(t.split(" | ").map(str::trim));
+        }
+    }
+    out
+}
+
+/// Numbers of `claims` checked against the paper's prose and, separately,
+/// its table cells (a results table is where most numbers live).
+pub fn grounding_detail(claims: &str, paper: &str) -> Option<Grounding> {
+    let numbers_of = |text: &str| -> std::collections::HashSet<String> {
+        NUMBER
+            .find_iter(text)
+            .map(|m| norm_number(m.as_str()))
+            .collect()
+    };
+    let in_cells: std::collections::HashSet<String> = table_cells(paper)
+        .into_iter()
+        .flat_map(|c| numbers_of(c).into_iter())
+        .collect();
+    let in_paper = numbers_of(paper);
     let nums: Vec<String> = NUMBER
         .find_iter(claims)
-        .map(|m| norm(m.as_str()))
+        .map(|m| norm_number(m.as_str()))
         // Single digits are mostly list numbering, not claims.
         .filter(|n| n.len() > 1)
         .collect();
@@ -207,7 +267,35 @@ pub fn grounding(claims: &str, paper: &str) -> Option<f64> {
         return None;
     }
     let hit = nums.iter().filter(|n| in_paper.contains(*n)).count();
-    Some(hit as f64 / nums.len() as f64)
+    // Found in a cell and nowhere in the prose outside the tables.
+    let prose: String = {
+        let mut inside = false;
+        paper
+            .lines()
+            .filter(|l| {
+                let t = l.trim();
+                if t.starts_with(crate::pipeline::clean::TABLE_START) {
+                    inside = true;
+                }
+                let keep = !inside;
+                if t.starts_with(crate::pipeline::clean::TABLE_END) {
+                    inside = false;
+                }
+                keep
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let in_prose = numbers_of(&prose);
+    let in_tables = nums
+        .iter()
+        .filter(|n| in_cells.contains(*n) && !in_prose.contains(*n))
+        .count();
+    Some(Grounding {
+        share: hit as f64 / nums.len() as f64,
+        numbers: nums.len(),
+        in_tables,
+    })
 }
 
 #[cfg(test)]
@@ -220,6 +308,25 @@ mod tests {
         assert_eq!(grounding("accuracy 92.4 on 1024 samples", paper), Some(1.0));
         assert_eq!(grounding("accuracy 92.4 and 77.7", paper), Some(0.5));
         assert_eq!(grounding("no numbers", paper), None);
+    }
+
+    #[test]
+    fn numbers_in_table_cells_are_grounded() {
+        let paper = "Our model wins.\n\n[TABLE 2: Scores.]\nModel | Acc | F1\nOurs | 80.50 | 0.74\nBase | 71.2 | 0.66\n[/TABLE]\n\nWe train for 12 epochs.";
+        let g = grounding_detail(
+            "Ours reaches 80.5 accuracy (F1 0.74) vs 71.2 after 12 epochs; 99.9 elsewhere.",
+            paper,
+        )
+        .unwrap();
+        assert_eq!(g.numbers, 5);
+        assert_eq!(g.share, 0.8);
+        assert_eq!(g.in_tables, 3, "80.5, 0.74 and 71.2 are only in the table");
+        assert_eq!(
+            table_cells(paper),
+            ["Model", "Acc", "F1", "Ours", "80.50", "0.74", "Base", "71.2", "0.66"]
+        );
+        assert_eq!(norm_number("1,024"), "1024");
+        assert_eq!(norm_number("92.0"), "92");
     }
 
     #[test]

@@ -26,8 +26,7 @@
 //!   a runner at all is `internal` (both retryable).
 //!
 //! Inside the worker the page limit is enforced before any page is
-//! extracted (pdf-extract's per-page cost grows with the page count) and
-//! page content streams are inflated with a cap (see `pdf`).
+//! extracted and every stream is inflated with a cap (see `pdf`).
 
 use super::pdf::{self, ExtractLimits, ExtractedPdf, PdfError};
 use serde::{Deserialize, Serialize};
@@ -126,8 +125,9 @@ unsafe impl GlobalAlloc for WorkerAlloc {
     }
 }
 
-/// Threads the worker may run pages on (see `pdf::MAX_WORKERS`): the CPU
-/// time backstop allows this many seconds of CPU per second of wall time.
+/// The CPU-time backstop allows this many seconds of CPU per second of
+/// wall time. The extraction runs on one thread, so it is generous: only a
+/// runaway the wall-time limit somehow missed meets it.
 const CPU_PER_WALL: u64 = 4;
 
 /// The `[pdf]` section of the configuration: limits on one extraction.
@@ -480,7 +480,11 @@ fn interpret(
                 tracing::warn!(pdf = %path.display(), "{line}");
             }
             return match reply {
-                Reply::Ok { pages, ms } => Ok(ExtractedPdf { pages, ms }),
+                Reply::Ok { pages, ms } => Ok(ExtractedPdf {
+                    pages,
+                    ms,
+                    stats: Default::default(),
+                }),
                 Reply::Err { kind, message } => Err(error_of(&kind, message, path)),
             };
         }

@@ -53,6 +53,8 @@ mod tpm;
 // The paper pipeline: acquisition, ingest, PDFs, text, reports.
 mod acquire;
 mod corpus;
+mod extract_reportlab;
+mod extract_synth;
 mod ingest;
 mod pdf;
 mod synth;
@@ -64,5 +66,7 @@ mod text_pipeline;
 mod bench_pipeline;
 #[cfg(feature = "tooling")]
 mod demo;
+#[cfg(feature = "tooling")]
+mod extract_bench;
 #[cfg(feature = "tooling")]
 mod pipeline_e2e;

@@ -24,6 +24,43 @@ fn expected(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The reference without page furniture, which the extraction removes on
+/// purpose: number-only lines (page numbers) and lines that repeat, digits
+/// ignored, on three or more pages (running headers).
+fn body(reference: &str) -> String {
+    let key = |l: &str| -> String {
+        l.trim()
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect()
+    };
+    let pages: Vec<&str> = reference.split('\u{c}').collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for page in &pages {
+        let mut keys: Vec<String> = page.lines().map(key).filter(|k| !k.is_empty()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            *seen.entry(k).or_default() += 1;
+        }
+    }
+    pages
+        .iter()
+        .map(|page| {
+            page.lines()
+                .filter(|l| {
+                    let t = l.trim();
+                    let numeric = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+                    !numeric && seen.get(&key(l)).copied().unwrap_or(0) < 3
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\u{c}")
+}
+
 fn extract(name: &str) -> ExtractedPdf {
     extract_file(&fixture(&format!("{name}.pdf"))).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -97,11 +134,12 @@ fn page_counts_match_the_reference() {
 #[test]
 fn recall_against_pdftotext() {
     for (name, _, _) in PAPERS {
-        let reference = tokens(&expected(name), false);
+        let reference = tokens(&body(&expected(name)), false);
         let text = extract(name).pages.join("\n");
         // pdftotext joins words hyphenated at a line end; we leave that to
         // the clean-text module, so the raw score loses those words
         // (measured 0.962–0.978) and the de-hyphenated one must be ~1.
+        // Running headers and page numbers are left out of both.
         let raw = recall(&reference, &tokens(&text, false));
         let joined = recall(&reference, &tokens(&text, true));
         assert!(raw >= 0.95, "{name}: raw recall {raw:.3}");
@@ -112,7 +150,7 @@ fn recall_against_pdftotext() {
 #[test]
 fn page_boundaries_match_the_reference() {
     for (name, _, _) in PAPERS {
-        let reference = expected(name);
+        let reference = body(&expected(name));
         let got = extract(name);
         for (i, (want, have)) in reference.split('\u{c}').zip(&got.pages).enumerate() {
             let r = recall(&tokens(want, false), &tokens(have, true));
@@ -187,14 +225,23 @@ fn structure_survives_extraction() {
                 .unwrap_or_else(|| panic!("{name}: {marker} missing or out of order"));
             at += pos + marker.len();
         }
-        // Running header and page number on every page.
+        // Running headers and page numbers are removed from every page.
         for (i, page) in got.pages.iter().enumerate() {
             let lines: Vec<&str> = page.lines().map(str::trim).collect();
             assert!(
-                lines.contains(&(i + 1).to_string().as_str()),
-                "{name} page {}: no page number",
+                !lines.contains(&(i + 1).to_string().as_str()),
+                "{name} page {}: page number left in",
                 i + 1
             );
+            if name != "onecol" {
+                assert!(
+                    !lines.iter().any(|l| l
+                        .starts_with("Efficient Affine Flow Matching Lindqvist")
+                        || l.ends_with("Lindqvist, Okafor and Marsh")),
+                    "{name} page {}: running header left in",
+                    i + 1
+                );
+            }
         }
     }
 }
@@ -241,8 +288,8 @@ fn ghostscript_quote_operator_text_is_not_lost() {
 
 #[test]
 fn pages_keep_their_order_when_extracted_in_parallel() {
-    // 9 pages are spread over worker threads (on a multi-core machine);
-    // the result must be page-for-page the same as the two halves alone.
+    // The two papers in one file (furniture is decided across the whole
+    // document): page for page the same as the two halves alone.
     let combined = extract("combined");
     let mut separate = extract("paper-a").pages;
     separate.extend(extract("paper-b").pages);
@@ -292,7 +339,7 @@ fn owner_password_only_pdf_is_read() {
     let got = extract("owner-password");
     assert_eq!(got.pages.len(), 4);
     let r = recall(
-        &tokens(&expected("paper-a"), false),
+        &tokens(&body(&expected("paper-a")), false),
         &tokens(&got.pages.join("\n"), true),
     );
     assert!(r >= 0.99, "recall {r:.3}");
@@ -300,8 +347,8 @@ fn owner_password_only_pdf_is_read() {
 
 #[test]
 fn parser_panic_on_one_page_leaves_that_page_empty() {
-    // pdf-extract panics on text shown before a font is set; the other
-    // page's text must survive and nothing may unwind out of extract_file.
+    // Text shown before a font is set (pdf-extract panicked on it) shows
+    // nothing; the other page's text survives.
     let got = extract("broken-page");
     assert_eq!(got.pages.len(), 2);
     assert_eq!(got.pages[0], "");
@@ -309,9 +356,11 @@ fn parser_panic_on_one_page_leaves_that_page_empty() {
 }
 
 #[test]
-fn parser_panic_on_every_page_is_unreadable() {
+fn text_without_a_font_on_every_page_is_unreadable() {
+    // Nothing to decode it with (pdf-extract panicked here): every page
+    // failed, so the document is unreadable.
     match extract_file(&fixture("broken-only.pdf")) {
-        Err(PdfError::Unreadable(msg)) => assert!(msg.contains("panicked"), "{msg}"),
+        Err(PdfError::Unreadable(msg)) => assert!(msg.contains("without a font"), "{msg}"),
         other => panic!("expected Unreadable, got {other:?}"),
     }
 }

@@ -8,7 +8,7 @@ use testkit::synth::{paper, pdf_bytes};
 fn extraction_and_cleaning_read_the_generated_text() {
     let p = paper(11);
     let got = pdf::extract_bytes(&pdf_bytes(&p).unwrap()).unwrap();
-    assert_eq!(got.pages.len(), p.pages.len());
+    assert_eq!(got.pages.len(), p.pages);
     let joined = got.pages.join("\n");
     assert!(joined.contains("Introduction"), "{joined}");
     let first_sentence = p.abstract_text.split(". ").next().unwrap();

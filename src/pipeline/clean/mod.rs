@@ -15,6 +15,14 @@
 //!    stands alone) and hyphenated line breaks are joined;
 //! 5. sections: the body's headings are mapped to canonical names.
 //!
+//! Blocks the extractor marked — tables (`[TABLE n: caption]` … `[/TABLE]`),
+//! figure captions (`[FIGURE n: …]`) and footnotes (`[FOOTNOTE m: …]`) —
+//! pass through every step verbatim: they are never page furniture or
+//! headings, never re-flowed, and do not interrupt a paragraph that runs
+//! past them (a footnote at a page's foot). Those found among the
+//! references (APA manuscripts put tables and figures after them) are kept
+//! with the body: their numbers are the paper's results.
+//!
 //! PDF text has no structure, so every step is a heuristic. Each one errs
 //! towards keeping text: a missed heading costs a section label, a false one
 //! costs a paragraph break, and neither loses words.
@@ -70,6 +78,44 @@ const MAX_HEADING_CHARS: usize = 80;
 /// Invisible unless a line breaks there; handled by line tidying, the title
 /// guess and re-flow alike.
 const SOFT_HYPHEN: char = '\u{AD}';
+
+/// First line of a table block the extractor writes (`[TABLE 2: caption]`);
+/// the block's rows follow, one per line, cells separated by ` | `, up to
+/// [`TABLE_END`].
+pub const TABLE_START: &str = "[TABLE";
+/// Last line of a table block.
+pub const TABLE_END: &str = "[/TABLE]";
+/// A figure caption line (`[FIGURE 3: caption]`).
+pub const FIGURE_MARK: &str = "[FIGURE";
+/// A footnote line (`[FOOTNOTE 1: text]`), at the end of its page.
+pub const FOOTNOTE_MARK: &str = "[FOOTNOTE";
+
+/// Is `line` one the extractor marked (a table line, caption or footnote)?
+/// Such lines are kept verbatim: never furniture, never headings, never
+/// re-flowed.
+fn is_marked(line: &str) -> bool {
+    line.starts_with(TABLE_START)
+        || line.starts_with(TABLE_END)
+        || line.starts_with(FIGURE_MARK)
+        || line.starts_with(FOOTNOTE_MARK)
+}
+
+/// For each line, is it part of a marked block (a whole table, or a
+/// caption or footnote line)?
+fn marked_lines(lines: &[String]) -> Vec<bool> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut in_table = false;
+    for line in lines {
+        if line.starts_with(TABLE_START) {
+            in_table = true;
+        }
+        out.push(in_table || is_marked(line));
+        if line.starts_with(TABLE_END) {
+            in_table = false;
+        }
+    }
+    out
+}
 
 /// Knobs for [`clean_pages`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +247,48 @@ mod tests {
         let c = clean_pages(&[long], &CleanOptions { token_budget: 300 });
         assert!(c.appendix_text.chars().count() <= 1200);
         assert!(c.appendix_text.ends_with(CUT_MARK));
+    }
+
+    #[test]
+    fn marked_blocks_pass_through_verbatim() {
+        let c = clean(&[
+            "1 Introduction\nWe measure things and the model is\n\n[FOOTNOTE 1: Code at example.org.]",
+            "trained for long.\n\n[TABLE 1: Scores.]\nModel | Acc\n2 | 71.2\n[/TABLE]\n\n[FIGURE 2: Loss curves.]\n\n2 Results\nIt works.",
+        ]);
+        assert_eq!(
+            c.paper_text,
+            "1 Introduction\n\nWe measure things and the model is trained for long.\n\n[FOOTNOTE 1: Code at example.org.]\n\n[TABLE 1: Scores.]\nModel | Acc\n2 | 71.2\n[/TABLE]\n\n[FIGURE 2: Loss curves.]\n\n2 Results\n\nIt works."
+        );
+        // The table row "2 | 71.2" is no heading and no page number.
+        assert!(c.sections["introduction"].contains("Model | Acc\n2 | 71.2"));
+    }
+
+    #[test]
+    fn tables_after_the_references_stay_with_the_body() {
+        let c = clean(&[
+            "1 Introduction\nBody.\nReferences\n[1] A. Author. Title. 2020.",
+            "[TABLE 1: Descriptive statistics.]\nScale | M | SD\nAnxiety | 3.1 | 0.4\n[/TABLE]",
+        ]);
+        assert_eq!(c.reference_count, 1);
+        assert!(
+            c.paper_text.ends_with("Anxiety | 3.1 | 0.4\n[/TABLE]"),
+            "{}",
+            c.paper_text
+        );
+    }
+
+    #[test]
+    fn a_table_at_every_page_foot_is_not_furniture() {
+        let page = |n: usize| format!("Text of page {n}.\n\n[TABLE {n}: T.]\na | {n}\n[/TABLE]");
+        let pages: Vec<String> = (1..=4).map(page).collect();
+        let refs: Vec<&str> = pages.iter().map(String::as_str).collect();
+        let c = clean(&refs);
+        assert_eq!(
+            c.paper_text.matches("[/TABLE]").count(),
+            4,
+            "{}",
+            c.paper_text
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! is known: Unicode clean-up, and removing what repeats on every page
 //! (running headers and footers, page numbers, the arXiv side stamp).
 
-use super::{re, EDGE_LINES, SOFT_HYPHEN};
+use super::{marked_lines, re, EDGE_LINES, SOFT_HYPHEN};
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -82,9 +82,13 @@ pub(super) fn line_key(line: &str) -> String {
         .collect()
 }
 
-/// Indices of the first and last [`EDGE_LINES`] non-blank lines of a page.
+/// Indices of the first and last [`EDGE_LINES`] non-blank lines of a page
+/// that are not part of a marked block (a table, caption or footnote).
 fn edge_indices(page: &[String]) -> HashSet<usize> {
-    let filled: Vec<usize> = (0..page.len()).filter(|&i| !page[i].is_empty()).collect();
+    let marked = marked_lines(page);
+    let filled: Vec<usize> = (0..page.len())
+        .filter(|&i| !page[i].is_empty() && !marked[i])
+        .collect();
     let head = filled.iter().take(EDGE_LINES);
     let tail = filled.iter().rev().take(EDGE_LINES);
     head.chain(tail).copied().collect()

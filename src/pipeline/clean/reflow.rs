@@ -65,6 +65,8 @@ impl Vocabulary {
 pub(super) enum Block {
     Heading(Heading),
     Para(String),
+    /// A marked block (table, caption, footnote), as written.
+    Verbatim(String),
 }
 
 /// Join lines into paragraphs: a blank line or a heading ends one —
@@ -75,17 +77,28 @@ pub(super) fn reflow(items: &[Item], vocab: &Vocabulary) -> Vec<Block> {
     let mut out = Vec::new();
     let mut para = String::new();
     let mut gap = false;
+    // Marked blocks met inside a paragraph wait for its end.
+    let mut pending: Vec<String> = Vec::new();
     for item in items {
         match item {
             Item::Blank => gap = !para.is_empty(),
+            Item::Verbatim(v) => {
+                if para.is_empty() {
+                    out.push(Block::Verbatim(v.clone()));
+                } else {
+                    pending.push(v.clone());
+                }
+            }
             Item::Heading(h) => {
                 flush(&mut para, &mut out);
+                out.extend(pending.drain(..).map(Block::Verbatim));
                 out.push(Block::Heading(h.clone()));
                 gap = false;
             }
             Item::Text(t) => {
                 if gap && !continues_across_gap(&para, t) {
                     flush(&mut para, &mut out);
+                    out.extend(pending.drain(..).map(Block::Verbatim));
                 }
                 if para.is_empty() {
                     para.push_str(t);
@@ -97,6 +110,7 @@ pub(super) fn reflow(items: &[Item], vocab: &Vocabulary) -> Vec<Block> {
         }
     }
     flush(&mut para, &mut out);
+    out.extend(pending.drain(..).map(Block::Verbatim));
     out
 }
 
@@ -165,7 +179,7 @@ pub(super) fn render_blocks(blocks: &[Block]) -> String {
         .iter()
         .map(|b| match b {
             Block::Heading(h) => h.text.as_str(),
-            Block::Para(p) => p.as_str(),
+            Block::Para(p) | Block::Verbatim(p) => p.as_str(),
         })
         .collect::<Vec<_>>()
         .join("\n\n")

@@ -8,7 +8,7 @@
 use super::headings::{
     continues_sentence, heading_title_ok, parse_candidate, roman_title_ok, Candidate, Label,
 };
-use super::re;
+use super::{is_marked, re, TABLE_END, TABLE_START};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -24,6 +24,8 @@ pub(super) enum Item {
     Blank,
     Text(String),
     Heading(Heading),
+    /// A marked block (table, caption, footnote), kept as written.
+    Verbatim(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +78,37 @@ impl Regions {
 pub(super) fn split_regions(lines: &[String]) -> Regions {
     let mut out = Regions::default();
     let mut region = Region::Body;
+    let mut table: Option<Vec<&str>> = None;
     for (i, line) in lines.iter().enumerate() {
+        // Marked blocks go through whole; among the references they
+        // belong to the body (tables after the references in APA style).
+        let verbatim_region = if region == Region::References {
+            Region::Body
+        } else {
+            region
+        };
+        if line.starts_with(TABLE_START) && table.is_none() {
+            table = Some(vec![line.as_str()]);
+            if !line.starts_with(TABLE_END) {
+                continue;
+            }
+        }
+        if let Some(rows) = &mut table {
+            if !line.starts_with(TABLE_START) {
+                rows.push(line.as_str());
+            }
+            if line.starts_with(TABLE_END) || i + 1 == lines.len() {
+                let block = rows.join("\n");
+                table = None;
+                out.items(verbatim_region).push(Item::Verbatim(block));
+            }
+            continue;
+        }
+        if is_marked(line) {
+            out.items(verbatim_region)
+                .push(Item::Verbatim(line.clone()));
+            continue;
+        }
         let next: Vec<&str> = lines[i + 1..]
             .iter()
             .filter(|l| !l.is_empty())

@@ -25,7 +25,7 @@ pub(super) fn build_sections(blocks: &[Block]) -> IndexMap<String, String> {
                 continue;
             }
             Block::Heading(h) => h.text.as_str(),
-            Block::Para(p) => p.as_str(),
+            Block::Para(p) | Block::Verbatim(p) => p.as_str(),
         };
         match current.as_ref().and_then(|k| sections.get_mut(k)) {
             Some(paras) => paras.push(text),
