@@ -9,6 +9,7 @@ mod clock;
 pub mod crawler;
 mod db;
 mod error;
+mod holds;
 mod ingest;
 mod leases;
 mod ledger;
@@ -18,6 +19,7 @@ pub mod pauses;
 pub mod phase;
 mod prune;
 mod queue;
+pub mod spend;
 pub mod stats;
 
 pub use breakers::BreakerRecord;
@@ -26,6 +28,7 @@ pub use checkpoints::{prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use clock::{timestamp_text, Clock, ManualClock, SystemClock};
 pub use db::{Store, StoreOptions, Synchronous};
 pub use error::StoreError;
+pub use holds::Admission;
 pub use ingest::QueuedPaper;
 pub use leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
@@ -33,6 +36,10 @@ pub use ledger::{ledger_time, CallStatus, LlmReservation, LlmSettlement, Profile
 pub use ledger::{CostSource, UnknownCostCalls};
 pub use phase::{PaperStatus, Phase, UnknownStatus, STATUSES};
 pub use prune::check_backup_target;
+pub use spend::{
+    round_money, CallWorst, ClassNeed, ClassSpend, ModelClass, Need, Refusal, Spend, SpendLimits,
+    SpendPolicy, SpendUsage, Unit, UnitLimits, MONEY_DECIMALS,
+};
 pub use prune::{PrunePolicy, PruneReport};
 pub use queue::{
     now_ms, paper_id, AddOutcome, Claim, ClaimRequest, FailOutcome, NewPaper, PaperEvent, PaperRow,

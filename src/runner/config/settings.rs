@@ -14,7 +14,6 @@
 use super::model::Config;
 use chrono::NaiveTime;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
@@ -88,11 +87,7 @@ impl BudgetSettings {
     /// The class of a profile: its entry in `budget.classes`, else
     /// expensive when the name contains "expensive", else cheap.
     pub fn class_of(&self, profile: &str) -> ModelClass {
-        match self.classes.get(profile) {
-            Some(c) => *c,
-            None if profile.contains("expensive") => ModelClass::Expensive,
-            None => ModelClass::Cheap,
-        }
+        crate::store::spend::class_of(&self.classes, Some(profile))
     }
 }
 
@@ -162,43 +157,9 @@ impl FromStr for LogFormat {
     }
 }
 
-/// A budget class of model profiles (`budget.classes` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ModelClass {
-    Cheap,
-    Expensive,
-}
-
-impl ModelClass {
-    /// The name used in the file, the ledger and `status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelClass::Cheap => "cheap",
-            ModelClass::Expensive => "expensive",
-        }
-    }
-}
-
-impl fmt::Display for ModelClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ModelClass {
-    type Err = String;
-
-    /// The one parser of a `budget.classes` value.
-    fn from_str(s: &str) -> Result<ModelClass, String> {
-        match s {
-            "cheap" => Ok(ModelClass::Cheap),
-            "expensive" => Ok(ModelClass::Expensive),
-            _ => Err(format!(
-                "{s:?} is not a class: expected \"cheap\" or \"expensive\""
-            )),
-        }
-    }
-}
+/// A budget class of model profiles (`budget.classes` values). It lives
+/// with the store, which counts spend per class.
+pub use crate::store::ModelClass;
 
 /// The one parser of `budget.day_start_utc` (the resolver and the budget
 /// both use it, so a value that validates is a value the budget accepts):
