@@ -96,10 +96,26 @@ impl Store {
         })
     }
 
+    /// The stored input size ([`Store::claim_within_budget`]) of the paper
+    /// whose `phase` would be claimed next, if any is claimable.
+    pub fn next_phase_input_bytes(&self, phase: Phase) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn()?;
+        let req = ClaimRequest {
+            owner: "",
+            ttl: std::time::Duration::ZERO,
+            phases: &[phase],
+            resumable_only: false,
+        };
+        match self.claim_search(&conn, &req, &[phase])? {
+            Some((id, _)) => self.phase_input_bytes(&conn, &id).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The stored input a phase of paper `id` starts from: title, abstract
     /// and earlier results, with the blobs they reference, in bytes
     /// (characters for the text columns).
-    fn phase_input_bytes(&self, tx: &Transaction<'_>, id: &str) -> Result<u64, StoreError> {
+    fn phase_input_bytes(&self, tx: &Connection, id: &str) -> Result<u64, StoreError> {
         tx.query_row(
             "SELECT COALESCE(LENGTH(title), 0) + COALESCE(LENGTH(abstract), 0)
                     + COALESCE(LENGTH(prep_result), 0) + COALESCE(LENGTH(expensive_result), 0)

@@ -41,7 +41,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_call_costs",
         include_str!("../../migrations/0009_call_costs.sql"),
     ),
-    ("0010_spend", include_str!("../../migrations/0010_spend.sql")),
+    (
+        "0010_spend",
+        include_str!("../../migrations/0010_spend.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -1,6 +1,7 @@
 //! SQLite persistence: migrations, configs, executions, checkpoints,
 //! content-addressed blobs, fenced leases and retention.
 
+pub mod bill;
 pub mod blobs;
 mod breakers;
 mod checkpointer;
@@ -22,6 +23,7 @@ mod queue;
 pub mod spend;
 pub mod stats;
 
+pub use bill::{paper_phase_of, BillRow, ProfileSpend};
 pub use breakers::BreakerRecord;
 pub use checkpointer::{crash_now, to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_SIGNAL};
 pub use checkpoints::{prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
@@ -36,12 +38,12 @@ pub use ledger::{ledger_time, CallStatus, LlmReservation, LlmSettlement, Profile
 pub use ledger::{CostSource, UnknownCostCalls};
 pub use phase::{PaperStatus, Phase, UnknownStatus, STATUSES};
 pub use prune::check_backup_target;
-pub use spend::{
-    round_money, CallWorst, ClassNeed, ClassSpend, ModelClass, Need, Refusal, Spend, SpendLimits,
-    SpendPolicy, SpendUsage, Unit, UnitLimits, MONEY_DECIMALS,
-};
 pub use prune::{PrunePolicy, PruneReport};
 pub use queue::{
     now_ms, paper_id, AddOutcome, Claim, ClaimRequest, FailOutcome, NewPaper, PaperEvent, PaperRow,
     Reaped, RetryPolicy,
+};
+pub use spend::{
+    round_money, CallWorst, ClassNeed, ClassSpend, ModelClass, Need, Refusal, Spend, SpendLimits,
+    SpendPolicy, SpendUsage, Unit, UnitLimits, MONEY_DECIMALS,
 };

@@ -569,6 +569,15 @@ impl Store {
         policy: &SpendPolicy,
     ) -> Result<SpendUsage, StoreError> {
         let now = DateTime::<Utc>::from_timestamp_millis(self.now_ms()).unwrap_or_default();
+        self.spend_usage_at_on(conn, policy, now)
+    }
+
+    fn spend_usage_at_on(
+        &self,
+        conn: &Connection,
+        policy: &SpendPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<SpendUsage, StoreError> {
         let (start, end) = policy.day_bounds(now);
         Ok(SpendUsage {
             day_started_at: start,
@@ -584,6 +593,17 @@ impl Store {
     pub fn spend_usage(&self, policy: &SpendPolicy) -> Result<SpendUsage, StoreError> {
         let conn = self.conn()?;
         self.spend_usage_on(&conn, policy)
+    }
+
+    /// [`Store::spend_usage`] of the budget day containing `now` (reports
+    /// built for a given time).
+    pub fn spend_usage_at(
+        &self,
+        policy: &SpendPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<SpendUsage, StoreError> {
+        let conn = self.conn()?;
+        self.spend_usage_at_on(&conn, policy, now)
     }
 
     /// Reserve a ledger row for `r` — before its request is sent — with its

@@ -77,6 +77,12 @@ pub struct BudgetSettings {
     pub daily: Option<u64>,
     pub cheap: Option<u64>,
     pub expensive: Option<u64>,
+    pub daily_usd: Option<f64>,
+    pub cheap_usd: Option<f64>,
+    pub expensive_usd: Option<f64>,
+    pub daily_tokens: Option<u64>,
+    pub cheap_tokens: Option<u64>,
+    pub expensive_tokens: Option<u64>,
     /// Start of the budget day, UTC.
     pub day_start: NaiveTime,
     /// Profiles with an explicit class.
@@ -88,6 +94,33 @@ impl BudgetSettings {
     /// expensive when the name contains "expensive", else cheap.
     pub fn class_of(&self, profile: &str) -> ModelClass {
         crate::store::spend::class_of(&self.classes, Some(profile))
+    }
+
+    /// The limits, day start and classes the store counts and admits
+    /// spend with.
+    pub fn policy(&self) -> crate::store::SpendPolicy {
+        use crate::store::{SpendLimits, UnitLimits};
+        crate::store::SpendPolicy {
+            limits: SpendLimits {
+                daily: UnitLimits {
+                    requests: self.daily,
+                    tokens: self.daily_tokens,
+                    usd: self.daily_usd,
+                },
+                cheap: UnitLimits {
+                    requests: self.cheap,
+                    tokens: self.cheap_tokens,
+                    usd: self.cheap_usd,
+                },
+                expensive: UnitLimits {
+                    requests: self.expensive,
+                    tokens: self.expensive_tokens,
+                    usd: self.expensive_usd,
+                },
+            },
+            day_start: self.day_start,
+            classes: self.classes.clone(),
+        }
     }
 }
 

@@ -108,7 +108,7 @@ impl Store {
     /// stable status), inside `tx`; nothing is written.
     pub(in crate::store) fn claim_search(
         &self,
-        tx: &Transaction<'_>,
+        tx: &rusqlite::Connection,
         req: &ClaimRequest<'_>,
         phases: &[Phase],
     ) -> Result<Option<(String, PaperStatus)>, StoreError> {
