@@ -38,6 +38,18 @@ pub struct BillRow {
     pub unsettled_worst_cost: f64,
 }
 
+/// The whole ledger's spend of one (model, profile, currency).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpend {
+    pub model: String,
+    pub profile: Option<String>,
+    pub currency: Option<String>,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+}
+
 /// The spend of a set of executions under one profile.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProfileSpend {
@@ -89,6 +101,37 @@ impl Store {
                     unknown_cost: count(r.get::<_, Option<i64>>("unknown_cost")?.unwrap_or(0)),
                     unsettled: count(r.get::<_, Option<i64>>("unsettled")?.unwrap_or(0)),
                     unsettled_worst_cost: super::round_money(r.get("unsettled_worst")?),
+                })
+            })
+            .map_err(e)?;
+        rows.collect::<Result<_, _>>().map_err(e)
+    }
+
+    /// The whole ledger's requests sent, tokens and known cost per model,
+    /// profile and currency (for `/metrics`).
+    pub fn spend_by_model(&self) -> Result<Vec<ModelSpend>, StoreError> {
+        let conn = self.conn()?;
+        let e = |err| self.err("reading spend per model", err);
+        let mut st = conn
+            .prepare_cached(
+                "SELECT model, profile, currency, COUNT(*) AS requests,
+                        COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
+                        COALESCE(SUM(completion_tokens), 0) AS completion_tokens,
+                        COALESCE(SUM(cost), 0) AS cost
+                 FROM llm_calls WHERE status IN ('reserved', 'ok', 'error')
+                 GROUP BY model, profile, currency ORDER BY model, profile, currency",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(ModelSpend {
+                    model: r.get("model")?,
+                    profile: r.get("profile")?,
+                    currency: r.get("currency")?,
+                    requests: count(r.get("requests")?),
+                    prompt_tokens: count(r.get("prompt_tokens")?),
+                    completion_tokens: count(r.get("completion_tokens")?),
+                    cost: super::round_money(r.get("cost")?),
                 })
             })
             .map_err(e)?;

@@ -23,7 +23,7 @@ mod queue;
 pub mod spend;
 pub mod stats;
 
-pub use bill::{paper_phase_of, BillRow, ProfileSpend};
+pub use bill::{paper_phase_of, BillRow, ModelSpend, ProfileSpend};
 pub use breakers::BreakerRecord;
 pub use checkpointer::{crash_now, to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_SIGNAL};
 pub use checkpoints::{prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
