@@ -477,7 +477,8 @@ pub fn expensive_needs(settings: &Settings, store: &Store) -> Option<PhaseNeeds>
         }
     }
     let calls = budget::worst_case_calls(&bundle, |p| settings.budget.class_of(p).to_string());
-    let plan = PhasePlan::of(&bundle, &settings.budget, build::prompt_floor_bytes(cfg));
+    // Its input is stored: measured per paper, no floor.
+    let plan = PhasePlan::of(&bundle, &settings.budget, 0);
     let bytes = store
         .next_phase_input_bytes(Phase::Expensive)
         .ok()

@@ -14,12 +14,16 @@
 //! The worst case of a phase ([`PhasePlan`]): for every agent call its
 //! machine can make (retries, samples, fallbacks and one pass round a loop,
 //! as [`worst_case_calls`] counts them), the prompt bounded from the
-//! agent's templates plus the phase's stored input (at least the paper text
-//! a prompt may carry, `prompt_token_budget`), plus the profile's
-//! `max_tokens` of output, at the profile's price (`llm::estimate`). A phase
-//! is claimed only when that fits beside everything committed today
+//! agent's templates plus the paper's stored input a prompt carries (its
+//! text once and the small fields, see `Store::next_phase_input_bytes`;
+//! for prep, whose text does not exist yet, the most paper text a prompt
+//! may hold, `prompt_token_budget`), plus the profile's `max_tokens` of
+//! output, at the profile's price (`llm::estimate`). A phase is claimed
+//! only when that fits beside everything committed today
 //! (`Store::claim_within_budget`), and each request is checked again with
-//! its real rendered size when it is reserved (`Store::reserve_llm_call`).
+//! its real rendered size when it is reserved (`Store::reserve_llm_call`):
+//! the claim-time prompt is an estimate, the request-time one is the
+//! request itself, so spend stays within the limits either way.
 //!
 //! Because the budget is read from the ledger rather than from estimates, a
 //! crash or a restart can never make it forget what was spent.
@@ -188,8 +192,9 @@ impl PhasePlan {
         PhasePlan { slots, floor_bytes }
     }
 
-    /// The worst case for a paper whose stored phase input is
-    /// `input_bytes` long: every prompt may carry all of it (or the floor).
+    /// The worst case for a paper whose prompts carry `input_bytes` of
+    /// stored input (the floor when that is less: prep's text is not
+    /// stored yet when it is claimed).
     pub fn need(&self, input_bytes: u64) -> ClassNeed {
         let input = input_bytes.max(self.floor_bytes);
         let mut out = ClassNeed::default();
@@ -810,6 +815,48 @@ mod tests {
                 expensive: 0
             }
         );
+    }
+
+    /// The worst case of the expensive phase with priced profiles: every
+    /// attempt of every child at its prompt bound and its output cap.
+    #[test]
+    fn phase_plans_price_every_attempt_of_every_call() {
+        let mut b = load("expensive.yml");
+        for m in &mut b.machines {
+            for a in m.agents.values_mut() {
+                a.model.insert("max_tokens".into(), serde_json::json!(1000));
+                a.model.insert(
+                    "price".into(),
+                    serde_json::json!({"input_per_mtok": 3.0, "output_per_mtok": 15.0}),
+                );
+            }
+        }
+        let settings = BudgetSettings::default();
+        let plan = PhasePlan::of(&b, &settings, 3000);
+        assert_eq!(
+            plan.calls(),
+            ClassCalls {
+                cheap: 0,
+                expensive: 15
+            }
+        );
+        assert!(plan.unpriced_classes().is_empty());
+        let small = plan.need(0);
+        let big = plan.need(30_000);
+        assert_eq!(small.expensive.requests, 15);
+        assert!(small.cheap.is_zero());
+        // Below the floor the floor counts; above it, the input.
+        assert_eq!(plan.need(2999), small);
+        // 27 000 more bytes in each of 15 prompts: 9000 more tokens each.
+        assert_eq!(big.expensive.tokens - small.expensive.tokens, 15 * 9000);
+        let (s, g) = (small.expensive.usd.unwrap(), big.expensive.usd.unwrap());
+        assert!((g - s - 15.0 * 9000.0 * 3.0 / 1e6).abs() < 1e-9, "{s} {g}");
+        // Output: 15 × 1000 tokens at $15 per million at least.
+        assert!(s > 15.0 * 1000.0 * 15.0 / 1e6);
+        // Without prices the money has no bound.
+        let unpriced = PhasePlan::of(&load("expensive.yml"), &settings, 3000);
+        assert_eq!(unpriced.need(0).expensive.usd, None);
+        assert_eq!(unpriced.unpriced_classes(), vec![ModelClass::Expensive]);
     }
 
     #[test]

@@ -256,6 +256,10 @@ pub fn build(settings: &Settings, opts: &RunOptions) -> Result<Built, BuildError
     let floor = prompt_floor_bytes(cfg);
     for (phase, m) in &machines {
         phase_models.insert(*phase, bundle_phase_models(&m.bundle));
+        // Prep's text does not exist when it is claimed: its prompts are
+        // taken to carry the most a prompt may hold. Later phases' inputs
+        // are stored and measured per paper.
+        let floor = if *phase == Phase::Prep { floor } else { 0 };
         let plan = PhasePlan::of(&m.bundle, b, floor);
         if let Some(budget) = &budget {
             warn_unpriced(*phase, &plan, budget);

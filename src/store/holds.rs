@@ -56,9 +56,9 @@ impl Store {
     /// two runners cannot both admit the last dollar.
     ///
     /// `need(phase, input_bytes)` is the worst case of one run of `phase`
-    /// for a paper whose stored phase input is `input_bytes` long (the row's
-    /// title, abstract and earlier results, blobs included): the caller's
-    /// estimate, see `runner::budget`. A phase whose next paper does not fit
+    /// for a paper whose prompts carry `input_bytes` of its stored input
+    /// (see [`Store::next_phase_input_bytes`]): the caller's estimate, see
+    /// `runner::budget`. A phase whose next paper does not fit
     /// is passed over (and reported in `refused`), and the search goes on
     /// with the other phases.
     pub fn claim_within_budget(
@@ -112,14 +112,21 @@ impl Store {
         }
     }
 
-    /// The stored input a phase of paper `id` starts from: title, abstract
-    /// and earlier results, with the blobs they reference, in bytes
-    /// (characters for the text columns).
+    /// The size a phase's prompts are estimated from: the paper row's title,
+    /// abstract and earlier results as stored (small values inline) plus
+    /// the largest value they hold as a blob — the paper's text, which a
+    /// prompt carries once. The other large values (the full text beside
+    /// the prompt's trimmed copy, the analyses a later prompt may quote)
+    /// are not added: counted in every prompt they made the estimate
+    /// several times the real request. A request larger than its claim's
+    /// estimate is still bounded: it is checked with its real size when it
+    /// is reserved ([`Store::reserve_llm_call`]). Bytes (characters for the
+    /// text columns).
     fn phase_input_bytes(&self, tx: &Connection, id: &str) -> Result<u64, StoreError> {
         tx.query_row(
             "SELECT COALESCE(LENGTH(title), 0) + COALESCE(LENGTH(abstract), 0)
                     + COALESCE(LENGTH(prep_result), 0) + COALESCE(LENGTH(expensive_result), 0)
-                    + (SELECT COALESCE(SUM(b.size), 0) FROM execution_blob_refs r
+                    + (SELECT COALESCE(MAX(b.size), 0) FROM execution_blob_refs r
                        JOIN blobs b ON b.hash = r.hash WHERE r.execution_id = executions.id)
                     AS bytes
              FROM executions WHERE id = ?1",

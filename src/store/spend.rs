@@ -221,12 +221,24 @@ impl ClassSpend {
 }
 
 /// A worst case to admit in one class: requests, tokens and money (None:
-/// the profile has no price, so the money cannot be bounded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// the profile has no price, so the money cannot be bounded). The default
+/// is nothing at all: zero requests, tokens and money (a known zero, so
+/// adding priced needs to it keeps them priced).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Need {
     pub requests: u64,
     pub tokens: u64,
     pub usd: Option<f64>,
+}
+
+impl Default for Need {
+    fn default() -> Need {
+        Need {
+            requests: 0,
+            tokens: 0,
+            usd: Some(0.0),
+        }
+    }
 }
 
 impl Need {

@@ -28,6 +28,7 @@ mod store;
 
 // The runner: configuration, the daemon, scheduling, operator surface.
 mod breaker;
+mod budget_money;
 mod cli;
 mod config_example;
 mod daemon;
