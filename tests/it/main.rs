@@ -46,6 +46,7 @@ mod hostile_provider;
 mod llm;
 mod mock_llm;
 mod prices;
+mod spend;
 mod tpm;
 
 // The paper pipeline: acquisition, ingest, PDFs, text, reports.
