@@ -119,6 +119,7 @@ impl HttpAgent {
         let demand = TokenDemand {
             tpm: p.tpm,
             estimate: limiter::estimate_tokens(body_len, p.max_tokens),
+            output_cap: p.max_tokens.unwrap_or(limiter::UNKNOWN_OUTPUT_TOKENS),
         };
         let (permit, slot) = self.wait_turn(&p, demand).await?;
         let worst = estimate::request_worst(body_len as u64, p.max_tokens, p.price.as_ref());
@@ -164,7 +165,11 @@ impl HttpAgent {
                 .or(Some(r.usage.total_tokens).filter(|n| *n > 0)),
             Err(_) => None,
         };
-        slot.settle_tokens(used, notes.tokens);
+        let output = match &result {
+            Ok(_) => notes.usage.map(|u| u.completion),
+            Err(_) => None,
+        };
+        slot.settle_tokens(used, output, notes.tokens);
         slot.finish(SlotOutcome::of(&result));
         if let (Some(l), Some(id)) = (&self.ledger, row) {
             let s = Settlement {

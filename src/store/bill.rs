@@ -172,6 +172,25 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(e)
     }
 
+    /// Tokens (prompt + completion) of `model`'s rows settled in
+    /// `[from, to)` (benchmarks: tokens per minute at a limit).
+    pub fn tokens_settled_between(
+        &self,
+        model: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT COALESCE(SUM(total_tokens), 0) AS tokens FROM llm_calls
+             WHERE model = ?1 AND settled_at >= ?2 AND settled_at < ?3",
+            params![model, ledger_time(from), ledger_time(to)],
+            |r| r.get::<_, i64>("tokens"),
+        )
+        .map(count)
+        .map_err(|e| self.err("reading tokens per minute", e))
+    }
+
     /// Phases that finished at or after `since` (timeline text), most
     /// recent first, at most `limit`: (paper id, phase).
     pub fn finished_phases_since(
