@@ -14,7 +14,16 @@
 //!   out the ramp-up (pipeline filling) and the drain (fewer than W in
 //!   flight). With N < 3W there is no such window and the whole run is used.
 //! - **limit bound** = min(rpm_cheap / 4, rpm_expensive / 3) papers/min
-//!   (4 cheap calls and 3 expensive calls per paper with a PASS verdict).
+//!   (4 cheap calls and 3 expensive calls per paper with a PASS verdict),
+//!   and with `--tpm-cheap` / `--tpm-expensive` also the **token bound** =
+//!   min(tpm_cheap / cheap tokens per paper, tpm_expensive / expensive
+//!   tokens per paper), tokens per paper as the provider counted them (the
+//!   mock's own bill / N). `token_bound_ratio` = papers/min over the token
+//!   bound; `tokens_per_min_*` are each model's tokens billed between the
+//!   W-th and the (N−W)-th wrap completion (the steady window) per minute.
+//! - **cost per paper** = the ledger's known cost / N (the mock bills prompt
+//!   and reply tokens at the profiles' prices: cheap $0.10/$0.20, expensive
+//!   $3/$15 per million).
 //!   **latency bound** = W × 60 s / chain, where chain = 5 × mean latency +
 //!   jitter / 2 (prep 1 call, expensive 3 parallel calls = the slowest of
 //!   three, wrap 3 sequential calls; a worker slot is held for each). The
@@ -116,6 +125,9 @@ pub struct PipelineOptions {
     pub jitter_ms: u64,
     pub rpm_cheap: u32,
     pub rpm_expensive: u32,
+    /// Provider token limits per minute (also the profiles' `tpm`).
+    pub tpm_cheap: Option<u64>,
+    pub tpm_expensive: Option<u64>,
     /// Working directory (machines, PDFs, database, reports); created.
     pub dir: PathBuf,
     /// The `runner` executable that serves `mock-llm` in a child process.
@@ -144,6 +156,8 @@ pub struct PipelineResult {
     pub jitter_ms: u64,
     pub rpm_cheap: u32,
     pub rpm_expensive: u32,
+    pub tpm_cheap: Option<u64>,
+    pub tpm_expensive: Option<u64>,
     pub done: u64,
     pub failed: u64,
     pub not_done: u64,
@@ -164,6 +178,20 @@ pub struct PipelineResult {
     pub bound_papers_per_min: f64,
     /// papers_per_min / bound_papers_per_min.
     pub ratio: f64,
+    /// Tokens (prompt + reply) per paper per model, as the provider billed.
+    pub tokens_per_paper_cheap: f64,
+    pub tokens_per_paper_expensive: f64,
+    /// The token bound in papers/min (None without a tpm limit).
+    pub token_bound_papers_per_min: Option<f64>,
+    /// papers_per_min / token_bound_papers_per_min.
+    pub token_bound_ratio: Option<f64>,
+    /// Tokens billed per minute in the steady window, per model.
+    pub tokens_per_min_cheap: f64,
+    pub tokens_per_min_expensive: f64,
+    /// The ledger's known cost / N.
+    pub cost_per_paper: f64,
+    /// The provider's own bill / N (equal to the above when nothing is lost).
+    pub provider_cost_per_paper: f64,
     /// Ledger rows (one per request attempt).
     pub calls: u64,
     pub calls_per_paper: f64,
@@ -346,24 +374,59 @@ impl MockChild {
     }
 }
 
+/// Prices of the bench models per million tokens (prompt, reply): the
+/// mock bills them and the profiles carry them.
+const CHEAP_PRICE: (f64, f64) = (0.1, 0.2);
+const EXPENSIVE_PRICE: (f64, f64) = (3.0, 15.0);
+
+/// `, tpm: N, token_headers: true` for a token-limited model.
+fn tpm_field(tpm: Option<u64>) -> String {
+    tpm.map_or(String::new(), |t| {
+        format!(", tpm: {t}, token_headers: true")
+    })
+}
+
 pub(super) fn mock_script(o: &PipelineOptions) -> String {
     format!(
         "# Written by `runner bench pipeline`.\n\
-         latency_ms: {}\njitter_ms: {}\nmodels:\n  {CHEAP_MODEL}: {{rpm: {}}}\n  {EXPENSIVE_MODEL}: {{rpm: {}}}\n",
-        o.latency_ms, o.jitter_ms, o.rpm_cheap, o.rpm_expensive
+         latency_ms: {}\njitter_ms: {}\nmodels:\n\
+         \x20 {CHEAP_MODEL}: {{rpm: {}{}, prompt_cost_per_mtok: {}, completion_cost_per_mtok: {}}}\n\
+         \x20 {EXPENSIVE_MODEL}: {{rpm: {}{}, prompt_cost_per_mtok: {}, completion_cost_per_mtok: {}}}\n",
+        o.latency_ms,
+        o.jitter_ms,
+        o.rpm_cheap,
+        tpm_field(o.tpm_cheap),
+        CHEAP_PRICE.0,
+        CHEAP_PRICE.1,
+        o.rpm_expensive,
+        tpm_field(o.tpm_expensive),
+        EXPENSIVE_PRICE.0,
+        EXPENSIVE_PRICE.1,
     )
 }
 
 /// Profiles on the mock provider, paced at the provider's limits.
 pub(super) fn profiles(base_url: &str, o: &PipelineOptions) -> String {
+    let tpm = |t: Option<u64>| t.map_or(String::new(), |t| format!(", tpm: {t}"));
+    let price = |p: (f64, f64)| {
+        format!(
+            "price: {{input_per_mtok: {}, output_per_mtok: {}}}",
+            p.0, p.1
+        )
+    };
     format!(
         "# Written by `runner bench pipeline`: both profiles on the mock provider,\n\
-         # rate_limit = the provider's rpm so the client paces at the limit.\n\
+         # rate_limit (and tpm) = the provider's limits so the client paces at them.\n\
          spec: flatprofile\nspec_version: \"4.2.1\"\ndata:\n  model_profiles:\n\
-         \x20   cheap: {{provider: mock, name: mock/{CHEAP_MODEL}, base_url: \"{base_url}\", timeout: 600, max_tokens: 4000, rate_limit: \"{}/m\"}}\n\
-         \x20   expensive: {{provider: mock, name: mock/{EXPENSIVE_MODEL}, base_url: \"{base_url}\", timeout: 600, max_tokens: 8000, rate_limit: \"{}/m\"}}\n\
+         \x20   cheap: {{provider: mock, name: mock/{CHEAP_MODEL}, base_url: \"{base_url}\", timeout: 600, max_tokens: 4000, rate_limit: \"{}/m\"{}, {}}}\n\
+         \x20   expensive: {{provider: mock, name: mock/{EXPENSIVE_MODEL}, base_url: \"{base_url}\", timeout: 600, max_tokens: 8000, rate_limit: \"{}/m\"{}, {}}}\n\
          \x20 default: cheap\n",
-        o.rpm_cheap, o.rpm_expensive
+        o.rpm_cheap,
+        tpm(o.tpm_cheap),
+        price(CHEAP_PRICE),
+        o.rpm_expensive,
+        tpm(o.tpm_expensive),
+        price(EXPENSIVE_PRICE),
     )
 }
 
@@ -467,6 +530,35 @@ fn throughput(done: &[Instant], start: Instant, w: usize) -> (f64, f64, &'static
     (whole, whole, "whole_run")
 }
 
+/// The steady window: the W-th to the (N−W)-th wrap completion (None
+/// when there is none, N < 3W).
+fn steady_window(done: &[Instant], w: usize) -> Option<(Instant, Instant)> {
+    let n = done.len();
+    (w >= 1 && n >= 3 * w && done[n - w - 1] > done[w - 1]).then(|| (done[w - 1], done[n - w - 1]))
+}
+
+/// Tokens `model` was billed for (ledger rows settled) in `window`, per
+/// minute; 0 without a window.
+async fn tokens_per_min(
+    store: &Store,
+    model: &str,
+    window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+) -> Result<f64, BenchError> {
+    let Some((a, b)) = window else {
+        return Ok(0.0);
+    };
+    let minutes = (b - a).num_milliseconds() as f64 / 60_000.0;
+    let m = model.to_string();
+    let tokens = store
+        .run(move |s| s.tokens_settled_between(&m, a, b))
+        .await?;
+    Ok(if minutes > 0.0 {
+        tokens as f64 / minutes
+    } else {
+        0.0
+    })
+}
+
 /// (machine, state) pairs left out of the overhead: extraction/cleaning
 /// actions and states that run child machines.
 fn excluded_states(built: &crate::runner::build::Built) -> HashSet<(String, String)> {
@@ -551,6 +643,9 @@ pub async fn run(opts: &PipelineOptions) -> Result<PipelineResult, BenchError> {
     }
     if opts.rpm_cheap == 0 || opts.rpm_expensive == 0 {
         return Err(BenchError::Invalid("rpm limits must be at least 1".into()));
+    }
+    if [opts.tpm_cheap, opts.tpm_expensive].contains(&Some(0)) {
+        return Err(BenchError::Invalid("tpm limits must be at least 1".into()));
     }
     let dir = opts.dir.clone();
     std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
@@ -700,6 +795,7 @@ async fn measured(
     let mock_cpu0 = mock.cpu_s();
     let host0 = sys::host_busy_cpu();
     let t0 = Instant::now();
+    let wall_t0 = chrono::Utc::now();
     let summary = scheduler
         .run(CancellationToken::new(), CancellationToken::new())
         .await;
@@ -746,6 +842,39 @@ async fn measured(
     };
     let nf = n as f64;
     let rate_limited = stats.by_status.get("429").copied().unwrap_or(0);
+    let billed = |model: &str| {
+        stats
+            .billed_by_model
+            .get(model)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (cheap_bill, exp_bill) = (billed(CHEAP_MODEL), billed(EXPENSIVE_MODEL));
+    let tokens_per_paper = |b: &testkit::mock::Billed| {
+        (b.prompt_tokens + b.completion_tokens) as f64 / (analysis.done.max(1)) as f64
+    };
+    let (tok_cheap, tok_exp) = (tokens_per_paper(&cheap_bill), tokens_per_paper(&exp_bill));
+    let token_bound = [(opts.tpm_cheap, tok_cheap), (opts.tpm_expensive, tok_exp)]
+        .into_iter()
+        .filter_map(|(tpm, per_paper)| tpm.map(|t| t as f64 / per_paper.max(1.0)))
+        .reduce(f64::min);
+    let (bound, bound_ppm) = match token_bound {
+        Some(t) if t < bound_ppm => ("token_limit", t),
+        _ => (bound, bound_ppm),
+    };
+    let steady = steady_window(&done, w).map(|(a, b)| (wall_t0 + (a - t0), wall_t0 + (b - t0)));
+    let (tpm_cheap_seen, tpm_exp_seen) = (
+        tokens_per_min(&store, CHEAP_MODEL, steady).await?,
+        tokens_per_min(&store, EXPENSIVE_MODEL, steady).await?,
+    );
+    let cost: f64 = {
+        let s = store.clone();
+        s.run(|s| s.spend_by_model())
+            .await?
+            .iter()
+            .map(|m| m.cost)
+            .sum()
+    };
     let reference = analysis.paper_text_bytes + analysis.llm_output_bytes;
     let pruned_growth = analysis.db_after_prune.saturating_sub(db_before) as f64;
     Ok(PipelineResult {
@@ -755,6 +884,8 @@ async fn measured(
         jitter_ms: opts.jitter_ms,
         rpm_cheap: opts.rpm_cheap,
         rpm_expensive: opts.rpm_expensive,
+        tpm_cheap: opts.tpm_cheap,
+        tpm_expensive: opts.tpm_expensive,
         done: analysis.done,
         failed: analysis.failed,
         not_done: (n as u64).saturating_sub(analysis.done + analysis.failed),
@@ -773,6 +904,14 @@ async fn measured(
         } else {
             0.0
         },
+        tokens_per_paper_cheap: tok_cheap,
+        tokens_per_paper_expensive: tok_exp,
+        token_bound_papers_per_min: token_bound,
+        token_bound_ratio: token_bound.filter(|t| *t > 0.0).map(|t| ppm / t),
+        tokens_per_min_cheap: tpm_cheap_seen,
+        tokens_per_min_expensive: tpm_exp_seen,
+        cost_per_paper: crate::store::round_money(cost / nf),
+        provider_cost_per_paper: crate::store::round_money((cheap_bill.cost + exp_bill.cost) / nf),
         calls: analysis.calls,
         calls_per_paper: analysis.calls as f64 / nf,
         requests: stats.requests,
@@ -910,6 +1049,8 @@ mod tests {
             jitter_ms: jitter,
             rpm_cheap: cheap,
             rpm_expensive: exp,
+            tpm_cheap: None,
+            tpm_expensive: None,
             dir: PathBuf::new(),
             mock_exe: PathBuf::new(),
             calibration_papers: 0,

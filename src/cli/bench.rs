@@ -60,6 +60,13 @@ pub struct PipelineArgs {
     /// Provider limit of the expensive model, requests per minute.
     #[arg(long, default_value_t = 4500, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub rpm_expensive: u32,
+    /// Provider token limit of the cheap model, tokens per minute (also
+    /// the profile's tpm); unset: no token limit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
+    pub tpm_cheap: Option<u64>,
+    /// Provider token limit of the expensive model, tokens per minute.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
+    pub tpm_expensive: Option<u64>,
     /// Run in (and keep) this directory instead of a temporary one.
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -126,6 +133,8 @@ fn bench_pipeline(a: PipelineArgs) -> anyhow::Result<CliResult> {
         jitter_ms: a.jitter_ms.unwrap_or(a.latency_ms / 2),
         rpm_cheap: a.rpm_cheap,
         rpm_expensive: a.rpm_expensive,
+        tpm_cheap: a.tpm_cheap,
+        tpm_expensive: a.tpm_expensive,
         dir: dir.clone(),
         mock_exe: exe,
         calibration_papers: a.calibration_papers,
@@ -315,6 +324,42 @@ fn print_pipeline(r: &PipelineResult) {
         (
             "ratio to the applicable bound",
             format!("{:.3} ({} bound)", r.ratio, r.bound),
+        ),
+        (
+            "tpm cheap / expensive",
+            format!(
+                "{} / {}",
+                r.tpm_cheap.map_or("-".into(), |t| t.to_string()),
+                r.tpm_expensive.map_or("-".into(), |t| t.to_string())
+            ),
+        ),
+        (
+            "tokens per paper cheap / expensive",
+            format!(
+                "{:.0} / {:.0}",
+                r.tokens_per_paper_cheap, r.tokens_per_paper_expensive
+            ),
+        ),
+        (
+            "tokens/min steady cheap / expensive",
+            format!(
+                "{:.0} / {:.0}",
+                r.tokens_per_min_cheap, r.tokens_per_min_expensive
+            ),
+        ),
+        (
+            "token bound papers/min (ratio)",
+            match (r.token_bound_papers_per_min, r.token_bound_ratio) {
+                (Some(b), Some(x)) => format!("{b:.1} ({x:.3})"),
+                _ => "none (no tpm limit)".into(),
+            },
+        ),
+        (
+            "cost per paper (provider's bill)",
+            format!(
+                "${:.6} (${:.6})",
+                r.cost_per_paper, r.provider_cost_per_paper
+            ),
         ),
         (
             "429s / requests",

@@ -19,6 +19,7 @@ mod prune;
 mod run;
 mod show;
 mod signal;
+mod spend;
 mod status;
 // Without the `tooling` feature the tooling commands parse but refuse.
 #[cfg(not(feature = "tooling"))]
@@ -100,6 +101,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Show one paper's timeline: phases, states, LLM calls, errors.
     Show(show::ShowArgs),
+    /// The bill from the spend ledger: requests, tokens and cost per day, model, phase or paper.
+    Spend(spend::SpendArgs),
     /// Put failed or cancelled papers back in the queue.
     Retry(papers::RetryArgs),
     /// Stop claiming papers; a running phase is given back.
@@ -251,6 +254,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::MockLlm(_) => without_tooling::refuse("mock-llm"),
         Command::Status(a) => status::run(cli.config, a),
         Command::Show(a) => show::run(cli.config, a),
+        Command::Spend(a) => spend::run(cli.config, a),
         Command::Retry(a) => papers::retry(cli.config, a),
         Command::Cancel(a) => papers::cancel(cli.config, a),
         Command::Resume(a) => papers::resume(cli.config, a),

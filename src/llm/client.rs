@@ -8,6 +8,7 @@
 //! `model_not_found` switch the call to the profile's `fallback`.
 
 use super::errors::{self, Target};
+use super::estimate;
 use super::gate::{BlockReason, CallGate, CallOutcome, CallPermit};
 use super::ledger::{Ledger, Reservation, Settlement};
 use super::limiter::{self, ProviderTokens, RateLimiter, Slot, SlotOutcome, TokenDemand};
@@ -114,13 +115,25 @@ impl HttpAgent {
         };
         // Gate and limiter (or park); see `wait_turn`. The token estimate
         // is taken from the request as sent (a conservative bound).
+        let body_len = body.to_string().len();
         let demand = TokenDemand {
             tpm: p.tpm,
-            estimate: limiter::estimate_tokens(body.to_string().len(), p.max_tokens),
+            estimate: limiter::estimate_tokens(body_len, p.max_tokens),
+            output_cap: p.max_tokens.unwrap_or(limiter::UNKNOWN_OUTPUT_TOKENS),
         };
         let (permit, slot) = self.wait_turn(&p, demand).await?;
+        let worst = estimate::request_worst(body_len as u64, p.max_tokens, p.price.as_ref());
         let row = match &self.ledger {
-            Some(l) => Some(l.reserve(&reservation).await?),
+            Some(l) => match l.reserve(&reservation, worst).await? {
+                Ok(id) => Some(id),
+                Err(refusal) => {
+                    // Nothing was reserved or sent: the phase parks until
+                    // the budget day resets (the permit and the slot are
+                    // given back as abandoned).
+                    tracing::info!(model = %p.model, %refusal, "request does not fit the budget");
+                    return Err(parked(&p, BlockReason::Budget, Some(refusal.resets_at_ms)));
+                }
+            },
             None => None,
         };
         let started = Instant::now();
@@ -152,7 +165,11 @@ impl HttpAgent {
                 .or(Some(r.usage.total_tokens).filter(|n| *n > 0)),
             Err(_) => None,
         };
-        slot.settle_tokens(used, notes.tokens);
+        let output = match &result {
+            Ok(_) => notes.usage.map(|u| u.completion),
+            Err(_) => None,
+        };
+        slot.settle_tokens(used, output, notes.tokens);
         slot.finish(SlotOutcome::of(&result));
         if let (Some(l), Some(id)) = (&self.ledger, row) {
             let s = Settlement {

@@ -9,7 +9,7 @@
 
 use super::price::{CallCost, TokenUsage};
 use crate::engine::{AgentResult, ExecError};
-use crate::store::{CallStatus, LlmSettlement, Store, StoreError};
+use crate::store::{CallStatus, CallWorst, LlmSettlement, Refusal, SpendPolicy, Store, StoreError};
 
 /// What is known before a request is sent.
 pub use crate::store::LlmReservation as Reservation;
@@ -68,6 +68,9 @@ impl Settlement {
 #[derive(Clone)]
 pub struct Ledger {
     store: Store,
+    /// The daily budget every reservation is checked against (None: no
+    /// check; rows still record their worst case).
+    policy: Option<SpendPolicy>,
 }
 
 /// A ledger store error stops the state: an unrecorded call must not be
@@ -78,7 +81,17 @@ fn stop(e: StoreError) -> ExecError {
 
 impl Ledger {
     pub fn new(store: Store) -> Ledger {
-        Ledger { store }
+        Ledger {
+            store,
+            policy: None,
+        }
+    }
+
+    /// Check every reservation against `policy`'s limits (see
+    /// [`Store::reserve_llm_call`]).
+    pub fn with_policy(mut self, policy: SpendPolicy) -> Ledger {
+        self.policy = Some(policy).filter(|p| p.limits.any());
+        self
     }
 
     /// A settled successful response for the same request of the same state
@@ -104,11 +117,18 @@ impl Ledger {
         Ok(())
     }
 
-    /// Reserve a row before sending; returns its id.
-    pub async fn reserve(&self, r: &Reservation) -> Result<i64, ExecError> {
+    /// Reserve a row before sending, with the request's worst case, in one
+    /// transaction with the budget check; returns its id, or why the worst
+    /// case does not fit what is left today (nothing was written).
+    pub async fn reserve(
+        &self,
+        r: &Reservation,
+        worst: CallWorst,
+    ) -> Result<Result<i64, Refusal>, ExecError> {
         let r = r.clone();
+        let policy = self.policy.clone();
         self.store
-            .run(move |s| s.insert_llm_call(&r, CallStatus::Reserved))
+            .run(move |s| s.reserve_llm_call(&r, &worst, policy.as_ref()))
             .await
             .map_err(stop)
     }

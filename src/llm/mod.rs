@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod errors;
+pub mod estimate;
 pub mod gate;
 pub mod ledger;
 pub mod limiter;

@@ -22,10 +22,10 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// Currency of a provider-reported cost: OpenRouter's `usage.cost` is in
 /// credits, which are US dollars.
 pub const PROVIDER_CURRENCY: &str = "USD";
-/// Costs are rounded to this many decimal places (a billionth of the
-/// currency unit): below any provider's billing granularity, and it keeps
-/// float noise (0.1 + 0.2) out of stored figures and sums.
-pub const COST_DECIMALS: i32 = 9;
+/// Costs are rounded to this many decimal places (the store's
+/// [`MONEY_DECIMALS`](crate::store::MONEY_DECIMALS), so budget sums and
+/// stored figures agree).
+pub const COST_DECIMALS: i32 = crate::store::MONEY_DECIMALS;
 
 /// A profile's prices, per million tokens.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,8 +38,7 @@ pub struct Price {
 
 /// Round a cost to [`COST_DECIMALS`] places.
 pub fn round_cost(x: f64) -> f64 {
-    let scale = 10f64.powi(COST_DECIMALS);
-    (x * scale).round() / scale
+    crate::store::round_money(x)
 }
 
 impl Price {

@@ -782,6 +782,110 @@ pub fn render_metrics(state: &OpsState) -> Result<String, OpsError> {
         );
     }
     x.family(
+        "paper_runner_budget_spent",
+        "gauge",
+        "Current budget day per class (cheap, expensive, total) and unit (requests, tokens, usd): ledger rows (reserved ones at their worst case) plus what the work in flight may still spend.",
+    );
+    for c in &classes {
+        for (unit, v) in [
+            ("requests", c.used.saturating_add(c.held) as f64),
+            ("tokens", c.tokens.used.saturating_add(c.tokens.held) as f64),
+            ("usd", c.usd.used + c.usd.held),
+        ] {
+            x.sample(
+                "paper_runner_budget_spent",
+                &[("class", &c.class), ("unit", unit)],
+                v,
+            );
+        }
+    }
+    x.family(
+        "paper_runner_budget_left",
+        "gauge",
+        "What is left of the current budget day per class and unit (+Inf: unlimited).",
+    );
+    for c in &classes {
+        for (unit, v) in [
+            ("requests", c.remaining.map(|n| n as f64)),
+            ("tokens", c.tokens.remaining.map(|n| n as f64)),
+            ("usd", c.usd.remaining),
+        ] {
+            x.sample(
+                "paper_runner_budget_left",
+                &[("class", &c.class), ("unit", unit)],
+                v.unwrap_or(f64::INFINITY),
+            );
+        }
+    }
+    let by_model = store.spend_by_model()?;
+    let budget = &state.settings.budget;
+    let mut spend: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    let mut tokens: BTreeMap<(String, String, &str), u64> = BTreeMap::new();
+    for m in &by_model {
+        let class = m
+            .profile
+            .as_deref()
+            .map_or("cheap", |p| budget.class_of(p).as_str())
+            .to_string();
+        if let Some(cur) = &m.currency {
+            *spend
+                .entry((m.model.clone(), class.clone(), cur.clone()))
+                .or_default() += m.cost;
+        }
+        for (kind, n) in [
+            ("prompt", m.prompt_tokens),
+            ("completion", m.completion_tokens),
+        ] {
+            *tokens
+                .entry((m.model.clone(), class.clone(), kind))
+                .or_default() += n;
+        }
+    }
+    x.family(
+        "paper_runner_spend_total",
+        "counter",
+        "Known LLM spend in the ledger per model, budget class and currency.",
+    );
+    for ((model, class, currency), v) in &spend {
+        x.sample(
+            "paper_runner_spend_total",
+            &[("model", model), ("class", class), ("currency", currency)],
+            crate::store::round_money(*v),
+        );
+    }
+    x.family(
+        "paper_runner_spend_tokens_total",
+        "counter",
+        "Tokens in the ledger per model, budget class and kind (prompt, completion).",
+    );
+    for ((model, class, kind), n) in &tokens {
+        x.sample(
+            "paper_runner_spend_tokens_total",
+            &[("model", model), ("class", class), ("kind", kind)],
+            *n as f64,
+        );
+    }
+    if let Some(days) = report.forecast.days.filter(|d| d.is_finite()) {
+        x.family(
+            "paper_runner_forecast_days",
+            "gauge",
+            "Days of today's budget the queue needs at the average cost per phase.",
+        );
+        x.sample("paper_runner_forecast_days", &[], days);
+    }
+    if let Some(s) = &report.forecast.spend {
+        x.family(
+            "paper_runner_forecast_cost",
+            "gauge",
+            "What the queue will cost at the average cost per phase.",
+        );
+        x.sample(
+            "paper_runner_forecast_cost",
+            &[],
+            crate::store::round_money(s.cheap.cost + s.expensive.cost),
+        );
+    }
+    x.family(
         "paper_runner_prep_only",
         "gauge",
         "1 while the runner claims only prep (flag, budget or breakers).",

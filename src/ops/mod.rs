@@ -2,6 +2,8 @@
 //! types, so the CLI and `/status` print the same thing), the in-process
 //! metrics layer, and the HTTP endpoint (`/metrics`, `/status`, `/healthz`).
 
+pub mod bill;
+pub mod forecast;
 pub mod http;
 pub mod metrics;
 pub mod show;

@@ -9,14 +9,14 @@
 use super::{fit, fmt_ts, human_duration_ms, parse_ts, OpsError};
 use crate::llm::gate::BlockReason;
 use crate::llm::ModelProfile;
-use crate::runner::budget::{self, Budget, BudgetUsage, ClassCalls};
+use crate::runner::budget::{self, refusal_text, Budget, BudgetUsage, ClassCalls, PhasePlan};
 use crate::runner::build;
 use crate::runner::config::{Config, Settings};
 use crate::runner::gates::{BlockedModel, Burst, ModeView};
 use crate::runner::scheduler::RunnerStats;
 use crate::store::ops::{BreakerRow, WorkingRow};
 use crate::store::pauses::PauseRow;
-use crate::store::{Phase, Store};
+use crate::store::{ClassNeed, ModelClass, Need, Phase, Spend, Store, UnitLimits};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -48,6 +48,8 @@ pub struct StatusReport {
     pub oldest_pending: Option<PendingReport>,
     /// Settled calls of the current budget day whose cost is unknown.
     pub unknown_cost: UnknownCostReport,
+    /// Average costs and what the queue will cost.
+    pub forecast: super::forecast::Forecast,
     /// The live view of the daemon serving this report (only from `/status`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerStats>,
@@ -116,7 +118,8 @@ pub struct InFlightPaper {
     pub lease_expires_in_secs: Option<i64>,
 }
 
-/// Requests used and left in the current budget day.
+/// What the current budget day has used, holds and has left, per class
+/// and in total, in requests, tokens and money.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BudgetReport {
     pub day_started_at: String,
@@ -126,27 +129,80 @@ pub struct BudgetReport {
     pub total: BudgetClass,
 }
 
+/// One scope of the budget. `used`, `limit` and `remaining` count requests
+/// (as they always have); `tokens` and `usd` the other units.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BudgetClass {
     pub class: String,
+    /// Requests of the day's ledger rows (sent, or reserved).
     pub used: u64,
+    /// Requests the phases in flight may still send (their holds).
+    pub held: u64,
     /// None: unlimited.
+    pub limit: Option<u64>,
+    /// limit − used − held, never negative.
+    pub remaining: Option<u64>,
+    pub tokens: UnitReport,
+    pub usd: MoneyReport,
+}
+
+/// Tokens of one scope.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UnitReport {
+    /// Reported tokens of settled rows, worst case of reserved ones.
+    pub used: u64,
+    /// Worst case the phases in flight may still use.
+    pub held: u64,
     pub limit: Option<u64>,
     pub remaining: Option<u64>,
 }
 
+/// Money of one scope (the profiles' price currency, USD by default).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MoneyReport {
+    /// Known cost of settled rows, worst case of reserved ones.
+    pub used: f64,
+    pub held: f64,
+    pub limit: Option<f64>,
+    pub remaining: Option<f64>,
+    /// Rows and holds whose cost has no bound (no price): not in `used`.
+    pub unpriced: u64,
+}
+
 impl BudgetClass {
-    fn new(class: &str, used: u64, limit: Option<u64>) -> BudgetClass {
+    fn new(class: &str, ledger: &Spend, holds: &Spend, limits: &UnitLimits) -> BudgetClass {
+        let left =
+            |l: Option<u64>, a: u64, b: u64| l.map(|l| l.saturating_sub(a.saturating_add(b)));
+        let money = |x: f64| crate::store::round_money(x);
         BudgetClass {
             class: class.into(),
-            used,
-            limit,
-            remaining: limit.map(|l| l.saturating_sub(used)),
+            used: ledger.requests,
+            held: holds.requests,
+            limit: limits.requests,
+            remaining: left(limits.requests, ledger.requests, holds.requests),
+            tokens: UnitReport {
+                used: ledger.tokens,
+                held: holds.tokens,
+                limit: limits.tokens,
+                remaining: left(limits.tokens, ledger.tokens, holds.tokens),
+            },
+            usd: MoneyReport {
+                used: money(ledger.usd),
+                held: money(holds.usd),
+                limit: limits.usd,
+                remaining: limits
+                    .usd
+                    .map(|l| money((l - ledger.usd - holds.usd).max(0.0))),
+                unpriced: ledger.unpriced.saturating_add(holds.unpriced),
+            },
         }
     }
 
+    /// Whether any of its limits is used up.
     pub fn spent(&self) -> bool {
         self.remaining == Some(0)
+            || self.tokens.remaining == Some(0)
+            || self.usd.remaining.is_some_and(|r| r <= 0.0)
     }
 }
 
@@ -228,6 +284,7 @@ pub fn status_report(
     let budget_rules = Budget::new(settings.budget.clone());
     let usage = budget_rules.usage(store, now)?;
     let budget = budget_report(&usage);
+    let forecast = super::forecast::forecast(store, &budget_rules, now)?;
     let models = store.unknown_cost_calls(usage.day_started_at, usage.resets_at)?;
     let unknown_cost = UnknownCostReport {
         calls: models.iter().map(|m| m.calls).sum(),
@@ -241,7 +298,7 @@ pub fn status_report(
     let mode = match live.and_then(|s| s.mode.as_ref()) {
         Some(m) => mode_report(m, "runner"),
         None => {
-            let needs = expensive_needs(settings);
+            let needs = expensive_needs(settings, store);
             let burst = settings.scheduler.prep_burst.as_ref().map(Burst::new);
             let pauses = store.model_pauses(now_ms)?;
             // Which phases a paused model holds (read only when one is).
@@ -253,7 +310,6 @@ pub fn status_report(
             let (claim_backlog_ms, park_after_ms) = pause_thresholds_ms(settings);
             let view = derive_mode(&ModeInputs {
                 needs: needs.as_ref(),
-                budget: &budget_rules,
                 usage: &usage,
                 breakers: &breakers,
                 burst: burst.as_ref(),
@@ -300,6 +356,7 @@ pub fn status_report(
         done_last_day: done_since(ChronoDuration::days(1))?,
         oldest_pending,
         unknown_cost,
+        forecast,
         runner: live.cloned(),
     })
 }
@@ -347,20 +404,23 @@ fn in_flight(w: WorkingRow, now: DateTime<Utc>) -> InFlightPaper {
 }
 
 /// The report's view of today's usage (from `runner::budget`, the same
-/// count the scheduler's claim gates use).
+/// figures the claims are admitted with).
 pub fn budget_report(u: &BudgetUsage) -> BudgetReport {
+    let class =
+        |c: ModelClass| BudgetClass::new(c.as_str(), u.ledger.of(c), u.holds.of(c), u.limits.of(c));
     BudgetReport {
         day_started_at: fmt_ts(u.day_started_at),
         resets_at: fmt_ts(u.resets_at),
-        classes: vec![
-            BudgetClass::new("cheap", u.used.cheap, u.limits.cheap),
-            BudgetClass::new("expensive", u.used.expensive, u.limits.expensive),
-        ],
-        total: BudgetClass::new("total", u.total, u.limits.daily),
+        classes: vec![class(ModelClass::Cheap), class(ModelClass::Expensive)],
+        total: BudgetClass::new(
+            "total",
+            &u.ledger.total(),
+            &u.holds.total(),
+            &u.limits.daily,
+        ),
     }
 }
 
-/// `base_url|model` → `model`.
 fn display_model(key: &str) -> &str {
     key.rsplit_once('|').map_or(key, |(_, m)| m)
 }
@@ -391,16 +451,18 @@ fn breaker_report(b: BreakerRow, now_ms: i64) -> BreakerReport {
 }
 
 /// What the expensive phase needs: the models it calls (limiter key,
-/// provider) and its worst-case calls per class.
+/// provider), its worst-case calls per class, and its worst case in every
+/// unit for the paper it would claim next.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseNeeds {
     pub models: Vec<(String, String)>,
     pub calls: ClassCalls,
+    pub need: ClassNeed,
 }
 
 /// [`PhaseNeeds`] of the expensive phase from its machine file; None when
 /// the machines cannot be loaded here (then every breaker counts).
-pub fn expensive_needs(settings: &Settings) -> Option<PhaseNeeds> {
+pub fn expensive_needs(settings: &Settings, store: &Store) -> Option<PhaseNeeds> {
     let cfg = &settings.config;
     if !build::has_machines(&cfg.machines_dir) {
         return None;
@@ -426,7 +488,31 @@ pub fn expensive_needs(settings: &Settings) -> Option<PhaseNeeds> {
         }
     }
     let calls = budget::worst_case_calls(&bundle, |p| settings.budget.class_of(p).to_string());
-    Some(PhaseNeeds { models, calls })
+    // Its input is stored: measured per paper, no floor.
+    let plan = PhasePlan::of(&bundle, &settings.budget, 0);
+    let bytes = store
+        .next_phase_input_bytes(Phase::Expensive)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    Some(PhaseNeeds {
+        models,
+        calls,
+        need: plan.need(bytes),
+    })
+}
+
+/// The worst case the derived mode checks when the machines are unknown:
+/// one expensive request.
+fn unknown_need() -> ClassNeed {
+    ClassNeed::one(
+        ModelClass::Expensive,
+        Need {
+            requests: 1,
+            tokens: 1,
+            usd: Some(0.0),
+        },
+    )
 }
 
 /// Every model each phase's machines call: limiter key → phases; None when
@@ -466,7 +552,6 @@ pub fn pause_thresholds_ms(settings: &Settings) -> (i64, i64) {
 pub struct ModeInputs<'a> {
     /// None: unknown (the machines could not be loaded).
     pub needs: Option<&'a PhaseNeeds>,
-    pub budget: &'a Budget,
     pub usage: &'a BudgetUsage,
     pub breakers: &'a [BreakerReport],
     pub burst: Option<&'a Burst>,
@@ -527,23 +612,9 @@ pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
             b.reason.as_deref().unwrap_or("errors")
         ));
     }
-    let need = i.needs.map_or(
-        ClassCalls {
-            cheap: 0,
-            expensive: 1,
-        },
-        |n| n.calls,
-    );
-    if !i.budget.fits(i.usage, &need) {
-        let class = if need.expensive > 0 {
-            "expensive"
-        } else {
-            "cheap"
-        };
-        return prep_only(format!(
-            "{class} budget spent for today (resets {})",
-            i.usage.resets_at.format("%Y-%m-%d %H:%MZ")
-        ));
+    let need = i.needs.map_or_else(unknown_need, |n| n.need);
+    if let Err(r) = i.usage.check(&need) {
+        return prep_only(refusal_text(&r));
     }
     if let Some(b) = blocked.iter().find(|b| {
         b.reason == BlockReason::RateLimited && !b.brief && b.phases.contains(&Phase::Expensive)
@@ -551,8 +622,15 @@ pub fn derive_mode(i: &ModeInputs<'_>) -> ModeView {
         return prep_only(format!("expensive paused: {}", b.text()));
     }
     if let Some(until) = i.burst.and_then(|b| b.active_until(i.now)) {
-        let r = i.usage.remaining;
-        if r.cheap != Some(0) && r.daily != Some(0) {
+        let cheap = ClassNeed::one(
+            ModelClass::Cheap,
+            Need {
+                requests: 1,
+                tokens: 1,
+                usd: Some(0.0),
+            },
+        );
+        if i.usage.check(&cheap).is_ok() {
             return ModeView {
                 prep_only: true,
                 only_prep: true,
@@ -613,14 +691,8 @@ fn derived_blocked(i: &ModeInputs<'_>) -> Vec<BlockedModel> {
             out.push(entry(key, BlockReason::BreakerOpen, until(b)));
         }
     }
-    let need = i.needs.map_or(
-        ClassCalls {
-            cheap: 0,
-            expensive: 1,
-        },
-        |n| n.calls,
-    );
-    if !i.budget.fits(i.usage, &need) {
+    let need = i.needs.map_or_else(unknown_need, |n| n.need);
+    if i.usage.check(&need).is_err() {
         for (key, _) in &expensive_models {
             if !out.iter().any(|b| b.key == *key) {
                 out.push(entry(
@@ -676,6 +748,29 @@ fn human_secs(s: i64) -> String {
         "0s".into()
     } else {
         human_duration_ms(s * 1000)
+    }
+}
+
+/// `$0.4100` below a dollar, `$41.20` above.
+fn dollars(x: f64) -> String {
+    if x.abs() < 1.0 {
+        format!("${x:.4}")
+    } else {
+        format!("${x:.2}")
+    }
+}
+
+/// 950, 45.2k, 1.2M, 3.4G.
+fn short_count(n: u64) -> String {
+    let f = n as f64;
+    if n < 10_000 {
+        n.to_string()
+    } else if n < 1_000_000 {
+        format!("{:.1}k", f / 1e3)
+    } else if n < 1_000_000_000 {
+        format!("{:.1}M", f / 1e6)
+    } else {
+        format!("{:.1}G", f / 1e9)
     }
 }
 
@@ -834,7 +929,7 @@ pub fn render_human(r: &StatusReport) -> String {
         "{}",
         fit(
             &format!(
-                "budget (requests since {} UTC, resets in {resets})",
+                "budget (used + in flight / limit, since {} UTC, resets in {resets})",
                 short_time(&b.day_started_at)
             ),
             80
@@ -842,19 +937,49 @@ pub fn render_human(r: &StatusReport) -> String {
     );
     let _ = writeln!(
         o,
-        "  {:<10} {:>8} {:>8} {:>8}",
-        "CLASS", "USED", "LIMIT", "LEFT"
+        "  {:<10} {:>17} {:>21} {:>23}",
+        "CLASS", "REQUESTS", "TOKENS", "MONEY"
     );
     for c in b.classes.iter().chain(std::iter::once(&b.total)) {
-        let _ = writeln!(
-            o,
-            "  {:<10} {:>8} {:>8} {:>8}",
+        let line = format!(
+            "  {:<10} {:>17} {:>21} {:>23}",
             c.class,
-            c.used,
-            limit(c.limit),
-            limit(c.remaining)
+            format!("{}/{}", c.used.saturating_add(c.held), limit(c.limit)),
+            format!(
+                "{}/{}",
+                short_count(c.tokens.used.saturating_add(c.tokens.held)),
+                c.tokens.limit.map_or_else(|| "-".into(), short_count)
+            ),
+            format!(
+                "{}/{}",
+                dollars(c.usd.used + c.usd.held),
+                c.usd.limit.map_or_else(|| "-".into(), dollars)
+            ),
         );
+        let _ = writeln!(o, "{}", fit(&line, 80));
     }
+    let t = &b.total;
+    if t.held > 0 {
+        let line = format!(
+            "  in flight may still spend {} ({} tokens, {} requests)",
+            dollars(t.usd.held),
+            short_count(t.tokens.held),
+            t.held
+        );
+        let _ = writeln!(o, "{}", fit(&line, 80));
+    }
+    let f = &r.forecast;
+    if let Some(p) = &f.per_done_paper {
+        let line = format!(
+            "per done paper (last day, {} papers): {}, {} tokens, {:.1} requests",
+            f.done_last_day,
+            dollars(p.cost),
+            short_count(p.tokens.round() as u64),
+            p.requests
+        );
+        let _ = writeln!(o, "{}", fit(&line, 80));
+    }
+    let _ = writeln!(o, "{}", fit(&format!("forecast: {}", f.text), 80));
     let u = &r.unknown_cost;
     if u.calls > 0 {
         // One model per line, so a long model id cannot push the advice
@@ -905,6 +1030,25 @@ mod tests {
     use super::*;
     use crate::store::{NewPaper, StoreOptions};
 
+    /// The expensive phase calling `http://p/v1|exp` at most `n` times.
+    fn needs_of(n: u64) -> PhaseNeeds {
+        PhaseNeeds {
+            models: vec![("http://p/v1|exp".into(), "openai".into())],
+            calls: ClassCalls {
+                cheap: 0,
+                expensive: n,
+            },
+            need: ClassNeed::one(
+                ModelClass::Expensive,
+                Need {
+                    requests: n,
+                    tokens: 0,
+                    usd: Some(0.0),
+                },
+            ),
+        }
+    }
+
     fn row(key: &str, provider: &str, state: &str, reason: &str, until: i64) -> BreakerRow {
         BreakerRow {
             model: key.into(),
@@ -925,27 +1069,14 @@ mod tests {
     fn a_persisted_pause_is_derived_like_the_daemon_sees_it() {
         let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
         let now_ms = now.timestamp_millis();
-        let budget = Budget::new(Default::default());
-        let none = crate::runner::budget::Limits {
-            daily: None,
-            cheap: None,
-            expensive: None,
-        };
         let usage = BudgetUsage {
-            used: ClassCalls::default(),
-            total: 0,
-            limits: none,
-            remaining: none,
             day_started_at: now,
             resets_at: now + ChronoDuration::days(1),
+            ledger: Default::default(),
+            holds: Default::default(),
+            limits: Default::default(),
         };
-        let needs = PhaseNeeds {
-            models: vec![("http://p/v1|exp".into(), "openai".into())],
-            calls: ClassCalls {
-                cheap: 0,
-                expensive: 3,
-            },
-        };
+        let needs = needs_of(3);
         let mut phases = HashMap::new();
         phases.insert("http://p/v1|exp".to_string(), vec![Phase::Expensive]);
         phases.insert(
@@ -961,7 +1092,6 @@ mod tests {
         let decide = |pauses: &[PauseRow], model_phases: Option<&HashMap<String, Vec<Phase>>>| {
             derive_mode(&ModeInputs {
                 needs: Some(&needs),
-                budget: &budget,
                 usage: &usage,
                 breakers: &[],
                 burst: None,
@@ -1008,42 +1138,22 @@ mod tests {
     fn mode_follows_the_expensive_phase_breakers_budget_and_credits() {
         let now = parse_ts("2026-01-02T10:00:00Z").unwrap();
         let now_ms = now.timestamp_millis();
-        let budget = Budget::new(crate::runner::config::BudgetSettings {
-            expensive: Some(5),
-            ..Default::default()
-        });
         let usage = |e: u64| {
-            let limits = crate::runner::budget::Limits {
-                daily: None,
-                cheap: None,
-                expensive: Some(5),
-            };
-            BudgetUsage {
-                used: ClassCalls {
-                    cheap: 0,
-                    expensive: e,
-                },
-                total: e,
-                limits,
-                remaining: crate::runner::budget::Limits {
-                    expensive: Some(5u64.saturating_sub(e)),
-                    ..limits
-                },
+            let mut u = BudgetUsage {
                 day_started_at: now,
                 resets_at: now + ChronoDuration::days(1),
-            }
+                ledger: Default::default(),
+                holds: Default::default(),
+                limits: Default::default(),
+            };
+            u.limits.expensive.requests = Some(5);
+            u.ledger.expensive.requests = e;
+            u
         };
-        let needs = PhaseNeeds {
-            models: vec![("http://p/v1|exp".into(), "openai".into())],
-            calls: ClassCalls {
-                cheap: 0,
-                expensive: 3,
-            },
-        };
+        let needs = needs_of(3);
         let decide = |used: u64, breakers: &[BreakerReport], needs: Option<&PhaseNeeds>| {
             derive_mode(&ModeInputs {
                 needs,
-                budget: &budget,
                 usage: &usage(used),
                 breakers,
                 burst: None,

@@ -1,30 +1,40 @@
-//! The daily request budget, computed from the spend ledger (`llm_calls`),
-//! and the worst-case number of requests a phase's machine can make.
+//! The daily budget — requests, tokens and money, per class and over all —
+//! counted from the spend ledger and the holds of the phases in flight
+//! (see `store::spend` for the counting rules), and the worst case of one
+//! phase: the most requests its machine can send, and what they can cost.
 //!
-//! Counting rules: a request counts when it was (or may have been) sent —
-//! ledger rows with status `ok` or `error`, and also `reserved` rows, which
-//! are in flight or were left by a crash after the reservation (the request
-//! may well have reached the provider, so it is paid for). `reused` rows are
-//! not counted: no request was sent. Each row belongs to the budget day in
-//! which it was reserved; the day starts at `day_start_utc` ("HH:MM", UTC).
-//! A row's class comes from its `profile` column through
-//! [`BudgetSettings::class_of`]; a row without a profile (the catalog default
-//! was used) is "cheap".
+//! Counting rules, in short: a request counts when it was (or may have
+//! been) sent — ledger rows `ok`, `error` and `reserved` (in flight, or left
+//! by a crash: counted at their worst case until settled); `reused` rows
+//! sent nothing. Each row belongs to the budget day in which it was
+//! reserved; the day starts at `day_start_utc` ("HH:MM", UTC). A row's class
+//! comes from its `profile` through [`BudgetSettings::class_of`]; a row
+//! without a profile (the catalog default was used) is "cheap".
 //!
-//! The budget is built from the resolved settings ([`Settings::budget`]):
-//! the day start is already a time and the classes an enum, so building
-//! cannot fail and nothing here parses a setting.
-//!
-//! [`Settings::budget`]: super::config::Settings::budget
+//! The worst case of a phase ([`PhasePlan`]): for every agent call its
+//! machine can make (retries, samples, fallbacks and one pass round a loop,
+//! as [`worst_case_calls`] counts them), the prompt bounded from the
+//! agent's templates plus the paper's stored input a prompt carries (its
+//! text once and the small fields, see `Store::next_phase_input_bytes`;
+//! for prep, whose text does not exist yet, the most paper text a prompt
+//! may hold, `prompt_token_budget`), plus the profile's `max_tokens` of
+//! output, at the profile's price (`llm::estimate`). A phase is claimed
+//! only when that fits beside everything committed today
+//! (`Store::claim_within_budget`), and each request is checked again with
+//! its real rendered size when it is reserved (`Store::reserve_llm_call`):
+//! the claim-time prompt is an estimate, the request-time one is the
+//! request itself, so spend stays within the limits either way.
 //!
 //! Because the budget is read from the ledger rather than from estimates, a
 //! crash or a restart can never make it forget what was spent.
 
 use super::config::{BudgetSettings, ModelClass};
-use crate::spec::model::{Bundle, MachineDef};
-use crate::store::{Store, StoreError};
-use chrono::{DateTime, TimeDelta, Utc};
+use crate::llm::{estimate, ModelProfile, Price};
+use crate::spec::model::{AgentDef, Bundle, MachineDef, PromptDef};
+use crate::store::{ClassNeed, Need, Refusal, SpendPolicy, SpendUsage, Store, StoreError};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use std::collections::HashSet;
 
 /// Retry backoffs a `retry` execution uses when it lists none. Must match
@@ -32,6 +42,9 @@ use std::collections::HashSet;
 pub const DEFAULT_RETRY_BACKOFFS: usize = 4;
 /// Samples of a `parallel` execution without `n_samples` (engine default).
 pub const DEFAULT_SAMPLES: u64 = 3;
+/// Bytes a request adds around the prompt templates: the JSON envelope,
+/// the model name, the "respond with only a JSON object" instruction.
+const REQUEST_ENVELOPE_BYTES: u64 = 256;
 
 /// Requests per class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -53,48 +66,16 @@ impl ClassCalls {
             self.cheap = self.cheap.saturating_add(n);
         }
     }
-
-    fn plus(mut self, other: ClassCalls, times: u64) -> ClassCalls {
-        self.cheap = self.cheap.saturating_add(other.cheap.saturating_mul(times));
-        self.expensive = self
-            .expensive
-            .saturating_add(other.expensive.saturating_mul(times));
-        self
-    }
 }
 
-/// A daily limit per class and over all classes (None = unlimited).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Limits {
-    pub daily: Option<u64>,
-    pub cheap: Option<u64>,
-    pub expensive: Option<u64>,
-}
-
-/// What the current budget day has used.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BudgetUsage {
-    pub used: ClassCalls,
-    pub total: u64,
-    pub limits: Limits,
-    /// Requests left (None = unlimited; never negative).
-    pub remaining: Limits,
-    pub day_started_at: DateTime<Utc>,
-    pub resets_at: DateTime<Utc>,
-}
-
-impl BudgetUsage {
-    /// Whether any limit is used up.
-    pub fn exhausted(&self) -> bool {
-        let r = self.remaining;
-        [r.daily, r.cheap, r.expensive].contains(&Some(0))
-    }
-}
+/// What the current budget day has committed (ledger and holds).
+pub type BudgetUsage = SpendUsage;
 
 /// The daily budget.
 #[derive(Debug, Clone)]
 pub struct Budget {
     cfg: BudgetSettings,
+    policy: SpendPolicy,
 }
 
 impl Budget {
@@ -104,7 +85,8 @@ impl Budget {
     ///
     /// [`Config::resolve`]: super::config::Config::resolve
     pub fn new(cfg: BudgetSettings) -> Budget {
-        Budget { cfg }
+        let policy = cfg.policy();
+        Budget { cfg, policy }
     }
 
     /// The settings it was built from.
@@ -112,65 +94,176 @@ impl Budget {
         &self.cfg
     }
 
+    /// What the store counts and admits with.
+    pub fn policy(&self) -> &SpendPolicy {
+        &self.policy
+    }
+
+    /// Whether any limit (requests, tokens or money) is set.
+    pub fn limited(&self) -> bool {
+        self.policy.limits.any()
+    }
+
     /// The budget day containing `now`: [start, next start).
     pub fn day_bounds(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-        let today = now.date_naive().and_time(self.cfg.day_start).and_utc();
-        let start = if today > now {
-            today - TimeDelta::days(1)
-        } else {
-            today
-        };
-        (start, start + TimeDelta::days(1))
+        self.policy.day_bounds(now)
     }
 
-    /// Requests of the current budget day, per class, from the ledger.
-    /// Blocking (a store read): async code calls it through `Store::run`.
+    /// What the budget day containing `now` has committed: its ledger rows
+    /// and the holds of every phase in flight. Blocking (a store read):
+    /// async code calls it through `Store::run`.
     pub fn usage(&self, store: &Store, now: DateTime<Utc>) -> Result<BudgetUsage, StoreError> {
-        let (start, next) = self.day_bounds(now);
-        let mut used = ClassCalls::default();
-        for row in store.sent_llm_calls(start, next)? {
-            let class = row
-                .profile
-                .as_deref()
-                .map_or(ModelClass::Cheap, |p| self.cfg.class_of(p));
-            used.add(class.as_str(), row.calls);
-        }
-        let limits = Limits {
-            daily: self.cfg.daily,
-            cheap: self.cfg.cheap,
-            expensive: self.cfg.expensive,
-        };
-        let total = used.total();
-        let left = |limit: Option<u64>, u: u64| limit.map(|l| l.saturating_sub(u));
-        Ok(BudgetUsage {
-            used,
-            total,
-            limits,
-            remaining: Limits {
-                daily: left(limits.daily, total),
-                cheap: left(limits.cheap, used.cheap),
-                expensive: left(limits.expensive, used.expensive),
-            },
-            day_started_at: start,
-            resets_at: next,
-        })
+        store.spend_usage_at(&self.policy, now)
     }
 
-    /// Whether `need` more requests (a phase's worst case) fit in what is
-    /// left of every limit: its classes' and the daily total.
-    pub fn fits(&self, usage: &BudgetUsage, need: &ClassCalls) -> bool {
-        let ok = |limit: Option<u64>, used: u64, more: u64| {
-            more == 0 || limit.is_none_or(|l| used.saturating_add(more) <= l)
-        };
-        ok(usage.limits.cheap, usage.used.cheap, need.cheap)
-            && ok(usage.limits.expensive, usage.used.expensive, need.expensive)
-            && ok(usage.limits.daily, usage.total, need.total())
+    /// Whether `need` (a phase's worst case) fits in what is left of every
+    /// limit: its classes' and the daily ones.
+    pub fn check(&self, usage: &BudgetUsage, need: &ClassNeed) -> Result<(), Refusal> {
+        usage.check(need)
     }
 
     /// [`worst_case_calls`] with this budget's classes.
     pub fn worst_case(&self, bundle: &Bundle) -> ClassCalls {
         worst_case_calls(bundle, |p| self.cfg.class_of(p).to_string())
     }
+}
+
+/// "<scope> budget spent for today (resets …): <detail>" — the line the
+/// mode, the log and `status` show for a refusal.
+pub fn refusal_text(r: &Refusal) -> String {
+    let scope = r.class.map_or("daily", ModelClass::as_str);
+    let resets = DateTime::<Utc>::from_timestamp_millis(r.resets_at_ms)
+        .map(|t| t.format(" (resets %Y-%m-%d %H:%MZ)").to_string())
+        .unwrap_or_default();
+    format!("{scope} budget spent for today{resets}: {r}")
+}
+
+/// One kind of agent call a phase can make, and how often at most.
+#[derive(Debug, Clone, PartialEq)]
+struct PlanSlot {
+    class: ModelClass,
+    times: u64,
+    /// The prompt's templates and output schema, in bytes, plus the
+    /// request envelope.
+    template_bytes: u64,
+    output_tokens: u64,
+    price: Option<Price>,
+}
+
+/// The worst case of one run of a phase's machine, as a function of the
+/// size of the phase's stored input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhasePlan {
+    slots: Vec<PlanSlot>,
+    /// Every prompt is taken to carry at least this many bytes of input
+    /// (the paper text a prompt may hold: `prompt_token_budget` × 4).
+    floor_bytes: u64,
+}
+
+impl PhasePlan {
+    /// The plan of `bundle`'s root machine with `cfg`'s classes; prompts
+    /// carry at least `floor_bytes` of input.
+    pub fn of(bundle: &Bundle, cfg: &BudgetSettings, floor_bytes: u64) -> PhasePlan {
+        let mut slots: Vec<PlanSlot> = Vec::new();
+        for call in agent_calls(bundle) {
+            let profile = ModelProfile::from_config(call.model).ok();
+            let slot = PlanSlot {
+                class: call.profile.map_or(ModelClass::Cheap, |p| cfg.class_of(p)),
+                times: call.times,
+                template_bytes: template_bytes(call.prompt),
+                output_tokens: estimate::output_tokens_bound(
+                    profile.as_ref().and_then(|p| p.max_tokens),
+                ),
+                price: profile.and_then(|p| p.price),
+            };
+            match slots.iter_mut().find(|s| {
+                (&s.class, s.template_bytes, s.output_tokens, &s.price)
+                    == (
+                        &slot.class,
+                        slot.template_bytes,
+                        slot.output_tokens,
+                        &slot.price,
+                    )
+            }) {
+                Some(s) => s.times = s.times.saturating_add(slot.times),
+                None => slots.push(slot),
+            }
+        }
+        PhasePlan { slots, floor_bytes }
+    }
+
+    /// The worst case for a paper whose prompts carry `input_bytes` of
+    /// stored input (the floor when that is less: prep's text is not
+    /// stored yet when it is claimed).
+    pub fn need(&self, input_bytes: u64) -> ClassNeed {
+        let input = input_bytes.max(self.floor_bytes);
+        let mut out = ClassNeed::default();
+        for s in &self.slots {
+            let prompt = estimate::prompt_tokens_bound(s.template_bytes.saturating_add(input));
+            let w = estimate::worst(prompt, s.output_tokens, s.price.as_ref());
+            let one = Need {
+                requests: 1,
+                tokens: w.tokens,
+                usd: w.usd,
+            };
+            let n = out.of_mut(s.class);
+            *n = n.plus(&one.times(s.times));
+        }
+        out
+    }
+
+    /// The most requests per class.
+    pub fn calls(&self) -> ClassCalls {
+        let mut c = ClassCalls::default();
+        for s in &self.slots {
+            c.add(s.class.as_str(), s.times);
+        }
+        c
+    }
+
+    /// Profiles' classes that have calls without a price (a money budget
+    /// on them refuses the phase).
+    pub fn unpriced_classes(&self) -> Vec<ModelClass> {
+        let mut v: Vec<ModelClass> = self
+            .slots
+            .iter()
+            .filter(|s| s.price.is_none())
+            .map(|s| s.class)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Bytes of a prompt's templates (system, user, suffix) and output schema,
+/// plus the request envelope.
+fn template_bytes(p: &PromptDef) -> u64 {
+    let text = p.system.as_deref().map_or(0, str::len)
+        + p.user.len()
+        + p.instruction_suffix.as_deref().map_or(0, str::len);
+    let schema = p
+        .output
+        .as_ref()
+        .map_or(0, |o| crate::llm::client::json_schema(o).to_string().len());
+    (text + schema) as u64 + REQUEST_ENVELOPE_BYTES
+}
+
+/// One agent (or its fallback) a machine can call, and how many times.
+struct AgentCall<'a> {
+    profile: Option<&'a str>,
+    model: &'a Map<String, Value>,
+    prompt: &'a PromptDef,
+    times: u64,
+}
+
+/// Every agent call one run of `bundle`'s root machine can make, with the
+/// counting rules of [`worst_case_calls`].
+fn agent_calls(bundle: &Bundle) -> Vec<AgentCall<'_>> {
+    let mut out = Vec::new();
+    let mut stack = Vec::new();
+    machine_calls(bundle, bundle.root, 1, &mut stack, &mut out);
+    out
 }
 
 /// The most requests one run of `bundle`'s root machine can send, per class
@@ -193,27 +286,31 @@ impl Budget {
 /// bound is not tight (the repair itself runs once) but is never below the
 /// truth for a single pass round the loop.
 pub fn worst_case_calls(bundle: &Bundle, class_of: impl Fn(&str) -> String) -> ClassCalls {
-    let mut stack = Vec::new();
-    machine_calls(bundle, bundle.root, &class_of, &mut stack)
+    let mut total = ClassCalls::default();
+    for call in agent_calls(bundle) {
+        let class = call.profile.map_or_else(|| "cheap".to_string(), &class_of);
+        total.add(&class, call.times);
+    }
+    total
 }
 
-fn machine_calls(
-    bundle: &Bundle,
+fn machine_calls<'a>(
+    bundle: &'a Bundle,
     idx: usize,
-    class_of: &dyn Fn(&str) -> String,
+    outer: u64,
     stack: &mut Vec<usize>,
-) -> ClassCalls {
+    out: &mut Vec<AgentCall<'a>>,
+) {
     let Some(m) = bundle.machines.get(idx) else {
-        return ClassCalls::default();
+        return;
     };
     if stack.contains(&idx) {
-        return ClassCalls::default();
+        return;
     }
     stack.push(idx);
     let cyclic = states_on_cycles(m);
-    let mut total = ClassCalls::default();
     for (name, st) in &m.states {
-        let times = if cyclic.contains(name.as_str()) { 2 } else { 1 };
+        let times = outer.saturating_mul(if cyclic.contains(name.as_str()) { 2 } else { 1 });
         if let Some(agent) = st.agent.as_deref().and_then(|a| m.agents.get(a)) {
             let exec = st.execution.as_ref();
             let attempts = match exec.and_then(|e| e.kind.as_deref()) {
@@ -228,28 +325,31 @@ fn machine_calls(
                     .map_or(DEFAULT_SAMPLES, |n| u64::from(n.max(1))),
                 _ => 1,
             };
-            let mut calls = ClassCalls::default();
-            let class = agent
-                .profile_name
-                .as_deref()
-                .map_or_else(|| "cheap".to_string(), class_of);
-            calls.add(&class, attempts);
-            if let Some(fb) = &agent.fallback {
-                calls.add(&class_of(&fb.name), attempts);
+            let a: &AgentDef = agent;
+            out.push(AgentCall {
+                profile: a.profile_name.as_deref(),
+                model: &a.model,
+                prompt: &a.prompt,
+                times: attempts.saturating_mul(times),
+            });
+            if let Some(fb) = &a.fallback {
+                out.push(AgentCall {
+                    profile: Some(&fb.name),
+                    model: &fb.model,
+                    prompt: &a.prompt,
+                    times: attempts.saturating_mul(times),
+                });
             }
-            total = total.plus(calls, times);
         }
         if let Some(target) = &st.machine {
             for item in target.items() {
                 if let Some(&child) = m.machines.get(item.name()) {
-                    let c = machine_calls(bundle, child, class_of, stack);
-                    total = total.plus(c, times);
+                    machine_calls(bundle, child, times, stack, out);
                 }
             }
         }
     }
     stack.pop();
-    total
 }
 
 /// Names of the states that can reach themselves.
@@ -285,6 +385,7 @@ fn states_on_cycles(m: &MachineDef) -> HashSet<&str> {
 mod tests {
     use super::*;
     use crate::runner::config::{BudgetConfig, Config};
+    use crate::store::Unit;
     use chrono::TimeZone;
     use std::path::Path;
 
@@ -324,14 +425,15 @@ mod tests {
         (dir, s, clock)
     }
 
-    /// A ledger row reserved at `reserved_at`, settled with `status`.
+    /// A ledger row reserved at `reserved_at` with a worst case of 100
+    /// tokens and $1, settled with `status` (ok: 10 tokens at $0.01).
     fn insert(
         (store, clock): (&Store, &crate::store::ManualClock),
         reserved_at: DateTime<Utc>,
         profile: Option<&str>,
         status: &str,
     ) {
-        use crate::store::{CallStatus, LlmReservation, LlmSettlement};
+        use crate::store::{CallStatus, CallWorst, CostSource, LlmReservation, LlmSettlement};
         clock.set(reserved_at.timestamp_millis());
         let r = LlmReservation {
             execution_id: "e".into(),
@@ -357,19 +459,28 @@ mod tests {
             "error" => Some(CallStatus::Error),
             other => panic!("status {other}"),
         };
-        let id = store.insert_llm_call(&r, CallStatus::Reserved).unwrap();
+        let worst = CallWorst {
+            tokens: 100,
+            usd: Some(1.0),
+        };
+        let id = store.reserve_llm_call(&r, &worst, None).unwrap().unwrap();
         if let Some(status) = settled {
+            let ok = status == CallStatus::Ok;
             let row = LlmSettlement {
                 status,
-                http_status: None,
+                http_status: Some(if ok { 200 } else { 500 }),
                 error_kind: None,
                 error_message: None,
-                prompt_tokens: None,
-                completion_tokens: None,
-                total_tokens: None,
-                cost: None,
-                cost_source: crate::store::CostSource::Unknown,
-                currency: None,
+                prompt_tokens: ok.then_some(6),
+                completion_tokens: ok.then_some(4),
+                total_tokens: ok.then_some(10),
+                cost: Some(if ok { 0.01 } else { 0.0 }),
+                cost_source: if ok {
+                    CostSource::PriceTable
+                } else {
+                    CostSource::None
+                },
+                currency: Some("USD".into()),
                 latency_ms: 0,
                 retry_after: None,
                 response: None,
@@ -507,41 +618,40 @@ mod tests {
         );
 
         let u = b.usage(&store, at("2024-05-10T12:00:00Z")).unwrap();
-        assert_eq!(
-            u.used,
-            ClassCalls {
-                cheap: 3,
-                expensive: 2
-            }
-        );
-        assert_eq!(u.total, 5);
-        assert_eq!(
-            u.remaining,
-            Limits {
-                daily: Some(5),
-                cheap: None,
-                expensive: Some(1)
-            }
-        );
+        let (cheap, expensive) = (u.ledger.cheap, u.ledger.expensive);
+        assert_eq!((cheap.requests, expensive.requests), (3, 2));
+        // Settled ok rows at their reported figures, errors the provider
+        // refused at nothing, the reserved row at its worst case.
+        assert_eq!(cheap.tokens, 10 + 100);
+        assert!((cheap.usd - (0.01 + 1.0)).abs() < 1e-9, "{cheap:?}");
+        assert_eq!(expensive.tokens, 10);
+        assert_eq!(u.committed().total().requests, 5);
         assert_eq!(u.day_started_at, at("2024-05-10T06:30:00Z"));
         assert_eq!(u.resets_at, at("2024-05-11T06:30:00Z"));
-        assert!(!u.exhausted());
+        let one = |class| {
+            ClassNeed::one(
+                class,
+                Need {
+                    requests: 1,
+                    tokens: 0,
+                    usd: Some(0.0),
+                },
+            )
+        };
+        assert!(u.check(&one(ModelClass::Expensive)).is_ok());
 
         // Just before the boundary the earlier row belongs to the previous day.
         let prev = b.usage(&store, at("2024-05-10T06:29:59.999999Z")).unwrap();
         assert_eq!(
-            prev.used,
-            ClassCalls {
-                cheap: 1,
-                expensive: 0
-            }
+            (prev.ledger.cheap.requests, prev.ledger.expensive.requests),
+            (1, 0)
         );
         let next = b.usage(&store, at("2024-05-11T07:00:00Z")).unwrap();
-        assert_eq!(next.total, 1);
+        assert_eq!(next.ledger.total().requests, 1);
     }
 
     #[test]
-    fn fits_checks_each_class_and_the_total() {
+    fn check_covers_each_class_and_the_total_in_every_unit() {
         let (_d, store, clock) = store();
         let now = at("2024-05-10T12:00:00Z");
         for _ in 0..4 {
@@ -556,23 +666,88 @@ mod tests {
             c.expensive = Some(5);
         });
         let u = b.usage(&store, now).unwrap();
-        let need = |cheap, expensive| ClassCalls { cheap, expensive };
-        assert!(b.fits(&u, &need(2, 0)));
-        assert!(!b.fits(&u, &need(3, 0)), "cheap limit");
-        assert!(b.fits(&u, &need(0, 3)));
-        assert!(!b.fits(&u, &need(0, 4)), "expensive limit");
-        assert!(b.fits(&u, &need(1, 3)), "exactly the daily total");
-        assert!(!b.fits(&u, &need(2, 3)), "daily total");
+        let need = |cheap: u64, expensive: u64| ClassNeed {
+            cheap: Need {
+                requests: cheap,
+                tokens: 0,
+                usd: Some(0.0),
+            },
+            expensive: Need {
+                requests: expensive,
+                tokens: 0,
+                usd: Some(0.0),
+            },
+        };
+        let fits = |b: &Budget, u: &BudgetUsage, n: ClassNeed| b.check(u, &n).is_ok();
+        assert!(fits(&b, &u, need(2, 0)));
+        assert!(!fits(&b, &u, need(3, 0)), "cheap limit");
+        assert!(fits(&b, &u, need(0, 3)));
+        assert!(!fits(&b, &u, need(0, 4)), "expensive limit");
+        assert!(fits(&b, &u, need(1, 3)), "exactly the daily total");
+        assert!(!fits(&b, &u, need(2, 3)), "daily total");
+        let r = b.check(&u, &need(2, 3)).unwrap_err();
+        assert_eq!(
+            (r.class, r.unit, r.need, r.left),
+            (None, Unit::Requests, 5.0, 4.0)
+        );
         let unlimited = budget(|_| {});
         let u = unlimited.usage(&store, now).unwrap();
-        assert!(unlimited.fits(&u, &need(1_000_000, 1_000_000)));
-        assert_eq!(u.remaining, Limits::default());
+        assert!(fits(&unlimited, &u, need(1_000_000, 1_000_000)));
         // A spent class blocks only work that needs it.
         let spent = budget(|c| c.expensive = Some(2));
         let u = spent.usage(&store, now).unwrap();
-        assert!(u.exhausted());
-        assert!(!spent.fits(&u, &need(0, 1)));
-        assert!(spent.fits(&u, &need(5, 0)));
+        assert!(!fits(&spent, &u, need(0, 1)));
+        assert!(fits(&spent, &u, need(5, 0)));
+
+        // Money: 4 × $0.01 spent of a $0.05 cheap budget.
+        let money = budget(|c| c.cheap_usd = Some(0.05));
+        let u = money.usage(&store, now).unwrap();
+        let usd = |x: Option<f64>| {
+            ClassNeed::one(
+                ModelClass::Cheap,
+                Need {
+                    requests: 1,
+                    tokens: 10,
+                    usd: x,
+                },
+            )
+        };
+        assert!(money.check(&u, &usd(Some(0.01))).is_ok());
+        let r = money.check(&u, &usd(Some(0.011))).unwrap_err();
+        assert_eq!((r.class, r.unit), (Some(ModelClass::Cheap), Unit::Usd));
+        assert!((r.left - 0.01).abs() < 1e-9);
+        // Without a price the cost cannot be bounded under a money limit…
+        let r = money.check(&u, &usd(None)).unwrap_err();
+        assert_eq!(r.unit, Unit::Unpriced);
+        // …but it fits where no money limit applies.
+        assert!(money
+            .check(
+                &u,
+                &ClassNeed::one(
+                    ModelClass::Expensive,
+                    Need {
+                        requests: 1,
+                        tokens: 10,
+                        usd: None
+                    }
+                )
+            )
+            .is_ok());
+        // Tokens: 40 + 20 reported of a 100-token daily budget.
+        let tokens = budget(|c| c.daily_tokens = Some(100));
+        let u = tokens.usage(&store, now).unwrap();
+        let t = |n: u64| {
+            ClassNeed::one(
+                ModelClass::Expensive,
+                Need {
+                    requests: 1,
+                    tokens: n,
+                    usd: None,
+                },
+            )
+        };
+        assert!(tokens.check(&u, &t(40)).is_ok());
+        assert_eq!(tokens.check(&u, &t(41)).unwrap_err().unit, Unit::Tokens);
     }
 
     fn load(name: &str) -> Bundle {
@@ -640,6 +815,48 @@ mod tests {
                 expensive: 0
             }
         );
+    }
+
+    /// The worst case of the expensive phase with priced profiles: every
+    /// attempt of every child at its prompt bound and its output cap.
+    #[test]
+    fn phase_plans_price_every_attempt_of_every_call() {
+        let mut b = load("expensive.yml");
+        for m in &mut b.machines {
+            for a in m.agents.values_mut() {
+                a.model.insert("max_tokens".into(), serde_json::json!(1000));
+                a.model.insert(
+                    "price".into(),
+                    serde_json::json!({"input_per_mtok": 3.0, "output_per_mtok": 15.0}),
+                );
+            }
+        }
+        let settings = BudgetSettings::default();
+        let plan = PhasePlan::of(&b, &settings, 3000);
+        assert_eq!(
+            plan.calls(),
+            ClassCalls {
+                cheap: 0,
+                expensive: 15
+            }
+        );
+        assert!(plan.unpriced_classes().is_empty());
+        let small = plan.need(0);
+        let big = plan.need(30_000);
+        assert_eq!(small.expensive.requests, 15);
+        assert!(small.cheap.is_zero());
+        // Below the floor the floor counts; above it, the input.
+        assert_eq!(plan.need(2999), small);
+        // 27 000 more bytes in each of 15 prompts: 9000 more tokens each.
+        assert_eq!(big.expensive.tokens - small.expensive.tokens, 15 * 9000);
+        let (s, g) = (small.expensive.usd.unwrap(), big.expensive.usd.unwrap());
+        assert!((g - s - 15.0 * 9000.0 * 3.0 / 1e6).abs() < 1e-9, "{s} {g}");
+        // Output: 15 × 1000 tokens at $15 per million at least.
+        assert!(s > 15.0 * 1000.0 * 15.0 / 1e6);
+        // Without prices the money has no bound.
+        let unpriced = PhasePlan::of(&load("expensive.yml"), &settings, 3000);
+        assert_eq!(unpriced.need(0).expensive.usd, None);
+        assert_eq!(unpriced.unpriced_classes(), vec![ModelClass::Expensive]);
     }
 
     #[test]

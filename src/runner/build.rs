@@ -4,7 +4,7 @@
 //! pipeline's actions.
 
 use super::breaker::Breakers;
-use super::budget::{self, Budget};
+use super::budget::{Budget, PhasePlan};
 use super::config::{Config, Settings};
 use super::gates::{Burst, Gates, PhaseModel};
 use super::phase::Phase;
@@ -195,6 +195,27 @@ fn sweep_downloads(pdf_dir: &Path) {
     }
 }
 
+/// Characters of paper text per token of `prompt_token_budget` (the
+/// cleaning's own ratio): the floor of a prompt's input in a phase plan.
+const PROMPT_BYTES_PER_TOKEN: u64 = crate::pipeline::clean::CHARS_PER_TOKEN as u64;
+
+/// The least input every prompt of a phase plan is taken to carry: the
+/// paper text a prompt may hold (`prompt_token_budget`).
+pub fn prompt_floor_bytes(cfg: &Config) -> u64 {
+    (cfg.prompt_token_budget as u64).saturating_mul(PROMPT_BYTES_PER_TOKEN)
+}
+
+/// Say once at start-up when a money budget covers calls whose profile has
+/// no price: such phases are never admitted (their cost has no bound).
+fn warn_unpriced(phase: Phase, plan: &PhasePlan, budget: &Budget) {
+    let limits = &budget.policy().limits;
+    for class in plan.unpriced_classes() {
+        if limits.money_limits(class) {
+            tracing::warn!(%phase, %class, "a money budget covers {class} calls whose profile has no `price:`; the {phase} phase is not claimed until the profile has one");
+        }
+    }
+}
+
 /// Options that come from flags rather than the config file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -237,16 +258,22 @@ pub fn build(settings: &Settings, opts: &RunOptions) -> Result<Built, BuildError
     }
     let breakers = Breakers::new(Some(store.clone()), settings.breaker.clone())?;
     let b = &settings.budget;
-    let budget = match (b.daily, b.cheap, b.expensive) {
-        (None, None, None) => None,
-        _ => Some(Budget::new(b.clone())),
-    };
+    let budget = Some(Budget::new(b.clone())).filter(Budget::limited);
     let mut phase_models = HashMap::new();
-    let mut phase_calls = HashMap::new();
+    let mut phase_plans = HashMap::new();
+    // Every prompt may carry the paper text a prompt holds at most.
+    let floor = prompt_floor_bytes(cfg);
     for (phase, m) in &machines {
         phase_models.insert(*phase, bundle_phase_models(&m.bundle));
-        let calls = budget::worst_case_calls(&m.bundle, |p| b.class_of(p).as_str().to_string());
-        phase_calls.insert(*phase, calls);
+        // Prep's text does not exist when it is claimed: its prompts are
+        // taken to carry the most a prompt may hold. Later phases' inputs
+        // are stored and measured per paper.
+        let floor = if *phase == Phase::Prep { floor } else { 0 };
+        let plan = PhasePlan::of(&m.bundle, b, floor);
+        if let Some(budget) = &budget {
+            warn_unpriced(*phase, &plan, budget);
+        }
+        phase_plans.insert(*phase, plan);
     }
     let t = &settings.scheduler;
     let burst = t.prep_burst.as_ref().map(Burst::new);
@@ -255,7 +282,8 @@ pub fn build(settings: &Settings, opts: &RunOptions) -> Result<Built, BuildError
     let (claim_backlog, park_after) = (t.claim_backlog, t.park_after);
     // Provider pauses that hold claims are persisted for other processes.
     let breakers = breakers.with_pause_threshold(claim_backlog);
-    let http = HttpAgent::new(Some(Ledger::new(store.clone())))
+    let ledger = Ledger::new(store.clone()).with_policy(b.policy());
+    let http = HttpAgent::new(Some(ledger))
         .map_err(|e| BuildError::Setup(e.message))?
         .with_gate(Arc::new(breakers.clone()))
         .with_parking(park_after);
@@ -264,7 +292,7 @@ pub fn build(settings: &Settings, opts: &RunOptions) -> Result<Built, BuildError
         budget,
         Some(store.clone()),
         phase_models,
-        phase_calls,
+        phase_plans,
         burst,
     )
     .with_limiter(http.limiter().clone(), claim_backlog)

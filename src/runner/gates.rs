@@ -2,9 +2,12 @@
 //! phase, whether the models it needs and the budget allow a claim.
 //!
 //! A phase is claimable only when none of its models has an open breaker,
-//! none of their providers answered 402, and its worst-case call count —
-//! plus the worst case of everything already in flight — fits in the budget
-//! left today. When the expensive phase is blocked for any of these reasons
+//! none of their providers answered 402, and its worst case (requests,
+//! tokens and money, for the paper it would claim next) fits in the budget
+//! left today beside the worst case of everything already in flight — in
+//! every process sharing the database (their holds are in the store). The
+//! check here decides the mode and what to try; the claim itself re-checks
+//! in its own transaction (`Store::claim_within_budget`). When the expensive phase is blocked for any of these reasons
 //! (or a prep-burst window is on), the runner is in prep-only mode and says
 //! why.
 //!
@@ -14,12 +17,12 @@
 //! them too, and `runner status` derives the same mode.
 
 use super::breaker::Breakers;
-use super::budget::{Budget, BudgetUsage, ClassCalls};
+use super::budget::{refusal_text, Budget, BudgetUsage, PhasePlan};
 use super::config::PrepBurst;
 use super::phase::Phase;
 use crate::llm::gate::BlockReason;
 use crate::llm::RateLimiter;
-use crate::store::Store;
+use crate::store::{ClassNeed, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -150,7 +153,8 @@ pub struct Gates {
     pub budget: Option<Budget>,
     pub store: Option<Store>,
     pub phase_models: HashMap<Phase, Vec<PhaseModel>>,
-    pub phase_calls: HashMap<Phase, ClassCalls>,
+    /// The worst case of each phase (see [`PhasePlan`]).
+    pub phase_plans: Arc<HashMap<Phase, PhasePlan>>,
     pub burst: Option<Burst>,
     /// The agents' rate limiter and how far ahead a model may be booked
     /// before its phases stop being claimed (see [`Gates::with_limiter`]).
@@ -166,7 +170,7 @@ impl Gates {
         budget: Option<Budget>,
         store: Option<Store>,
         phase_models: HashMap<Phase, Vec<PhaseModel>>,
-        phase_calls: HashMap<Phase, ClassCalls>,
+        phase_plans: HashMap<Phase, PhasePlan>,
         burst: Option<Burst>,
     ) -> Gates {
         Gates {
@@ -174,7 +178,7 @@ impl Gates {
             budget,
             store,
             phase_models,
-            phase_calls,
+            phase_plans: Arc::new(phase_plans),
             burst,
             limiter: None,
             park_after: Duration::ZERO,
@@ -248,10 +252,11 @@ impl Gates {
         Some(backlog - max)
     }
 
-    /// Today's usage, read from the ledger (never cached: a claim decided on
-    /// a stale count could overspend); None without a budget.
+    /// Today's usage, read from the ledger and the holds of every process
+    /// (never cached: a claim decided on a stale count could overspend);
+    /// None without a budget.
     pub async fn usage(&self) -> Option<BudgetUsage> {
-        let budget = self.budget.clone()?;
+        let budget = self.budget.clone().filter(Budget::limited)?;
         let store = self.store.clone()?;
         let now = DateTime::<Utc>::from_timestamp_millis(store.now_ms()).unwrap_or_default();
         let u = store.run(move |s| budget.usage(s, now)).await;
@@ -262,6 +267,33 @@ impl Gates {
                 None
             }
         }
+    }
+
+    /// The worst case of `phase` for the paper it would claim next (the
+    /// plan's floor when none is claimable).
+    async fn phase_need(&self, phase: Phase) -> ClassNeed {
+        let Some(plan) = self.phase_plans.get(&phase) else {
+            return ClassNeed::default();
+        };
+        let bytes = match &self.store {
+            Some(store) => store
+                .run(move |s| s.next_phase_input_bytes(phase))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot measure the next paper's input; using the plan's floor");
+                    None
+                })
+                .unwrap_or(0),
+            None => 0,
+        };
+        plan.need(bytes)
+    }
+
+    /// The claim-time admission: the budget's store policy and the phase
+    /// plans, when any limit is set.
+    pub fn admission(&self) -> Option<(crate::store::SpendPolicy, Arc<HashMap<Phase, PhasePlan>>)> {
+        let b = self.budget.as_ref().filter(|b| b.limited())?;
+        Some((b.policy().clone(), self.phase_plans.clone()))
     }
 
     /// Why the models of `phase` cannot be used now, if they cannot.
@@ -292,51 +324,23 @@ impl Gates {
         None
     }
 
-    /// Why the budget does not allow `phase` (given what is in flight).
-    fn budget_block(
-        &self,
-        usage: Option<&BudgetUsage>,
-        phase: Phase,
-        running: &HashMap<Phase, usize>,
-    ) -> Option<String> {
-        let budget = self.budget.as_ref()?;
+    /// Why the budget does not allow `phase`: its worst case for the next
+    /// paper does not fit beside what is committed (the ledger and every
+    /// process's holds, so everything in flight is included).
+    async fn budget_block(&self, usage: Option<&BudgetUsage>, phase: Phase) -> Option<String> {
+        self.budget.as_ref().filter(|b| b.limited())?;
         let Some(usage) = usage else {
             return Some("budget unreadable".into());
         };
-        // What this phase may spend, plus what the phases in flight may still
-        // spend of the same classes (all classes under a total daily limit):
-        // claims never over-commit the budget.
-        let own = self.phase_calls.get(&phase).copied().unwrap_or_default();
-        let all = budget.settings().daily.is_some();
-        let mut need = own;
-        for (p, n) in running {
-            let w = self.phase_calls.get(p).copied().unwrap_or_default();
-            if all || own.cheap > 0 {
-                need.cheap += w.cheap * *n as u64;
-            }
-            if all || own.expensive > 0 {
-                need.expensive += w.expensive * *n as u64;
-            }
-        }
-        if budget.fits(usage, &need) {
-            return None;
-        }
-        let class = if need.expensive > 0 {
-            "expensive"
-        } else {
-            "cheap"
-        };
-        Some(format!(
-            "{class} budget spent for today (resets {})",
-            usage.resets_at.format("%Y-%m-%d %H:%MZ")
-        ))
+        let need = self.phase_need(phase).await;
+        usage.check(&need).err().map(|r| refusal_text(&r))
     }
 
     /// Every model whose phases cannot be claimed now, and why: provider
     /// out of credits, breaker open (or probing), limiter booked beyond the
     /// claim backlog (a Retry-After pause or pacing), or the budget of the
     /// phase's class spent (given what is in flight).
-    pub async fn blocked_models(&self, running: &HashMap<Phase, usize>) -> Vec<BlockedModel> {
+    pub async fn blocked_models(&self) -> Vec<BlockedModel> {
         let mut out: Vec<BlockedModel> = Vec::new();
         let now_ms = Utc::now().timestamp_millis();
         let long_ms = i64::try_from(self.park_after.as_millis()).unwrap_or(i64::MAX / 2);
@@ -361,10 +365,7 @@ impl Gates {
                 brief,
             });
         };
-        let usage = match &self.budget {
-            Some(_) => self.usage().await,
-            None => None,
-        };
+        let usage = self.usage().await;
         if let Some(b) = &self.breakers {
             // Pauses other processes wrote (throttled to one read a second).
             b.refresh_pauses().await;
@@ -410,8 +411,7 @@ impl Gates {
                     }
                 }
             }
-            if self.budget.is_some() && self.budget_block(usage.as_ref(), phase, running).is_some()
-            {
+            if self.budget_block(usage.as_ref(), phase).await.is_some() {
                 let until = usage.as_ref().map(|u| u.resets_at.timestamp_millis());
                 for m in &models {
                     add(&m.key, BlockReason::Budget, until, phase);
@@ -426,7 +426,7 @@ impl Gates {
     /// beyond the claim backlog), or inside a prep-burst window. `blocked`
     /// lists every held model whatever the mode.
     pub async fn mode(&self, prep_only_flag: bool) -> ModeView {
-        let blocked = self.blocked_models(&HashMap::new()).await;
+        let blocked = self.blocked_models().await;
         let prep_only = |reason: String, blocked: Vec<BlockedModel>| ModeView {
             prep_only: true,
             only_prep: false,
@@ -445,7 +445,7 @@ impl Gates {
             return prep_only(why, blocked);
         }
         let usage = self.usage().await;
-        if let Some(why) = self.budget_block(usage.as_ref(), Phase::Expensive, &HashMap::new()) {
+        if let Some(why) = self.budget_block(usage.as_ref(), Phase::Expensive).await {
             return prep_only(why, blocked);
         }
         if let Some(b) = blocked.iter().find(|b| {
@@ -456,10 +456,11 @@ impl Gates {
         }
         if let Some(b) = &self.burst {
             if let Some(until) = b.active_until(Utc::now()) {
-                let cheap_left = usage
-                    .as_ref()
-                    .is_none_or(|u| u.remaining.cheap != Some(0) && u.remaining.daily != Some(0));
-                if cheap_left {
+                let prep_fits = self
+                    .budget_block(usage.as_ref(), Phase::Prep)
+                    .await
+                    .is_none();
+                if prep_fits {
                     return ModeView {
                         prep_only: true,
                         only_prep: true,
@@ -478,15 +479,14 @@ impl Gates {
     }
 
     /// Whether `phase` may be claimed now.
-    pub async fn phase_allowed(&self, phase: Phase, running: &HashMap<Phase, usize>) -> bool {
+    pub async fn phase_allowed(&self, phase: Phase) -> bool {
         if let Some(why) = self.model_block(phase) {
             tracing::debug!(%phase, %why, "not claiming");
             return false;
         }
-
-        if self.budget.is_some() {
+        if self.budget.as_ref().is_some_and(Budget::limited) {
             let usage = self.usage().await;
-            if let Some(why) = self.budget_block(usage.as_ref(), phase, running) {
+            if let Some(why) = self.budget_block(usage.as_ref(), phase).await {
                 tracing::debug!(%phase, %why, "not claiming");
                 return false;
             }
@@ -686,6 +686,6 @@ mod tests {
         let g = Gates::default();
         assert!(!g.mode(false).await.prep_only);
         assert!(g.mode(true).await.prep_only);
-        assert!(g.phase_allowed(Phase::Expensive, &HashMap::new()).await);
+        assert!(g.phase_allowed(Phase::Expensive).await);
     }
 }

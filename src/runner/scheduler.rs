@@ -6,6 +6,7 @@
 //! breakers of the models a phase needs and the budget left — so the runner
 //! keeps building the prep buffer when the expensive model is unavailable.
 
+use super::budget::refusal_text;
 use super::gates::{Gates, ModeView};
 use super::phase::Phase;
 use super::systemd::Notifier;
@@ -494,7 +495,7 @@ impl Scheduler {
                     continue;
                 }
             }
-            if !self.gates.phase_allowed(p, running).await {
+            if !self.gates.phase_allowed(p).await {
                 continue;
             }
             if let Some(w) = self.gates.booked_ahead(p) {
@@ -506,6 +507,9 @@ impl Scheduler {
         (out, wait)
     }
 
+    /// Claim the next phase; under a budget, only one whose worst case fits
+    /// beside everything committed (checked and held in the claim's own
+    /// transaction, so runners sharing the database never over-commit).
     async fn claim(
         &self,
         phases: &[Phase],
@@ -515,16 +519,30 @@ impl Scheduler {
         let owner = self.env.owner.clone();
         let ttl = self.env.lease_ttl;
         let phases = phases.to_vec();
+        let admission = self.gates.admission();
         let r = self
             .env
             .store
             .run(move |s| {
-                s.claim(&ClaimRequest {
+                let req = ClaimRequest {
                     owner: &owner,
                     ttl,
                     phases: &phases,
                     resumable_only,
-                })
+                };
+                match &admission {
+                    None => s.claim(&req),
+                    Some((policy, plans)) => {
+                        let need = |phase: Phase, bytes: u64| {
+                            plans.get(&phase).map(|p| p.need(bytes)).unwrap_or_default()
+                        };
+                        let a = s.claim_within_budget(&req, policy, &need)?;
+                        for (phase, refusal) in &a.refused {
+                            tracing::debug!(%phase, why = %refusal_text(refusal), "not claiming");
+                        }
+                        Ok(a.claim)
+                    }
+                }
             })
             .await;
         match r {

@@ -33,6 +33,7 @@ pub const TABLES: &[&str] = &[
     "model_pauses",
     "signals",
     "signal_waits",
+    "budget_holds",
 ];
 
 /// Tables whose `id` the target generates (identity columns), so its

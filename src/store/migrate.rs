@@ -42,6 +42,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0009_call_costs.sql"),
     ),
     (
+        "0010_spend",
+        include_str!("../../migrations/0010_spend.sql"),
+    ),
+    (
         "0011_signals",
         include_str!("../../migrations/0011_signals.sql"),
     ),

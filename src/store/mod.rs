@@ -1,6 +1,7 @@
 //! SQLite persistence: migrations, configs, executions, checkpoints,
 //! content-addressed blobs, fenced leases and retention.
 
+pub mod bill;
 pub mod blobs;
 mod breakers;
 mod checkpointer;
@@ -11,6 +12,7 @@ pub mod crawler;
 mod db;
 mod error;
 mod fleet;
+mod holds;
 mod ingest;
 mod leases;
 mod ledger;
@@ -22,15 +24,18 @@ pub mod phase;
 mod prune;
 mod queue;
 pub mod signals;
+pub mod spend;
 pub mod sql;
 pub mod stats;
 
+pub use bill::{paper_phase_of, BillRow, ModelSpend, ProfileSpend};
 pub use breakers::BreakerRecord;
 pub use checkpointer::{crash_now, to_exec_error, SqliteCheckpointer, CRASH_ENV, CRASH_SIGNAL};
 pub use checkpoints::{prepare, Base, ExecutionRow, Memo, PreparedSnapshot};
 pub use clock::{timestamp_text, Clock, ManualClock, SkewedClock, SystemClock, SKEW_ENV};
 pub use db::{is_db_url, Store, StoreOptions, Synchronous};
 pub use error::StoreError;
+pub use holds::Admission;
 pub use ingest::QueuedPaper;
 pub use leases::{lease_deadline_ms, ttl_ms, MAX_LEASE_TTL};
 pub use leases::{owner_id, owner_is_dead, Fence, Lease, DEFAULT_LEASE_TTL};
@@ -42,5 +47,9 @@ pub use prune::{PrunePolicy, PruneReport};
 pub use queue::{
     now_ms, paper_id, AddOutcome, Claim, ClaimRequest, FailOutcome, NewPaper, PaperEvent, PaperRow,
     Reaped, RetryPolicy,
+};
+pub use spend::{
+    round_money, CallWorst, ClassNeed, ClassSpend, ModelClass, Need, Refusal, Spend, SpendLimits,
+    SpendPolicy, SpendUsage, Unit, UnitLimits, MONEY_DECIMALS,
 };
 pub use sql::Dialect;

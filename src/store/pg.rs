@@ -44,6 +44,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_signals",
         include_str!("../../migrations/postgres/0002_signals.sql"),
     ),
+    (
+        "0003_spend",
+        include_str!("../../migrations/postgres/0003_spend.sql"),
+    ),
 ];
 
 /// The channel idle runners listen on.

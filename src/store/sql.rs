@@ -541,6 +541,46 @@ impl PgArg {
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
+/// A NUMERIC in PostgreSQL's binary form (what `SUM` of a BIGINT
+/// column returns): an integer when it has no fractional digits and fits
+/// in i64, else a REAL. Layout: digit count, weight, sign, scale (each 16
+/// bits), then base-10000 digits, most significant first.
+fn numeric(raw: &[u8]) -> Result<Value, BoxError> {
+    let word = |i: usize| -> Result<u16, BoxError> {
+        raw.get(i * 2..i * 2 + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "truncated NUMERIC".into())
+    };
+    let ndigits = usize::from(word(0)?);
+    let weight = i64::from(word(1)? as i16);
+    let sign = word(2)?;
+    let scale = word(3)?;
+    if sign == 0xC000 {
+        return Ok(Value::Real(f64::NAN));
+    }
+    let negative = sign == 0x4000;
+    let mut int: Option<i128> = Some(0);
+    let mut real = 0f64;
+    for i in 0..ndigits {
+        let d = i64::from(word(4 + i)?);
+        let power = weight - i as i64;
+        real += d as f64 * 10000f64.powi(power as i32);
+        int = match (int, power >= 0) {
+            (Some(acc), true) => u32::try_from(power)
+                .ok()
+                .and_then(|p| 10000i128.checked_pow(p))
+                .and_then(|m| acc.checked_add(i128::from(d) * m)),
+            (Some(acc), false) if d == 0 => Some(acc),
+            _ => None,
+        };
+    }
+    let int = int.map(|v| if negative { -v } else { v });
+    Ok(match int.and_then(|v| i64::try_from(v).ok()) {
+        Some(v) if scale == 0 => Value::Integer(v),
+        _ => Value::Real(if negative { -real } else { real }),
+    })
+}
+
 fn owned(r: ValueRef<'_>) -> Value {
     match r {
         ValueRef::Null => Value::Null,
@@ -611,6 +651,7 @@ impl<'a> FromSql<'a> for PgValue {
             Type::FLOAT8 => Value::Real(<f64 as FromSql>::from_sql(ty, raw)?),
             Type::FLOAT4 => Value::Real(<f32 as FromSql>::from_sql(ty, raw)?.into()),
             Type::BYTEA => Value::Blob(raw.to_vec()),
+            Type::NUMERIC => numeric(raw)?,
             _ => Value::Text(<String as FromSql>::from_sql(&Type::TEXT, raw)?),
         };
         Ok(PgValue(v))
@@ -631,6 +672,7 @@ impl<'a> FromSql<'a> for PgValue {
                 | Type::FLOAT8
                 | Type::FLOAT4
                 | Type::BYTEA
+                | Type::NUMERIC
                 | Type::TEXT
                 | Type::VARCHAR
                 | Type::BPCHAR
@@ -651,6 +693,28 @@ mod tests {
             "SELECT '?1', \"a?2\" FROM t WHERE a = $1 AND b = $12"
         );
         assert_eq!(placeholders("a ? b"), "a ? b");
+    }
+
+    #[test]
+    fn numerics_decode_as_integers_or_reals() {
+        let enc =
+            |words: &[u16]| -> Vec<u8> { words.iter().flat_map(|w| w.to_be_bytes()).collect() };
+        // 12345678 = [1234, 5678], weight 1.
+        assert_eq!(
+            numeric(&enc(&[2, 1, 0, 0, 1234, 5678])).unwrap(),
+            Value::Integer(12_345_678)
+        );
+        assert_eq!(
+            numeric(&enc(&[1, 0, 0x4000, 0, 42])).unwrap(),
+            Value::Integer(-42)
+        );
+        assert_eq!(numeric(&enc(&[0, 0, 0, 0])).unwrap(), Value::Integer(0));
+        // 1.5 = [1, 5000], weight 0, scale 1.
+        assert_eq!(
+            numeric(&enc(&[2, 0, 0, 1, 1, 5000])).unwrap(),
+            Value::Real(1.5)
+        );
+        assert!(numeric(&[0, 1]).is_err());
     }
 
     #[test]

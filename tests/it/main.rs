@@ -30,6 +30,7 @@ mod store;
 
 // The runner: configuration, the daemon, scheduling, operator surface.
 mod breaker;
+mod budget_money;
 mod cli;
 mod config_example;
 mod daemon;
@@ -48,6 +49,7 @@ mod hostile_provider;
 mod llm;
 mod mock_llm;
 mod prices;
+mod spend;
 mod tpm;
 
 // The paper pipeline: acquisition, ingest, PDFs, text, reports.

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use testkit::mock::{MockScript, MockServer, MockStats};
+use testkit::mock::{tokens_of, MockScript, MockServer, MockStats, MESSAGE_OVERHEAD_TOKENS};
 
 async fn start(yaml: &str) -> MockServer {
     let script = MockScript::parse(yaml).expect("script");
@@ -69,16 +69,20 @@ async fn equal_requests_get_equal_answers_and_a_full_envelope() {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     let u = &v["usage"];
-    let prompt_words = "You are a careful reviewer of research papers."
-        .split_whitespace()
-        .count()
-        + PAPER.split_whitespace().count();
-    assert_eq!(u["prompt_tokens"].as_u64().unwrap() as usize, prompt_words);
-    let completion = a.split_whitespace().count() as u64;
+    // Tokens from text size: characters / 4 per message, plus 4 each.
+    let prompt_tokens = tokens_of("You are a careful reviewer of research papers.")
+        + tokens_of(PAPER)
+        + 2 * MESSAGE_OVERHEAD_TOKENS;
+    assert_eq!(u["prompt_tokens"].as_u64().unwrap(), prompt_tokens);
+    let completion = tokens_of(&a);
     assert_eq!(u["completion_tokens"].as_u64().unwrap(), completion);
     let total = u["total_tokens"].as_u64().unwrap();
-    assert_eq!(total, prompt_words as u64 + completion);
+    assert_eq!(total, prompt_tokens + completion);
     assert!((u["cost"].as_f64().unwrap() - total as f64 * 1e-6).abs() < 1e-12);
+    // The mock's own bill has it (and the three calls before it).
+    let billed = server.stats().billed;
+    assert_eq!(billed.answers, 4);
+    assert!(billed.prompt_tokens >= prompt_tokens);
     server.shutdown().await;
 }
 
@@ -398,13 +402,18 @@ async fn stats_count_requests_models_statuses_and_auth() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    let got = server.stats();
+    assert_eq!(got.billed.answers, 3, "the three answers billed");
+    assert_eq!(got.billed_by_model["a"].answers, 2);
     let expected = MockStats {
         requests: 4,
         by_model: [("a".into(), 2), ("b".into(), 1), ("bad".into(), 1)].into(),
         by_status: [("200".into(), 3), ("500".into(), 1)].into(),
         with_auth: 1,
+        billed: got.billed.clone(),
+        billed_by_model: got.billed_by_model.clone(),
     };
-    assert_eq!(server.stats(), expected);
+    assert_eq!(got, expected);
     let base = format!("http://{}", server.addr);
     let served: MockStats = client
         .get(format!("{base}/stats"))
@@ -509,4 +518,33 @@ mod cli {
             "{err}"
         );
     }
+}
+
+/// Realistic usage: a reply longer than `max_tokens` is cut there and
+/// reports `finish_reason: "length"`; prices per side apply; the mock's
+/// own bill sums what it reported.
+#[tokio::test]
+async fn max_tokens_caps_the_reply_and_prices_apply_per_side() {
+    let server =
+        start("models:\n  m: {prompt_cost_per_mtok: 3.0, completion_cost_per_mtok: 15.0}\n").await;
+    let mut body = request("m", PAPER);
+    body["max_tokens"] = json!(5);
+    let (_, _, text) = post(&server, &body).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.chars().count() <= 20, "{content}");
+    let u = &v["usage"];
+    assert!(u["completion_tokens"].as_u64().unwrap() <= 5);
+    let (p, c) = (
+        u["prompt_tokens"].as_u64().unwrap(),
+        u["completion_tokens"].as_u64().unwrap(),
+    );
+    let cost = u["cost"].as_f64().unwrap();
+    assert!((cost - (p as f64 * 3.0 + c as f64 * 15.0) / 1e6).abs() < 1e-12);
+    let stats = server.stats();
+    assert_eq!(stats.billed.prompt_tokens, p);
+    assert_eq!(stats.billed.completion_tokens, c);
+    assert!((stats.billed_by_model["m"].cost - cost).abs() < 1e-12);
+    server.shutdown().await;
 }

@@ -21,16 +21,25 @@
 //!   such as `retry-after: "1e20"`) exist to prove the client survives a
 //!   broken or malicious provider: bounded memory, capped waits, no key in
 //!   any stored or printed byte.
-//! - A model with `tpm` counts tokens (prompt words when accepted, reply
-//!   words when answered) over a sliding minute: a request whose prompt
+//! - Tokens are counted from text size, as real tokenizers roughly do:
+//!   [`tokens_of`] = characters / 4 rounded up; a prompt is every message's
+//!   tokens plus [`MESSAGE_OVERHEAD_TOKENS`] per message, a reply its
+//!   content's tokens. A request's `max_tokens` caps the reply: a longer
+//!   answer is cut to `max_tokens` × 4 characters with `finish_reason:
+//!   "length"`, and never bills more than `max_tokens`.
+//! - A model with `tpm` counts tokens (prompt tokens when accepted, reply
+//!   tokens when answered) over a sliding minute: a request whose prompt
 //!   would take the minute past `tpm` gets an immediate 429 (Retry-After
 //!   in whole seconds, `x-ratelimit-remaining-tokens: 0`) and takes neither
 //!   an rpm slot nor tokens. With `token_headers` answers carry
 //!   `x-ratelimit-limit-tokens`, `-remaining-tokens` and `-reset-tokens`
 //!   (OpenAI's duration form, e.g. `1500ms`: when the oldest tokens leave).
-//! - `usage` counts whitespace words as tokens; `usage.cost` is total
-//!   tokens × `cost_per_mtok` / 1e6 (default 1.0) unless the model's script
-//!   sets `omit_cost` (tokens only) or `omit_usage` (no usage at all).
+//! - `usage.cost` is prompt tokens × `prompt_cost_per_mtok` + reply tokens
+//!   × `completion_cost_per_mtok`, / 1e6; each side defaults to
+//!   `cost_per_mtok` (default 1.0). The model's script may set `omit_cost`
+//!   (tokens only) or `omit_usage` (no usage at all). `GET /stats` sums
+//!   the tokens and cost it billed, so tests compare a ledger with the
+//!   provider's own count.
 //! - JSON mode wins over verdict mode, which wins over markdown. The enum
 //!   "prefer PASS" rule looks at the whole prompt, schema included, so an
 //!   upper-case enum containing PASS yields PASS unless `verdict` overrides.
@@ -78,7 +87,7 @@ pub struct MockScript {
 pub struct ModelScript {
     /// Accepted requests per sliding minute; more get 429.
     pub rpm: Option<u32>,
-    /// Tokens (prompt + reply words) per sliding minute; a request whose
+    /// Tokens (prompt + reply, see [`tokens_of`]) per sliding minute; a request whose
     /// prompt would exceed it gets 429.
     pub tpm: Option<u64>,
     /// Send OpenAI's `x-ratelimit-*-tokens` headers with answers (models
@@ -96,6 +105,10 @@ pub struct ModelScript {
     /// per million tokens, OpenRouter style). Default 1.0: a millionth of
     /// a dollar per token.
     pub cost_per_mtok: Option<f64>,
+    /// Price of prompt tokens per million (default `cost_per_mtok`).
+    pub prompt_cost_per_mtok: Option<f64>,
+    /// Price of reply tokens per million (default `cost_per_mtok`).
+    pub completion_cost_per_mtok: Option<f64>,
     /// Answer without `usage.cost`, as providers that report tokens only
     /// do (the client then prices the call from the profile, if it can).
     pub omit_cost: bool,
@@ -200,7 +213,14 @@ impl MockScript {
             if m.rpm == Some(0) {
                 return Err(format!("model {id}: rpm must be at least 1"));
             }
-            if m.cost_per_mtok.is_some_and(|c| !c.is_finite() || c < 0.0) {
+            if [
+                m.cost_per_mtok,
+                m.prompt_cost_per_mtok,
+                m.completion_cost_per_mtok,
+            ]
+            .iter()
+            .any(|c| c.is_some_and(|c| !c.is_finite() || c < 0.0))
+            {
                 return Err(format!(
                     "model {id}: cost_per_mtok must be a number of at least 0"
                 ));
@@ -239,12 +259,46 @@ impl MockScript {
 
 /// Request counters, as served by `GET /stats`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
 pub struct MockStats {
     pub requests: u64,
     pub by_model: BTreeMap<String, u64>,
     pub by_status: BTreeMap<String, u64>,
     pub with_auth: u64,
+    /// What answers reported in `usage` (the provider's own bill): totals
+    /// and per model. Answers without usage are not in it.
+    pub billed: Billed,
+    pub billed_by_model: BTreeMap<String, Billed>,
 }
+
+/// Tokens and cost the mock reported in answers' `usage`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct Billed {
+    pub answers: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Sum of the `usage.cost` figures sent (0 for answers without one).
+    pub cost: f64,
+}
+
+impl Billed {
+    fn add(&mut self, prompt: u64, completion: u64, cost: Option<f64>) {
+        self.answers += 1;
+        self.prompt_tokens += prompt;
+        self.completion_tokens += completion;
+        self.cost += cost.unwrap_or(0.0);
+    }
+}
+
+/// Tokens of a text: characters / 4, rounded up (tokenizers average about
+/// four characters of English per token).
+pub fn tokens_of(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// Tokens a chat template adds per message (role markers, separators).
+pub const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
 
 /// Per-model request number and accepted-request timestamps.
 #[derive(Default)]
@@ -513,6 +567,7 @@ struct ChatRequest {
     response_format: Option<Value>,
     /// Tools offered (a tool loop): see [`tool_turn`].
     tools: Vec<Value>,
+    max_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -564,7 +619,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         }
     };
     let prompt = Prompt::new(&req);
-    let decision = shared.decide(&req.model, Instant::now(), auth, prompt.words);
+    let decision = shared.decide(&req.model, Instant::now(), auth, prompt.tokens);
     let latency = shared.latency(&req.model, prompt.seed);
     let (fault, limit) = match decision {
         Decision::Limited { limit, wait } => return limited_response(&req.model, limit, wait),
@@ -611,11 +666,13 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             }
             Json(json!({"error": {"code": code, "message": message}})).into_response()
         }
-        Some(f) if f.kind == FaultKind::Empty => completion(&req, &prompt, String::new(), ms),
+        Some(f) if f.kind == FaultKind::Empty => {
+            shared.completion(&req, &prompt, String::new(), ms)
+        }
         Some(f) if f.kind == FaultKind::Echo => {
             let content = format!("Your key is {}.", echo(&f, &token));
-            charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
-            completion(&req, &prompt, content, ms)
+            charged = shared.charge(&req.model, capped(&req, &content).1);
+            shared.completion(&req, &prompt, content, ms)
         }
         Some(f) if f.kind == FaultKind::Endless => streamed(None, false),
         Some(f) if f.kind == FaultKind::Huge => streamed(f.size_bytes, f.announce_length),
@@ -625,13 +682,13 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
                 tool_call_completion(&req, &prompt, &name)
             }
             Some(Turn::Answer(content)) => {
-                charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
-                completion(&req, &prompt, content, ms)
+                charged = shared.charge(&req.model, capped(&req, &content).1);
+                shared.completion(&req, &prompt, content, ms)
             }
             None => {
                 let content = answer(&req, &prompt, ms);
-                charged = shared.charge(&req.model, content.split_whitespace().count() as u64);
-                completion(&req, &prompt, content, ms)
+                charged = shared.charge(&req.model, capped(&req, &content).1);
+                shared.completion(&req, &prompt, content, ms)
             }
         },
     };
@@ -804,39 +861,73 @@ fn tool_call_completion(req: &ChatRequest, prompt: &Prompt, name: &str) -> Respo
             "role": "assistant", "content": null,
             "tool_calls": [{"id": format!("call_{:08x}", prompt.seed as u32), "type": "function",
                             "function": {"name": name, "arguments": args}}]}}],
-        "usage": {"prompt_tokens": prompt.words, "completion_tokens": 1, "total_tokens": prompt.words + 1},
+        "usage": {"prompt_tokens": prompt.tokens, "completion_tokens": 1, "total_tokens": prompt.tokens + 1},
     }))
     .into_response()
 }
 
-/// The OpenAI chat.completion envelope; "tokens" are whitespace words.
-/// `usage` follows the model's script (`cost_per_mtok`, `omit_cost`,
-/// `omit_usage`).
-fn completion(
-    req: &ChatRequest,
-    prompt: &Prompt,
-    content: String,
-    script: Option<&ModelScript>,
-) -> Response {
-    let completion = content.split_whitespace().count() as u64;
-    let total = prompt.words + completion;
-    let mut body = json!({
-        "id": format!("mock-{:016x}{:08x}", prompt.seed, fastrand::u32(..)),
-        "object": "chat.completion",
-        "created": now_ms() / 1000,
-        "model": req.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-    });
-    if !script.is_some_and(|m| m.omit_usage) {
-        let mut usage = json!({"prompt_tokens": prompt.words, "completion_tokens": completion,
-                               "total_tokens": total});
-        if !script.is_some_and(|m| m.omit_cost) {
-            let per_mtok = script.and_then(|m| m.cost_per_mtok).unwrap_or(1.0);
-            usage["cost"] = json!(total as f64 * per_mtok / 1_000_000.0);
+/// A reply cut to the request's `max_tokens` ([`tokens_of`] × 4
+/// characters): (content, its tokens, whether it was cut).
+fn capped(req: &ChatRequest, content: &str) -> (String, u64, bool) {
+    let tokens = tokens_of(content);
+    match req.max_tokens {
+        Some(max) if tokens > max => {
+            let keep = usize::try_from(max.saturating_mul(4)).unwrap_or(usize::MAX);
+            let cut: String = content.chars().take(keep).collect();
+            let n = tokens_of(&cut);
+            (cut, n, true)
         }
-        body["usage"] = usage;
+        _ => (content.to_string(), tokens, false),
     }
-    Json(body).into_response()
+}
+
+impl Shared {
+    /// The OpenAI chat.completion envelope. `usage` follows the model's
+    /// script (prices, `omit_cost`, `omit_usage`) and is added to the
+    /// stats' bill.
+    fn completion(
+        &self,
+        req: &ChatRequest,
+        prompt: &Prompt,
+        content: String,
+        script: Option<&ModelScript>,
+    ) -> Response {
+        let (content, completion, cut) = capped(req, &content);
+        let total = prompt.tokens + completion;
+        let finish = if cut { "length" } else { "stop" };
+        let mut body = json!({
+            "id": format!("mock-{:016x}{:08x}", prompt.seed, fastrand::u32(..)),
+            "object": "chat.completion",
+            "created": now_ms() / 1000,
+            "model": req.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+        });
+        if !script.is_some_and(|m| m.omit_usage) {
+            let mut usage = json!({"prompt_tokens": prompt.tokens, "completion_tokens": completion,
+                                   "total_tokens": total});
+            let mut cost = None;
+            if !script.is_some_and(|m| m.omit_cost) {
+                let flat = script.and_then(|m| m.cost_per_mtok).unwrap_or(1.0);
+                let p = script.and_then(|m| m.prompt_cost_per_mtok).unwrap_or(flat);
+                let c = script
+                    .and_then(|m| m.completion_cost_per_mtok)
+                    .unwrap_or(flat);
+                let figure = (prompt.tokens as f64 * p + completion as f64 * c) / 1_000_000.0;
+                usage["cost"] = json!(figure);
+                cost = Some(figure);
+            }
+            body["usage"] = usage;
+            let mut inner = self.lock();
+            inner.stats.billed.add(prompt.tokens, completion, cost);
+            inner
+                .stats
+                .billed_by_model
+                .entry(req.model.clone())
+                .or_default()
+                .add(prompt.tokens, completion, cost);
+        }
+        Json(body).into_response()
+    }
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
@@ -981,8 +1072,9 @@ struct Prompt {
     all: String,
     /// User messages (all messages if none), minus any schema: topic words.
     user: String,
-    /// Whitespace word count of all messages (the mock's "tokens").
-    words: u64,
+    /// Prompt tokens: every message's [`tokens_of`] plus
+    /// [`MESSAGE_OVERHEAD_TOKENS`] each.
+    tokens: u64,
 }
 
 impl Prompt {
@@ -1018,12 +1110,15 @@ impl Prompt {
             Some((_, start, end)) => format!("{}\n{}", &user[..start], &user[end..]),
             None => user,
         };
-        let words = all.split_whitespace().count() as u64;
+        let tokens = texts
+            .iter()
+            .map(|(_, t)| tokens_of(t) + MESSAGE_OVERHEAD_TOKENS)
+            .sum();
         Prompt {
             seed,
             all,
             user,
-            words,
+            tokens,
         }
     }
 }

@@ -135,6 +135,42 @@ const ENV_OVERRIDES: &[EnvOverride] = &[
         env_opt_int
     ),
     env_override!(
+        "RUNNER_BUDGET_DAILY_USD",
+        "budget.daily_usd",
+        |c| c.budget.daily_usd,
+        env_opt_float
+    ),
+    env_override!(
+        "RUNNER_BUDGET_CHEAP_USD",
+        "budget.cheap_usd",
+        |c| c.budget.cheap_usd,
+        env_opt_float
+    ),
+    env_override!(
+        "RUNNER_BUDGET_EXPENSIVE_USD",
+        "budget.expensive_usd",
+        |c| c.budget.expensive_usd,
+        env_opt_float
+    ),
+    env_override!(
+        "RUNNER_BUDGET_DAILY_TOKENS",
+        "budget.daily_tokens",
+        |c| c.budget.daily_tokens,
+        env_opt_int
+    ),
+    env_override!(
+        "RUNNER_BUDGET_CHEAP_TOKENS",
+        "budget.cheap_tokens",
+        |c| c.budget.cheap_tokens,
+        env_opt_int
+    ),
+    env_override!(
+        "RUNNER_BUDGET_EXPENSIVE_TOKENS",
+        "budget.expensive_tokens",
+        |c| c.budget.expensive_tokens,
+        env_opt_int
+    ),
+    env_override!(
         "RUNNER_LISTEN",
         "ops.listen",
         |c| c.ops.listen,
@@ -215,6 +251,14 @@ fn env_float(v: &str) -> Result<f64, String> {
     v.trim()
         .parse()
         .map_err(|_| "expected a number, e.g. 2.5".to_string())
+}
+
+fn env_opt_float(v: &str) -> Result<Option<f64>, String> {
+    if v.trim().is_empty() {
+        Ok(None)
+    } else {
+        env_float(v).map(Some)
+    }
 }
 
 fn env_bool(v: &str) -> Result<bool, String> {

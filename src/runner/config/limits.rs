@@ -30,6 +30,10 @@ pub const PARK_AFTER_SECS: RangeInclusive<f64> = 0.0..=86_400.0;
 pub const PREP_BURST_MINUTES: RangeInclusive<u64> = 1..=1_440;
 /// Daily request budgets (0 = nothing of that class today).
 pub const BUDGET: RangeInclusive<u64> = 0..=1_000_000_000;
+/// Daily money budgets (0 = nothing of that class today): up to a billion.
+pub const BUDGET_USD: RangeInclusive<f64> = 0.0..=1_000_000_000.0;
+/// Daily token budgets: up to a quadrillion tokens.
+pub const BUDGET_TOKENS: RangeInclusive<u64> = 0..=1_000_000_000_000_000;
 pub const PROMPT_TOKEN_BUDGET: RangeInclusive<usize> = 1..=10_000_000;
 pub const BREAKER_THRESHOLD: RangeInclusive<u32> = 1..=100_000;
 /// Breaker window and open periods: 1 s to 7 days.

@@ -106,6 +106,19 @@ pub struct BudgetConfig {
     pub cheap: Option<u64>,
     /// Daily request budget of the expensive class (None = unlimited).
     pub expensive: Option<u64>,
+    /// Daily money budget over all classes, in the currency of the
+    /// profiles' prices (None = unlimited).
+    pub daily_usd: Option<f64>,
+    /// Daily money budget of the cheap class.
+    pub cheap_usd: Option<f64>,
+    /// Daily money budget of the expensive class.
+    pub expensive_usd: Option<f64>,
+    /// Daily token budget (prompt + completion) over all classes.
+    pub daily_tokens: Option<u64>,
+    /// Daily token budget of the cheap class.
+    pub cheap_tokens: Option<u64>,
+    /// Daily token budget of the expensive class.
+    pub expensive_tokens: Option<u64>,
     /// Start of the budget day, "HH:MM" in UTC.
     pub day_start_utc: String,
     /// Profile name → class ("cheap" | "expensive"). Profiles not listed:
@@ -218,6 +231,12 @@ impl Default for BudgetConfig {
             daily: None,
             cheap: None,
             expensive: None,
+            daily_usd: None,
+            cheap_usd: None,
+            expensive_usd: None,
+            daily_tokens: None,
+            cheap_tokens: None,
+            expensive_tokens: None,
             day_start_utc: "00:00".into(),
             classes: BTreeMap::new(),
         }

@@ -246,6 +246,12 @@ impl Config {
                 daily: b.daily,
                 cheap: b.cheap,
                 expensive: b.expensive,
+                daily_usd: b.daily_usd,
+                cheap_usd: b.cheap_usd,
+                expensive_usd: b.expensive_usd,
+                daily_tokens: b.daily_tokens,
+                cheap_tokens: b.cheap_tokens,
+                expensive_tokens: b.expensive_tokens,
                 day_start,
                 classes,
             },
@@ -344,6 +350,24 @@ impl Config {
         ] {
             if let Some(v) = value {
                 report(key, out_of_range(v, &l::BUDGET, " requests"));
+            }
+        }
+        for (key, value) in [
+            ("budget.daily_usd", b.daily_usd),
+            ("budget.cheap_usd", b.cheap_usd),
+            ("budget.expensive_usd", b.expensive_usd),
+        ] {
+            if let Some(v) = value {
+                report(key, out_of_range(v, &l::BUDGET_USD, ""));
+            }
+        }
+        for (key, value) in [
+            ("budget.daily_tokens", b.daily_tokens),
+            ("budget.cheap_tokens", b.cheap_tokens),
+            ("budget.expensive_tokens", b.expensive_tokens),
+        ] {
+            if let Some(v) = value {
+                report(key, out_of_range(v, &l::BUDGET_TOKENS, " tokens"));
             }
         }
         let br = &self.breaker;

@@ -14,7 +14,6 @@
 use super::model::Config;
 use chrono::NaiveTime;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
@@ -78,6 +77,12 @@ pub struct BudgetSettings {
     pub daily: Option<u64>,
     pub cheap: Option<u64>,
     pub expensive: Option<u64>,
+    pub daily_usd: Option<f64>,
+    pub cheap_usd: Option<f64>,
+    pub expensive_usd: Option<f64>,
+    pub daily_tokens: Option<u64>,
+    pub cheap_tokens: Option<u64>,
+    pub expensive_tokens: Option<u64>,
     /// Start of the budget day, UTC.
     pub day_start: NaiveTime,
     /// Profiles with an explicit class.
@@ -88,10 +93,33 @@ impl BudgetSettings {
     /// The class of a profile: its entry in `budget.classes`, else
     /// expensive when the name contains "expensive", else cheap.
     pub fn class_of(&self, profile: &str) -> ModelClass {
-        match self.classes.get(profile) {
-            Some(c) => *c,
-            None if profile.contains("expensive") => ModelClass::Expensive,
-            None => ModelClass::Cheap,
+        crate::store::spend::class_of(&self.classes, Some(profile))
+    }
+
+    /// The limits, day start and classes the store counts and admits
+    /// spend with.
+    pub fn policy(&self) -> crate::store::SpendPolicy {
+        use crate::store::{SpendLimits, UnitLimits};
+        crate::store::SpendPolicy {
+            limits: SpendLimits {
+                daily: UnitLimits {
+                    requests: self.daily,
+                    tokens: self.daily_tokens,
+                    usd: self.daily_usd,
+                },
+                cheap: UnitLimits {
+                    requests: self.cheap,
+                    tokens: self.cheap_tokens,
+                    usd: self.cheap_usd,
+                },
+                expensive: UnitLimits {
+                    requests: self.expensive,
+                    tokens: self.expensive_tokens,
+                    usd: self.expensive_usd,
+                },
+            },
+            day_start: self.day_start,
+            classes: self.classes.clone(),
         }
     }
 }
@@ -162,43 +190,9 @@ impl FromStr for LogFormat {
     }
 }
 
-/// A budget class of model profiles (`budget.classes` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ModelClass {
-    Cheap,
-    Expensive,
-}
-
-impl ModelClass {
-    /// The name used in the file, the ledger and `status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelClass::Cheap => "cheap",
-            ModelClass::Expensive => "expensive",
-        }
-    }
-}
-
-impl fmt::Display for ModelClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ModelClass {
-    type Err = String;
-
-    /// The one parser of a `budget.classes` value.
-    fn from_str(s: &str) -> Result<ModelClass, String> {
-        match s {
-            "cheap" => Ok(ModelClass::Cheap),
-            "expensive" => Ok(ModelClass::Expensive),
-            _ => Err(format!(
-                "{s:?} is not a class: expected \"cheap\" or \"expensive\""
-            )),
-        }
-    }
-}
+/// A budget class of model profiles (`budget.classes` values). It lives
+/// with the store, which counts spend per class.
+pub use crate::store::ModelClass;
 
 /// The one parser of `budget.day_start_utc` (the resolver and the budget
 /// both use it, so a value that validates is a value the budget accepts):

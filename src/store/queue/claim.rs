@@ -131,46 +131,68 @@ impl Store {
         if req.phases.is_empty() {
             return Ok(None);
         }
-        let owner = req.owner.to_string();
-        let ttl_ms = ttl_ms(req.ttl);
         self.write_locked("claiming work", |tx| {
-            let e = |err| self.err("claiming work", err);
-            let now = self.now_ms();
-            // Resumable work of any listed phase first, then fresh work;
-            // each in phase order. Every lookup is the head of an index
-            // (executions_resumable / executions_ready), not a sort of the
-            // queue.
-            let mut found = None;
-            'search: for resumable in [true, false] {
-                if !resumable && req.resumable_only {
-                    break;
-                }
-                let sql = search_sql(tx.dialect(), resumable);
-                for p in req.phases {
-                    let status = p.from_status();
-                    let id: Option<String> = tx
-                        .one(sql, params![status, now], |r| r.get("id"))
-                        .map_err(e)?;
-                    if let Some(id) = id {
-                        found = Some((id, status));
-                        break 'search;
-                    }
+            match self.claim_search(tx, req, req.phases)? {
+                Some((id, status)) => self.claim_take(tx, req, &id, status),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The row [`Store::claim`] would take among `phases` (its id and
+    /// stable status), inside `tx`; nothing is written (on PostgreSQL the
+    /// row found is locked, and rows other hosts are claiming are skipped).
+    pub(in crate::store) fn claim_search(
+        &self,
+        tx: &Db<'_>,
+        req: &ClaimRequest<'_>,
+        phases: &[Phase],
+    ) -> Result<Option<(String, PaperStatus)>, StoreError> {
+        let e = |err| self.err("claiming work", err);
+        let now = self.now_ms();
+        // Resumable work of any listed phase first, then fresh work;
+        // each in phase order. Every lookup is the head of an index
+        // (executions_resumable / executions_ready), not a sort of the
+        // queue.
+        for resumable in [true, false] {
+            if !resumable && req.resumable_only {
+                break;
+            }
+            let sql = search_sql(tx.dialect(), resumable);
+            for p in phases {
+                let status = p.from_status();
+                let id: Option<String> = tx
+                    .one(sql, params![status, now], |r| r.get("id"))
+                    .map_err(e)?;
+                if let Some(id) = id {
+                    return Ok(Some((id, status)));
                 }
             }
-            let Some((id, status)) = found else {
-                return Ok(None);
-            };
-            let until = lease_deadline_ms(now, req.ttl);
-            let row = tx
-                .one(
-                    claim_row_sql(),
-                    params![owner, until, self.now_text(), id, status],
-                    |r| row_to_claim(r, &owner, ttl_ms),
-                )
-                .map_err(e)?;
-            self.claimed_event(tx, row.as_ref(), None)?;
-            Ok(row)
-        })
+        }
+        Ok(None)
+    }
+
+    /// Take the claim of row `id` (found in `status` by
+    /// [`Store::claim_search`]) inside `tx`, with its `claimed` event.
+    pub(in crate::store) fn claim_take(
+        &self,
+        tx: &Db<'_>,
+        req: &ClaimRequest<'_>,
+        id: &str,
+        status: PaperStatus,
+    ) -> Result<Option<Claim>, StoreError> {
+        let owner = req.owner.to_string();
+        let ttl_ms = ttl_ms(req.ttl);
+        let until = lease_deadline_ms(self.now_ms(), req.ttl);
+        let row = tx
+            .one(
+                claim_row_sql(),
+                params![owner, until, self.now_text(), id, status],
+                |r| row_to_claim(r, &owner, ttl_ms),
+            )
+            .map_err(|e| self.err("claiming work", e))?;
+        self.claimed_event(tx, row.as_ref(), None)?;
+        Ok(row)
     }
 
     /// Claim the next phase of one named paper (queue id or arXiv id), for

@@ -1,0 +1,266 @@
+//! Reading the spend ledger as a bill: `runner spend` (grouped by day,
+//! model, phase or paper), the spend of one paper's executions, and which
+//! phases finished when (for the averages and the forecast of `status`).
+//!
+//! A row is billed when it was (or may have been) sent: `ok`, `error` or
+//! `reserved`. Tokens are the reported ones; cost is the known one (the
+//! provider's figure or the price table's). Rows whose cost is unknown and
+//! rows still reserved are counted apart, never summed as 0.
+
+use super::db::Store;
+use super::error::StoreError;
+use super::ledger::ledger_time;
+use super::phase::Phase;
+use chrono::{DateTime, Utc};
+use rusqlite::{named_params, params};
+
+/// Ledger rows of one (day, model, profile, execution, currency) group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BillRow {
+    /// `YYYY-MM-DD` (UTC) of `reserved_at`.
+    pub day: String,
+    pub model: String,
+    pub profile: Option<String>,
+    pub execution_id: String,
+    /// Currency of the known costs (None: no known cost in the group).
+    pub currency: Option<String>,
+    /// Requests sent (or possibly sent): ok, error, reserved.
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Sum of the known costs.
+    pub cost: f64,
+    /// Settled rows whose cost is unknown.
+    pub unknown_cost: u64,
+    /// Rows still reserved (in flight, or left by a crash).
+    pub unsettled: u64,
+    /// Their worst case (priced ones only).
+    pub unsettled_worst_cost: f64,
+}
+
+/// The whole ledger's spend of one (model, profile, currency).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpend {
+    pub model: String,
+    pub profile: Option<String>,
+    pub currency: Option<String>,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+}
+
+/// The spend of a set of executions under one profile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileSpend {
+    pub profile: Option<String>,
+    pub requests: u64,
+    pub tokens: u64,
+    pub cost: f64,
+    pub unknown_cost: u64,
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+const BILL_SQL: &str = "SELECT SUBSTR(reserved_at, 1, 10) AS day, model, profile, execution_id,
+        currency,
+        COUNT(*) AS requests,
+        COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
+        COALESCE(SUM(completion_tokens), 0) AS completion_tokens,
+        COALESCE(SUM(cost), 0) AS cost,
+        SUM(CASE WHEN cost_source = 'unknown' THEN 1 ELSE 0 END) AS unknown_cost,
+        SUM(CASE WHEN status = 'reserved' THEN 1 ELSE 0 END) AS unsettled,
+        COALESCE(SUM(CASE WHEN status = 'reserved' THEN worst_cost ELSE 0 END), 0) AS unsettled_worst
+     FROM llm_calls
+     WHERE reserved_at >= :since AND status IN ('reserved', 'ok', 'error')
+     GROUP BY SUBSTR(reserved_at, 1, 10), model, profile, execution_id, currency
+     ORDER BY day, model, execution_id";
+
+impl Store {
+    /// The ledger since `since` (all of it for None), one row per (day,
+    /// model, profile, execution, currency); callers group further.
+    pub fn spend_bill(&self, since: Option<DateTime<Utc>>) -> Result<Vec<BillRow>, StoreError> {
+        let since = since.map(ledger_time).unwrap_or_default();
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let e = |err| self.err("reading the bill", err);
+        let rows = conn
+            .all(BILL_SQL, named_params! {":since": since}, |r| {
+                Ok(BillRow {
+                    day: r.get("day")?,
+                    model: r.get("model")?,
+                    profile: r.get("profile")?,
+                    execution_id: r.get("execution_id")?,
+                    currency: r.get("currency")?,
+                    requests: count(r.get("requests")?),
+                    prompt_tokens: count(r.get("prompt_tokens")?),
+                    completion_tokens: count(r.get("completion_tokens")?),
+                    cost: super::round_money(r.get("cost")?),
+                    unknown_cost: count(r.get::<Option<i64>>("unknown_cost")?.unwrap_or(0)),
+                    unsettled: count(r.get::<Option<i64>>("unsettled")?.unwrap_or(0)),
+                    unsettled_worst_cost: super::round_money(r.get("unsettled_worst")?),
+                })
+            })
+            .map_err(e)?;
+        Ok(rows)
+    }
+
+    /// The whole ledger's requests sent, tokens and known cost per model,
+    /// profile and currency (for `/metrics`).
+    pub fn spend_by_model(&self) -> Result<Vec<ModelSpend>, StoreError> {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let e = |err| self.err("reading spend per model", err);
+        let rows = conn
+            .all(
+                "SELECT model, profile, currency, COUNT(*) AS requests,
+                        COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
+                        COALESCE(SUM(completion_tokens), 0) AS completion_tokens,
+                        COALESCE(SUM(cost), 0) AS cost
+                 FROM llm_calls WHERE status IN ('reserved', 'ok', 'error')
+                 GROUP BY model, profile, currency ORDER BY model, profile, currency",
+                params![],
+                |r| {
+                    Ok(ModelSpend {
+                        model: r.get("model")?,
+                        profile: r.get("profile")?,
+                        currency: r.get("currency")?,
+                        requests: count(r.get("requests")?),
+                        prompt_tokens: count(r.get("prompt_tokens")?),
+                        completion_tokens: count(r.get("completion_tokens")?),
+                        cost: super::round_money(r.get("cost")?),
+                    })
+                },
+            )
+            .map_err(e)?;
+        Ok(rows)
+    }
+
+    /// What the executions under `prefix` (a paper id, or `<paper>/<phase>`)
+    /// spent, per profile: every attempt and child, whenever it ran. The
+    /// prefix is matched as a range on the execution id (index-friendly):
+    /// ids from `prefix/` up to, not including, `prefix0` (`0` sorts right
+    /// after `/`).
+    pub fn spend_under(&self, prefix: &str) -> Result<Vec<ProfileSpend>, StoreError> {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let e = |err| self.err("reading a paper's spend", err);
+        let rows = conn
+            .all(
+                "SELECT profile, COUNT(*) AS requests,
+                        COALESCE(SUM(total_tokens), 0) AS tokens,
+                        COALESCE(SUM(cost), 0) AS cost,
+                        SUM(CASE WHEN cost_source = 'unknown' THEN 1 ELSE 0 END) AS unknown_cost
+                 FROM llm_calls
+                 WHERE execution_id >= ?1 AND execution_id < ?2
+                   AND status IN ('reserved', 'ok', 'error')
+                 GROUP BY profile",
+                params![format!("{prefix}/"), format!("{prefix}0")],
+                |r| {
+                    Ok(ProfileSpend {
+                        profile: r.get("profile")?,
+                        requests: count(r.get("requests")?),
+                        tokens: count(r.get("tokens")?),
+                        cost: super::round_money(r.get("cost")?),
+                        unknown_cost: count(r.get::<Option<i64>>("unknown_cost")?.unwrap_or(0)),
+                    })
+                },
+            )
+            .map_err(e)?;
+        Ok(rows)
+    }
+
+    /// Tokens (prompt + completion) of `model`'s rows settled in
+    /// `[from, to)` (benchmarks: tokens per minute at a limit).
+    pub fn tokens_settled_between(
+        &self,
+        model: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        conn.row(
+            "SELECT COALESCE(SUM(total_tokens), 0) AS tokens FROM llm_calls
+             WHERE model = ?1 AND settled_at >= ?2 AND settled_at < ?3",
+            params![model, ledger_time(from), ledger_time(to)],
+            |r| r.get::<i64>("tokens"),
+        )
+        .map(count)
+        .map_err(|e| self.err("reading tokens per minute", e))
+    }
+
+    /// Phases that finished at or after `since` (timeline text), most
+    /// recent first, at most `limit`: (paper id, phase).
+    pub fn finished_phases_since(
+        &self,
+        since: &str,
+        limit: u64,
+    ) -> Result<Vec<(String, Phase)>, StoreError> {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let e = |err| self.err("reading finished phases", err);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = conn
+            .all(
+                "SELECT execution_id, phase FROM execution_events
+                 WHERE kind = 'finished' AND at >= ?1 AND phase IS NOT NULL
+                 ORDER BY at DESC, id DESC LIMIT ?2",
+                params![since, limit],
+                |r| Ok((r.get::<String>("execution_id")?, r.get::<String>("phase")?)),
+            )
+            .map_err(e)?;
+        let mut out = Vec::new();
+        for (id, phase) in rows {
+            if let Some(p) = Phase::parse(&phase) {
+                out.push((id, p));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The paper id and phase a ledger row's execution id belongs to
+/// (`<paper id>/<phase>/<attempt>…`; an arXiv id may contain `/`, so the
+/// first `/<phase>/` segment after the `paper:` prefix decides). None for
+/// executions outside the queue (`runner machine run`).
+pub fn paper_phase_of(execution_id: &str) -> Option<(&str, Phase)> {
+    if !execution_id.starts_with("paper:") {
+        return None;
+    }
+    let mut best: Option<(usize, Phase)> = None;
+    for p in Phase::ALL {
+        let seg = format!("/{}/", p.name());
+        if let Some(i) = execution_id.find(&seg) {
+            if best.is_none_or(|(j, _)| i < j) {
+                best = Some((i, p));
+            }
+        }
+    }
+    best.map(|(i, p)| (&execution_id[..i], p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_name_their_paper_and_phase() {
+        assert_eq!(
+            paper_phase_of("paper:2401.00001/expensive/1/analyse@1/mechanism"),
+            Some(("paper:2401.00001", Phase::Expensive))
+        );
+        assert_eq!(
+            paper_phase_of("paper:hep-th/9901001/prep/2"),
+            Some(("paper:hep-th/9901001", Phase::Prep))
+        );
+        assert_eq!(
+            paper_phase_of("paper:x/wrap/1-r7/judge@3/wrap/1"),
+            Some(("paper:x", Phase::Wrap))
+        );
+        assert_eq!(paper_phase_of("run-123"), None);
+        assert_eq!(paper_phase_of("paper:x"), None);
+    }
+}
