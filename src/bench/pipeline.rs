@@ -183,8 +183,10 @@ pub struct PipelineResult {
     pub tokens_per_paper_expensive: f64,
     /// The token bound in papers/min (None without a tpm limit).
     pub token_bound_papers_per_min: Option<f64>,
-    /// papers_per_min / token_bound_papers_per_min.
+    /// The binding model's tokens/min in the steady window over its tpm.
     pub token_bound_ratio: Option<f64>,
+    /// papers_per_min / token_bound_papers_per_min.
+    pub papers_vs_token_bound: Option<f64>,
     /// Tokens billed per minute in the steady window, per model.
     pub tokens_per_min_cheap: f64,
     pub tokens_per_min_expensive: f64,
@@ -854,10 +856,15 @@ async fn measured(
         (b.prompt_tokens + b.completion_tokens) as f64 / (analysis.done.max(1)) as f64
     };
     let (tok_cheap, tok_exp) = (tokens_per_paper(&cheap_bill), tokens_per_paper(&exp_bill));
-    let token_bound = [(opts.tpm_cheap, tok_cheap), (opts.tpm_expensive, tok_exp)]
-        .into_iter()
-        .filter_map(|(tpm, per_paper)| tpm.map(|t| t as f64 / per_paper.max(1.0)))
-        .reduce(f64::min);
+    // (papers/min the limit allows, model, its tpm) of the binding model.
+    let binding = [
+        (opts.tpm_cheap, tok_cheap, CHEAP_MODEL),
+        (opts.tpm_expensive, tok_exp, EXPENSIVE_MODEL),
+    ]
+    .into_iter()
+    .filter_map(|(tpm, per_paper, model)| tpm.map(|t| (t as f64 / per_paper.max(1.0), model, t)))
+    .reduce(|a, b| if b.0 < a.0 { b } else { a });
+    let token_bound = binding.map(|b| b.0);
     let (bound, bound_ppm) = match token_bound {
         Some(t) if t < bound_ppm => ("token_limit", t),
         _ => (bound, bound_ppm),
@@ -907,7 +914,15 @@ async fn measured(
         tokens_per_paper_cheap: tok_cheap,
         tokens_per_paper_expensive: tok_exp,
         token_bound_papers_per_min: token_bound,
-        token_bound_ratio: token_bound.filter(|t| *t > 0.0).map(|t| ppm / t),
+        token_bound_ratio: binding.map(|(_, model, tpm)| {
+            let seen = if model == CHEAP_MODEL {
+                tpm_cheap_seen
+            } else {
+                tpm_exp_seen
+            };
+            seen / tpm as f64
+        }),
+        papers_vs_token_bound: token_bound.filter(|t| *t > 0.0).map(|t| ppm / t),
         tokens_per_min_cheap: tpm_cheap_seen,
         tokens_per_min_expensive: tpm_exp_seen,
         cost_per_paper: crate::store::round_money(cost / nf),

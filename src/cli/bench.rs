@@ -348,11 +348,16 @@ fn print_pipeline(r: &PipelineResult) {
             ),
         ),
         (
-            "token bound papers/min (ratio)",
-            match (r.token_bound_papers_per_min, r.token_bound_ratio) {
+            "token bound papers/min (papers ratio)",
+            match (r.token_bound_papers_per_min, r.papers_vs_token_bound) {
                 (Some(b), Some(x)) => format!("{b:.1} ({x:.3})"),
                 _ => "none (no tpm limit)".into(),
             },
+        ),
+        (
+            "token-bound ratio (tokens/min / tpm)",
+            r.token_bound_ratio
+                .map_or("none (no tpm limit)".into(), |x| format!("{x:.3}")),
         ),
         (
             "cost per paper (provider's bill)",

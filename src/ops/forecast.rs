@@ -12,7 +12,7 @@
 
 use super::{fmt_ts, OpsError};
 use crate::runner::budget::Budget;
-use crate::store::{ModelClass, PaperStatus, Phase, Store, UnitLimits};
+use crate::store::{ModelClass, PaperStatus, PerClass, Phase, Store, UnitLimits};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Serialize;
 
@@ -54,27 +54,9 @@ impl Amounts {
 }
 
 /// Amounts per class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct ClassAmounts {
-    pub cheap: Amounts,
-    pub expensive: Amounts,
-}
+pub type ClassAmounts = PerClass<Amounts>;
 
 impl ClassAmounts {
-    fn of_mut(&mut self, c: ModelClass) -> &mut Amounts {
-        match c {
-            ModelClass::Cheap => &mut self.cheap,
-            ModelClass::Expensive => &mut self.expensive,
-        }
-    }
-
-    fn of(&self, c: ModelClass) -> &Amounts {
-        match c {
-            ModelClass::Cheap => &self.cheap,
-            ModelClass::Expensive => &self.expensive,
-        }
-    }
-
     fn total(&self) -> Amounts {
         let mut t = self.cheap;
         t.add(&self.expensive, 1.0);

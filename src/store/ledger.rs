@@ -10,6 +10,7 @@
 
 use super::db::Store;
 use super::error::StoreError;
+use super::sql::Db;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::named_params;
 
@@ -170,6 +171,20 @@ impl Store {
         r: &LlmReservation,
         status: CallStatus,
     ) -> Result<i64, StoreError> {
+        self.write_locked("reserving ledger row", |tx| {
+            self.insert_llm_row(tx, r, status, None)
+        })
+    }
+
+    /// The insert of [`Store::insert_llm_call`] inside `tx`, with the
+    /// request's worst case when it is known (`store::spend`).
+    pub(super) fn insert_llm_row(
+        &self,
+        tx: &Db<'_>,
+        r: &LlmReservation,
+        status: CallStatus,
+        worst: Option<&super::spend::CallWorst>,
+    ) -> Result<i64, StoreError> {
         let at = self.ledger_now();
         let settled = (status == CallStatus::Reused).then(|| at.clone());
         // A reused response sent nothing: settled at once, costing nothing.
@@ -177,38 +192,40 @@ impl Store {
             CallStatus::Reused => (Some(0.0), Some(CostSource::None.as_str())),
             _ => (None, None),
         };
-        self.write_locked("reserving ledger row", |tx| {
-            tx.row(
-                "INSERT INTO llm_calls(execution_id, machine, state, step, sample, attempt, agent,
-                                       profile, provider, model, request_hash, fallback_from,
-                                       status, reserved_at, settled_at, cost, cost_source)
-                 VALUES (:execution_id, :machine, :state, :step, :sample, :attempt, :agent,
-                         :profile, :provider, :model, :request_hash, :fallback_from,
-                         :status, :reserved_at, :settled_at, :cost, :cost_source)
-                 RETURNING id",
-                named_params! {
-                    ":execution_id": r.execution_id,
-                    ":machine": r.machine,
-                    ":state": r.state,
-                    ":step": to_i64(r.step),
-                    ":sample": r.sample,
-                    ":attempt": r.attempt,
-                    ":agent": r.agent,
-                    ":profile": r.profile,
-                    ":provider": r.provider,
-                    ":model": r.model,
-                    ":request_hash": r.request_hash,
-                    ":fallback_from": r.fallback_from,
-                    ":status": status.as_str(),
-                    ":reserved_at": at,
-                    ":settled_at": settled,
-                    ":cost": cost,
-                    ":cost_source": cost_source,
-                },
-                |row| row.get::<i64>("id"),
-            )
-            .map_err(|e| self.err("reserving ledger row", e))
-        })
+        tx.row(
+            "INSERT INTO llm_calls(execution_id, machine, state, step, sample, attempt, agent,
+                                   profile, provider, model, request_hash, fallback_from,
+                                   status, reserved_at, settled_at, cost, cost_source,
+                                   worst_tokens, worst_cost)
+             VALUES (:execution_id, :machine, :state, :step, :sample, :attempt, :agent,
+                     :profile, :provider, :model, :request_hash, :fallback_from,
+                     :status, :reserved_at, :settled_at, :cost, :cost_source,
+                     :worst_tokens, :worst_cost)
+             RETURNING id",
+            named_params! {
+                ":execution_id": r.execution_id,
+                ":machine": r.machine,
+                ":state": r.state,
+                ":step": to_i64(r.step),
+                ":sample": r.sample,
+                ":attempt": r.attempt,
+                ":agent": r.agent,
+                ":profile": r.profile,
+                ":provider": r.provider,
+                ":model": r.model,
+                ":request_hash": r.request_hash,
+                ":fallback_from": r.fallback_from,
+                ":status": status.as_str(),
+                ":reserved_at": at,
+                ":settled_at": settled,
+                ":cost": cost,
+                ":cost_source": cost_source,
+                ":worst_tokens": worst.map(|w| to_i64(w.tokens)),
+                ":worst_cost": worst.and_then(|w| w.usd),
+            },
+            |row| row.get::<i64>("id"),
+        )
+        .map_err(|e| self.err("reserving ledger row", e))
     }
 
     /// Settle the reserved row `id` with the call's outcome.

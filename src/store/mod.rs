@@ -49,7 +49,7 @@ pub use queue::{
     Reaped, RetryPolicy,
 };
 pub use spend::{
-    round_money, CallWorst, ClassNeed, ClassSpend, ModelClass, Need, Refusal, Spend, SpendLimits,
-    SpendPolicy, SpendUsage, Unit, UnitLimits, MONEY_DECIMALS,
+    round_money, CallWorst, ClassNeed, ClassSpend, ModelClass, Need, PerClass, Refusal, Spend,
+    SpendLimits, SpendPolicy, SpendUsage, Unit, UnitLimits, MONEY_DECIMALS,
 };
 pub use sql::Dialect;

@@ -188,28 +188,33 @@ impl Spend {
     }
 }
 
-/// An amount per class.
+/// One `T` per budget class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct ClassSpend {
-    pub cheap: Spend,
-    pub expensive: Spend,
+pub struct PerClass<T> {
+    pub cheap: T,
+    pub expensive: T,
 }
 
-impl ClassSpend {
-    pub fn of(&self, class: ModelClass) -> &Spend {
+impl<T> PerClass<T> {
+    pub fn of(&self, class: ModelClass) -> &T {
         match class {
             ModelClass::Cheap => &self.cheap,
             ModelClass::Expensive => &self.expensive,
         }
     }
 
-    pub fn of_mut(&mut self, class: ModelClass) -> &mut Spend {
+    pub fn of_mut(&mut self, class: ModelClass) -> &mut T {
         match class {
             ModelClass::Cheap => &mut self.cheap,
             ModelClass::Expensive => &mut self.expensive,
         }
     }
+}
 
+/// An amount per class.
+pub type ClassSpend = PerClass<Spend>;
+
+impl ClassSpend {
     pub fn total(&self) -> Spend {
         self.cheap.plus(&self.expensive)
     }
@@ -270,27 +275,9 @@ impl Need {
 }
 
 /// A worst case per class (a phase's, or one request's).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct ClassNeed {
-    pub cheap: Need,
-    pub expensive: Need,
-}
+pub type ClassNeed = PerClass<Need>;
 
 impl ClassNeed {
-    pub fn of(&self, class: ModelClass) -> &Need {
-        match class {
-            ModelClass::Cheap => &self.cheap,
-            ModelClass::Expensive => &self.expensive,
-        }
-    }
-
-    pub fn of_mut(&mut self, class: ModelClass) -> &mut Need {
-        match class {
-            ModelClass::Cheap => &mut self.cheap,
-            ModelClass::Expensive => &mut self.expensive,
-        }
-    }
-
     /// Only `need`, in `class`.
     pub fn one(class: ModelClass, need: Need) -> ClassNeed {
         let mut c = ClassNeed::default();
@@ -467,10 +454,6 @@ pub struct CallWorst {
     pub tokens: u64,
     /// Those tokens at the profile's price; None: no price.
     pub usd: Option<f64>,
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn to_u64(n: i64) -> u64 {
@@ -663,45 +646,9 @@ impl Store {
                     self.draw_hold(tx, &h, &call)?;
                 }
             }
-            self.insert_reserved_on(tx, r, worst).map(Ok)
+            self.insert_llm_row(tx, r, super::ledger::CallStatus::Reserved, Some(worst))
+                .map(Ok)
         })
-    }
-
-    fn insert_reserved_on(
-        &self,
-        tx: &Db<'_>,
-        r: &LlmReservation,
-        worst: &CallWorst,
-    ) -> Result<i64, StoreError> {
-        let now = DateTime::<Utc>::from_timestamp_millis(self.now_ms()).unwrap_or_default();
-        tx.row(
-            "INSERT INTO llm_calls(execution_id, machine, state, step, sample, attempt, agent,
-                                   profile, provider, model, request_hash, fallback_from,
-                                   status, reserved_at, worst_tokens, worst_cost)
-             VALUES (:execution_id, :machine, :state, :step, :sample, :attempt, :agent,
-                     :profile, :provider, :model, :request_hash, :fallback_from,
-                     'reserved', :reserved_at, :worst_tokens, :worst_cost)
-             RETURNING id",
-            named_params! {
-                ":execution_id": r.execution_id,
-                ":machine": r.machine,
-                ":state": r.state,
-                ":step": to_i64(r.step),
-                ":sample": r.sample,
-                ":attempt": r.attempt,
-                ":agent": r.agent,
-                ":profile": r.profile,
-                ":provider": r.provider,
-                ":model": r.model,
-                ":request_hash": r.request_hash,
-                ":fallback_from": r.fallback_from,
-                ":reserved_at": ledger_time(now),
-                ":worst_tokens": to_i64(worst.tokens),
-                ":worst_cost": worst.usd,
-            },
-            |row| row.get::<i64>("id"),
-        )
-        .map_err(|e| self.err("reserving ledger row", e))
     }
 
     /// The worst case a ledger row was reserved with (None: no such row,

@@ -264,20 +264,20 @@ fn the_forecast_of_a_known_ledger() {
             })
             .unwrap();
     };
-    // Run paper `id` through `phases`, each call costing `costs[phase]`.
-    let run = |id: &str, phases: usize| {
-        for (phase, calls, cost, profile, model) in [
-            ("prep", 1, 0.01, "cheap", "c"),
-            ("expensive", 3, 0.10, "expensive", "e"),
-            ("wrap", 2, 0.01, "cheap", "c"),
-        ]
-        .into_iter()
-        .take(phases)
-        {
+    // Run paper `id` through `phases` (in order from its current one):
+    // prep 1 call of $0.01, expensive 3 of $0.10, wrap 2 of $0.01.
+    let run = |id: &str, phases: &[&str]| {
+        for phase in phases {
+            let (calls, cost, profile, model) = match *phase {
+                "prep" => (1, 0.01, "cheap", "c"),
+                "expensive" => (3, 0.10, "expensive", "e"),
+                _ => (2, 0.01, "cheap", "c"),
+            };
             let c = store
                 .claim_paper(id, "o:1:a", Duration::from_secs(60))
                 .unwrap()
                 .unwrap();
+            assert_eq!(c.phase.name(), *phase);
             for i in 0..calls {
                 let exec = format!("paper:{id}/{phase}/1/s@1/child{i}");
                 call(&store, &exec, profile, model, Some(cost));
@@ -291,27 +291,13 @@ fn the_forecast_of_a_known_ledger() {
         add(id);
     }
     clock.set(at("2026-02-28T10:00:00Z").timestamp_millis());
-    run("2601.00001", 1);
-    run("2601.00002", 1);
+    run("2601.00001", &["prep"]);
+    run("2601.00002", &["prep"]);
     clock.set(at("2026-03-02T09:00:00Z").timestamp_millis());
-    // Resume their remaining phases.
     for id in ["2601.00001", "2601.00002"] {
-        for (phase, calls, cost, profile, model) in [
-            ("expensive", 3, 0.10, "expensive", "e"),
-            ("wrap", 2, 0.01, "cheap", "c"),
-        ] {
-            let c = store
-                .claim_paper(id, "o:1:a", Duration::from_secs(60))
-                .unwrap()
-                .unwrap();
-            for i in 0..calls {
-                let exec = format!("paper:{id}/{phase}/1/s@1/child{i}");
-                call(&store, &exec, profile, model, Some(cost));
-            }
-            store.finish_phase(&c, &json!({}), None, 1).unwrap();
-        }
+        run(id, &["expensive", "wrap"]);
     }
-    run("2601.00003", 1);
+    run("2601.00003", &["prep"]);
     clock.set(at("2026-03-02T10:00:00Z").timestamp_millis());
 
     let mut cfg = Config {
