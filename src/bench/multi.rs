@@ -155,7 +155,9 @@ async fn measured(
     // Every run has a deadline: ten times the limit-bound duration, at
     // least ten minutes.
     let (limit, _) = bounds(opts);
-    let expected = Duration::from_secs_f64((opts.papers as f64 / limit.max(0.01)) * 60.0);
+    let expected = Duration::try_from_secs_f64((opts.papers as f64 / limit.max(0.01)) * 60.0)
+        .unwrap_or(Duration::from_secs(86_400))
+        .min(Duration::from_secs(86_400));
     let deadline = (expected * 10).max(Duration::from_secs(600));
     for mut c in children {
         let left = deadline.saturating_sub(started.elapsed());

@@ -124,7 +124,7 @@ pub struct ProfileCalls {
 }
 
 /// A time in the ledger's text format: fixed-width RFC 3339 UTC with
-/// microseconds and `Z`, so text order is time order (the `llm_calls_time`
+/// microseconds and `Z`, so text order is time order (the `llm_calls_dash`
 /// index serves range queries on it).
 pub fn ledger_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -550,7 +550,7 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert!(
-            plan.iter().any(|p| p.contains("llm_calls_time")),
+            plan.iter().any(|p| p.contains("llm_calls_dash")),
             "{plan:?}"
         );
     }

@@ -49,6 +49,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_signals",
         include_str!("../../migrations/0011_signals.sql"),
     ),
+    (
+        "0012_dashboard",
+        include_str!("../../migrations/0012_dashboard.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i64 {

@@ -9,6 +9,7 @@ mod checkpoints;
 mod clock;
 pub mod copy;
 pub mod crawler;
+pub mod dash;
 mod db;
 mod error;
 mod fleet;

@@ -10,6 +10,7 @@ use super::db::Store;
 use super::error::StoreError;
 use super::ledger::CostSource;
 use super::phase::{PaperStatus, Phase};
+use super::sql::Dialect;
 use crate::store::sql::Row;
 use rusqlite::params;
 use serde::Serialize;
@@ -326,15 +327,26 @@ impl Store {
         let mut guard = self.conn()?;
         let conn = guard.db();
         // Only exits and failures can carry an error; their bodies are read
-        // by SQLite's json_extract, so contexts never leave the database.
+        // by the database's JSON functions, so contexts never leave it.
+        let (kind, message) = match conn.dialect() {
+            Dialect::Sqlite => (
+                "json_extract(CAST(body AS TEXT), '$.error.kind')",
+                "json_extract(CAST(body AS TEXT), '$.error.message')",
+            ),
+            Dialect::Postgres => (
+                "(CAST(convert_from(body, 'UTF8') AS jsonb) -> 'error' ->> 'kind')",
+                "(CAST(convert_from(body, 'UTF8') AS jsonb) -> 'error' ->> 'message')",
+            ),
+        };
+        let sql = format!(
+            "SELECT execution_id, step, event, state, next_state, created_at,
+                    CASE WHEN event IN ('state_exit', 'machine_failed') THEN {kind} END AS error_kind,
+                    CASE WHEN event IN ('state_exit', 'machine_failed') THEN {message} END AS error_message
+             FROM checkpoints WHERE execution_id >= ?1 AND execution_id < ?2
+             ORDER BY id"
+        );
         let rows = conn
-            .all("SELECT execution_id, step, event, state, next_state, created_at,
-                        CASE WHEN event IN ('state_exit', 'machine_failed')
-                             THEN json_extract(CAST(body AS TEXT), '$.error.kind') END AS error_kind,
-                        CASE WHEN event IN ('state_exit', 'machine_failed')
-                             THEN json_extract(CAST(body AS TEXT), '$.error.message') END AS error_message
-                 FROM checkpoints WHERE execution_id >= ?1 AND execution_id < ?2
-                 ORDER BY id", params![lo, hi],|r| {
+            .all(&sql, params![lo, hi], |r| {
                 Ok(CheckpointMark {
                     execution_id: r.get("execution_id")?,
                     step: r.get::<i64>("step")?.max(0) as u64,

@@ -48,6 +48,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_spend",
         include_str!("../../migrations/postgres/0003_spend.sql"),
     ),
+    (
+        "0004_dashboard",
+        include_str!("../../migrations/postgres/0004_dashboard.sql"),
+    ),
 ];
 
 /// The channel idle runners listen on.

@@ -181,6 +181,16 @@ impl Store {
         let target = tmp.to_string_lossy().to_string();
         conn.exec("VACUUM INTO ?1", params![target])
             .map_err(|e| self.err("writing backup", e))?;
+        // VACUUM may renumber the implicit rowids the title-search index is
+        // keyed by: rebuild it in the copy.
+        rusqlite::Connection::open(tmp)
+            .and_then(|c| {
+                c.execute(
+                    "INSERT INTO executions_fts(executions_fts) VALUES ('rebuild')",
+                    [],
+                )
+            })
+            .map_err(|e| self.err("rebuilding the search index of the backup", e))?;
         std::fs::File::open(tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| failed("syncing the copy", e))?;

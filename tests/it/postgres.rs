@@ -53,6 +53,10 @@ async fn three_runners_one_killed_mid_phase_finish_every_paper_once() {
     let owners =
         site.scalar("SELECT COUNT(DISTINCT owner_id) FROM execution_events WHERE kind = 'claimed'");
     assert!(owners >= 3, "{owners} runners took part");
+    // The timeline reads checkpoint bodies with the database's own JSON
+    // functions (once SQLite-only: `runner show` failed on PostgreSQL).
+    let shown = tokio::task::block_in_place(|| site.ok(&["show", &crate::support::arxiv(0)]));
+    assert!(shown.contains("done"), "{shown}");
 }
 
 /// A runner whose database connections are all cut (`pg_terminate_backend`)

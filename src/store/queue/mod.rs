@@ -23,7 +23,7 @@
 mod add;
 mod claim;
 mod operator;
-mod read;
+pub(in crate::store) mod read;
 mod reaper;
 mod settle;
 #[cfg(test)]

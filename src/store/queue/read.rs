@@ -13,9 +13,9 @@ use rusqlite::params;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-const PAPER_COLUMNS: &str = "id, arxiv_id, title, status, priority, attempts_prep, attempts_expensive, attempts_wrap, not_before, phase_execution, report_path, last_error_kind, last_error_message, owner_id, lease_until, cancel_requested, created_at, updated_at, phase_started_at, done_at";
+pub(in crate::store) const PAPER_COLUMNS: &str = "id, arxiv_id, title, status, priority, attempts_prep, attempts_expensive, attempts_wrap, not_before, phase_execution, report_path, last_error_kind, last_error_message, owner_id, lease_until, cancel_requested, created_at, updated_at, phase_started_at, done_at";
 
-fn row_to_paper(r: &Row<'_, '_>) -> rusqlite::Result<PaperRow> {
+pub(in crate::store) fn row_to_paper(r: &Row<'_, '_>) -> rusqlite::Result<PaperRow> {
     Ok(PaperRow {
         id: r.get("id")?,
         arxiv_id: r.get("arxiv_id")?,

@@ -134,23 +134,39 @@ impl Store {
     /// a cancel): the row returns to its stable status at once and keeps its
     /// machine execution, so the next claim resumes from the checkpoint.
     pub fn release_claim(&self, c: &Claim, why: &str) -> Result<(), StoreError> {
+        self.give_back(c, None, "released", why)
+    }
+
+    /// End claim `c` without counting its attempt: back to its stable
+    /// status, keeping its machine execution; `not_before` (unix ms) when
+    /// it must not be claimed again before then (a `wait_for` deadline).
+    /// One timeline event of `kind`.
+    pub(super) fn give_back(
+        &self,
+        c: &Claim,
+        not_before: Option<i64>,
+        kind: &str,
+        why: &str,
+    ) -> Result<(), StoreError> {
         let col = c.phase.attempts_column();
-        self.write_locked("releasing claim", |tx| {
+        let what = format!("giving back claim ({kind})");
+        self.write_locked(&what, |tx| {
             self.check_claim(tx, c)?;
             tx.exec(
                 &format!(
                     "UPDATE executions SET status = ?2, owner_id = NULL, lease_until = NULL,
-                        {col} = CASE WHEN {col} > 0 THEN {col} - 1 ELSE 0 END, updated_at = ?3 WHERE id = ?1"
+                        {col} = CASE WHEN {col} > 0 THEN {col} - 1 ELSE 0 END,
+                        not_before = COALESCE(?4, not_before), updated_at = ?3 WHERE id = ?1"
                 ),
-                params![c.id, c.phase.from_status(), self.now_text()],
+                params![c.id, c.phase.from_status(), self.now_text(), not_before],
             )
-            .map_err(|e| self.err("releasing claim", e))?;
+            .map_err(|e| self.err(&what, e))?;
             self.event(
                 tx,
                 &c.id,
                 Ev {
                     phase: Some(c.phase),
-                    kind: "released",
+                    kind,
                     from: Some(c.phase.working_status()),
                     to: Some(c.phase.from_status()),
                     attempt: Some(c.attempt),

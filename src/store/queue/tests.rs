@@ -321,3 +321,29 @@ fn an_unknown_status_in_the_database_is_a_clear_error() {
     assert!(err.to_string().contains("\"archived\""), "{err}");
     assert!(s.status_counts().is_err());
 }
+
+/// A phase parked on `wait_for` gives its claim back without counting the
+/// attempt, is not claimable before the wait's deadline, and resumes its
+/// own execution after it. (Its SQL once used SQLite's two-argument MAX,
+/// which PostgreSQL rejects.)
+#[test]
+fn a_parked_wait_is_claimable_only_after_its_deadline() {
+    let (_d, s, clock) = store();
+    add(&s, "a", 0);
+    let c = s.claim(&req("o", &[Phase::Prep])).unwrap().unwrap();
+    s.set_phase_execution(&c, "paper:a/prep/1").unwrap();
+    s.release_waiting(&c, T0 + 5_000, "waiting for approval")
+        .unwrap();
+    let p = s.paper("a").unwrap().unwrap();
+    assert_eq!(p.status, PaperStatus::Pending);
+    assert_eq!(p.attempts_prep, 0, "a wait is not an attempt");
+    assert!(s.claim(&req("o", &[Phase::Prep])).unwrap().is_none());
+    assert!(matches!(
+        s.renew_claim(&c),
+        Err(StoreError::LeaseLost { .. })
+    ));
+    clock.set(T0 + 5_000);
+    let again = s.claim(&req("o", &[Phase::Prep])).unwrap().unwrap();
+    assert_eq!(again.attempt, 1);
+    assert_eq!(again.phase_execution.as_deref(), Some("paper:a/prep/1"));
+}

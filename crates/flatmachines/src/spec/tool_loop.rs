@@ -32,7 +32,7 @@ fn secs(v: Option<&Value>, key: &str) -> Result<Option<Duration>, String> {
                 .ok_or_else(|| {
                     format!("tool_loop.{key} must be seconds from 0 to 86400, got {v}")
                 })?;
-            Ok((s > 0.0).then(|| Duration::from_secs_f64(s)))
+            Ok(crate::spec::limits::duration_from_secs(s))
         }
     }
 }

@@ -1,0 +1,31 @@
+-- The dashboard's lists and charts (src/ops/dash/, src/store/dash.rs).
+-- Queue pages are keyset-paginated on (updated_at, id), newest first, with
+-- or without a status, or by error kind among failed papers: each filter
+-- walks one index in order and stops after a page, whatever the queue size.
+CREATE INDEX executions_recent ON executions(updated_at, id);
+CREATE INDEX executions_status_recent ON executions(status, updated_at, id);
+CREATE INDEX executions_failed_kind ON executions(last_error_kind, updated_at, id)
+    WHERE status = 'failed';
+-- The 24-hour charts read the ledger by time, with model, outcome and
+-- latency in the index itself (no table lookups). It covers every use of
+-- the old time index, which it replaces.
+CREATE INDEX llm_calls_dash ON llm_calls(reserved_at, model, status, http_status, latency_ms);
+DROP INDEX llm_calls_time;
+-- Title search: an external-content FTS5 index over executions.title, kept
+-- by triggers. It is keyed by the implicit rowid, which VACUUM may
+-- renumber, so a compacted copy (`runner prune --backup`) rebuilds it.
+CREATE VIRTUAL TABLE executions_fts USING fts5(
+    title, content = 'executions', content_rowid = 'rowid',
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+INSERT INTO executions_fts(executions_fts) VALUES ('rebuild');
+CREATE TRIGGER executions_fts_insert AFTER INSERT ON executions BEGIN
+    INSERT INTO executions_fts(rowid, title) VALUES (new.rowid, new.title);
+END;
+CREATE TRIGGER executions_fts_delete AFTER DELETE ON executions BEGIN
+    INSERT INTO executions_fts(executions_fts, rowid, title) VALUES ('delete', old.rowid, old.title);
+END;
+CREATE TRIGGER executions_fts_update AFTER UPDATE OF title ON executions BEGIN
+    INSERT INTO executions_fts(executions_fts, rowid, title) VALUES ('delete', old.rowid, old.title);
+    INSERT INTO executions_fts(rowid, title) VALUES (new.rowid, new.title);
+END;

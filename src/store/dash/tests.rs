@@ -1,0 +1,344 @@
+//! Dashboard read models on a real store (SQLite, or PostgreSQL under
+//! `PAPER_RUNNER_TEST_BACKEND=postgres`). Time is a [`ManualClock`], so
+//! every row has its own `updated_at` and pages have a defined order.
+
+use super::*;
+use crate::store::{ClaimRequest, ManualClock, NewPaper, Phase, RetryPolicy, StoreOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+fn store() -> (tempfile::TempDir, Store, ManualClock) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let s = Store::open(
+        &crate::store::pg::test_db(dir.path(), "dash.db"),
+        &StoreOptions {
+            clock: Arc::new(clock.clone()),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    (dir, s, clock)
+}
+
+fn add(s: &Store, clock: &ManualClock, id: &str, title: &str) {
+    clock.advance(Duration::from_millis(10));
+    s.add_paper(&NewPaper {
+        arxiv_id: id.into(),
+        title: Some(title.into()),
+        source: "test".into(),
+        ..NewPaper::default()
+    })
+    .unwrap();
+}
+
+/// Claim the next prep phase and fail it for good with `kind`.
+fn fail_next(s: &Store, clock: &ManualClock, kind: &str) -> String {
+    clock.advance(Duration::from_millis(10));
+    let c = s
+        .claim(&ClaimRequest {
+            owner: "o",
+            ttl: Duration::from_secs(60),
+            phases: &[Phase::Prep],
+            resumable_only: false,
+        })
+        .unwrap()
+        .unwrap();
+    let policy = RetryPolicy {
+        max_attempts: 1,
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(1),
+    };
+    s.fail_phase(&c, kind, "it broke", false, &policy, 1)
+        .unwrap();
+    c.arxiv_id
+}
+
+fn all_pages(s: &Store, mut f: QueueFilter) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let page = s.queue_page(&f).unwrap();
+        assert!(page.rows.len() <= f.limit);
+        seen.extend(page.rows.iter().map(|r| r.arxiv_id.clone()));
+        match page.next {
+            Some(c) => f.after = Some(c),
+            None => return seen,
+        }
+    }
+}
+
+#[test]
+fn keyset_pages_cover_the_queue_once_newest_first() {
+    let (_d, s, clock) = store();
+    for i in 0..23 {
+        add(
+            &s,
+            &clock,
+            &format!("2501.{i:05}"),
+            &format!("Paper number {i}"),
+        );
+    }
+    let seen = all_pages(
+        &s,
+        QueueFilter {
+            limit: 5,
+            ..QueueFilter::default()
+        },
+    );
+    let want: Vec<String> = (0..23).rev().map(|i| format!("2501.{i:05}")).collect();
+    assert_eq!(seen, want);
+    // A page size that divides the queue ends without an empty page.
+    let page = s
+        .queue_page(&QueueFilter {
+            limit: 23,
+            ..QueueFilter::default()
+        })
+        .unwrap();
+    assert_eq!((page.rows.len(), page.next), (23, None));
+}
+
+#[test]
+fn several_statuses_merge_into_one_order_and_error_kinds_filter_failures() {
+    let (_d, s, clock) = store();
+    for i in 0..9 {
+        add(&s, &clock, &format!("2502.{i:05}"), "A title");
+    }
+    // Claims take the oldest first: 00000..00002 fail (two kinds), the
+    // rest stay pending.
+    let f1 = fail_next(&s, &clock, "timeout");
+    let f2 = fail_next(&s, &clock, "bad_pdf");
+    let f3 = fail_next(&s, &clock, "timeout");
+    let both = all_pages(
+        &s,
+        QueueFilter {
+            statuses: vec![PaperStatus::Failed, PaperStatus::Pending],
+            limit: 2,
+            ..QueueFilter::default()
+        },
+    );
+    assert_eq!(both.len(), 9);
+    assert_eq!(&both[..3], &[f3.clone(), f2.clone(), f1.clone()]);
+    let timeouts = all_pages(
+        &s,
+        QueueFilter {
+            error_kind: Some("timeout".into()),
+            limit: 1,
+            ..QueueFilter::default()
+        },
+    );
+    assert_eq!(timeouts, vec![f3, f1]);
+    let kinds = s.failed_kinds().unwrap();
+    assert_eq!(
+        kinds,
+        vec![(Some("timeout".into()), 2), (Some("bad_pdf".into()), 1)]
+    );
+}
+
+#[test]
+fn search_matches_title_word_prefixes_or_an_exact_id_and_ignores_syntax() {
+    let (_d, s, clock) = store();
+    add(
+        &s,
+        &clock,
+        "2503.00001",
+        "Sparse Transformers for Protein Folding",
+    );
+    add(&s, &clock, "2503.00002", "Dense retrieval, revisited");
+    add(&s, &clock, "2503.00003", "Protein language models");
+    let find = |q: &str| {
+        let mut v = all_pages(
+            &s,
+            QueueFilter {
+                search: Some(q.into()),
+                limit: 10,
+                ..QueueFilter::default()
+            },
+        );
+        v.sort();
+        v
+    };
+    assert_eq!(find("protein"), vec!["2503.00001", "2503.00003"]);
+    assert_eq!(find("Prot fold"), vec!["2503.00001"]);
+    assert_eq!(find("2503.00002"), vec!["2503.00002"]);
+    assert!(find("nothing-like-it").is_empty());
+    // Query-language characters are separators, never syntax.
+    for q in [
+        "\"",
+        "*",
+        "prot\" OR \"dense",
+        "a:* | b",
+        "'; DROP TABLE executions; --",
+        "NEAR(x y)",
+    ] {
+        let _ = find(q);
+    }
+    assert_eq!(find("\"dense\"*"), vec!["2503.00002"]);
+    // A title changed later is found by its new words.
+    s.run_sync_test_title("paper:2503.00002", "Graph neural networks");
+    assert_eq!(find("graph"), vec!["2503.00002"]);
+    assert!(find("dense").is_empty());
+}
+
+#[test]
+fn series_bucket_by_ten_minutes() {
+    let (_d, s, _clock) = store();
+    let rows = [
+        (
+            "2026-01-01T10:01:00.000000Z",
+            "ok",
+            Some(200),
+            Some(120),
+            "m1",
+        ),
+        (
+            "2026-01-01T10:09:59.000000Z",
+            "error",
+            Some(429),
+            None,
+            "m1",
+        ),
+        (
+            "2026-01-01T10:10:00.000000Z",
+            "error",
+            Some(500),
+            None,
+            "m2",
+        ),
+        (
+            "2026-01-01T10:15:00.000000Z",
+            "ok",
+            Some(200),
+            Some(9_000),
+            "m2",
+        ),
+        (
+            "2026-01-01T10:16:00.000000Z",
+            "ok",
+            Some(200),
+            Some(90_000),
+            "m2",
+        ),
+        (
+            "2025-12-31T10:16:00.000000Z",
+            "ok",
+            Some(200),
+            Some(50),
+            "m2",
+        ),
+    ];
+    for (at, status, http, latency, model) in rows {
+        s.insert_test_call(at, status, http, latency, model);
+    }
+    let calls = s.call_series("2026-01-01T00:00:00.000000Z").unwrap();
+    assert_eq!(
+        calls,
+        vec![
+            CallBucket {
+                bucket: "2026-01-01T10:0".into(),
+                calls: 2,
+                rate_limited: 1,
+                errors: 0
+            },
+            CallBucket {
+                bucket: "2026-01-01T10:1".into(),
+                calls: 3,
+                rate_limited: 0,
+                errors: 1
+            },
+        ]
+    );
+    let bins = s.latency_bins("2026-01-01T00:00:00.000000Z").unwrap();
+    assert_eq!(
+        bins,
+        vec![
+            LatencyBin {
+                model: "m1".into(),
+                bin: 2,
+                count: 1
+            },
+            LatencyBin {
+                model: "m2".into(),
+                bin: 15,
+                count: 1
+            },
+            LatencyBin {
+                model: "m2".into(),
+                bin: LATENCY_BOUNDS_MS.len(),
+                count: 1
+            },
+        ]
+    );
+}
+
+/// On SQLite the queue pages walk an index in order: no table scan and no
+/// sort step, whatever the filter.
+#[test]
+fn queue_pages_walk_an_index_without_sorting() {
+    let (_d, s, _) = store();
+    let mut guard = s.conn().unwrap();
+    let conn = guard.db();
+    let Some(c) = conn.sqlite() else {
+        return; // PostgreSQL plans its own
+    };
+    for (sql, want) in [
+        (
+            format!("SELECT {PAPER_COLUMNS} FROM executions WHERE (updated_at < 'x' OR (updated_at = 'x' AND id < 'y')) ORDER BY updated_at DESC, id DESC LIMIT 51"),
+            "executions_recent",
+        ),
+        (
+            format!("SELECT {PAPER_COLUMNS} FROM executions WHERE status = 'done' ORDER BY updated_at DESC, id DESC LIMIT 51"),
+            "executions_status_recent",
+        ),
+        (
+            format!("SELECT {PAPER_COLUMNS} FROM executions WHERE status = 'failed' AND last_error_kind = 'x' ORDER BY updated_at DESC, id DESC LIMIT 51"),
+            "executions_failed_kind",
+        ),
+    ] {
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>("detail"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains(want)), "{sql}: {plan:?}");
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{sql}: {plan:?}");
+    }
+}
+
+impl Store {
+    fn insert_test_call(
+        &self,
+        at: &str,
+        status: &str,
+        http: Option<i64>,
+        latency: Option<i64>,
+        model: &str,
+    ) {
+        self.write("test call", |tx| {
+            tx.exec(
+                "INSERT INTO llm_calls (execution_id, machine, state, step, attempt, agent, provider,
+                     model, request_hash, status, http_status, latency_ms, reserved_at)
+                 VALUES ('paper:x/prep/1', 'm', 's', 1, 1, 'a', 'p', ?1, 'h', ?2, ?3, ?4, ?5)",
+                params![model, status, http, latency, at],
+            )
+            .map_err(|e| self.err("test", e))?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn run_sync_test_title(&self, id: &str, title: &str) {
+        self.write("test title", |tx| {
+            tx.exec(
+                "UPDATE executions SET title = ?2 WHERE id = ?1",
+                params![id, title],
+            )
+            .map_err(|e| self.err("test", e))?;
+            Ok(())
+        })
+        .unwrap();
+    }
+}
