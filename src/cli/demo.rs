@@ -31,6 +31,18 @@ pub struct DemoArgs {
     /// Mean mock latency per LLM call in milliseconds.
     #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub latency_ms: u64,
+    /// Serve the dashboard while the demo runs and afterwards, until
+    /// Ctrl-C (prints its URL).
+    #[arg(long)]
+    pub serve: bool,
+    /// Where the dashboard listens with --serve (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080", requires = "serve")]
+    pub listen: std::net::SocketAddr,
+    /// With --serve: the environment variable holding a token; the
+    /// dashboard then asks for it at login and offers retry, cancel and
+    /// re-queue (without one it is read-only).
+    #[arg(long, requires = "serve")]
+    pub token_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +143,42 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<CliResult> {
         }
         let mut scheduler = built.scheduler;
         scheduler.settings.workers = a.workers.max(1);
+        let dashboard = if a.serve {
+            let mut settings = settings.clone();
+            settings.ops.token_env = a.token_env.clone();
+            let listener = match tokio::net::TcpListener::bind(a.listen).await {
+                Ok(l) => l,
+                // The default port may be taken: any free one will do.
+                Err(e) if a.listen.port() == 8080 => {
+                    eprintln!("demo: {} is taken ({e}); using a free port", a.listen);
+                    tokio::net::TcpListener::bind((a.listen.ip(), 0))
+                        .await
+                        .context("cannot listen for the dashboard")?
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot listen on {}", a.listen)),
+            };
+            let addr = listener.local_addr()?;
+            let state = paper_runner::ops::http::OpsState {
+                store: store.clone(),
+                settings: std::sync::Arc::new(settings),
+                stats: Some(scheduler.stats.clone()),
+                metrics: super::metrics(),
+            };
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(paper_runner::ops::http::serve(
+                listener,
+                state,
+                stop.clone(),
+            ));
+            let access = match &a.token_env {
+                Some(var) => format!("log in with the token in ${var}"),
+                None => "read-only; --token-env VAR turns on retry, cancel and re-queue".into(),
+            };
+            println!("dashboard: http://{addr}/ ({access})");
+            Some((stop, task))
+        } else {
+            None
+        };
         let progress = super::progress::progress_observer(&store, true);
         if let Some((observer, _)) = &progress {
             scheduler.observer = Some(observer.clone());
@@ -194,6 +242,13 @@ fn run_inner(a: DemoArgs) -> anyhow::Result<CliResult> {
         println!("  runner show {}", manifest.papers[0].arxiv_id);
         println!("  runner audit --reports reports");
         let all_done = papers.iter().all(|p| p.status == PaperStatus::Done);
+        if let Some((stop, task)) = dashboard {
+            println!();
+            println!("dashboard still serving; Ctrl-C to stop");
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
         Ok(if all_done && audited.failing == 0 {
             Ok(())
         } else {

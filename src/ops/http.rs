@@ -29,15 +29,17 @@
 //! process out of descriptors) are logged and retried after a pause; they
 //! never end the endpoint.
 
+use super::dash::auth::Keys;
+use super::dash::Gate;
 use super::metrics::{Metrics, MetricsSnapshot};
 use super::status::{status_report, StatusReport};
 use super::OpsError;
 use crate::runner::config::{OpsSettings, Settings};
 use crate::runner::scheduler::RunnerStats;
 use crate::store::Store;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -92,14 +94,6 @@ impl OpsState {
     }
 }
 
-/// Who may call: `None` = anyone (loopback without a token).
-#[derive(Clone)]
-struct Access {
-    token: Option<Arc<str>>,
-    /// Not loopback and no token: refuse everything.
-    closed: bool,
-}
-
 /// Serve until `shutdown` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -123,17 +117,18 @@ pub async fn serve(
             "ops endpoint is not on loopback and has no bearer token: every request gets 401"
         );
     }
-    let access = Access {
-        token: token.map(Arc::from),
+    let gate = Arc::new(Gate {
+        keys: token.as_deref().map(Keys::new),
         closed,
-    };
+    });
     let limits = Limits::new(&state.settings.ops);
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/status", get(status_handler))
         .route("/healthz", get(healthz))
         .route("/signal", post(signal_handler))
-        .layer(middleware::from_fn_with_state(access, require_token))
+        .merge(super::dash::routes())
+        .layer(middleware::from_fn_with_state(gate, super::dash::guard))
         .with_state(state);
     tracing::info!(
         %addr,
@@ -449,38 +444,6 @@ impl AsyncWrite for Tracked {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-/// Equal-time comparison, so response timing does not leak the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn authorized(access: &Access, headers: &HeaderMap) -> bool {
-    if access.closed {
-        return false;
-    }
-    let Some(token) = &access.token else {
-        return true;
-    };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| same(given.trim().as_bytes(), token.as_bytes()))
-}
-
-async fn require_token(State(access): State<Access>, req: Request, next: Next) -> Response {
-    if authorized(&access, req.headers()) {
-        next.run(req).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a bearer token is required\n",
-        )
-            .into_response()
     }
 }
 
@@ -984,25 +947,11 @@ mod tests {
 
     #[test]
     fn tokens_compare_whole() {
-        let open = Access {
-            token: Some(Arc::from("s3cret")),
-            closed: false,
-        };
-        let mut h = HeaderMap::new();
-        assert!(!authorized(&open, &h));
-        h.insert(header::AUTHORIZATION, "Bearer s3cre".parse().unwrap());
-        assert!(!authorized(&open, &h));
-        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
-        assert!(authorized(&open, &h));
-        let closed = Access {
-            token: None,
-            closed: true,
-        };
-        assert!(!authorized(&closed, &h));
-        let anyone = Access {
-            token: None,
-            closed: false,
-        };
-        assert!(authorized(&anyone, &HeaderMap::new()));
+        let k = Keys::new("s3cret");
+        assert!(!k.is_token("s3cre"));
+        assert!(!k.is_token("s3cret!"));
+        assert!(!k.is_token(""));
+        assert!(k.is_token("s3cret"));
+        assert!(k.is_token(" s3cret\n"));
     }
 }

@@ -3,6 +3,7 @@
 //! metrics layer, and the HTTP endpoint (`/metrics`, `/status`, `/healthz`).
 
 pub mod bill;
+pub mod dash;
 pub mod forecast;
 pub mod http;
 pub mod metrics;

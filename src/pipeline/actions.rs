@@ -506,6 +506,9 @@ impl Action for SaveReport {
             report::save_report(&dir, &id, &title, &content)
         })
         .await??;
+        // Absolute, so `runner show` and the dashboard find the report
+        // whatever directory they run from.
+        let path = std::path::absolute(&path).unwrap_or(path);
         ctx.insert("report_path".into(), json!(path.display().to_string()));
         Ok(None)
     }

@@ -93,6 +93,18 @@ pub fn audit(opts: &AuditOptions) -> Result<AuditSummary, String> {
     })
 }
 
+/// Audit one report's text alone (the dashboard's paper page): every check
+/// but the duplicate-opening one, which needs the other reports.
+pub fn audit_text(path: &Path, text: &str, texts: Option<PathBuf>) -> ReportAudit {
+    let opts = AuditOptions {
+        reports: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        latest: None,
+        texts,
+        grounding_threshold: GROUNDING_THRESHOLD,
+    };
+    audit_one(path, text, &opts).0
+}
+
 /// Newest first.
 fn report_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries =

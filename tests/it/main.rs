@@ -34,6 +34,7 @@ mod budget_money;
 mod cli;
 mod config_example;
 mod daemon;
+mod dashboard;
 mod hooks_cli;
 mod hostile_cfg;
 mod hostile_ops;

@@ -114,4 +114,62 @@ impl Store {
             Ok(out)
         })
     }
+
+    /// Operator: run papers again from the start. A paper at rest (pending,
+    /// prepped, analyzed, done or failed, cancelled or not) goes back to
+    /// pending with every phase's attempts and results cleared; a paper a
+    /// runner is working on is refused (cancel it first), and the whole
+    /// request changes nothing. Returns (id, status before) per paper.
+    pub fn requeue_papers(&self, ids: &[String]) -> Result<Vec<(String, PaperStatus)>, StoreError> {
+        self.write("re-queueing papers", |tx| {
+            let mut out = Vec::new();
+            for x in ids {
+                let row: Option<(String, PaperStatus, Option<String>)> = tx
+                    .one(
+                        "SELECT id, status, owner_id FROM executions
+                         WHERE id = ?1 OR arxiv_id = ?1 OR id = 'paper:' || ?1",
+                        params![x],
+                        |r| Ok((r.get("id")?, r.get("status")?, r.get("owner_id")?)),
+                    )
+                    .map_err(|e| self.err("re-queueing papers", e))?;
+                let Some((id, status, owner)) = row else {
+                    return Err(StoreError::NotFound(format!("no paper {x} in the queue")));
+                };
+                if owner.is_some() || status.working_phase().is_some() {
+                    return Err(StoreError::Invalid(format!(
+                        "paper {x} is {} on a runner now: cancel it first, then re-queue it",
+                        status.as_str()
+                    )));
+                }
+                tx.exec(
+                    "UPDATE executions SET status = ?2, attempts_prep = 0, attempts_expensive = 0,
+                        attempts_wrap = 0, not_before = 0, cancel_requested = 0, phase_execution = NULL,
+                        prep_result = NULL, expensive_result = NULL, wrap_result = NULL,
+                        last_error_kind = NULL, last_error_message = NULL, done_at = NULL,
+                        phase_started_at = NULL, updated_at = ?3
+                     WHERE id = ?1",
+                    params![id, PaperStatus::Pending, self.now_text()],
+                )
+                .map_err(|e| self.err("re-queueing papers", e))?;
+                tx.exec(
+                    "DELETE FROM execution_blob_refs WHERE execution_id = ?1",
+                    params![id],
+                )
+                .map_err(|e| self.err("re-queueing papers", e))?;
+                self.event(
+                    tx,
+                    &id,
+                    Ev {
+                        kind: "requeued",
+                        from: Some(status),
+                        to: Some(PaperStatus::Pending),
+                        ..Ev::default()
+                    },
+                )?;
+                out.push((id, status));
+            }
+            self.notify_work(tx)?;
+            Ok(out)
+        })
+    }
 }
