@@ -6,10 +6,15 @@ CREATE INDEX executions_recent ON executions(updated_at, id);
 CREATE INDEX executions_status_recent ON executions(status, updated_at, id);
 CREATE INDEX executions_failed_kind ON executions(last_error_kind, updated_at, id)
     WHERE status = 'failed';
--- The 24-hour charts read the ledger by time, with model, outcome and
--- latency in the index itself (no table lookups). It covers every use of
--- the old time index, which it replaces.
-CREATE INDEX llm_calls_dash ON llm_calls(reserved_at, model, status, http_status, latency_ms);
+-- The 24-hour charts and today's spend (status, budget admission) read
+-- the ledger by time; every column they use is in the index itself, so a
+-- day of calls is read without a table lookup per row. It covers every use
+-- of the old time index, which it replaces.
+-- Papers finished per period (the done chart, `done_last_hour/day`, the
+-- forecast's samples) read straight from one index range.
+CREATE INDEX execution_events_finished ON execution_events(kind, phase, at);
+CREATE INDEX llm_calls_dash ON llm_calls(reserved_at, model, status, http_status, latency_ms,
+    profile, cost_source, total_tokens, cost, worst_tokens, worst_cost);
 DROP INDEX llm_calls_time;
 -- Title search: an external-content FTS5 index over executions.title, kept
 -- by triggers. It is keyed by the implicit rowid, which VACUUM may

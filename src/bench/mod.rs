@@ -6,6 +6,7 @@
 //! `testkit` crate.
 
 pub mod checkpoint;
+pub mod dashboard;
 pub mod extract;
 pub mod multi;
 pub mod pipeline;

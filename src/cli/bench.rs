@@ -19,6 +19,29 @@ pub enum BenchCmd {
     /// process and as a worker process, against pdftotext when installed),
     /// peak RSS, and body-word recall against reference texts.
     Extract(ExtractArgs),
+    /// The dashboard on a large generated queue (100,000 papers and
+    /// 1,000,000 ledger rows by default): time per page over HTTP.
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// Papers in the generated queue.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub papers: usize,
+    /// LLM ledger rows in the generated queue.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=100_000_000))]
+    pub calls: usize,
+    /// Timed requests per page (after one warm-up).
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub runs: usize,
+    /// Keep the generated database here; an existing file is reused
+    /// as it is (no generation).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +129,7 @@ pub fn run(cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Checkpoint(a) => bench_checkpoint(a),
         BenchCmd::Extract(a) => bench_extract(a),
+        BenchCmd::Dashboard(a) => bench_dashboard(a),
         BenchCmd::Pipeline(a) => match bench_pipeline(a) {
             Ok(code) => code,
             Err(e) => {
@@ -501,6 +525,52 @@ fn bench_checkpoint(a: CheckpointArgs) -> CliResult {
                 r.scenario, r.transitions_per_sec, r.p50_us, r.p99_us, r.db_bytes_per_transition
             );
         }
+    }
+    Ok(())
+}
+
+fn bench_dashboard(a: DashboardArgs) -> CliResult {
+    use paper_runner::bench::dashboard::{run, DashboardOptions};
+    let opts = DashboardOptions {
+        papers: a.papers,
+        calls: a.calls,
+        runs: a.runs,
+        db: a.db,
+    };
+    let rt = super::machine::runtime().map_err(|e| {
+        eprintln!("error: {e:#}");
+        super::exit::CliError::from(Code::Failure)
+    })?;
+    let r = match rt.block_on(run(&opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(Code::Failure.into());
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "dashboard on {} papers, {} ledger rows ({:.0} MiB{})",
+        r.papers,
+        r.ledger_rows,
+        r.db_bytes as f64 / 1048576.0,
+        r.generate_secs
+            .map(|s| format!(", generated in {s:.0} s"))
+            .unwrap_or_default()
+    );
+    println!("{:<26} {:>9} {:>9} {:>9} {:>9}", "page", "p50 ms", "p95 ms", "max ms", "KiB");
+    for p in &r.pages {
+        println!(
+            "{:<26} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            p.page,
+            p.p50_ms,
+            p.p95_ms,
+            p.max_ms,
+            p.bytes as f64 / 1024.0
+        );
     }
     Ok(())
 }

@@ -115,10 +115,10 @@ pub struct Forecast {
 /// spend.
 pub fn forecast(store: &Store, budget: &Budget, now: DateTime<Utc>) -> Result<Forecast, OpsError> {
     let class_of = |p: Option<&str>| crate::store::spend::class_of(&budget.settings().classes, p);
-    let spend_of = |prefix: &str| -> Result<(ClassAmounts, u64), OpsError> {
+    let spend_of = |rows: Vec<crate::store::ProfileSpend>| -> (ClassAmounts, u64) {
         let mut a = ClassAmounts::default();
         let mut unknown = 0;
-        for row in store.spend_under(prefix)? {
+        for row in rows {
             let amounts = Amounts {
                 cost: row.cost,
                 tokens: row.tokens as f64,
@@ -128,7 +128,7 @@ pub fn forecast(store: &Store, budget: &Budget, now: DateTime<Utc>) -> Result<Fo
                 .add(&amounts, 1.0);
             unknown += row.unknown_cost;
         }
-        Ok((a, unknown))
+        (a, unknown)
     };
     let day_ago = fmt_ts(now - ChronoDuration::days(1));
     let week_ago = fmt_ts(now - ChronoDuration::days(7));
@@ -156,8 +156,13 @@ pub fn forecast(store: &Store, budget: &Budget, now: DateTime<Utc>) -> Result<Fo
         }
         let mut sum = ClassAmounts::default();
         let mut unknown = 0;
-        for paper in &samples {
-            let (a, u) = spend_of(&format!("{paper}/{}", phase.name()))?;
+        let prefixes: Vec<String> = samples
+            .iter()
+            .map(|paper| format!("{paper}/{}", phase.name()))
+            .collect();
+        let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+        for rows in store.spend_under_each(&refs)? {
+            let (a, u) = spend_of(rows);
             sum.add(&a, 1.0);
             unknown += u;
         }
@@ -185,8 +190,9 @@ pub fn forecast(store: &Store, budget: &Budget, now: DateTime<Utc>) -> Result<Fo
         None
     } else {
         let mut sum = Amounts::default();
-        for paper in &done {
-            sum.add(&spend_of(paper)?.0.total(), 1.0);
+        let refs: Vec<&str> = done.iter().map(String::as_str).collect();
+        for rows in store.spend_under_each(&refs)? {
+            sum.add(&spend_of(rows).0.total(), 1.0);
         }
         Some(sum.scaled(1.0 / done.len() as f64).rounded())
     };

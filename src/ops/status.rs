@@ -463,6 +463,59 @@ pub struct PhaseNeeds {
 /// [`PhaseNeeds`] of the expensive phase from its machine file; None when
 /// the machines cannot be loaded here (then every breaker counts).
 pub fn expensive_needs(settings: &Settings, store: &Store) -> Option<PhaseNeeds> {
+    let loaded = expensive_machine(settings)?;
+    let bytes = store
+        .next_phase_input_bytes(Phase::Expensive)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    Some(PhaseNeeds {
+        models: loaded.models.clone(),
+        calls: loaded.calls.clone(),
+        need: loaded.plan.need(bytes),
+    })
+}
+
+/// What the expensive machine calls, from its files.
+struct ExpensiveMachine {
+    models: Vec<(String, String)>,
+    calls: ClassCalls,
+    plan: PhasePlan,
+}
+
+/// How long a loaded expensive machine is reused: loading parses every
+/// machine file (tens of ms), and the dashboard's overview and `/status`
+/// may ask every few seconds.
+const MACHINE_CACHE: std::time::Duration = std::time::Duration::from_secs(30);
+
+type MachineCache = Option<(
+    std::path::PathBuf,
+    std::time::Instant,
+    Option<std::sync::Arc<ExpensiveMachine>>,
+)>;
+
+fn expensive_machine(settings: &Settings) -> Option<std::sync::Arc<ExpensiveMachine>> {
+    static CACHE: std::sync::Mutex<MachineCache> = std::sync::Mutex::new(None);
+    let cfg = &settings.config;
+    if let Ok(guard) = CACHE.lock() {
+        if let Some((dir, at, loaded)) = guard.as_ref() {
+            if *dir == cfg.machines_dir && at.elapsed() < MACHINE_CACHE {
+                return loaded.clone();
+            }
+        }
+    }
+    let loaded = load_expensive_machine(settings).map(std::sync::Arc::new);
+    if let Ok(mut guard) = CACHE.lock() {
+        *guard = Some((
+            cfg.machines_dir.clone(),
+            std::time::Instant::now(),
+            loaded.clone(),
+        ));
+    }
+    loaded
+}
+
+fn load_expensive_machine(settings: &Settings) -> Option<ExpensiveMachine> {
     let cfg = &settings.config;
     if !build::has_machines(&cfg.machines_dir) {
         return None;
@@ -490,15 +543,10 @@ pub fn expensive_needs(settings: &Settings, store: &Store) -> Option<PhaseNeeds>
     let calls = budget::worst_case_calls(&bundle, |p| settings.budget.class_of(p).to_string());
     // Its input is stored: measured per paper, no floor.
     let plan = PhasePlan::of(&bundle, &settings.budget, 0);
-    let bytes = store
-        .next_phase_input_bytes(Phase::Expensive)
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-    Some(PhaseNeeds {
+    Some(ExpensiveMachine {
         models,
         calls,
-        need: plan.need(bytes),
+        plan,
     })
 }
 

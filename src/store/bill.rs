@@ -144,32 +144,43 @@ impl Store {
     /// ids from `prefix/` up to, not including, `prefix0` (`0` sorts right
     /// after `/`).
     pub fn spend_under(&self, prefix: &str) -> Result<Vec<ProfileSpend>, StoreError> {
+        let mut all = self.spend_under_each(&[prefix])?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`Store::spend_under`] for each prefix, on one connection (the
+    /// forecast asks for hundreds).
+    pub fn spend_under_each(&self, prefixes: &[&str]) -> Result<Vec<Vec<ProfileSpend>>, StoreError> {
         let mut guard = self.conn()?;
         let conn = guard.db();
         let e = |err| self.err("reading a paper's spend", err);
-        let rows = conn
-            .all(
-                "SELECT profile, COUNT(*) AS requests,
-                        COALESCE(SUM(total_tokens), 0) AS tokens,
-                        COALESCE(SUM(cost), 0) AS cost,
-                        SUM(CASE WHEN cost_source = 'unknown' THEN 1 ELSE 0 END) AS unknown_cost
-                 FROM llm_calls
-                 WHERE execution_id >= ?1 AND execution_id < ?2
-                   AND status IN ('reserved', 'ok', 'error')
-                 GROUP BY profile",
-                params![format!("{prefix}/"), format!("{prefix}0")],
-                |r| {
-                    Ok(ProfileSpend {
-                        profile: r.get("profile")?,
-                        requests: count(r.get("requests")?),
-                        tokens: count(r.get("tokens")?),
-                        cost: super::round_money(r.get("cost")?),
-                        unknown_cost: count(r.get::<Option<i64>>("unknown_cost")?.unwrap_or(0)),
-                    })
-                },
-            )
-            .map_err(e)?;
-        Ok(rows)
+        let mut out = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let rows = conn
+                .all(
+                    "SELECT profile, COUNT(*) AS requests,
+                            COALESCE(SUM(total_tokens), 0) AS tokens,
+                            COALESCE(SUM(cost), 0) AS cost,
+                            SUM(CASE WHEN cost_source = 'unknown' THEN 1 ELSE 0 END) AS unknown_cost
+                     FROM llm_calls
+                     WHERE execution_id >= ?1 AND execution_id < ?2
+                       AND status IN ('reserved', 'ok', 'error')
+                     GROUP BY profile",
+                    params![format!("{prefix}/"), format!("{prefix}0")],
+                    |r| {
+                        Ok(ProfileSpend {
+                            profile: r.get("profile")?,
+                            requests: count(r.get("requests")?),
+                            tokens: count(r.get("tokens")?),
+                            cost: super::round_money(r.get("cost")?),
+                            unknown_cost: count(r.get::<Option<i64>>("unknown_cost")?.unwrap_or(0)),
+                        })
+                    },
+                )
+                .map_err(e)?;
+            out.push(rows);
+        }
+        Ok(out)
     }
 
     /// Tokens (prompt + completion) of `model`'s rows settled in
@@ -203,15 +214,31 @@ impl Store {
         let conn = guard.db();
         let e = |err| self.err("reading finished phases", err);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = conn
-            .all(
-                "SELECT execution_id, phase FROM execution_events
-                 WHERE kind = 'finished' AND at >= ?1 AND phase IS NOT NULL
-                 ORDER BY at DESC, id DESC LIMIT ?2",
-                params![since, limit],
-                |r| Ok((r.get::<String>("execution_id")?, r.get::<String>("phase")?)),
-            )
-            .map_err(e)?;
+        // One index range per phase (`execution_events_finished`), each
+        // newest first and cut at `limit`, merged here.
+        let mut rows: Vec<(String, i64, String, String)> = Vec::new();
+        for phase in Phase::ALL {
+            rows.extend(
+                conn.all(
+                    "SELECT execution_id, phase, at, id FROM execution_events
+                     WHERE kind = 'finished' AND phase = ?1 AND at >= ?2
+                     ORDER BY at DESC, id DESC LIMIT ?3",
+                    params![phase.name(), since, limit],
+                    |r| {
+                        Ok((
+                            r.get::<String>("at")?,
+                            r.get::<i64>("id")?,
+                            r.get::<String>("execution_id")?,
+                            r.get::<String>("phase")?,
+                        ))
+                    },
+                )
+                .map_err(e)?,
+            );
+        }
+        rows.sort_by(|a, b| (&b.0, b.1).cmp(&(&a.0, a.1)));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let rows = rows.into_iter().map(|(_, _, id, phase)| (id, phase));
         let mut out = Vec::new();
         for (id, phase) in rows {
             if let Some(p) = Phase::parse(&phase) {

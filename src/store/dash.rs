@@ -66,23 +66,6 @@ pub struct CallBucket {
     pub errors: u64,
 }
 
-/// Settled latencies of one model in one histogram bin.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LatencyBin {
-    pub model: String,
-    /// Index into [`LATENCY_BOUNDS_MS`]; the last bin is open-ended.
-    pub bin: usize,
-    pub count: u64,
-}
-
-/// Upper bounds (ms, inclusive) of the latency histogram's bins; one more
-/// bin holds everything slower. Roughly logarithmic, so a percentile read
-/// off the bins is within one bin's width of the exact one.
-pub const LATENCY_BOUNDS_MS: [i64; 20] = [
-    50, 100, 150, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500, 10_000,
-    15_000, 20_000, 30_000, 60_000,
-];
-
 /// The words of a search, as alphanumeric runs (everything else separates
 /// words), so no search text ever reaches a query language unquoted.
 pub fn search_words(q: &str) -> Vec<String> {
@@ -233,55 +216,66 @@ impl Store {
         .map_err(|e| self.err("reading finished papers per bucket", e))
     }
 
-    /// LLM requests, 429s and other failures per ten minutes since
-    /// `since`; only buckets with any.
-    pub fn call_series(&self, since: &str) -> Result<Vec<CallBucket>, StoreError> {
+    /// LLM requests, 429s and other failures per ten minutes since `since`
+    /// (only buckets with any), and the models called. One pass over the
+    /// time index, which holds every column read.
+    pub fn call_series(&self, since: &str) -> Result<(Vec<CallBucket>, Vec<String>), StoreError> {
+        let mut guard = self.conn()?;
+        let conn = guard.db();
+        let rows = conn
+            .all(
+                "SELECT substr(reserved_at, 1, 15) AS bucket, model, COUNT(*) AS calls,
+                        SUM(CASE WHEN http_status = 429 THEN 1 ELSE 0 END) AS limited,
+                        SUM(CASE WHEN status = 'error' AND (http_status IS NULL OR http_status <> 429)
+                                 THEN 1 ELSE 0 END) AS errors
+                 FROM llm_calls WHERE reserved_at >= ?1
+                 GROUP BY substr(reserved_at, 1, 15), model",
+                params![since],
+                |r| {
+                    Ok((
+                        CallBucket {
+                            bucket: r.get("bucket")?,
+                            calls: r.get::<i64>("calls")?.max(0) as u64,
+                            rate_limited: r.get::<Option<i64>>("limited")?.unwrap_or(0).max(0) as u64,
+                            errors: r.get::<Option<i64>>("errors")?.unwrap_or(0).max(0) as u64,
+                        },
+                        r.get::<String>("model")?,
+                    ))
+                },
+            )
+            .map_err(|e| self.err("reading LLM calls per bucket", e))?;
+        let mut buckets: std::collections::BTreeMap<String, CallBucket> = Default::default();
+        let mut models: Vec<String> = Vec::new();
+        for (b, model) in rows {
+            let sum = buckets.entry(b.bucket.clone()).or_insert_with(|| CallBucket {
+                bucket: b.bucket.clone(),
+                ..CallBucket::default()
+            });
+            sum.calls += b.calls;
+            sum.rate_limited += b.rate_limited;
+            sum.errors += b.errors;
+            if !models.contains(&model) {
+                models.push(model);
+            }
+        }
+        models.sort();
+        Ok((buckets.into_values().collect(), models))
+    }
+
+    /// Latencies (ms) of `model`'s latest answered requests since `since`,
+    /// at most `limit`: a sample the percentiles are read from, taken by
+    /// walking the time index backwards, so its cost does not grow with a
+    /// busy day.
+    pub fn latency_sample(&self, since: &str, model: &str, limit: usize) -> Result<Vec<i64>, StoreError> {
         let mut guard = self.conn()?;
         let conn = guard.db();
         conn.all(
-            "SELECT substr(reserved_at, 1, 15) AS bucket, COUNT(*) AS calls,
-                    SUM(CASE WHEN http_status = 429 THEN 1 ELSE 0 END) AS limited,
-                    SUM(CASE WHEN status = 'error' AND (http_status IS NULL OR http_status <> 429)
-                             THEN 1 ELSE 0 END) AS errors
-             FROM llm_calls WHERE reserved_at >= ?1
-             GROUP BY substr(reserved_at, 1, 15) ORDER BY bucket",
-            params![since],
-            |r| {
-                Ok(CallBucket {
-                    bucket: r.get("bucket")?,
-                    calls: r.get::<i64>("calls")?.max(0) as u64,
-                    rate_limited: r.get::<Option<i64>>("limited")?.unwrap_or(0).max(0) as u64,
-                    errors: r.get::<Option<i64>>("errors")?.unwrap_or(0).max(0) as u64,
-                })
-            },
+            "SELECT latency_ms FROM llm_calls
+             WHERE reserved_at >= ?1 AND model = ?2 AND status = 'ok' AND latency_ms IS NOT NULL
+             ORDER BY reserved_at DESC LIMIT ?3",
+            params![since, model, limit.min(1_000_000) as i64],
+            |r| r.get::<i64>("latency_ms"),
         )
-        .map_err(|e| self.err("reading LLM calls per bucket", e))
-    }
-
-    /// Latency histogram of answered requests per model since `since`
-    /// (bins of [`LATENCY_BOUNDS_MS`]).
-    pub fn latency_bins(&self, since: &str) -> Result<Vec<LatencyBin>, StoreError> {
-        let mut case = String::from("CASE");
-        for (i, b) in LATENCY_BOUNDS_MS.iter().enumerate() {
-            case.push_str(&format!(" WHEN latency_ms <= {b} THEN {i}"));
-        }
-        case.push_str(&format!(" ELSE {} END", LATENCY_BOUNDS_MS.len()));
-        let sql = format!(
-            "SELECT model, {case} AS bin, COUNT(*) AS n FROM llm_calls
-             WHERE reserved_at >= ?1 AND status = 'ok' AND latency_ms IS NOT NULL
-             GROUP BY model, {case} ORDER BY model, bin"
-        );
-        let mut guard = self.conn()?;
-        let conn = guard.db();
-        conn.all(&sql, params![since], |r| {
-            Ok(LatencyBin {
-                model: r.get("model")?,
-                bin: r
-                    .get::<i64>("bin")?
-                    .clamp(0, LATENCY_BOUNDS_MS.len() as i64) as usize,
-                count: r.get::<i64>("n")?.max(0) as u64,
-            })
-        })
         .map_err(|e| self.err("reading latencies", e))
     }
 }

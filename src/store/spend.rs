@@ -488,12 +488,17 @@ fn ledger_sql() -> &'static str {
 }
 
 /// Live holds (their claim still holds the paper row) per class.
+///
+/// `CROSS JOIN` makes SQLite walk the (few) holds and look each paper up,
+/// never the other way round: with a plain join it scanned the whole queue
+/// (18 ms at 100,000 papers) on every budget admission. PostgreSQL plans
+/// it as the inner join it is.
 pub(super) const LIVE_HOLDS_SQL: &str = "SELECT h.class AS class,
         COALESCE(SUM(h.requests), 0) AS requests, COALESCE(SUM(h.tokens), 0) AS tokens,
         COALESCE(SUM(h.cost), 0) AS usd,
         SUM(CASE WHEN h.cost IS NULL AND (h.requests > 0 OR h.tokens > 0) THEN 1 ELSE 0 END) AS unpriced
-     FROM budget_holds h JOIN executions e ON e.id = h.paper_id
-     WHERE e.fencing_token = h.fencing_token AND e.status = h.working_status
+     FROM budget_holds h CROSS JOIN executions e
+     WHERE e.id = h.paper_id AND e.fencing_token = h.fencing_token AND e.status = h.working_status
      GROUP BY h.class";
 
 impl Store {

@@ -9,7 +9,7 @@ use super::{error_page, render, Access};
 use crate::ops::http::OpsState;
 use crate::ops::show::{paper_timeline, PaperTimeline};
 use crate::ops::{fit, fmt_ts, human_duration_ms, parse_ts, OpsError};
-use crate::store::dash::{Cursor, QueueFilter, LATENCY_BOUNDS_MS};
+use crate::store::dash::{Cursor, QueueFilter};
 use crate::store::{PaperRow, PaperStatus, Phase, Store};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -159,41 +159,17 @@ impl Window {
     }
 }
 
-/// p50/p90/p99 (upper bin bounds, ms) per model from histogram bins.
-fn percentiles(bins: &[crate::store::dash::LatencyBin]) -> Vec<(String, [f64; 3])> {
-    let mut by_model: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for b in bins {
-        let v = by_model
-            .entry(b.model.as_str())
-            .or_insert_with(|| vec![0; LATENCY_BOUNDS_MS.len() + 1]);
-        if let Some(slot) = v.get_mut(b.bin) {
-            *slot += b.count;
-        }
+/// Latest answered calls per model the latency percentiles are read from.
+const LATENCY_SAMPLE: usize = 2_000;
+
+/// The value at quantile `q` of `v` (sorted here; nearest rank).
+fn quantile(v: &mut [i64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
     }
-    let bound = |i: usize| -> f64 {
-        LATENCY_BOUNDS_MS
-            .get(i)
-            .copied()
-            .unwrap_or(LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1] * 2) as f64
-    };
-    by_model
-        .into_iter()
-        .map(|(m, counts)| {
-            let total: u64 = counts.iter().sum();
-            let at = |q: f64| {
-                let want = (q * total as f64).ceil().max(1.0) as u64;
-                let mut seen = 0;
-                for (i, c) in counts.iter().enumerate() {
-                    seen += c;
-                    if seen >= want {
-                        return bound(i);
-                    }
-                }
-                bound(counts.len() - 1)
-            };
-            (m.to_string(), [at(0.5), at(0.9), at(0.99)])
-        })
-        .collect()
+    v.sort_unstable();
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1] as f64
 }
 
 /// `GET /`: the overview.
@@ -201,22 +177,32 @@ pub async fn overview(
     State(state): State<OpsState>,
     Extension(access): Extension<Access>,
 ) -> Response {
+    // The status report and the chart series read separately, on two
+    // pooled connections at once.
+    let now = Utc::now();
+    let w = Window::ending(now);
     let st = state.clone();
-    let data = read(&state, move |store| {
-        let now = Utc::now();
-        let report = st.status()?;
-        let w = Window::ending(now);
-        let since = w.since();
-        let done = store.done_series(&since)?;
-        let calls = store.call_series(&since)?;
-        let bins = store.latency_bins(&since)?;
-        let kinds = store.failed_kinds()?;
-        Ok((now, report, w, done, calls, bins, kinds))
-    })
-    .await;
-    let (now, report, w, done, calls, bins, kinds) = match data {
-        Ok(d) => d,
-        Err(e) => return failed(&state, &access, e),
+    let since = w.since();
+    let (report, series) = tokio::join!(
+        read(&state, move |_| Ok(st.status()?)),
+        read(&state, move |store| {
+            let done = store.done_series(&since)?;
+            let (calls, models) = store.call_series(&since)?;
+            let mut pcts = Vec::new();
+            for m in models {
+                let mut v = store.latency_sample(&since, &m, LATENCY_SAMPLE)?;
+                if !v.is_empty() {
+                    let p = [quantile(&mut v, 0.5), quantile(&mut v, 0.9), quantile(&mut v, 0.99)];
+                    pcts.push((m, p, v.len()));
+                }
+            }
+            let kinds = store.failed_kinds()?;
+            Ok((done, calls, pcts, kinds))
+        })
+    );
+    let (report, (done, calls, pcts, kinds)) = match (report, series) {
+        (Ok(r), Ok(s)) => (r, s),
+        (Err(e), _) | (_, Err(e)) => return failed(&state, &access, e),
     };
     let labels = w.labels();
     let done_v = w.spread(done.into_iter().map(|(k, n)| (k, n as f64)));
@@ -259,10 +245,9 @@ pub async fn overview(
             },
         ],
     );
-    let pcts = percentiles(&bins);
     let groups: Vec<BarGroup<'_>> = pcts
         .iter()
-        .map(|(m, p)| BarGroup {
+        .map(|(m, p, _)| BarGroup {
             label: m,
             bars: vec![
                 ("p50", "s1", p[0]),
@@ -272,7 +257,7 @@ pub async fn overview(
         })
         .collect();
     let latency_chart = svg::bar_chart(
-        "LLM latency per model, last 24 h (ms, upper bound of the bin)",
+        "LLM latency per model: latest answered calls of the last 24 h (≤ 2,000 each), ms",
         " ms",
         &groups,
     );
@@ -889,27 +874,13 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_read_the_bins() {
-        use crate::store::dash::LatencyBin;
-        let bins = vec![
-            LatencyBin {
-                model: "m".into(),
-                bin: 0,
-                count: 50,
-            },
-            LatencyBin {
-                model: "m".into(),
-                bin: 8,
-                count: 40,
-            },
-            LatencyBin {
-                model: "m".into(),
-                bin: LATENCY_BOUNDS_MS.len(),
-                count: 10,
-            },
-        ];
-        let p = percentiles(&bins);
-        assert_eq!(p, vec![("m".to_string(), [50.0, 1000.0, 120_000.0])]);
+    fn quantiles_take_the_nearest_rank() {
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut v, 0.5), 50.0);
+        assert_eq!(quantile(&mut v, 0.9), 90.0);
+        assert_eq!(quantile(&mut v, 0.99), 99.0);
+        assert_eq!(quantile(&mut [7], 0.99), 7.0);
+        assert_eq!(quantile(&mut [], 0.5), 0.0);
     }
 
     #[test]

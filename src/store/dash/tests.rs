@@ -231,7 +231,7 @@ fn series_bucket_by_ten_minutes() {
     for (at, status, http, latency, model) in rows {
         s.insert_test_call(at, status, http, latency, model);
     }
-    let calls = s.call_series("2026-01-01T00:00:00.000000Z").unwrap();
+    let (calls, models) = s.call_series("2026-01-01T00:00:00.000000Z").unwrap();
     assert_eq!(
         calls,
         vec![
@@ -249,27 +249,12 @@ fn series_bucket_by_ten_minutes() {
             },
         ]
     );
-    let bins = s.latency_bins("2026-01-01T00:00:00.000000Z").unwrap();
-    assert_eq!(
-        bins,
-        vec![
-            LatencyBin {
-                model: "m1".into(),
-                bin: 2,
-                count: 1
-            },
-            LatencyBin {
-                model: "m2".into(),
-                bin: 15,
-                count: 1
-            },
-            LatencyBin {
-                model: "m2".into(),
-                bin: LATENCY_BOUNDS_MS.len(),
-                count: 1
-            },
-        ]
-    );
+    assert_eq!(models, vec!["m1".to_string(), "m2".to_string()]);
+    // Newest first, answered calls of the model only, within the window.
+    let since = "2026-01-01T00:00:00.000000Z";
+    assert_eq!(s.latency_sample(since, "m2", 10).unwrap(), vec![90_000, 9_000]);
+    assert_eq!(s.latency_sample(since, "m2", 1).unwrap(), vec![90_000]);
+    assert_eq!(s.latency_sample(since, "m1", 10).unwrap(), vec![120]);
 }
 
 /// On SQLite the queue pages walk an index in order: no table scan and no
