@@ -73,14 +73,14 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             "runner",
             &["durable", "pipeline", "llm", "store", "tooling"][..],
         ),
-        ("ops", &["runner", "llm", "store"][..]),
+        ("ops", &["runner", "pipeline", "llm", "store"][..]),
         (
             "tooling",
             &["runner", "pipeline", "durable", "llm", "store"][..],
         ),
         (
             "bench",
-            &["runner", "pipeline", "durable", "llm", "store"][..],
+            &["ops", "runner", "pipeline", "durable", "llm", "store"][..],
         ),
     ])
 }

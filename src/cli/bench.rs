@@ -561,7 +561,10 @@ fn bench_dashboard(a: DashboardArgs) -> CliResult {
             .map(|s| format!(", generated in {s:.0} s"))
             .unwrap_or_default()
     );
-    println!("{:<26} {:>9} {:>9} {:>9} {:>9}", "page", "p50 ms", "p95 ms", "max ms", "KiB");
+    println!(
+        "{:<26} {:>9} {:>9} {:>9} {:>9}",
+        "page", "p50 ms", "p95 ms", "max ms", "KiB"
+    );
     for p in &r.pages {
         println!(
             "{:<26} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",

@@ -471,7 +471,7 @@ pub fn expensive_needs(settings: &Settings, store: &Store) -> Option<PhaseNeeds>
         .unwrap_or(0);
     Some(PhaseNeeds {
         models: loaded.models.clone(),
-        calls: loaded.calls.clone(),
+        calls: loaded.calls,
         need: loaded.plan.need(bytes),
     })
 }

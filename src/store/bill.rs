@@ -150,7 +150,10 @@ impl Store {
 
     /// [`Store::spend_under`] for each prefix, on one connection (the
     /// forecast asks for hundreds).
-    pub fn spend_under_each(&self, prefixes: &[&str]) -> Result<Vec<Vec<ProfileSpend>>, StoreError> {
+    pub fn spend_under_each(
+        &self,
+        prefixes: &[&str],
+    ) -> Result<Vec<Vec<ProfileSpend>>, StoreError> {
         let mut guard = self.conn()?;
         let conn = guard.db();
         let e = |err| self.err("reading a paper's spend", err);

@@ -247,10 +247,12 @@ impl Store {
         let mut buckets: std::collections::BTreeMap<String, CallBucket> = Default::default();
         let mut models: Vec<String> = Vec::new();
         for (b, model) in rows {
-            let sum = buckets.entry(b.bucket.clone()).or_insert_with(|| CallBucket {
-                bucket: b.bucket.clone(),
-                ..CallBucket::default()
-            });
+            let sum = buckets
+                .entry(b.bucket.clone())
+                .or_insert_with(|| CallBucket {
+                    bucket: b.bucket.clone(),
+                    ..CallBucket::default()
+                });
             sum.calls += b.calls;
             sum.rate_limited += b.rate_limited;
             sum.errors += b.errors;
@@ -266,7 +268,12 @@ impl Store {
     /// at most `limit`: a sample the percentiles are read from, taken by
     /// walking the time index backwards, so its cost does not grow with a
     /// busy day.
-    pub fn latency_sample(&self, since: &str, model: &str, limit: usize) -> Result<Vec<i64>, StoreError> {
+    pub fn latency_sample(
+        &self,
+        since: &str,
+        model: &str,
+        limit: usize,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut guard = self.conn()?;
         let conn = guard.db();
         conn.all(

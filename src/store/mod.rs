@@ -28,6 +28,8 @@ pub mod signals;
 pub mod spend;
 pub mod sql;
 pub mod stats;
+#[cfg(feature = "tooling")]
+pub mod synth_queue;
 
 pub use bill::{paper_phase_of, BillRow, ModelSpend, ProfileSpend};
 pub use breakers::BreakerRecord;

@@ -35,6 +35,7 @@ mod cli;
 mod config_example;
 mod daemon;
 mod dashboard;
+mod dashboard_browser;
 mod hooks_cli;
 mod hostile_cfg;
 mod hostile_ops;

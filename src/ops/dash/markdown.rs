@@ -25,17 +25,12 @@ pub fn render(md: &str) -> String {
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_TASKLISTS;
-    let mut in_image = 0usize;
-    let events = Parser::new_ext(md, opts).filter_map(|ev| match ev {
-        Event::Html(s) | Event::InlineHtml(s) => Some(Event::Text(s)),
+    let events = Parser::new_ext(md, opts).map(|ev| match ev {
+        Event::Html(s) | Event::InlineHtml(s) => Event::Text(s),
         Event::Start(Tag::Image { dest_url, .. }) => {
-            in_image += 1;
-            Some(Event::Text(CowStr::from(format!("[image {dest_url}: "))))
+            Event::Text(CowStr::from(format!("[image {dest_url}: ")))
         }
-        Event::End(TagEnd::Image) => {
-            in_image = in_image.saturating_sub(1);
-            Some(Event::Text(CowStr::from("]")))
-        }
+        Event::End(TagEnd::Image) => Event::Text(CowStr::from("]")),
         Event::Start(Tag::Link {
             link_type,
             dest_url,
@@ -52,14 +47,14 @@ pub fn render(md: &str) -> String {
             } else {
                 LinkType::Inline
             };
-            Some(Event::Start(Tag::Link {
+            Event::Start(Tag::Link {
                 link_type,
                 dest_url,
                 title,
                 id,
-            }))
+            })
         }
-        other => Some(other),
+        other => other,
     });
     let mut out = String::with_capacity(md.len() + md.len() / 2);
     html::push_html(&mut out, events);

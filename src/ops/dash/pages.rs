@@ -184,7 +184,7 @@ pub async fn overview(
     let st = state.clone();
     let since = w.since();
     let (report, series) = tokio::join!(
-        read(&state, move |_| Ok(st.status()?)),
+        read(&state, move |_| st.status()),
         read(&state, move |store| {
             let done = store.done_series(&since)?;
             let (calls, models) = store.call_series(&since)?;
@@ -192,7 +192,11 @@ pub async fn overview(
             for m in models {
                 let mut v = store.latency_sample(&since, &m, LATENCY_SAMPLE)?;
                 if !v.is_empty() {
-                    let p = [quantile(&mut v, 0.5), quantile(&mut v, 0.9), quantile(&mut v, 0.99)];
+                    let p = [
+                        quantile(&mut v, 0.5),
+                        quantile(&mut v, 0.9),
+                        quantile(&mut v, 0.99),
+                    ];
                     pcts.push((m, p, v.len()));
                 }
             }

@@ -227,7 +227,7 @@ pub fn bar_chart(title: &str, unit: &str, groups: &[BarGroup<'_>]) -> String {
             let w = pw * (v / max).clamp(0.0, 1.0);
             let _ = write!(
                 s,
-                r#"<text class="tick" x="{}" y="{}" text-anchor="end">{}</text><rect class="{} fill" x="{L}" y="{}" width="{}" height="{BAR}"><title>{} {}: {}{unit}</title></rect><text class="tick" x="{}" y="{}">{}{}</text>"#,
+                r#"<text class="tick" x="{}" y="{}" text-anchor="end">{}</text><rect class="{} fill" x="{L}" y="{}" width="{}" height="{BAR}"><title>{} {}: {}{}</title></rect><text class="tick" x="{}" y="{}">{}{}</text>"#,
                 n(L - 6.0),
                 n(yy + BAR - 2.0),
                 esc(name),
@@ -237,6 +237,7 @@ pub fn bar_chart(title: &str, unit: &str, groups: &[BarGroup<'_>]) -> String {
                 esc(g.label),
                 esc(name),
                 esc(&short_number(*v)),
+                esc(unit),
                 n(L + w + 4.0),
                 n(yy + BAR - 2.0),
                 esc(&short_number(*v)),

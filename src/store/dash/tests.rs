@@ -252,7 +252,10 @@ fn series_bucket_by_ten_minutes() {
     assert_eq!(models, vec!["m1".to_string(), "m2".to_string()]);
     // Newest first, answered calls of the model only, within the window.
     let since = "2026-01-01T00:00:00.000000Z";
-    assert_eq!(s.latency_sample(since, "m2", 10).unwrap(), vec![90_000, 9_000]);
+    assert_eq!(
+        s.latency_sample(since, "m2", 10).unwrap(),
+        vec![90_000, 9_000]
+    );
     assert_eq!(s.latency_sample(since, "m2", 1).unwrap(), vec![90_000]);
     assert_eq!(s.latency_sample(since, "m1", 10).unwrap(), vec![120]);
 }

@@ -347,3 +347,31 @@ fn a_parked_wait_is_claimable_only_after_its_deadline() {
     assert_eq!(again.attempt, 1);
     assert_eq!(again.phase_execution.as_deref(), Some("paper:a/prep/1"));
 }
+
+/// Re-queue runs a paper again from the start: attempts and results go,
+/// the paper is pending; a paper in flight is refused and nothing changes.
+#[test]
+fn requeue_starts_over_and_refuses_work_in_flight() {
+    let (_d, s, _) = store();
+    add(&s, "a", 0);
+    add(&s, "b", 0);
+    let c = s.claim(&req("o", &[Phase::Prep])).unwrap().unwrap();
+    let err = s
+        .requeue_papers(std::slice::from_ref(&c.arxiv_id))
+        .unwrap_err();
+    assert!(err.to_string().contains("cancel it first"), "{err}");
+    s.finish_phase(&c, &json!({"ok": true}), None, 5).unwrap();
+    assert_eq!(
+        s.paper(&c.arxiv_id).unwrap().unwrap().status,
+        PaperStatus::Prepped
+    );
+    let out = s.requeue_papers(std::slice::from_ref(&c.arxiv_id)).unwrap();
+    assert_eq!(out, vec![(c.id.clone(), PaperStatus::Prepped)]);
+    let p = s.paper(&c.arxiv_id).unwrap().unwrap();
+    assert_eq!((p.status, p.attempts_prep), (PaperStatus::Pending, 0));
+    assert!(s.phase_results(&c.id).unwrap().is_empty());
+    assert!(matches!(
+        s.requeue_papers(&["nope".into()]),
+        Err(StoreError::NotFound(_))
+    ));
+}
