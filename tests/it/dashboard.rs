@@ -386,3 +386,75 @@ async fn without_a_token_the_dashboard_reads_but_never_writes() {
     stop.cancel();
     handle.await.unwrap();
 }
+
+/// The same pages and an action on PostgreSQL (the queue's keyset pages,
+/// its full-text title search, the series' text buckets, the timeline's
+/// JSON reads all have their own SQL there). Skips without RUNNER_TEST_PG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_serves_a_postgresql_runner() {
+    let Some(site) = Site::postgres(HOSTILE_ERROR, "").await else {
+        return;
+    };
+    site.add_papers(0, 3);
+    let _ = tokio::task::block_in_place(|| site.run(&["--workers", "1"]));
+    let url = site.pg.clone().unwrap();
+    crate::support::pg_query(
+        &url,
+        &format!(
+            "UPDATE executions SET title = 'Sparse Protein Folding <script>alert(1)</script>' WHERE arxiv_id = '{}'",
+            arxiv(1)
+        ),
+    );
+    let var = "PAPER_RUNNER_DASH_PG_TOKEN";
+    std::env::set_var(var, "pg-s3cret");
+    let (base, stop, handle) = serve_site(&site, Some(var)).await;
+    let api = Web::new(&base);
+    let get = |path: String| {
+        let api = &api;
+        let base = base.clone();
+        async move {
+            api.send(
+                api.client
+                    .get(format!("{base}{path}"))
+                    .bearer_auth("pg-s3cret"),
+            )
+            .await
+        }
+    };
+    let overview = get("/".into()).await;
+    assert_eq!(overview.code, 200, "{}", overview.body);
+    assert!(overview.body.contains("<svg"));
+    assert_inert(&overview, "overview");
+    let found = get("/queue?q=prot+fold".into()).await;
+    assert_eq!(found.code, 200, "{}", found.body);
+    assert!(
+        found.body.contains(&format!(">{}</a>", arxiv(1))),
+        "{}",
+        found.body
+    );
+    assert!(!found.body.contains(&format!(">{}</a>", arxiv(2))));
+    assert_inert(&found, "search");
+    let failed = get("/queue?status=failed&limit=1".into()).await;
+    assert!(
+        failed.body.contains(&format!(">{}</a>", arxiv(0))),
+        "{}",
+        failed.body
+    );
+    let paper = get(format!("/paper/{}", arxiv(0))).await;
+    assert_eq!(paper.code, 200, "{}", paper.body);
+    assert!(paper.body.contains("svg class=\"chart gantt\""));
+    assert_inert(&paper, "failed paper");
+    let csrf = csrf_of(&paper.body);
+    let retried = api
+        .send(
+            api.client
+                .post(format!("{base}/actions/retry"))
+                .bearer_auth("pg-s3cret")
+                .form(&[("id", arxiv(0).as_str()), ("csrf", csrf.as_str())]),
+        )
+        .await;
+    assert_eq!(retried.code, 303, "{}", retried.body);
+    assert_eq!(site.statuses()[&arxiv(0)], "pending");
+    stop.cancel();
+    handle.await.unwrap();
+}
