@@ -107,6 +107,8 @@ pub enum Command {
     Retry(papers::RetryArgs),
     /// Stop claiming papers; a running phase is given back.
     Cancel(papers::CancelArgs),
+    /// Run papers again from the start (done, failed or waiting ones).
+    Requeue(papers::RequeueArgs),
     /// Drive one paper's remaining phases now, in the foreground.
     Resume(papers::ResumeArgs),
     /// Send a signal to an execution waiting on a `wait_for` state.
@@ -257,6 +259,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Command::Spend(a) => spend::run(cli.config, a),
         Command::Retry(a) => papers::retry(cli.config, a),
         Command::Cancel(a) => papers::cancel(cli.config, a),
+        Command::Requeue(a) => papers::requeue(cli.config, a),
         Command::Resume(a) => papers::resume(cli.config, a),
         Command::Signal(a) => signal::signal(cli.config, a),
     }

@@ -47,6 +47,19 @@ pub struct CancelArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RequeueArgs {
+    /// Papers to run again from the start (queue ids or arXiv ids).
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// SQLite database or PostgreSQL URL (default from config: data/runner.db).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct ResumeArgs {
     /// The paper (queue id or arXiv id).
     pub id: String,
@@ -166,6 +179,30 @@ pub fn cancel(config: Option<PathBuf>, a: CancelArgs) -> CliResult {
                 "not claimed again until retried"
             };
             println!("{id} {status} → cancelled ({note})");
+        }
+    }
+    Ok(())
+}
+
+/// `runner requeue`: every phase again from the start (the dashboard's
+/// Re-queue). Refused, changing nothing, while a runner works on a paper.
+pub fn requeue(config: Option<PathBuf>, a: RequeueArgs) -> CliResult {
+    let (_, store) = open_existing(config.as_deref(), a.db.as_deref())?;
+    let moved = match store.requeue_papers(&a.ids) {
+        Ok(m) => m,
+        Err(e @ (StoreError::NotFound(_) | StoreError::Invalid(_))) => {
+            return Err(Failure::new(Code::Usage, e))
+        }
+        Err(e) => return Err(Failure::new(Code::Failure, e)),
+    };
+    if a.json {
+        print_json(&json!({
+            "requeued": moved.iter().map(|(id, from)| json!({"id": id, "from": from, "status": "pending"}))
+                .collect::<Vec<_>>(),
+        }))?;
+    } else {
+        for (id, from) in &moved {
+            println!("{id} {from} → pending (every phase runs again)");
         }
     }
     Ok(())

@@ -551,14 +551,16 @@ fn load_expensive_machine(settings: &Settings) -> Option<ExpensiveMachine> {
 }
 
 /// The worst case the derived mode checks when the machines are unknown:
-/// one expensive request.
+/// one expensive request, costing something. (At `usd: 0.0` it fit a money
+/// budget already spent, and status said "normal" while the runner itself
+/// would claim no expensive work.)
 fn unknown_need() -> ClassNeed {
     ClassNeed::one(
         ModelClass::Expensive,
         Need {
             requests: 1,
             tokens: 1,
-            usd: Some(0.0),
+            usd: Some(1e-6),
         },
     )
 }
@@ -1270,6 +1272,26 @@ mod tests {
         assert!(!decide(0, std::slice::from_ref(&cheap_open), Some(&needs)).prep_only);
         // ...unless what the phase needs is unknown.
         assert!(decide(0, std::slice::from_ref(&cheap_open), None).prep_only);
+        // A spent money budget is prep-only even when the machines are
+        // unknown; money left is not.
+        let money = |used: f64| {
+            let mut u = usage(0);
+            u.limits.expensive.usd = Some(2.0);
+            u.ledger.expensive.usd = used;
+            derive_mode(&ModeInputs {
+                needs: None,
+                usage: &u,
+                breakers: &[],
+                burst: None,
+                now,
+                pauses: &[],
+                model_phases: None,
+                claim_backlog_ms: 2000,
+                park_after_ms: 10_000,
+            })
+        };
+        assert!(money(2.0).prep_only, "{}", money(2.0).reason);
+        assert!(!money(1.5).prep_only);
         // Out of credits: every model of the provider.
         let broke = breaker_report(
             row(

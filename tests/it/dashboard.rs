@@ -383,6 +383,11 @@ async fn without_a_token_the_dashboard_reads_but_never_writes() {
     }
     seen.sort();
     assert_eq!(seen, vec![0, 1, 2]);
+    // The CLI's re-queue does what the dashboard's button does.
+    let r = site.json(&["requeue", &arxiv(2)]);
+    assert_eq!(r["requeued"][0]["from"], "done", "{r}");
+    assert_eq!(site.statuses()[&arxiv(2)], "pending");
+    assert_eq!(site.run(&["requeue", "0000.00000"]).status.code(), Some(2));
     stop.cancel();
     handle.await.unwrap();
 }

@@ -82,3 +82,88 @@ fn demo_runs_the_sample_papers_end_to_end() {
     assert!(stdout.contains("0 LLM calls"), "{stdout}");
     assert_eq!(std::fs::read_dir(site.join("reports")).unwrap().count(), 4);
 }
+
+/// `runner demo --serve` prints the dashboard's URL, serves it while the
+/// demo runs and afterwards, shows the finished papers there, and stops
+/// cleanly on Ctrl-C (SIGINT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serve_keeps_the_dashboard_up_until_ctrl_c() {
+    use std::io::BufRead as _;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = runner(tmp.path())
+        .args([
+            "demo",
+            "--dir",
+            "site",
+            "--no-progress",
+            "--latency-ms",
+            "5",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-env",
+            "DEMO_DASH_TOKEN",
+        ])
+        .env("DEMO_DASH_TOKEN", "demo-s3cret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = |what: &str, pred: &dyn Fn(&str) -> bool| -> String {
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(300))
+                .unwrap_or_else(|e| panic!("no {what} line from the demo: {e}"));
+            if pred(&line) {
+                return line;
+            }
+        }
+    };
+    let url_line = next_line("dashboard URL", &|l| l.starts_with("dashboard: http://"));
+    let url = url_line
+        .trim_start_matches("dashboard: ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(url_line.contains("$DEMO_DASH_TOKEN"), "{url_line}");
+    next_line("still serving", &|l| l.contains("dashboard still serving"));
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{url}/queue?status=done"))
+        .bearer_auth("demo-s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("2601.00101"), "{body}");
+    let unauth = http.get(format!("{url}/status")).send().await.unwrap();
+    assert_eq!(unauth.status(), 401, "the token guards every page");
+    // SAFETY: kill sends a signal to the child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let pid = child.id();
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the demo (pid {pid}) did not stop on SIGINT"))
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -299,24 +299,28 @@ pub async fn overview(
     let share = |used: f64, limit: Option<f64>| {
         limit.map(|l| if l > 0.0 { (used / l).min(1.0) } else { 1.0 })
     };
-    let budget: Vec<_> = report
-        .budget
-        .classes
-        .iter()
-        .map(|b| {
-            let ts = share(
-                b.tokens.used.saturating_add(b.tokens.held) as f64,
-                b.tokens.limit.map(|l| l as f64),
-            );
-            let us = share(b.usd.used + b.usd.held, b.usd.limit);
-            json!({
-                "class": b.class,
-                "tokens_used": b.tokens.used, "tokens_limit": b.tokens.limit, "tokens_share": ts,
-                "usd_used": money(b.usd.used), "usd_limit": b.usd.limit.map(money), "usd_share": us,
-                "low": b.spent() || ts.is_some_and(|s| s >= 0.9) || us.is_some_and(|s| s >= 0.9),
-            })
+    let budget_row = |b: &crate::ops::status::BudgetClass| {
+        let ts = share(
+            b.tokens.used.saturating_add(b.tokens.held) as f64,
+            b.tokens.limit.map(|l| l as f64),
+        );
+        let us = share(b.usd.used + b.usd.held, b.usd.limit);
+        let rs = share(
+            b.used.saturating_add(b.held) as f64,
+            b.limit.map(|l| l as f64),
+        );
+        json!({
+            "class": b.class,
+            "requests_used": b.used, "requests_limit": b.limit, "requests_left": b.remaining,
+            "tokens_used": b.tokens.used, "tokens_limit": b.tokens.limit,
+            "tokens_left": b.tokens.remaining, "tokens_share": ts,
+            "usd_used": money(b.usd.used), "usd_limit": b.usd.limit.map(money),
+            "usd_left": b.usd.remaining.map(money), "usd_share": us,
+            "low": b.spent() || [ts, us, rs].iter().any(|s| s.is_some_and(|s| s >= 0.9)),
         })
-        .collect();
+    };
+    let budget: Vec<_> = report.budget.classes.iter().map(budget_row).collect();
+    let budget_total = budget_row(&report.budget.total);
     let blocked: Vec<_> = report
         .mode
         .blocked
@@ -354,6 +358,7 @@ pub async fn overview(
         "waiting": report.waiting.len(),
         "breakers": breakers,
         "budget": budget,
+        "budget_total": budget_total,
         "budget_resets": show_time(&report.budget.resets_at),
         "failed_kinds": failed_kinds,
         "now": fmt_ts(now),
