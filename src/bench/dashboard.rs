@@ -78,7 +78,9 @@ pub async fn run(opts: &DashboardOptions) -> Result<DashboardResult, String> {
 
 async fn measure(opts: &DashboardOptions, path: &Path) -> Result<DashboardResult, String> {
     let path = path.to_path_buf();
-    let generate_secs = if path.exists() {
+    // A PostgreSQL URL is used as it is (fill it with `runner migrate-db`
+    // from a generated SQLite file).
+    let generate_secs = if path.exists() || crate::store::is_db_url(&path).is_some() {
         None
     } else {
         let started = Instant::now();

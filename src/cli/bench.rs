@@ -35,8 +35,9 @@ pub struct DashboardArgs {
     /// Timed requests per page (after one warm-up).
     #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub runs: usize,
-    /// Keep the generated database here; an existing file is reused
-    /// as it is (no generation).
+    /// Keep the generated database here; an existing file, or a
+    /// PostgreSQL URL (filled with `runner migrate-db` from a generated
+    /// file), is used as it is.
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Print JSON instead of a table.

@@ -148,42 +148,87 @@ impl Store {
         Ok(all.pop().unwrap_or_default())
     }
 
-    /// [`Store::spend_under`] for each prefix, on one connection (the
-    /// forecast asks for hundreds).
+    /// [`Store::spend_under`] for each prefix (the forecast asks for
+    /// hundreds): one statement per hundred prefixes, each prefix a range
+    /// of a `VALUES` list joined to the ledger by execution id, so the cost
+    /// is a few round trips on PostgreSQL, not one per prefix.
     pub fn spend_under_each(
         &self,
         prefixes: &[&str],
     ) -> Result<Vec<Vec<ProfileSpend>>, StoreError> {
+        const CHUNK: usize = 100;
         let mut guard = self.conn()?;
         let conn = guard.db();
-        let e = |err| self.err("reading a paper's spend", err);
-        let mut out = Vec::with_capacity(prefixes.len());
-        for prefix in prefixes {
+        let e = |err| self.err("reading papers' spend", err);
+        let mut by_prefix: std::collections::HashMap<String, Vec<ProfileSpend>> =
+            std::collections::HashMap::new();
+        for chunk in prefixes.chunks(CHUNK) {
+            let bounds: Vec<String> = chunk
+                .iter()
+                .flat_map(|p| [format!("{p}/"), format!("{p}0")])
+                .collect();
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(?{}, ?{})", 2 * i + 1, 2 * i + 2))
+                .collect();
+            // PostgreSQL estimates a range join of a hundred prefixes as
+            // millions of rows and scans the ledger; LATERAL keeps it one
+            // index range per prefix, as SQLite's nested loop does anyway.
+            let sql = match conn.dialect() {
+                super::sql::Dialect::Sqlite => format!(
+                    "WITH r(lo, hi) AS (VALUES {})
+                     SELECT r.lo AS lo, c.profile AS profile, COUNT(*) AS requests,
+                            COALESCE(SUM(c.total_tokens), 0) AS tokens,
+                            COALESCE(SUM(c.cost), 0) AS cost,
+                            SUM(CASE WHEN c.cost_source = 'unknown' THEN 1 ELSE 0 END) AS unknown_cost
+                     FROM r JOIN llm_calls c ON c.execution_id >= r.lo AND c.execution_id < r.hi
+                     WHERE c.status IN ('reserved', 'ok', 'error')
+                     GROUP BY r.lo, c.profile",
+                    values.join(", ")
+                ),
+                super::sql::Dialect::Postgres => format!(
+                    "SELECT r.lo AS lo, s.profile AS profile, s.requests AS requests,
+                            s.tokens AS tokens, s.cost AS cost, s.unknown_cost AS unknown_cost
+                     FROM (VALUES {}) AS r(lo, hi)
+                     CROSS JOIN LATERAL (
+                        SELECT c.profile AS profile, COUNT(*) AS requests,
+                               COALESCE(SUM(c.total_tokens), 0) AS tokens,
+                               COALESCE(SUM(c.cost), 0) AS cost,
+                               SUM(CASE WHEN c.cost_source = 'unknown' THEN 1 ELSE 0 END) AS unknown_cost
+                        FROM llm_calls c
+                        WHERE c.execution_id >= r.lo AND c.execution_id < r.hi
+                          AND c.status IN ('reserved', 'ok', 'error')
+                        GROUP BY c.profile) s",
+                    values.join(", ")
+                ),
+            };
+            let args: Vec<&dyn rusqlite::ToSql> =
+                bounds.iter().map(|b| b as &dyn rusqlite::ToSql).collect();
             let rows = conn
-                .all(
-                    "SELECT profile, COUNT(*) AS requests,
-                            COALESCE(SUM(total_tokens), 0) AS tokens,
-                            COALESCE(SUM(cost), 0) AS cost,
-                            SUM(CASE WHEN cost_source = 'unknown' THEN 1 ELSE 0 END) AS unknown_cost
-                     FROM llm_calls
-                     WHERE execution_id >= ?1 AND execution_id < ?2
-                       AND status IN ('reserved', 'ok', 'error')
-                     GROUP BY profile",
-                    params![format!("{prefix}/"), format!("{prefix}0")],
-                    |r| {
-                        Ok(ProfileSpend {
+                .all(&sql, &args[..], |r| {
+                    Ok((
+                        r.get::<String>("lo")?,
+                        ProfileSpend {
                             profile: r.get("profile")?,
                             requests: count(r.get("requests")?),
                             tokens: count(r.get("tokens")?),
                             cost: super::round_money(r.get("cost")?),
                             unknown_cost: count(r.get::<Option<i64>>("unknown_cost")?.unwrap_or(0)),
-                        })
-                    },
-                )
+                        },
+                    ))
+                })
                 .map_err(e)?;
-            out.push(rows);
+            for (lo, spend) in rows {
+                by_prefix.entry(lo).or_default().push(spend);
+            }
         }
-        Ok(out)
+        Ok(prefixes
+            .iter()
+            .map(|p| {
+                let mut v = by_prefix.get(&format!("{p}/")).cloned().unwrap_or_default();
+                v.sort_by(|a, b| a.profile.cmp(&b.profile));
+                v
+            })
+            .collect())
     }
 
     /// Tokens (prompt + completion) of `model`'s rows settled in

@@ -359,6 +359,8 @@ pub async fn overview(
         "breakers": breakers,
         "budget": budget,
         "budget_total": budget_total,
+        "budget_limited": report.budget.classes.iter().chain([&report.budget.total])
+            .any(|b| b.limit.is_some() || b.tokens.limit.is_some() || b.usd.limit.is_some()),
         "budget_resets": show_time(&report.budget.resets_at),
         "failed_kinds": failed_kinds,
         "now": fmt_ts(now),
