@@ -296,7 +296,59 @@ fn queue_pages_walk_an_index_without_sorting() {
     }
 }
 
+/// The forecast's batched spend look-up agrees with one look-up per
+/// prefix, across statement chunks, for prefixes with and without calls,
+/// and never counts a sibling whose id merely starts the same way.
+#[test]
+fn spend_under_each_matches_spend_under_across_chunks() {
+    let (_d, s, _) = store();
+    let mut prefixes = Vec::new();
+    for i in 0..230 {
+        let paper = format!("paper:2504.{i:05}");
+        if i % 3 != 0 {
+            for (n, profile) in [(1, "cheap"), (2, "cheap"), (3, "expensive")] {
+                s.insert_spend_row(
+                    &format!("{paper}/prep/1/step{n}"),
+                    profile,
+                    0.5 * n as f64,
+                    100 * n,
+                );
+            }
+        }
+        // A sibling paper id that extends this one: not under its prefix.
+        s.insert_spend_row(&format!("{paper}1/prep/1"), "cheap", 9.0, 9);
+        prefixes.push(format!("{paper}/prep"));
+    }
+    let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let batched = s.spend_under_each(&refs).unwrap();
+    assert_eq!(batched.len(), prefixes.len());
+    for (p, got) in prefixes.iter().zip(&batched) {
+        let mut want = s.spend_under(p).unwrap();
+        want.sort_by(|a, b| a.profile.cmp(&b.profile));
+        assert_eq!(got, &want, "{p}");
+    }
+    assert!(batched[0].is_empty());
+    assert_eq!(batched[1].len(), 2);
+    assert_eq!(batched[1][0].requests, 2);
+    assert_eq!(batched[1][1].tokens, 300);
+}
+
 impl Store {
+    fn insert_spend_row(&self, execution_id: &str, profile: &str, cost: f64, tokens: i64) {
+        self.write("test spend row", |tx| {
+            tx.exec(
+                "INSERT INTO llm_calls (execution_id, machine, state, step, attempt, agent, provider,
+                     model, profile, request_hash, status, total_tokens, cost, cost_source, reserved_at)
+                 VALUES (?1, 'm', 's', 1, 1, 'a', 'p', 'model', ?2, 'h', 'ok', ?3, ?4, 'provider',
+                     '2026-01-01T00:00:00.000000Z')",
+                params![execution_id, profile, tokens, cost],
+            )
+            .map_err(|e| self.err("test", e))?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
     fn insert_test_call(
         &self,
         at: &str,
