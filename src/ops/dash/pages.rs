@@ -640,6 +640,10 @@ fn spans(t: &PaperTimeline) -> Vec<Span<'_>> {
             start_ms: start,
             end_ms: end,
             class: "phase",
+            note: a
+                .duration_ms
+                .map(human_duration_ms)
+                .unwrap_or_else(|| a.outcome.clone()),
             detail: format!(
                 "{label}: {}{}",
                 a.outcome,
@@ -685,6 +689,7 @@ fn push_states<'a>(
             start_ms: start,
             end_ms: s.ended_at.as_deref().and_then(&ms),
             class: &s.outcome,
+            note: s.duration_ms.map(human_duration_ms).unwrap_or_default(),
             detail: format!(
                 "{} / {}: {}{}{}",
                 e.machine,

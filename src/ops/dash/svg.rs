@@ -263,6 +263,8 @@ pub struct Span<'a> {
     pub class: &'a str,
     /// Hover text.
     pub detail: String,
+    /// Shown beside the bar (its duration), may be empty.
+    pub note: String,
 }
 
 /// Spans on one time axis, one row each, in the given order.
@@ -295,9 +297,11 @@ pub fn gantt(title: &str, spans: &[Span<'_>], now_ms: i64) -> String {
         let xx = n(x(ms));
         let _ = write!(
             s,
-            r#"<line class="grid" x1="{xx}" x2="{xx}" y1="24" y2="{}"/><text class="tick" x="{xx}" y="{}" text-anchor="middle">+{}</text>"#,
+            r#"<line class="grid" x1="{xx}" x2="{xx}" y1="24" y2="{}"/><text class="tick" x="{xx}" y="{}" text-anchor="{}">+{}</text>"#,
             n(h - 14.0),
             n(h - 3.0),
+            // The last label ends at its line, inside the chart.
+            if i == 4 { "end" } else { "middle" },
             esc(&super::super::human_duration_ms(ms - start))
         );
     }
@@ -319,6 +323,22 @@ pub fn gantt(title: &str, spans: &[Span<'_>], now_ms: i64) -> String {
             n(ROW - 5.0),
             esc(&sp.detail)
         );
+        if !sp.note.is_empty() {
+            // Right of the bar, or left of it when the bar ends near the
+            // chart's edge.
+            let (tx, anchor) = if x1 + 64.0 < W {
+                (x1 + 4.0, "start")
+            } else {
+                (x0 - 4.0, "end")
+            };
+            let _ = write!(
+                s,
+                r#"<text class="tick" x="{}" y="{}" text-anchor="{anchor}">{}</text>"#,
+                n(tx),
+                n(yy + ROW - 6.0),
+                esc(&sp.note)
+            );
+        }
     }
     s.push_str("</svg>");
     s
@@ -359,6 +379,7 @@ mod tests {
                 end_ms: None,
                 class: "ok",
                 detail: evil.into(),
+                note: evil.into(),
             }],
             10,
         );
