@@ -34,3 +34,8 @@ CREATE TRIGGER executions_fts_update AFTER UPDATE OF title ON executions BEGIN
     INSERT INTO executions_fts(executions_fts, rowid, title) VALUES ('delete', old.rowid, old.title);
     INSERT INTO executions_fts(rowid, title) VALUES (new.rowid, new.title);
 END;
+-- `/metrics` totals the whole ledger per model, status, cost source and
+-- profile on every scrape: with every column it reads in one index, that is an
+-- index-only scan in index order rather than a read of every ledger row.
+CREATE INDEX llm_calls_totals ON llm_calls(model, status, cost_source, currency, profile,
+    http_status, error_kind, prompt_tokens, completion_tokens, cost);

@@ -14,3 +14,8 @@ CREATE INDEX llm_calls_dash ON llm_calls(reserved_at, model, status, http_status
 DROP INDEX llm_calls_time;
 CREATE INDEX executions_title_search ON executions
     USING gin (to_tsvector('simple', coalesce(title, '')));
+-- `/metrics` totals the whole ledger per model, status, cost source and
+-- profile on every scrape: with every column it reads in one index, that is an
+-- index-only scan in index order rather than a read of every ledger row.
+CREATE INDEX llm_calls_totals ON llm_calls(model, status, cost_source, currency, profile,
+    http_status, error_kind, prompt_tokens, completion_tokens, cost);

@@ -113,28 +113,62 @@ impl Store {
         let mut guard = self.conn()?;
         let conn = guard.db();
         let e = |err| self.err("reading spend per model", err);
+        // Grouped in the order of `llm_calls_totals` (an index-only scan,
+        // no sort), then merged per (model, profile, currency) here.
         let rows = conn
             .all(
-                "SELECT model, profile, currency, COUNT(*) AS requests,
+                "SELECT model, status, cost_source, currency, profile, COUNT(*) AS requests,
                         COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,
                         COALESCE(SUM(completion_tokens), 0) AS completion_tokens,
                         COALESCE(SUM(cost), 0) AS cost
-                 FROM llm_calls WHERE status IN ('reserved', 'ok', 'error')
-                 GROUP BY model, profile, currency ORDER BY model, profile, currency",
+                 FROM llm_calls
+                 GROUP BY model, status, cost_source, currency, profile
+                 ORDER BY model, status, cost_source, currency, profile",
                 params![],
                 |r| {
-                    Ok(ModelSpend {
-                        model: r.get("model")?,
-                        profile: r.get("profile")?,
-                        currency: r.get("currency")?,
-                        requests: count(r.get("requests")?),
-                        prompt_tokens: count(r.get("prompt_tokens")?),
-                        completion_tokens: count(r.get("completion_tokens")?),
-                        cost: super::round_money(r.get("cost")?),
-                    })
+                    Ok((
+                        r.get::<String>("status")?,
+                        ModelSpend {
+                            model: r.get("model")?,
+                            profile: r.get("profile")?,
+                            currency: r.get("currency")?,
+                            requests: count(r.get("requests")?),
+                            prompt_tokens: count(r.get("prompt_tokens")?),
+                            completion_tokens: count(r.get("completion_tokens")?),
+                            cost: r.get("cost")?,
+                        },
+                    ))
                 },
             )
             .map_err(e)?;
+        let mut merged: std::collections::BTreeMap<
+            (String, Option<String>, Option<String>),
+            ModelSpend,
+        > = std::collections::BTreeMap::new();
+        for (status, row) in rows {
+            if !matches!(status.as_str(), "reserved" | "ok" | "error") {
+                continue;
+            }
+            let key = (row.model.clone(), row.profile.clone(), row.currency.clone());
+            match merged.get_mut(&key) {
+                Some(m) => {
+                    m.requests += row.requests;
+                    m.prompt_tokens += row.prompt_tokens;
+                    m.completion_tokens += row.completion_tokens;
+                    m.cost += row.cost;
+                }
+                None => {
+                    merged.insert(key, row);
+                }
+            }
+        }
+        let rows: Vec<ModelSpend> = merged
+            .into_values()
+            .map(|mut m| {
+                m.cost = super::round_money(m.cost);
+                m
+            })
+            .collect();
         Ok(rows)
     }
 

@@ -380,72 +380,63 @@ impl Store {
     pub fn llm_totals(&self) -> Result<Vec<LlmModelTotals>, StoreError> {
         let mut guard = self.conn()?;
         let conn = guard.db();
+        // One pass in the order of `llm_calls_totals`, which holds every
+        // column read: an index-only scan instead of reading each ledger
+        // row (responses included) twice.
         let rows = conn
             .all(
-                "SELECT model, status, COUNT(*) AS n, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt,
+                "SELECT model, status, cost_source, currency, COUNT(*) AS n,
+                        CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt,
                         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion,
-                        CAST(SUM(CASE WHEN http_status = 429 OR error_kind = 'rate_limit' THEN 1 ELSE 0 END) AS BIGINT) AS limited
-                 FROM llm_calls GROUP BY model, status ORDER BY model, status",
+                        CAST(SUM(CASE WHEN http_status = 429 OR error_kind = 'rate_limit' THEN 1 ELSE 0 END) AS BIGINT) AS limited,
+                        COALESCE(SUM(cost), 0.0) AS spent
+                 FROM llm_calls GROUP BY model, status, cost_source, currency
+                 ORDER BY model, status, cost_source, currency",
                 params![],
                 |r| {
                     Ok((
                         r.get::<String>("model")?,
                         r.get::<String>("status")?,
+                        r.get::<Option<String>>("cost_source")?,
+                        r.get::<Option<String>>("currency")?,
                         r.get::<i64>("n")?.max(0) as u64,
                         r.get::<i64>("prompt")?.max(0) as u64,
                         r.get::<i64>("completion")?.max(0) as u64,
                         r.get::<Option<i64>>("limited")?.unwrap_or(0).max(0) as u64,
+                        r.get::<f64>("spent")?,
                     ))
                 },
             )
             .map_err(|e| self.err("reading ledger totals", e))?;
         let mut out: Vec<LlmModelTotals> = Vec::new();
-        for row in rows {
-            let (model, status, n, prompt, completion, limited) = row;
+        for (model, status, source, currency, n, prompt, completion, limited, spent) in rows {
             if out.last().is_none_or(|t| t.model != model) {
                 out.push(LlmModelTotals {
                     model: model.clone(),
                     ..LlmModelTotals::default()
                 });
             }
-            if let Some(t) = out.last_mut() {
-                t.by_status.push((status, n));
-                t.prompt_tokens += prompt;
-                t.completion_tokens += completion;
-                t.rate_limited += limited;
+            let Some(t) = out.last_mut() else { continue };
+            match t.by_status.iter_mut().find(|(s, _)| *s == status) {
+                Some((_, total)) => *total += n,
+                None => t.by_status.push((status, n)),
             }
-        }
-        let rows = conn
-            .all(
-                "SELECT model, cost_source, COALESCE(currency, 'USD') AS currency,
-                        COUNT(*) AS n, COALESCE(SUM(cost), 0.0) AS spent
-                 FROM llm_calls WHERE cost_source IS NOT NULL
-                 GROUP BY model, cost_source, currency ORDER BY model, currency",
-                params![],
-                |r| {
-                    Ok((
-                        r.get::<String>("model")?,
-                        r.get::<String>("cost_source")?,
-                        r.get::<String>("currency")?,
-                        r.get::<i64>("n")?.max(0) as u64,
-                        r.get::<f64>("spent")?,
-                    ))
-                },
-            )
-            .map_err(|e| self.err("reading ledger spend", e))?;
-        for row in rows {
-            let (model, source, currency, n, spent) = row;
-            let Some(t) = out.iter_mut().find(|t| t.model == model) else {
-                continue;
-            };
+            t.prompt_tokens += prompt;
+            t.completion_tokens += completion;
+            t.rate_limited += limited;
+            let Some(source) = source else { continue };
             if source == CostSource::Unknown.as_str() {
                 t.unknown_cost += n;
                 continue;
             }
+            let currency = currency.unwrap_or_else(|| "USD".to_string());
             match t.costs.iter_mut().find(|(c, _)| *c == currency) {
                 Some((_, total)) => *total += spent,
                 None => t.costs.push((currency, spent)),
             }
+        }
+        for t in &mut out {
+            t.costs.sort_by(|a, b| a.0.cmp(&b.0));
         }
         Ok(out)
     }
