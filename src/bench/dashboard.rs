@@ -10,6 +10,7 @@
 //! days. Each paper has its phase events (claimed and finished per phase),
 //! so the charts, the queue filters and the paper page all have work.
 
+use super::pipeline::percentile;
 use crate::ops::http::{serve, OpsState};
 use crate::ops::metrics::Metrics;
 use crate::runner::Config;
@@ -48,14 +49,6 @@ pub struct DashboardResult {
     pub db_bytes: u64,
     pub generate_secs: Option<f64>,
     pub pages: Vec<PageTiming>,
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Generate (unless `opts.db` exists) and time the pages.

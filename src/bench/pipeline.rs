@@ -498,7 +498,8 @@ async fn calibrate_extraction(paths: &[PathBuf], budget: usize, limits: &PdfConf
     (t1.saturating_sub(t0)).as_secs_f64() / paths.len() as f64
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The value at quantile `p` of `sorted` (nearest rank; 0 when empty).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

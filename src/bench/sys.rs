@@ -100,7 +100,7 @@ pub fn host_busy_cpu() -> Option<Duration> {
         .collect();
     // user nice system idle iowait irq softirq steal
     let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
-    Some(Duration::from_secs_f64(busy as f64 / clock_ticks()?))
+    Duration::try_from_secs_f64(busy as f64 / clock_ticks()?).ok()
 }
 
 /// Clock ticks per second of `/proc` CPU times.

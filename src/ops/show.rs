@@ -400,7 +400,7 @@ fn call_totals(calls: &[LlmCallRow]) -> CallTotals {
 }
 
 /// A cost for the call table: six decimals, `unknown` when not known.
-fn money(cost: Option<f64>, source: Option<&str>) -> String {
+pub(crate) fn money(cost: Option<f64>, source: Option<&str>) -> String {
     match (cost, source) {
         (_, Some("unknown")) => "unknown".into(),
         (Some(c), _) => format!("{c:.6}"),

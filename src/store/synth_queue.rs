@@ -9,8 +9,7 @@ use rusqlite::params;
 use std::path::Path;
 
 fn ts(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    super::timestamp_text(ms.saturating_mul(1000))
 }
 
 const WORDS: [&str; 48] = [

@@ -6,23 +6,12 @@
 //! feature (`wait_for`, `launch`, `tool_loop`, `mdap_voting`, hooks) has a
 //! test that runs its machines and checks the outputs.
 
-use crate::support::{fixture, stderr, stdout};
+use crate::support::{fixture, runner_in as runner, stderr, stdout};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::{Command, Output};
 
 fn corpus() -> std::path::PathBuf {
     fixture("compat/machines")
-}
-
-fn runner(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .env_remove("RUNNER_CONFIG")
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn json_out(o: &Output) -> Value {

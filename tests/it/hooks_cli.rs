@@ -2,7 +2,7 @@
 //! `runner machine run|check` binary: an SDK-style machine whose custom
 //! action, state hooks and lifecycle hooks are served by a shell script.
 
-use crate::support::{stderr, stdout};
+use crate::support::{runner_in as runner, stderr, stdout};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -60,15 +60,6 @@ fn setup() -> tempfile::TempDir {
     script(dir.path(), "hook.sh", HOOK);
     script(dir.path(), "fail.sh", FAILING);
     dir
-}
-
-fn runner(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn run(dir: &Path, hooks: &[&str]) -> Output {

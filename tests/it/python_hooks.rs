@@ -11,11 +11,11 @@
 //!
 //! These tests need `python3`; without it they print a skip message.
 
-use crate::support::{copy_dir, fixture, stderr, stdout};
+use crate::support::{copy_dir, fixture, runner_in as runner, stderr, stdout};
 use paper_runner::engine::{ErrorKind, Hook, HookCall, HookEvent, PythonConfig, PythonHook};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 const HOOKS: &str = "v2-hooks=python:src/rpa/hooks.py:DemoHooks";
@@ -36,15 +36,6 @@ fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture("compat/python"), dir.path());
     dir
-}
-
-fn runner(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn events(dir: &Path) -> Vec<String> {

@@ -790,7 +790,7 @@ pub async fn paper(
                 "tokens": format!("{} / {}", c.prompt_tokens.map(|v| v.to_string()).unwrap_or_else(|| "—".into()),
                                   c.completion_tokens.map(|v| v.to_string()).unwrap_or_else(|| "—".into())),
                 "latency": c.latency_ms.map(|v| human_duration_ms(v.min(i64::MAX as u64) as i64)),
-                "cost": c.cost.map(|v| format!("{v:.4}")),
+                "cost": crate::ops::show::money(c.cost, c.cost_source.as_deref()),
             })
         })
         .collect();

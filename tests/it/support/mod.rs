@@ -17,6 +17,18 @@ pub use site::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// Run the `runner` binary in `dir` with `args` (no `RUST_LOG`, no
+/// `RUNNER_CONFIG` from the test's environment) and wait for it.
+pub fn runner_in(dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("RUNNER_CONFIG")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The repository root (the paper-runner package).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
