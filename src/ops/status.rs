@@ -488,8 +488,10 @@ struct ExpensiveMachine {
 /// may ask every few seconds.
 const MACHINE_CACHE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// What a loaded machine was loaded for (its files and the budget
+/// settings its worst case is priced with), when, and the result.
 type MachineCache = Option<(
-    std::path::PathBuf,
+    (std::path::PathBuf, crate::runner::config::BudgetSettings),
     std::time::Instant,
     Option<std::sync::Arc<ExpensiveMachine>>,
 )>;
@@ -498,8 +500,11 @@ fn expensive_machine(settings: &Settings) -> Option<std::sync::Arc<ExpensiveMach
     static CACHE: std::sync::Mutex<MachineCache> = std::sync::Mutex::new(None);
     let cfg = &settings.config;
     if let Ok(guard) = CACHE.lock() {
-        if let Some((dir, at, loaded)) = guard.as_ref() {
-            if *dir == cfg.machines_dir && at.elapsed() < MACHINE_CACHE {
+        if let Some(((dir, budget), at, loaded)) = guard.as_ref() {
+            if *dir == cfg.machines_dir
+                && *budget == settings.budget
+                && at.elapsed() < MACHINE_CACHE
+            {
                 return loaded.clone();
             }
         }
@@ -507,7 +512,7 @@ fn expensive_machine(settings: &Settings) -> Option<std::sync::Arc<ExpensiveMach
     let loaded = load_expensive_machine(settings).map(std::sync::Arc::new);
     if let Ok(mut guard) = CACHE.lock() {
         *guard = Some((
-            cfg.machines_dir.clone(),
+            (cfg.machines_dir.clone(), settings.budget.clone()),
             std::time::Instant::now(),
             loaded.clone(),
         ));
